@@ -1,0 +1,46 @@
+"""SageMaker Batch Transform behind TransformJobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from bincount.ports import JobSubmissionError
+
+# CreateTransformJob: ResourceInUse = the (deterministic) name exists, which is success for us.
+ALREADY_EXISTS = "ResourceInUse"
+RETRYABLE = frozenset(
+    {"ThrottlingException", "ResourceLimitExceeded", "ServiceUnavailable", "InternalFailure"}
+)
+
+
+class SageMakerTransformJobs:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    @classmethod
+    def from_env(cls) -> SageMakerTransformJobs:
+        return cls(boto3.client("sagemaker"))
+
+    def create(self, request: dict[str, Any]) -> bool:
+        try:
+            self.client.create_transform_job(**request)
+        except ClientError as error:
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            message = str(error.response.get("Error", {}).get("Message", ""))
+            if code == ALREADY_EXISTS:
+                return False
+            raise JobSubmissionError(code, message, retryable=code in RETRYABLE) from error
+        return True
+
+    def count_in_progress(self, name_prefix: str, limit: int) -> int:
+        count = 0
+        paginator = self.client.get_paginator("list_transform_jobs")
+        for page in paginator.paginate(StatusEquals="InProgress", NameContains=name_prefix):
+            names = [job["TransformJobName"] for job in page.get("TransformJobSummaries", [])]
+            count += sum(1 for name in names if name.startswith(name_prefix))
+            if count >= limit:
+                return count
+        return count

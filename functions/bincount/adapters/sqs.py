@@ -1,0 +1,36 @@
+"""Backing off messages that must wait (job cap, throttling) so they do not burn receives."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import boto3
+
+MAX_VISIBILITY_S = 900
+BASE_DELAY_S = 30
+
+
+def backoff_seconds(receive_count: int) -> int:
+    """30 s, 60 s, 120 s ... capped at 15 minutes, by how often SQS has delivered the message."""
+    return min(MAX_VISIBILITY_S, BASE_DELAY_S * 2 ** max(0, receive_count - 1))
+
+
+class SqsVisibility:
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self.client = client
+        self.queue_url = queue_url
+
+    @classmethod
+    def from_env(cls, queue_url: str) -> SqsVisibility:
+        return cls(boto3.client("sqs"), queue_url)
+
+    def defer(self, receipts: Sequence[tuple[str, int]]) -> None:
+        """``receipts``: (receipt handle, ApproximateReceiveCount). Best effort: Lambda still redelivers."""
+        entries = [
+            {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": backoff_seconds(count)}
+            for index, (handle, count) in enumerate(receipts)
+        ]
+        for start in range(0, len(entries), 10):
+            batch = entries[start : start + 10]
+            self.client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=batch)

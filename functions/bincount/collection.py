@@ -1,0 +1,234 @@
+"""What a finished transform job means for the counts: record, publish, re-drive.
+
+Per image, in this order, so a crash at any point is repaired by a retry of the same event:
+1. an image record already exists → "duplicate, safely ignored" (nothing else happens);
+2. move LATEST forward if this photo is newer (optimistic lock on the held version);
+3. publish the image's events;
+4. write the image record — the commit point. Events are at-least-once; records exactly-once.
+Images a failed or stopped job left without output are split and resubmitted (new deterministic
+jobs) until a lone failing image is recorded as ``transform_failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bincount.batching import (
+    Chunk,
+    JobLayout,
+    chunk_from_images_document,
+    image_key_for_output,
+    split_for_redrive,
+)
+from bincount.job_events import TransformJobEvent
+from bincount.keys import ImageObject
+from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
+from bincount.publishing import events_for, put_all
+from bincount.records import (
+    ImageOutcome,
+    LatestDecision,
+    LatestState,
+    decide_latest,
+    image_item,
+    latest_attributes,
+    outcome_for,
+)
+from bincount.results import TRANSFORM_FAILED, CountResult, ErrorResult, ResultRecord, parse_result_body
+from bincount.submission import Submitted, Submitter
+from bincount.timefmt import now
+
+log = logging.getLogger(__name__)
+
+MAX_LATEST_ATTEMPTS = 8
+
+
+class CollectionIncomplete(Exception):
+    """Some images could not be finished (events not published, re-drive refused): retry the event."""
+
+
+@dataclass
+class CollectionReport:
+    job_name: str
+    status: str
+    ignored: bool = False
+    counted: list[ImageOutcome] = field(default_factory=list)
+    rejected: list[ImageOutcome] = field(default_factory=list)
+    duplicates: int = 0
+    stale: int = 0
+    events_published: int = 0
+    redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
+    redriven_images: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Collector:
+    objects: ObjectStore
+    counts: CountStore
+    jobs: JobStore
+    sender: EventSender
+    submitter: Submitter
+    layout: JobLayout
+    bus_name: str
+    confidence_threshold: float
+    job_name_prefix: str
+    read_workers: int = 8
+    publish_max_attempts: int = 4
+    clock: Callable[[], str] = now
+    sleep: Callable[[float], None] | None = None
+
+    # -- entry point ------------------------------------------------------------------------------
+
+    def collect(self, job: TransformJobEvent) -> CollectionReport:
+        report = CollectionReport(job_name=job.job_name, status=job.status)
+        if not job.job_name.startswith(f"{self.job_name_prefix}-"):
+            report.ignored = True
+            return report
+        if not job.is_terminal:
+            self.jobs.update(job.job_name, {"status": job.status, "updated_at": self.clock()})
+            report.ignored = True
+            return report
+        chunk = self._load_chunk(job)
+        results = self._read_results(job, chunk)
+        outcomes = [
+            outcome_for(image, results[image.key], job.job_name, self.confidence_threshold)
+            for image in chunk.images
+            if image.key in results
+        ]
+        missing = [image for image in chunk.images if image.key not in results]
+        if missing and len(chunk.images) == 1:
+            reason = job.failure_reason or f"transform job {job.status} without output for this image"
+            failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
+            outcomes.append(outcome_for(missing[0], failed, job.job_name, self.confidence_threshold))
+            missing = []
+        self._record(outcomes, report)
+        if missing:
+            self._redrive(job, missing, report)
+        self.jobs.update(
+            job.job_name,
+            {
+                "status": job.status,
+                "failure_reason": job.failure_reason or None,
+                "ended_at": job.ended_at,
+                "counted": len(report.counted),
+                "rejected": len(report.rejected),
+                "redriven_images": report.redriven_images,
+                "redriven_jobs": sorted(report.redriven_jobs),
+                "updated_at": self.clock(),
+            },
+        )
+        if report.problems:
+            raise CollectionIncomplete("; ".join(report.problems))
+        return report
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _load_chunk(self, job: TransformJobEvent) -> Chunk:
+        """The job's image list: next to the manifest named by the tag, else by the layout."""
+        manifest_uri = job.tags.get("bincount:manifest") or job.manifest_uri or ""
+        if manifest_uri.startswith("s3://") and manifest_uri.endswith("/manifest.json"):
+            bucket, _, key = manifest_uri[len("s3://") :].partition("/")
+            images_key = key[: -len("manifest.json")] + "images.json"
+        else:
+            bucket, images_key = self.layout.results_bucket, self.layout.images_key(job.job_name)
+        return chunk_from_images_document(self.objects.get_json(bucket, images_key))
+
+    def _read_results(self, job: TransformJobEvent, chunk: Chunk) -> dict[str, ResultRecord]:
+        """Every ``.out`` of the job (listed with a paginator, read concurrently), by image key."""
+        bucket = self.layout.results_bucket
+        wanted = {image.key for image in chunk.images}
+        outputs: dict[str, str] = {}
+        for output_key in self.objects.list_keys(bucket, self.layout.output_prefix_for(job.job_name)):
+            image_key = image_key_for_output(self.layout, job.job_name, output_key)
+            if image_key in wanted:
+                outputs[image_key] = output_key
+
+        def read(item: tuple[str, str]) -> tuple[str, ResultRecord]:
+            image_key, output_key = item
+            return image_key, parse_result_body(self.objects.get_bytes(bucket, output_key))
+
+        if not outputs:
+            return {}
+        with ThreadPoolExecutor(max_workers=max(1, min(self.read_workers, len(outputs)))) as pool:
+            return dict(pool.map(read, sorted(outputs.items())))
+
+    # -- recording --------------------------------------------------------------------------------
+
+    def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
+        pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = []
+        for outcome in outcomes:
+            if self._already_recorded(outcome.image):
+                log.info("duplicate, safely ignored", extra={"image_key": outcome.image.key})
+                report.duplicates += 1
+                continue
+            decision, previous, expected = self._advance_latest(outcome)
+            if decision is LatestDecision.STALE:
+                log.info("older photo, newer count kept", extra={"image_key": outcome.image.key})
+                report.stale += 1
+            events = events_for(outcome, decision, previous, expected, self.confidence_threshold)
+            pending.append((outcome, [event.to_eventbridge_entry(self.bus_name) for event in events]))
+
+        entries = [entry for _, outcome_entries in pending for entry in outcome_entries]
+        kwargs: dict[str, Any] = {"max_attempts": self.publish_max_attempts}
+        if self.sleep is not None:
+            kwargs["sleep"] = self.sleep
+        failures = put_all(entries, self.sender.send, **kwargs) if entries else []
+        failed_ids = {id(failure.entry) for failure in failures}
+        report.events_published += len(entries) - len(failures)
+        for failure in failures:
+            log.warning(
+                "event not published",
+                extra={"code": failure.code, "entry": failure.entry["DetailType"]},
+            )
+
+        recorded_at = self.clock()
+        for outcome, outcome_entries in pending:
+            if any(id(entry) in failed_ids for entry in outcome_entries):
+                report.problems.append(f"events for {outcome.image.key} not published")
+                continue  # no image record: the retried event redoes this image
+            if not self.counts.put_image(image_item(outcome, recorded_at)):
+                report.duplicates += 1
+                continue
+            (report.counted if outcome.is_count else report.rejected).append(outcome)
+
+    def _already_recorded(self, image: ImageObject) -> bool:
+        existing = self.counts.get_image(image.bin_id, image.key)
+        if existing is None:
+            return False
+        return existing.get("etag") == image.etag or str(existing.get("captured_at", "")) >= image.captured_at
+
+    def _advance_latest(self, outcome: ImageOutcome) -> tuple[LatestDecision | None, int | None, int | None]:
+        """(decision, previous count, expected quantity); errors never touch LATEST."""
+        if not isinstance(outcome.result, CountResult):
+            return None, None, None
+        for _ in range(MAX_LATEST_ATTEMPTS):
+            state = LatestState.from_item(self.counts.get_latest(outcome.image.bin_id))
+            decision = decide_latest(state, outcome.image)
+            expected = state.expected_quantity if state else None
+            if decision is LatestDecision.STALE:
+                return decision, state.count if state else None, expected
+            if decision is LatestDecision.ALREADY_APPLIED:
+                return decision, state.previous_count if state else None, expected
+            previous = state.count if state else None
+            attributes = latest_attributes(outcome, previous, self.clock())
+            if self.counts.put_latest(outcome.image.bin_id, attributes, state.version if state else None):
+                return decision, previous, expected
+        raise CollectionIncomplete(f"LATEST of bin {outcome.image.bin_id} kept changing under us")
+
+    # -- re-drive ---------------------------------------------------------------------------------
+
+    def _redrive(self, job: TransformJobEvent, missing: list[ImageObject], report: CollectionReport) -> None:
+        for chunk in split_for_redrive(missing, prefix=self.job_name_prefix):
+            try:
+                outcome = self.submitter.submit(chunk, parent_job=job.job_name)
+            except JobSubmissionError as error:
+                refused = Submitted.DEFERRED if error.retryable else Submitted.FAILED
+                report.redriven_jobs[chunk.job_name] = refused
+                report.problems.append(f"re-drive {chunk.job_name} refused: {error}")
+                continue
+            report.redriven_jobs[chunk.job_name] = outcome
+            report.redriven_images += len(chunk.images)

@@ -1,0 +1,115 @@
+"""Events for inventory systems on the custom bus (source ``bincount``): the one schema definition.
+
+Publisher and consumers share these classes: ``to_eventbridge_entry`` builds a PutEvents entry,
+``from_eventbridge_event`` reads a delivered event back into the same class.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
+
+SOURCE = "bincount"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    bucket: str
+    key: str
+    etag: str
+
+
+@dataclass(frozen=True)
+class InventoryEvent:
+    """Common fields; ``detail_type`` names the EventBridge ``detail-type``."""
+
+    detail_type: ClassVar[str] = ""
+
+    bin_id: str
+    image: ImageRef
+    captured_at: str
+    model_version: str
+    job_name: str
+
+    def detail(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_eventbridge_entry(self, bus_name: str) -> dict[str, Any]:
+        return {
+            "Source": SOURCE,
+            "DetailType": self.detail_type,
+            "Detail": json.dumps(self.detail(), sort_keys=True),
+            "EventBusName": bus_name,
+            "Resources": [f"arn:aws:s3:::{self.image.bucket}/{self.image.key}"],
+        }
+
+
+@dataclass(frozen=True)
+class BinCountUpdated(InventoryEvent):
+    detail_type: ClassVar[str] = "Bin Count Updated"
+
+    count: int
+    confidence: float
+    previous_count: int | None
+    count_is_lower_bound: bool
+    needs_review: bool
+
+
+@dataclass(frozen=True)
+class BinCountNeedsReview(InventoryEvent):
+    detail_type: ClassVar[str] = "Bin Count Needs Review"
+
+    count: int
+    confidence: float
+    threshold: float
+    count_is_lower_bound: bool
+
+
+@dataclass(frozen=True)
+class BinImageRejected(InventoryEvent):
+    detail_type: ClassVar[str] = "Bin Image Rejected"
+
+    error_code: str
+    error_message: str
+
+
+@dataclass(frozen=True)
+class InventoryDiscrepancyDetected(InventoryEvent):
+    detail_type: ClassVar[str] = "Inventory Discrepancy Detected"
+
+    expected_quantity: int
+    count: int
+    count_is_lower_bound: bool
+    difference: int
+
+
+EVENT_TYPES: dict[str, type[InventoryEvent]] = {
+    cls.detail_type: cls
+    for cls in (BinCountUpdated, BinCountNeedsReview, BinImageRejected, InventoryDiscrepancyDetected)
+}
+
+
+def from_detail(detail_type: str, detail: Mapping[str, Any]) -> InventoryEvent:
+    cls = EVENT_TYPES.get(detail_type)
+    if cls is None:
+        raise ValueError(f"not a Bin Count event: {detail_type!r}")
+    values = {f.name: detail[f.name] for f in fields(cls) if f.name in detail}
+    values["image"] = ImageRef(**detail["image"])
+    return cls(**values)
+
+
+def from_eventbridge_event(event: Mapping[str, Any]) -> InventoryEvent:
+    """A delivered event (``detail`` already decoded, as EventBridge targets receive it)."""
+    if event.get("source") != SOURCE:
+        raise ValueError(f"not from {SOURCE}: {event.get('source')!r}")
+    detail = event["detail"]
+    if isinstance(detail, str):
+        detail = json.loads(detail)
+    return from_detail(str(event["detail-type"]), detail)
+
+
+def from_eventbridge_entry(entry: Mapping[str, Any]) -> InventoryEvent:
+    """A PutEvents entry back into its event (tests and replays)."""
+    return from_detail(str(entry["DetailType"]), json.loads(entry["Detail"]))

@@ -1,0 +1,90 @@
+"""The serving contract's result records (docs/ARCHITECTURE.md, "Serving contract"), parsed.
+
+A ``.out`` body is one JSON record: a count or an error. Anything else (truncated file, HTML
+error page) becomes an ``invalid_output`` error so the image still ends with exactly one record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+ERROR_CODES = frozenset(
+    {"empty_body", "unsupported_content_type", "corrupt_image", "image_too_large", "internal_error"}
+)
+# Codes the pipeline itself assigns (not the model).
+INVALID_OUTPUT = "invalid_output"
+TRANSFORM_FAILED = "transform_failed"
+
+
+@dataclass(frozen=True)
+class CountResult:
+    count: int
+    confidence: float
+    probabilities: tuple[float, ...]
+    count_is_lower_bound: bool
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ErrorResult:
+    code: str
+    message: str
+    model_version: str = ""
+
+
+ResultRecord = CountResult | ErrorResult
+
+
+def _finite(value: Any, name: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} is not finite")
+    return number
+
+
+def parse_record(record: Any) -> ResultRecord:
+    """Validate one decoded record; raises ValueError when it breaks the contract."""
+    if not isinstance(record, dict):
+        raise ValueError("record is not a JSON object")
+    version = str(record.get("model_version", ""))
+    if "error" in record:
+        error = record["error"]
+        if not isinstance(error, dict) or "code" not in error:
+            raise ValueError("error without a code")
+        message = str(error.get("message", ""))
+        return ErrorResult(code=str(error["code"]), message=message, model_version=version)
+    count = record["count"]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a non-negative integer, got {count!r}")
+    confidence = _finite(record["confidence"], "confidence")
+    if not 0.0 <= confidence <= 1.0:
+        raise ValueError(f"confidence outside [0, 1]: {confidence}")
+    probabilities = tuple(_finite(p, "probability") for p in record.get("probabilities", []))
+    return CountResult(
+        count=count,
+        confidence=confidence,
+        probabilities=probabilities,
+        count_is_lower_bound=bool(record.get("count_is_lower_bound", False)),
+        model_version=version,
+    )
+
+
+def parse_result_body(body: bytes | str) -> ResultRecord:
+    """Parse a ``.out`` body (``application/json``, or the first line of ``application/jsonlines``)."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    if not text:
+        return ErrorResult(INVALID_OUTPUT, "empty result file")
+    try:
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError:
+            decoded = json.loads(text.splitlines()[0])
+        if isinstance(decoded, list) and len(decoded) == 1:
+            decoded = decoded[0]
+        return parse_record(decoded)
+    except (ValueError, KeyError, TypeError) as error:
+        return ErrorResult(INVALID_OUTPUT, f"result does not follow the serving contract: {error}"[:500])

@@ -1,0 +1,165 @@
+"""Collector Lambda: ``SageMaker Transform Job State Change`` → counts in DynamoDB + inventory events.
+
+Handler ``collector.app.handler``. With ``IDEMPOTENCY_TABLE`` set, a repeated delivery of the same
+(job, status) returns the stored summary without re-reading the results (Powertools idempotency);
+without it the per-image conditional writes still make a replay harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
+from bincount.adapters.eventbridge import EventBridgeSender
+from bincount.adapters.s3 import S3ObjectStore
+from bincount.adapters.sagemaker import SageMakerTransformJobs
+from bincount.batching import sanitize_prefix
+from bincount.collection import CollectionReport, Collector
+from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
+from bincount.results import CountResult
+from bincount.settings import Settings, get_settings
+from bincount.submission import Submitter
+
+logger = Logger()
+metrics = Metrics()
+
+IDEMPOTENCY_KEY = "[detail.TransformJobName, detail.TransformJobStatus]"
+
+
+@dataclass
+class CollectorRuntime:
+    settings: Settings
+    collector: Collector
+    idempotency: DynamoDBPersistenceLayer | None = None
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    s3: Any = None,
+    sagemaker: Any = None,
+    dynamodb: Any = None,
+    events: Any = None,
+    dynamodb_client: Any = None,
+    sleep: Callable[[float], None] | None = None,
+) -> CollectorRuntime:
+    """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
+    dynamodb = dynamodb or boto3.resource("dynamodb")
+    objects = S3ObjectStore(s3 or boto3.client("s3"))
+    jobs = DynamoJobStore(dynamodb.Table(settings.jobs_table))
+    submitter = Submitter(
+        objects=objects,
+        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
+        jobs=jobs,
+        layout=settings.layout(),
+        config=settings.transform_config(),
+    )
+    collector = Collector(
+        objects=objects,
+        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
+        jobs=jobs,
+        sender=EventBridgeSender(events or boto3.client("events")),
+        submitter=submitter,
+        layout=settings.layout(),
+        bus_name=settings.event_bus_name,
+        confidence_threshold=settings.confidence_threshold,
+        job_name_prefix=sanitize_prefix(settings.job_name_prefix),
+        read_workers=settings.result_read_workers,
+        publish_max_attempts=settings.publish_max_attempts,
+        sleep=sleep,
+    )
+    idempotency = (
+        DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
+        if settings.idempotency_table
+        else None
+    )
+    return CollectorRuntime(settings=settings, collector=collector, idempotency=idempotency)
+
+
+@lru_cache(maxsize=1)
+def get_runtime() -> CollectorRuntime:
+    return build_runtime(get_settings())
+
+
+def summary_of(report: CollectionReport) -> dict[str, Any]:
+    return {
+        "job_name": report.job_name,
+        "status": report.status,
+        "ignored": report.ignored,
+        "counted": len(report.counted),
+        "rejected": len(report.rejected),
+        "duplicates": report.duplicates,
+        "stale": report.stale,
+        "events_published": report.events_published,
+        "redriven_images": report.redriven_images,
+        "redriven_jobs": {name: outcome.value for name, outcome in report.redriven_jobs.items()},
+    }
+
+
+def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
+    """Counts and confidences as metric distributions: the drift watch (no Model Monitor)."""
+    metrics.add_metric(name="ImagesCounted", unit=MetricUnit.Count, value=len(report.counted))
+    metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=len(report.rejected))
+    metrics.add_metric(name="ImagesRedriven", unit=MetricUnit.Count, value=report.redriven_images)
+    metrics.add_metric(name="DuplicateResults", unit=MetricUnit.Count, value=report.duplicates)
+    metrics.add_metric(name="StalePhotos", unit=MetricUnit.Count, value=report.stale)
+    metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=report.events_published)
+    metrics.add_metric(
+        name="NeedsReview", unit=MetricUnit.Count, value=sum(1 for o in report.counted if o.needs_review)
+    )
+    metrics.add_metric(name=f"Jobs{job.status}", unit=MetricUnit.Count, value=1)
+    if job.latency_s is not None:
+        metrics.add_metric(name="JobLatency", unit=MetricUnit.Seconds, value=job.latency_s)
+    for outcome in report.counted:
+        assert isinstance(outcome.result, CountResult)
+        metrics.add_metric(name="PredictedCount", unit=MetricUnit.Count, value=outcome.result.count)
+        metrics.add_metric(name="CountConfidence", unit=MetricUnit.NoUnit, value=outcome.result.confidence)
+
+
+def collect(job_event: dict[str, Any], runtime: CollectorRuntime) -> dict[str, Any]:
+    job = parse_job_event(job_event)
+    logger.append_keys(job=job.job_name, status=job.status)
+    report = runtime.collector.collect(job)
+    summary = summary_of(report)
+    if not report.ignored:
+        emit_metrics(job, report)
+    logger.info("transform job collected", **summary)
+    return summary
+
+
+def process(event: dict[str, Any], context: Any, runtime: CollectorRuntime) -> dict[str, Any]:
+    try:
+        parse_job_event(event)
+    except NotATransformJobEvent as error:
+        logger.warning("not a transform job state change, ignored", error=str(error))
+        return {"ignored": True}
+    if runtime.idempotency is None:
+        return collect(event, runtime)
+    config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY, expires_after_seconds=7 * 24 * 3600)
+    if context is not None:
+        config.register_lambda_context(context)
+
+    @idempotent_function(
+        data_keyword_argument="job_event", persistence_store=runtime.idempotency, config=config
+    )
+    def collect_once(job_event: dict[str, Any]) -> dict[str, Any]:
+        return collect(job_event, runtime)
+
+    result: dict[str, Any] = collect_once(job_event=event)
+    return result
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return process(event, context, get_runtime())

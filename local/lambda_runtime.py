@@ -1,0 +1,323 @@
+"""Plays the Lambda service for the template's functions, nothing more.
+
+moto cannot run Lambda without Docker, so the demo invokes the real handlers itself, with the
+events the emulator delivered and in the shapes Lambda would pass: an SQS event source mapping
+(batch size, batching window, partial batch responses, redelivery through the visibility
+timeout, so moto's redrive to the DLQ applies) and EventBridge rules (one asynchronous invoke per
+event, delivered here through an SQS target because moto cannot target a function it did not
+create).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from local.moto_server import AwsEndpoint
+from local.stack import EventRuleSource, FunctionSpec, SqsEventSource
+from local.template import ACCOUNT_ID
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_s: int
+    region: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def merged_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:
+    """One process hosts every function, so their variables are merged; conflicts are reported."""
+    merged: dict[str, str] = {}
+    for spec in functions.values():
+        for name, value in spec.environment.items():
+            if name in merged and merged[name] != value:
+                log.warning(
+                    "%s differs between functions (%r vs %r); using %r", name, merged[name], value, value
+                )
+            merged[name] = value
+    return merged
+
+
+class FunctionRuntime:
+    """Imports one function's handler from its CodeUri and invokes it like Lambda does."""
+
+    def __init__(self, spec: FunctionSpec, region: str) -> None:
+        self.spec = spec
+        self.region = region
+        self.invocations = 0
+        self.errors = 0
+        self.busy_s = 0.0  # time spent inside the handler, for per-stage throughput
+        self._handler: Handler | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.spec.logical_id
+
+    def handler(self) -> Handler:
+        """Import ``module.function`` lazily, after the environment was set (settings read at import)."""
+        with self._lock:
+            if self._handler is None:
+                code_dir = str(self.spec.code_dir)
+                if code_dir not in sys.path:
+                    sys.path.insert(0, code_dir)
+                module_name, function_name = self.spec.handler.rsplit(".", 1)
+                self._handler = getattr(importlib.import_module(module_name), function_name)
+            return self._handler
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout_s, self.region)
+        handler = self.handler()
+        self.invocations += 1
+        started = time.monotonic()
+        try:
+            return handler(event, context)
+        except Exception:
+            self.errors += 1
+            raise
+        finally:
+            self.busy_s += time.monotonic() - started
+
+
+def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """One record of the SQS event Lambda sends: camelCase keys, every attribute a string."""
+    attributes = {name: str(value) for name, value in (message.get("Attributes") or {}).items()}
+    message_attributes = {}
+    for name, attribute in (message.get("MessageAttributes") or {}).items():
+        message_attributes[name] = {
+            "stringValue": attribute.get("StringValue"),
+            "binaryValue": attribute.get("BinaryValue"),
+            "stringListValues": attribute.get("StringListValues", []),
+            "binaryListValues": attribute.get("BinaryListValues", []),
+            "dataType": attribute.get("DataType"),
+        }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": message_attributes,
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def failed_message_ids(response: Any, message_ids: list[str], partial: bool) -> set[str]:
+    """Which messages stay on the queue after an invocation, by Lambda's rules.
+
+    Without ``ReportBatchItemFailures`` a successful return deletes the whole batch. With it,
+    ``batchItemFailures`` names the ones to keep; a malformed response or an identifier that is
+    not in the batch fails the whole batch.
+    """
+    if not partial or response is None:
+        return set()
+    if not isinstance(response, dict):
+        return set(message_ids)
+    failures = response.get("batchItemFailures") or []
+    if not isinstance(failures, list):
+        return set(message_ids)
+    kept = set()
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not identifier or identifier not in message_ids:
+            return set(message_ids)
+        kept.add(identifier)
+    return kept
+
+
+class SqsEventSourceMapping:
+    """Polls a queue and invokes a function with batches, as an event source mapping does."""
+
+    def __init__(
+        self,
+        endpoint: AwsEndpoint,
+        function: FunctionRuntime,
+        source: SqsEventSource,
+        batching_window_s: float | None = None,
+        batch_size: int | None = None,
+        retry_visibility_s: int | None = None,
+    ) -> None:
+        self.sqs = endpoint.client("sqs")
+        self.region = endpoint.region
+        self.function = function
+        self.source = source
+        self.batch_size = batch_size or source.batch_size
+        self.batching_window_s = source.batching_window_s if batching_window_s is None else batching_window_s
+        # Lambda leaves a failed item until its visibility timeout ends; the demo may shorten that.
+        self.retry_visibility_s = retry_visibility_s
+        self.records_processed = 0
+        self.records_failed = 0
+
+    def poll_once(self, wait_s: float = 1.0) -> int:
+        """Gather one batch (up to the batching window) and invoke; returns records handed over."""
+        messages: list[dict[str, Any]] = []
+        deadline: float | None = None
+        while len(messages) < self.batch_size:
+            remaining = wait_s if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            received = self.sqs.receive_message(
+                QueueUrl=self.source.queue_url,
+                MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
+                WaitTimeSeconds=max(0, min(20, int(remaining))),
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if received and deadline is None:
+                deadline = time.monotonic() + self.batching_window_s
+            messages.extend(received)
+            if not received and deadline is None:
+                break
+            if not received and remaining < 1:
+                time.sleep(min(0.2, max(0.0, remaining)))
+        if not messages:
+            return 0
+        self._invoke(messages)
+        return len(messages)
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        event = {"Records": [sqs_record(m, self.source.queue_arn, self.region) for m in messages]}
+        ids = [m["MessageId"] for m in messages]
+        try:
+            response = self.function.invoke(event)
+            kept = failed_message_ids(response, ids, self.source.report_batch_item_failures)
+        except Exception:
+            log.exception("%s failed; the whole batch of %d stays on the queue", self.function.name, len(ids))
+            kept = set(ids)
+        done = [m for m in messages if m["MessageId"] not in kept]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.source.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        self.records_processed += len(done)
+        self.records_failed += len(kept)
+        if kept and self.retry_visibility_s is not None:
+            for message in messages:
+                if message["MessageId"] in kept:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.source.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_visibility_s,
+                    )
+
+
+class EventRuleSubscription:
+    """An EventBridge rule with the function's pattern, delivering to a queue we then drain.
+
+    Each event becomes one invocation (EventBridge invokes Lambda asynchronously, one event at a
+    time). A failing invocation is retried through redelivery, then given up after
+    ``max_attempts`` like Lambda's asynchronous retries.
+    """
+
+    def __init__(
+        self,
+        endpoint: AwsEndpoint,
+        function: FunctionRuntime,
+        source: EventRuleSource,
+        name: str,
+        max_attempts: int = 3,
+        retry_visibility_s: int = 2,
+    ) -> None:
+        self.sqs = endpoint.client("sqs")
+        self.events = endpoint.client("events")
+        self.function = function
+        self.source = source
+        self.max_attempts = max_attempts
+        self.retry_visibility_s = retry_visibility_s
+        self.delivered = 0
+        self.given_up: list[dict[str, Any]] = []
+        self.queue_url, self.rule_name = subscribe_queue(
+            self.sqs, self.events, name, source.bus_name, source.pattern
+        )
+
+    def poll_once(self, wait_s: float = 1.0) -> int:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=int(wait_s),
+            AttributeNames=["All"],
+        ).get("Messages", [])
+        for message in messages:
+            event = json.loads(message["Body"])
+            attempt = int(message["Attributes"]["ApproximateReceiveCount"])
+            try:
+                self.function.invoke(event)
+            except Exception:
+                log.exception(
+                    "%s failed on %s (attempt %d)", self.function.name, event.get("detail-type"), attempt
+                )
+                if attempt < self.max_attempts:
+                    self.sqs.change_message_visibility(
+                        QueueUrl=self.queue_url,
+                        ReceiptHandle=message["ReceiptHandle"],
+                        VisibilityTimeout=self.retry_visibility_s,
+                    )
+                    continue
+                self.given_up.append(event)
+            self.delivered += 1
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+
+def subscribe_queue(
+    sqs: Any, events: Any, name: str, bus_name: str, pattern: Mapping[str, Any]
+) -> tuple[str, str]:
+    """Create a queue and a rule on ``bus_name`` that delivers matching events to it."""
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rule_name = f"{name}-rule"[:64]
+    events.put_rule(Name=rule_name, EventBusName=bus_name, EventPattern=json.dumps(pattern), State="ENABLED")
+    events.put_targets(
+        Rule=rule_name, EventBusName=bus_name, Targets=[{"Id": "local-queue", "Arn": queue_arn}]
+    )
+    return queue_url, rule_name
+
+
+def process_environment(functions: Mapping[str, FunctionSpec], endpoint: AwsEndpoint) -> dict[str, str]:
+    """The environment this process needs to host the functions against the emulator."""
+    env = merged_environment(functions)
+    env.update(endpoint.environment())
+    env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BinCount")
+    return env
+
+
+def apply_environment(values: Mapping[str, str]) -> None:
+    os.environ.update(values)

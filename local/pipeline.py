@@ -1,0 +1,333 @@
+"""The whole pipeline wired on one machine: emulator, stack, Lambda service, Batch Transform.
+
+:class:`LocalPipeline` is what the demo, the benchmark and the end-to-end test share. It starts
+moto, creates the stack from ``template.yaml``, points this process's boto3 (and so the
+handlers') at the emulator, starts the model server from the artifact, and runs three workers:
+the batcher's SQS event source mapping, the executor, and the collector's rule subscription.
+A downstream consumer queue is subscribed to the inventory bus to show what consumers receive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.lambda_runtime import (
+    EventRuleSubscription,
+    FunctionRuntime,
+    SqsEventSourceMapping,
+    apply_environment,
+    process_environment,
+    subscribe_queue,
+)
+from local.moto_server import AwsEndpoint, moto_server
+from local.serving_server import extract_model, serving_process
+from local.stack import LocalStack
+from local.transform_executor import TransformExecutor, http_invoker
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = REPO_ROOT / "template.yaml"
+
+
+@dataclass
+class PipelineOptions:
+    """Knobs of a local run; template parameters are passed through to ``create_stack``."""
+
+    model_artifact: Path
+    template: Path = TEMPLATE
+    stack_name: str = "bincount-local"
+    parameters: dict[str, str] = field(default_factory=dict)
+    batching_window_s: float | None = 2.0  # the event source mapping's window, shrunk for a demo
+    retry_visibility_s: int | None = None  # None: failed items wait out the queue's visibility timeout
+    log_dir: Path | None = None
+    # applied over the functions' environment, e.g. quieter Powertools logs for a terminal demo
+    environment_overrides: dict[str, str] = field(default_factory=dict)
+    torch_threads: int | None = None
+
+
+@dataclass
+class StageClock:
+    """First and last activity of one stage, for images/s per stage."""
+
+    first: float | None = None
+    last: float | None = None
+    items: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def tick(self, items: int = 1) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.first = now if self.first is None else self.first
+            self.last = now
+            self.items += items
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.first is None or self.last is None else self.last - self.first
+
+
+@dataclass
+class Wiring:
+    """Names the run needs, all derived from the created stack."""
+
+    ingest_bucket: str
+    ingest_prefix: str
+    ingest_queue_url: str
+    dlq_urls: list[str]
+    counts_table: str
+    bus_names: list[str]
+
+
+def derive_wiring(stack: LocalStack) -> Wiring:
+    """Find the ingest bucket (the one whose notification feeds a function's queue) and friends."""
+    functions = stack.functions()
+    sqs_sources = {source.queue_arn: source for spec in functions.values() for source in spec.sqs_sources}
+    for logical_id, resource in stack.template["Resources"].items():
+        if resource.get("Type") != "AWS::S3::Bucket":
+            continue
+        declared = (resource.get("Properties") or {}).get("NotificationConfiguration") or {}
+        for entry in stack.resolver.resolve(declared).get("QueueConfigurations", []):
+            if entry["Queue"] in sqs_sources:
+                rules = ((entry.get("Filter") or {}).get("S3Key") or {}).get("Rules") or []
+                prefix = next((r["Value"] for r in rules if r["Name"].lower() == "prefix"), "")
+                queue_url = sqs_sources[entry["Queue"]].queue_url
+                return Wiring(
+                    ingest_bucket=stack.ref(logical_id),
+                    ingest_prefix=prefix,
+                    ingest_queue_url=queue_url,
+                    dlq_urls=_dead_letter_queues(stack, queue_url),
+                    counts_table=_env_of_any(functions, "COUNTS_TABLE"),
+                    bus_names=stack.bus_names(),
+                )
+    raise LookupError("template.yaml has no bucket whose notification feeds a function's SQS queue")
+
+
+def _env_of_any(functions: Mapping[str, Any], name: str) -> str:
+    for spec in functions.values():
+        if name in spec.environment:
+            return str(spec.environment[name])
+    raise LookupError(f"no function of the template sets {name}")
+
+
+def _dead_letter_queues(stack: LocalStack, queue_url: str) -> list[str]:
+    sqs = stack.endpoint.client("sqs")
+    policy = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])["Attributes"]
+    if "RedrivePolicy" not in policy:
+        return []
+    arn = json.loads(policy["RedrivePolicy"])["deadLetterTargetArn"]
+    return [sqs.get_queue_url(QueueName=arn.rsplit(":", 1)[-1])["QueueUrl"]]
+
+
+class LocalPipeline:
+    """Runs the pipeline's moving parts in background threads until :meth:`stop`."""
+
+    def __init__(
+        self, endpoint: AwsEndpoint, stack: LocalStack, serving_url: str, options: PipelineOptions
+    ) -> None:
+        from bincount.inventory_events import SOURCE  # the publisher's own constant
+
+        self.endpoint = endpoint
+        self.stack = stack
+        self.options = options
+        self.wiring = derive_wiring(stack)
+        functions = stack.functions()
+        apply_environment({**process_environment(functions, endpoint), **options.environment_overrides})
+        self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
+        self.runtimes: dict[str, FunctionRuntime] = {}
+        self.mappings: list[SqsEventSourceMapping] = []
+        self.subscriptions: list[EventRuleSubscription] = []
+        for spec in functions.values():
+            runtime = FunctionRuntime(spec, endpoint.region)
+            self.runtimes[spec.logical_id] = runtime
+            for source in spec.sqs_sources:
+                self.mappings.append(
+                    SqsEventSourceMapping(
+                        endpoint,
+                        runtime,
+                        source,
+                        batching_window_s=options.batching_window_s,
+                        retry_visibility_s=options.retry_visibility_s,
+                    )
+                )
+            for index, rule in enumerate(spec.rule_sources):
+                name = f"{stack.stack_name}-{spec.logical_id}-{index}"[:70]
+                self.subscriptions.append(EventRuleSubscription(endpoint, runtime, rule, name))
+        self.executor = TransformExecutor(
+            endpoint, http_invoker(serving_url), on_record=self.clocks["transform"].tick
+        )
+        self.consumer_queues = [
+            subscribe_queue(
+                endpoint.client("sqs"),
+                endpoint.client("events"),
+                f"{stack.stack_name}-consumer-{i}",
+                bus,
+                {"source": [SOURCE]},
+            )[0]
+            for i, bus in enumerate(self.wiring.bus_names)
+        ]
+        self.consumed_events: list[dict[str, Any]] = []
+        self.worker_errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loops: list[tuple[str, Callable[[], int]]] = []
+        for mapping in self.mappings:
+            loops.append((f"esm-{mapping.function.name}", self._timed(mapping.poll_once, "batcher")))
+        for subscription in self.subscriptions:
+            loops.append(
+                (f"rule-{subscription.function.name}", self._timed(subscription.poll_once, "collector"))
+            )
+        loops.append(("executor", self.executor.poll_once))
+        loops.append(("consumer", self.drain_consumer_queues))
+        for name, loop in loops:
+            thread = threading.Thread(target=self._run, args=(name, loop), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _timed(self, poll: Callable[..., int], stage: str) -> Callable[[], int]:
+        def run() -> int:
+            handed = poll()
+            if handed:
+                self.clocks[stage].tick(handed)
+            return handed
+
+        return run
+
+    def _run(self, name: str, loop: Callable[[], int]) -> None:
+        while not self._stop.is_set():
+            try:
+                if not loop():
+                    self._stop.wait(0.2)
+            except Exception as error:  # keep the run alive; the report lists what went wrong
+                log.exception("worker %s failed", name)
+                self.worker_errors.append(f"{name}: {type(error).__name__}: {error}")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def stage_rates(self, images: int) -> dict[str, dict[str, float]]:
+        """Images/s of each stage over the time it was busy (stages overlap, so spans are also given).
+
+        ``span_s``: first to last activity of the stage; ``busy_s``: time inside the handler
+        (functions), inside transform jobs (executor), or the upload span.
+        """
+        busy = {
+            "upload": self.clocks["upload"].seconds,
+            "transform": sum(outcome.seconds for outcome in self.executor.outcomes),
+        }
+        for stage, rt_names in (
+            ("batcher", self._runtimes_of("sqs")),
+            ("collector", self._runtimes_of("rule")),
+        ):
+            busy[stage] = sum(self.runtimes[name].busy_s for name in rt_names)
+        return {
+            stage: {
+                "images": images,
+                "busy_s": round(busy[stage], 2),
+                "span_s": round(self.clocks[stage].seconds, 2),
+                "images_per_s": round(images / busy[stage], 1) if busy[stage] > 0 else 0.0,
+            }
+            for stage in ("upload", "batcher", "transform", "collector")
+        }
+
+    def _runtimes_of(self, kind: str) -> set[str]:
+        if kind == "sqs":
+            return {mapping.function.name for mapping in self.mappings}
+        return {subscription.function.name for subscription in self.subscriptions}
+
+    def drain_consumer_queues(self) -> int:
+        sqs = self.endpoint.client("sqs")
+        received = 0
+        for queue_url in self.consumer_queues:
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                "Messages", []
+            )
+            for message in messages:
+                self.consumed_events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            received += len(messages)
+        return received
+
+    # -- inputs and outcomes ----------------------------------------------------------------------
+
+    def upload(self, key: str, body: bytes, content_type: str = "image/jpeg") -> None:
+        self.endpoint.client("s3").put_object(
+            Bucket=self.wiring.ingest_bucket, Key=key, Body=body, ContentType=content_type
+        )
+        self.clocks["upload"].tick()
+
+    def image_records(self) -> dict[str, list[dict[str, Any]]]:
+        """Every ``IMAGE#`` record in the counts table, grouped by image key."""
+        table = self.endpoint.client("dynamodb")
+        records: dict[str, list[dict[str, Any]]] = {}
+        for page in table.get_paginator("scan").paginate(
+            TableName=self.wiring.counts_table,
+            FilterExpression="begins_with(sk, :image)",
+            ExpressionAttributeValues={":image": {"S": "IMAGE#"}},
+        ):
+            for item in page["Items"]:
+                plain = _plain(item)
+                key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
+                records.setdefault(key, []).append(plain)
+        return records
+
+    def dead_letters(self) -> list[str]:
+        sqs = self.endpoint.client("sqs")
+        bodies = []
+        for url in self.wiring.dlq_urls:
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+            if int(attrs["Attributes"]["ApproximateNumberOfMessages"]):
+                bodies.append(f"{url}: {attrs['Attributes']['ApproximateNumberOfMessages']} message(s)")
+        return bodies
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB's typed attribute values as plain Python values."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    plain = {}
+    for name, value in item.items():
+        converted = deserializer.deserialize(value)
+        if hasattr(converted, "as_integer_ratio") and not isinstance(converted, int | float):
+            converted = int(converted) if converted == int(converted) else float(converted)
+        plain[name] = converted
+    return plain
+
+
+@contextlib.contextmanager
+def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
+    """Everything up, yielded running; torn down in reverse order whatever happens."""
+    log_dir = options.log_dir
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack_of_contexts:
+        model_dir = Path(stack_of_contexts.enter_context(tempfile.TemporaryDirectory(prefix="opt-ml-model-")))
+        extract_model(options.model_artifact, model_dir)
+        endpoint = stack_of_contexts.enter_context(
+            moto_server(log_path=log_dir / "moto.log" if log_dir else None)
+        )
+        serving_url = stack_of_contexts.enter_context(
+            serving_process(model_dir, options.torch_threads, log_dir / "serving.log" if log_dir else None)
+        )
+        stack = LocalStack(endpoint, options.template, options.stack_name, options.parameters).create()
+        pipeline = LocalPipeline(endpoint, stack, serving_url, options)
+        pipeline.start()
+        stack_of_contexts.callback(pipeline.stop)
+        yield pipeline

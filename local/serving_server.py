@@ -1,0 +1,217 @@
+"""A model server with SageMaker's container HTTP contract, loading ``code/inference.py``.
+
+SageMaker's PyTorch container answers ``GET /ping`` and ``POST /invocations`` and calls the
+artifact's ``model_fn`` once and ``input_fn -> predict_fn -> output_fn`` per request, taking the
+request's ``Content-Type`` and ``Accept``; an exception becomes an HTTP 500 (a failed record in
+Batch Transform). This is the same contract in a few lines, for machines without TorchServe.
+
+Run: ``python -m local.serving_server --model-dir DIR --port PORT`` (the model directory is
+what ``/opt/ml/model`` would hold: the extracted ``model.tar.gz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import logging
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from local.moto_server import free_port
+
+log = logging.getLogger(__name__)
+
+# ENGINEERING.md: glibc malloc returning torch's buffers to the OS after each step costs 1.5-3x.
+MALLOC_ENV = {
+    "MALLOC_MMAP_THRESHOLD_": "2000000000",
+    "MALLOC_TRIM_THRESHOLD_": "4000000000",
+    "MALLOC_TOP_PAD_": "1000000000",
+}
+
+
+def load_inference_module(model_dir: Path) -> ModuleType:
+    """Import ``code/inference.py`` with ``code/`` on ``sys.path``, as the container does."""
+    code_dir = model_dir / "code"
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    spec = importlib.util.spec_from_file_location("inference", code_dir / "inference.py")
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{code_dir / 'inference.py'} not found in the model artifact")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["inference"] = module  # dataclasses and pickling look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+class InferenceService:
+    """``model_fn`` once, then the per-request chain; one prediction at a time on the CPU."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.module = load_inference_module(model_dir)
+        self.model = self.module.model_fn(str(model_dir))
+        # TorchServe runs one worker per core; here requests decode concurrently and the forward
+        # pass runs alone with all the intra-op threads, which is faster on 2 cores.
+        self._predict_lock = threading.Lock()
+
+    def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        data = self.module.input_fn(body, content_type)
+        with self._predict_lock:
+            prediction = self.module.predict_fn(data, self.model)
+        output = self.module.output_fn(prediction, accept)
+        if isinstance(output, tuple):
+            output, accept = output[0], output[1]
+        if isinstance(output, str):
+            output = output.encode("utf-8")
+        return bytes(output), accept
+
+
+def make_handler(service: InferenceService) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if self.path == "/ping":
+                self._reply(200, b"", "text/plain")
+            else:
+                self._reply(404, b"not found", "text/plain")
+
+        def do_POST(self) -> None:
+            if self.path != "/invocations":
+                self._reply(404, b"not found", "text/plain")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            content_type = self.headers.get("Content-Type") or "application/x-image"
+            accept = self.headers.get("Accept") or "application/json"
+            if accept == "*/*":
+                accept = "application/json"
+            try:
+                payload, response_type = service.transform(body, content_type, accept)
+            except Exception as error:  # the container answers 500 for any handler exception
+                log.exception("inference failed")
+                self._reply(500, f"{type(error).__name__}: {error}".encode(), "text/plain")
+                return
+            self._reply(200, payload, response_type)
+
+        def _reply(self, status: int, payload: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug(format, *args)
+
+    return Handler
+
+
+def serve(model_dir: Path, port: int, host: str = "127.0.0.1") -> None:
+    service = InferenceService(model_dir)
+    server = ThreadingHTTPServer((host, port), make_handler(service))
+    server.daemon_threads = True
+    log.info("serving %s on http://%s:%d", model_dir, host, port)
+    server.serve_forever()
+
+
+def extract_model(artifact: Path, destination: Path) -> Path:
+    """Unpack ``model.tar.gz`` the way SageMaker fills ``/opt/ml/model``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(artifact, "r:gz") as archive:
+        archive.extractall(destination, filter="data")
+    return destination
+
+
+def wait_until_pinged(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"serving process exited with status {process.returncode} before /ping answered"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}/ping did not answer within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def serving_process(
+    model_dir: Path,
+    torch_threads: int | None = None,
+    log_path: Path | None = None,
+    startup_timeout_s: float = 120,
+) -> Iterator[str]:
+    """Start this server as its own process (torch stays out of the demo's process); yields its URL."""
+    port = free_port()
+    threads = torch_threads or os.cpu_count() or 1
+    env = {
+        **os.environ,
+        **MALLOC_ENV,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join(
+            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.serving_server", "--model-dir", str(model_dir), "--port", str(port)],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_pinged(url, process, startup_timeout_s)
+        yield url
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if not isinstance(log_file, int):
+            log_file.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        import torch
+
+        torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    except ImportError:  # the contract does not need torch; our inference.py does
+        pass
+    serve(args.model_dir, args.port, args.host)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""A local Batch Transform: plays SageMaker for the transform jobs the batcher creates.
+
+moto stores ``CreateTransformJob`` and reports every job ``Completed`` at once without running
+anything, so the executor keeps its own record of which jobs it has run. For each new job it
+reads the manifest, sends every record to the model server over the container contract
+(``POST /invocations`` with the job's ``ContentType`` and ``Accept``) with
+``MaxConcurrentTransforms`` requests in flight and the job's client timeout and retries, writes
+``<relative key>.out`` under ``S3OutputPath``, and emits ``SageMaker Transform Job State Change``
+(InProgress, then Completed or Failed) on the default bus, where the template's rule picks it up.
+As on SageMaker, one record that still fails after its retries fails the job, while the records
+that succeeded keep their ``.out``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from local.moto_server import AwsEndpoint
+
+log = logging.getLogger(__name__)
+
+EVENT_SOURCE = "aws.sagemaker"
+EVENT_DETAIL_TYPE = "SageMaker Transform Job State Change"
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_TIMEOUT_S = 600
+
+
+class Invoker(Protocol):
+    """Sends one record to the model server; returns the HTTP status and body."""
+
+    def __call__(
+        self, body: bytes, content_type: str, accept: str, timeout_s: float
+    ) -> tuple[int, bytes]: ...
+
+
+def http_invoker(url: str) -> Invoker:
+    """POST /invocations on a server speaking the SageMaker container contract."""
+
+    def invoke(body: bytes, content_type: str, accept: str, timeout_s: float) -> tuple[int, bytes]:
+        request = urllib.request.Request(
+            f"{url}/invocations",
+            data=body,
+            method="POST",
+            headers={"Content-Type": content_type, "Accept": accept},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return int(response.status), response.read()
+        except urllib.error.HTTPError as error:
+            return int(error.code), error.read()
+
+    return invoke
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def manifest_entries(manifest: list[Any]) -> tuple[str, list[str]]:
+    """``[{"prefix": "s3://b/p/"}, "rel/a.jpg", ...]`` -> (prefix URI, relative keys)."""
+    if not manifest or not isinstance(manifest[0], dict) or "prefix" not in manifest[0]:
+        raise ValueError("a ManifestFile starts with {'prefix': 's3://...'}")
+    return str(manifest[0]["prefix"]), [str(entry) for entry in manifest[1:]]
+
+
+def output_key(output_path: str, relative_key: str) -> tuple[str, str]:
+    """Where Batch Transform writes one record's result: ``<S3OutputPath>/<relative key>.out``."""
+    bucket, prefix = split_s3_uri(output_path)
+    prefix = prefix.rstrip("/")
+    return bucket, f"{prefix}/{relative_key}.out" if prefix else f"{relative_key}.out"
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def tags_as_dict(tags: Iterable[dict[str, str]]) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags}
+
+
+def state_change_detail(
+    job: dict[str, Any],
+    status: str,
+    tags: dict[str, str],
+    times: dict[str, datetime],
+    failure_reason: str = "",
+) -> dict[str, Any]:
+    """The detail SageMaker sends: the job's description, times in epoch milliseconds, tags as a dict."""
+    keys = (
+        "TransformJobName",
+        "TransformJobArn",
+        "ModelName",
+        "MaxConcurrentTransforms",
+        "ModelClientConfig",
+        "MaxPayloadInMB",
+        "BatchStrategy",
+        "Environment",
+        "TransformInput",
+        "TransformOutput",
+        "TransformResources",
+        "DataProcessing",
+    )
+    detail: dict[str, Any] = {key: job[key] for key in keys if key in job}
+    detail["TransformJobStatus"] = status
+    if failure_reason:
+        detail["FailureReason"] = failure_reason
+    for name, moment in times.items():
+        detail[name] = epoch_ms(moment)
+    detail["Tags"] = tags
+    return detail
+
+
+@dataclass
+class RecordFailure:
+    key: str
+    reason: str
+
+
+@dataclass
+class JobOutcome:
+    """What one job did; the demo's per-stage timing and the tests read it."""
+
+    name: str
+    status: str
+    records: int
+    written: int
+    failures: list[RecordFailure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class TransformExecutor:
+    """Runs each transform job moto has stored exactly once, oldest first."""
+
+    def __init__(
+        self,
+        endpoint: AwsEndpoint,
+        invoker: Invoker,
+        on_record: Callable[[], None] | None = None,
+        bus_name: str = "default",
+    ) -> None:
+        self.s3 = endpoint.client("s3")
+        self.sagemaker = endpoint.client("sagemaker")
+        self.events = endpoint.client("events")
+        self.invoker = invoker
+        self.on_record = on_record
+        self.bus_name = bus_name
+        self.processed: set[str] = set()
+        self.outcomes: list[JobOutcome] = []
+        self._lock = threading.Lock()
+
+    def pending_jobs(self) -> list[str]:
+        summaries = []
+        for page in self.sagemaker.get_paginator("list_transform_jobs").paginate():
+            summaries.extend(page["TransformJobSummaries"])
+        summaries.sort(key=lambda summary: summary["CreationTime"])
+        return [s["TransformJobName"] for s in summaries if s["TransformJobName"] not in self.processed]
+
+    def poll_once(self) -> int:
+        names = self.pending_jobs()
+        for name in names:
+            self.run_job(name)
+        return len(names)
+
+    def run_job(self, name: str) -> JobOutcome:
+        self.processed.add(name)
+        started = time.monotonic()
+        job = self.sagemaker.describe_transform_job(TransformJobName=name)
+        tags = tags_as_dict(self.sagemaker.list_tags(ResourceArn=job["TransformJobArn"]).get("Tags", []))
+        created = datetime.now(UTC)
+        times = {"CreationTime": created, "TransformStartTime": created}
+        self._emit(job, "InProgress", tags, times)
+
+        try:
+            keys, prefix = self._inputs(job)
+            failures = self._transform_all(job, prefix, keys)
+            written = len(keys) - len(failures)
+        except Exception as error:  # unreadable manifest or input: the whole job fails, as on SageMaker
+            log.exception("transform job %s failed before its records ran", name)
+            keys, written, failures = [], 0, [RecordFailure("", f"{type(error).__name__}: {error}")]
+
+        status = "Failed" if failures else "Completed"
+        reason = ""
+        if failures:
+            reason = (
+                f"ClientError: {len(failures)} of {max(len(keys), 1)} records failed; first: "
+                f"{failures[0].key}: {failures[0].reason}"
+            )[:1024]
+        times["TransformEndTime"] = datetime.now(UTC)
+        self._emit(job, status, tags, times, reason)
+        outcome = JobOutcome(name, status, len(keys), written, failures, time.monotonic() - started)
+        with self._lock:
+            self.outcomes.append(outcome)
+        log.info("transform job %s %s: %d/%d records written", name, status, written, len(keys))
+        return outcome
+
+    def _inputs(self, job: dict[str, Any]) -> tuple[list[str], str]:
+        source = job["TransformInput"]["DataSource"]["S3DataSource"]
+        bucket, key = split_s3_uri(source["S3Uri"])
+        if source["S3DataType"] == "ManifestFile":
+            manifest = json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            prefix, keys = manifest_entries(manifest)
+            return keys, prefix
+        keys = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            keys.extend(obj["Key"][len(key) :] for obj in page.get("Contents", []))
+        return keys, source["S3Uri"]
+
+    def _transform_all(self, job: dict[str, Any], prefix: str, keys: list[str]) -> list[RecordFailure]:
+        workers = max(1, int(job.get("MaxConcurrentTransforms") or 1))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
+            results = list(pool.map(lambda key: self._transform_one(job, prefix, key), keys))
+        return [failure for failure in results if failure is not None]
+
+    def _transform_one(self, job: dict[str, Any], prefix: str, relative_key: str) -> RecordFailure | None:
+        try:
+            bucket, key_prefix = split_s3_uri(prefix)
+            body = self.s3.get_object(Bucket=bucket, Key=f"{key_prefix}{relative_key}")["Body"].read()
+            max_bytes = int(job.get("MaxPayloadInMB") or 6) * 1024 * 1024
+            if len(body) > max_bytes:
+                return RecordFailure(relative_key, f"payload of {len(body)} bytes exceeds MaxPayloadInMB")
+            client = job.get("ModelClientConfig") or {}
+            attempts = 1 + int(client.get("InvocationsMaxRetries", DEFAULT_MAX_RETRIES))
+            timeout_s = float(client.get("InvocationsTimeoutInSeconds", DEFAULT_TIMEOUT_S))
+            content_type = job["TransformInput"].get("ContentType") or "application/x-image"
+            accept = job["TransformOutput"].get("Accept") or "application/json"
+            reason = ""
+            for _ in range(attempts):
+                try:
+                    status, payload = self.invoker(body, content_type, accept, timeout_s)
+                except (TimeoutError, OSError) as error:
+                    reason = f"model server did not answer: {error}"
+                    continue
+                if 200 <= status < 300:
+                    out_bucket, out_key = output_key(job["TransformOutput"]["S3OutputPath"], relative_key)
+                    self.s3.put_object(Bucket=out_bucket, Key=out_key, Body=payload, ContentType=accept)
+                    return None
+                reason = f"model server answered {status}: {payload[:200].decode('utf-8', 'replace')}"
+                if status < 500:
+                    break  # a client error does not get better by retrying
+            return RecordFailure(relative_key, reason)
+        finally:
+            if self.on_record is not None:
+                self.on_record()
+
+    def _emit(
+        self,
+        job: dict[str, Any],
+        status: str,
+        tags: dict[str, str],
+        times: dict[str, datetime],
+        reason: str = "",
+    ) -> None:
+        detail = state_change_detail(job, status, tags, times, reason)
+        response = self.events.put_events(
+            Entries=[
+                {
+                    "Source": EVENT_SOURCE,
+                    "DetailType": EVENT_DETAIL_TYPE,
+                    "Detail": json.dumps(detail, default=str),
+                    "Resources": [job["TransformJobArn"]],
+                    "EventBusName": self.bus_name,
+                }
+            ]
+        )
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"PutEvents refused the state change of {job['TransformJobName']}: {response}")

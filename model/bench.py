@@ -1,0 +1,202 @@
+"""Serving-path throughput against a seed-style path, in one run on the same machine.
+
+``make bench`` runs ``python -m model.bench --model build/model/model.tar.gz``. Every path takes
+JPEG bytes and produces a JSON record:
+
+* ``seed-style``: Pillow full-size decode, torchvision ``Resize``/``ToTensor``/``Normalize``,
+  fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
+* ``ours``: the artifact through our handlers (``input_fn -> predict_fn -> output_fn``), one
+  request per image as Batch Transform sends them, and as lists (one batched forward).
+* ``ours, torch``: the same with ONNX Runtime switched off (what the SageMaker container runs).
+* ``resnet50 ours``: ResNet-50 packed by ``model.package`` through the same handlers.
+
+Images are generated bin photos at ABID-like sizes (``local/synthetic.py``) or ``--images DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
+from model.network import ModelConfig, build_model
+from model.package import package_model
+
+ABID_LIKE_SIZES = ((470, 350), (520, 400), (400, 300), (640, 480), (350, 260))
+
+
+@dataclass
+class Result:
+    name: str
+    images: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+def synthetic_jpegs(n: int, seed: int = 0) -> list[bytes]:
+    from local.synthetic import draw_bin, encode
+
+    rng = random.Random(seed)
+    return [
+        encode(draw_bin(rng.randint(0, 5), seed + i, size=ABID_LIKE_SIZES[i % len(ABID_LIKE_SIZES)]))
+        for i in range(n)
+    ]
+
+
+def folder_images(folder: Path, n: int) -> list[bytes]:
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise SystemExit(f"no .jpg/.png images under {folder}")
+    return [files[i % len(files)].read_bytes() for i in range(n)]
+
+
+def timed(name: str, images: list[bytes], run: Callable[[list[bytes]], None], warmup: int) -> Result:
+    run(images[:warmup])
+    started = time.perf_counter()
+    run(images)
+    return Result(name, len(images), time.perf_counter() - started)
+
+
+def settle_batchnorm(model: torch.nn.Module, steps: int = 3) -> torch.nn.Module:
+    """Give an untrained network realistic batch-norm statistics.
+
+    With default statistics (mean 0, variance 1) activations of a random ResNet-50 shrink into
+    denormal floats, which the CPU handles 10-100x slower; trained weights never do that, so timing
+    an untrained network as it comes would measure denormals, not the network.
+    """
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the settling batches
+    model.train()
+    with torch.no_grad():
+        for _ in range(steps):
+            model(torch.randn(8, 3, 224, 224))
+    return model.eval()
+
+
+def seed_style_path(threads: int) -> Callable[[list[bytes]], None]:
+    """The seed's serving: full-size Pillow decode, torchvision transforms, fp32 ResNet-50, one by one."""
+    import torchvision.models as tvm
+    from PIL import Image
+    from torchvision import transforms
+
+    model = tvm.resnet50(weights=None)
+    model.fc = torch.nn.Linear(model.fc.in_features, 5)
+    settle_batchnorm(model)
+    transform = transforms.Compose(
+        [
+            transforms.Resize((224, 224)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+
+    def run(images: list[bytes]) -> None:
+        torch.set_num_threads(threads)
+        for data in images:
+            image = Image.open(io.BytesIO(data)).convert("RGB")
+            with torch.no_grad():
+                probabilities = torch.softmax(model(transform(image).unsqueeze(0)), dim=1)[0]
+            json.dumps({"count": int(probabilities.argmax()), "probabilities": probabilities.tolist()})
+
+    return run
+
+
+def per_request_path(model: CountingModel) -> Callable[[list[bytes]], None]:
+    def run(images: list[bytes]) -> None:
+        for data in images:
+            output_fn(predict_fn(input_fn(data, "image/jpeg"), model), "application/json")
+
+    return run
+
+
+def batched_path(model: CountingModel, batch: int) -> Callable[[list[bytes]], None]:
+    def run(images: list[bytes]) -> None:
+        for start in range(0, len(images), batch):
+            inputs = [input_fn(data, "image/jpeg") for data in images[start : start + batch]]
+            output_fn(predict_fn(inputs, model), "application/jsonlines")
+
+    return run
+
+
+def extract(artifact: Path, into: Path) -> Path:
+    with tarfile.open(artifact) as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model.tar.gz to serve")
+    parser.add_argument("--images", type=Path, help="folder of photos (default: generated ABID-size JPEGs)")
+    parser.add_argument("--count", type=int, default=96, help="images per path (default 96)")
+    parser.add_argument("--seed-count", type=int, default=48, help="images for the slow seed-style path")
+    parser.add_argument("--batch", type=int, default=16, help="list size for the batched rows")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
+    parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-50 through our path")
+    args = parser.parse_args(argv)
+
+    images = folder_images(args.images, args.count) if args.images else synthetic_jpegs(args.count)
+    seed_images = images[: args.seed_count]
+    warmup = min(4, len(images))
+    settings = replace(SETTINGS, threads=args.threads)
+    results: list[Result] = []
+    print(f"{len(images)} images, median {statistics.median(len(i) for i in images) / 1e3:.0f} kB; "
+          f"{args.threads} threads; torch {torch.__version__}", flush=True)
+
+    results.append(timed("seed-style (Pillow, fp32 ResNet-50, 1 by 1)", seed_images, seed_style_path(args.threads), 2))
+    print(f"  {results[-1].name}: {results[-1].rate:.1f} img/s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
+        model_dir = extract(args.model, Path(tmp) / "default")
+        for runtime in ("auto", "torch"):
+            model = load_model(model_dir, replace(settings, runtime=runtime))
+            label = f"ours {model.config.arch} [{model.runtime.name}]"
+            results.append(timed(f"{label}, 1 per request", images, per_request_path(model), warmup))
+            results.append(timed(f"{label}, lists of {args.batch}", images, batched_path(model, args.batch), warmup))
+            for result in results[-2:]:
+                print(f"  {result.name}: {result.rate:.1f} img/s", flush=True)
+        if not args.no_resnet:
+            config = ModelConfig.for_arch("resnet50", num_classes=5, version="bench-resnet50")
+            network = settle_batchnorm(build_model(config))
+            artifact = package_model(Path(tmp) / "resnet50.tar.gz", network.state_dict(), config)
+            model = load_model(extract(artifact, Path(tmp) / "resnet50"), settings)
+            label = f"ours resnet50 [{model.runtime.name}]"
+            resnet_images = images[: max(args.seed_count, 2 * args.batch)]
+            results.append(timed(f"{label}, 1 per request", resnet_images, per_request_path(model), warmup))
+            results.append(timed(f"{label}, lists of {args.batch}", resnet_images, batched_path(model, args.batch), warmup))
+
+    seed = results[0].rate
+    cpu = platform.processor() or platform.machine()
+    print(f"\n{os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"| path | images | img/s | x seed-style |\n|---|---:|---:|---:|")
+    for result in results:
+        print(f"| {result.name} | {result.images} | {result.rate:.1f} | {result.rate / seed:.2f}x |")
+    default = results[1]
+    print(f"\ndefault serving path, 1 per request: {default.rate / seed:.1f}x seed-style (target >= 8x)")
+    resnet = [r for r in results if "resnet50 [" in r.name]
+    if resnet:
+        print(f"ResNet-50 through our path, 1 per request: {resnet[0].rate / seed:.1f}x seed-style (target >= 1.5x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""SageMaker serving handlers for the bin counting model (shipped as ``code/inference.py``).
+
+The SageMaker PyTorch inference toolkit calls ``model_fn`` once per worker, then
+``input_fn -> predict_fn -> output_fn`` once per request (Batch Transform sends one photo per
+request). A custom handler service or the local executor may give ``predict_fn`` a list of
+decoded inputs instead; those run as one batched forward pass.
+
+Bad input never raises: in Batch Transform one failing request fails the whole job. ``input_fn``
+turns every problem with a request into a :class:`RequestError`, ``predict_fn`` turns it into an
+error record (``{"error": {"code", "message"}, "model_version"}``), and a log line says why. Only a
+model that cannot load raises, from ``model_fn``, so the container never reports healthy with it.
+
+There is deliberately no URL fetching: a request carries the image bytes, nothing else.
+
+Configuration is read once from the environment (see :class:`ServingSettings`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Inside the artifact this file sits in code/ next to code/model/; make that importable even when
+# the server imports us by path without putting code/ on sys.path.
+_CODE_DIR = str(Path(__file__).resolve().parent)
+if (Path(_CODE_DIR) / "model" / "network.py").is_file() and _CODE_DIR not in sys.path:
+    sys.path.insert(0, _CODE_DIR)
+
+from model.network import ModelConfig, load_state  # noqa: E402
+from model.preprocess import (  # noqa: E402
+    CorruptImageError,
+    DecodeLimits,
+    InputError,
+    check_content_type,
+    decode_image,
+    normalise,
+    resize_for_model,
+)
+from model.runtime import Runtime, select_runtime  # noqa: E402
+
+log = logging.getLogger("bincount.inference")
+
+JSON = "application/json"
+JSON_LINES = "application/jsonlines"
+_JSON_LINES_ALIASES = frozenset({JSON_LINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        log.warning("ignoring %s=%r: not an integer", name, raw)
+        return default
+
+
+@dataclass(frozen=True)
+class ServingSettings:
+    """Knobs from environment variables, read once when the module loads.
+
+    ``BINCOUNT_DEVICE`` (``auto``/``cpu``/``cuda``/``cuda:N``), ``BINCOUNT_RUNTIME``
+    (``auto``/``onnx``/``torch``), ``BINCOUNT_THREADS`` (intra-op threads for the forward pass;
+    default: the CPUs divided among ``SAGEMAKER_MODEL_SERVER_WORKERS``), ``BINCOUNT_MAX_BATCH``
+    (largest forward batch), ``BINCOUNT_MAX_PIXELS`` / ``BINCOUNT_MAX_SIDE`` (decode limits).
+    """
+
+    device: str = "auto"
+    runtime: str = "auto"
+    threads: int = 1
+    max_batch: int = 32
+    limits: DecodeLimits = DecodeLimits()
+
+    @classmethod
+    def from_env(cls) -> ServingSettings:
+        workers = max(1, _env_int("SAGEMAKER_MODEL_SERVER_WORKERS", 1))
+        default_threads = max(1, (os.cpu_count() or 1) // workers)
+        defaults = DecodeLimits()
+        return cls(
+            device=os.environ.get("BINCOUNT_DEVICE", "auto").strip().lower() or "auto",
+            runtime=os.environ.get("BINCOUNT_RUNTIME", "auto").strip().lower() or "auto",
+            threads=max(1, _env_int("BINCOUNT_THREADS", default_threads)),
+            max_batch=max(1, _env_int("BINCOUNT_MAX_BATCH", 32)),
+            limits=DecodeLimits(
+                max_pixels=_env_int("BINCOUNT_MAX_PIXELS", defaults.max_pixels),
+                max_side=_env_int("BINCOUNT_MAX_SIDE", defaults.max_side),
+            ),
+        )
+
+    def torch_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            log.warning("BINCOUNT_DEVICE=%s but CUDA is not available; using the CPU", self.device)
+            return torch.device("cpu")
+        return device
+
+
+SETTINGS = ServingSettings.from_env()
+
+
+@dataclass(frozen=True)
+class RequestError:
+    """Why a request cannot be answered with a count; becomes an error record."""
+
+    code: str
+    message: str
+
+
+@dataclass
+class CountingModel:
+    """What ``model_fn`` returns: the config and the runtime that runs the network."""
+
+    config: ModelConfig
+    runtime: Runtime
+    settings: ServingSettings
+
+    @property
+    def version(self) -> str:
+        return self.config.version
+
+
+Record = dict[str, Any]
+InputData = torch.Tensor | RequestError
+
+
+# --------------------------------------------------------------------------------------------
+# The four handlers
+# --------------------------------------------------------------------------------------------
+
+
+def model_fn(model_dir: str, context: Any = None) -> CountingModel:
+    """Load ``model.pt`` + ``config.json`` (hash-checked) and pick the runtime; raises if broken."""
+    return load_model(model_dir, SETTINGS)
+
+
+def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> CountingModel:
+    """``model_fn`` with explicit settings (the benchmark compares runtimes with it)."""
+    device = settings.torch_device()
+    network, config = load_state(model_dir)
+    runtime = select_runtime(network, config, model_dir, settings.runtime, device, settings.threads)
+    if runtime.name.startswith("onnxruntime"):
+        # Preprocessing stays on one torch thread: torch's idle OpenMP workers spinning next to
+        # ONNX Runtime's pool halved throughput on 2 cores.
+        torch.set_num_threads(1)
+    elif device.type == "cpu":
+        torch.set_num_threads(settings.threads)
+    log.info(
+        "loaded %s (%s, %d classes, input %s) on %s, %d threads",
+        config.version,
+        config.arch,
+        config.num_classes,
+        "x".join(map(str, config.image_size)),
+        runtime.name,
+        settings.threads,
+    )
+    return CountingModel(config=config, runtime=runtime, settings=settings)
+
+
+def input_fn(request_body: Any, request_content_type: str | None = None, context: Any = None) -> InputData:
+    """Request bytes -> an upright RGB ``uint8`` tensor, or the :class:`RequestError` saying why not."""
+    try:
+        check_content_type(request_content_type)
+        return decode_image(_as_bytes(request_body), SETTINGS.limits)
+    except InputError as error:
+        log.warning("rejected request (%s): %s", error.code, error.message)
+        return RequestError(error.code, error.message)
+    except Exception as error:  # anything unforeseen is still one bad record, not a failed job
+        log.exception("unexpected error while decoding a request")
+        return RequestError("internal_error", f"{type(error).__name__}: {error}")
+
+
+def predict_fn(input_data: InputData | Sequence[InputData], model: CountingModel, context: Any = None) -> Any:
+    """Count items; one record for one input, a list of records (one batched forward) for a list."""
+    if isinstance(input_data, list | tuple):
+        return predict_records(list(input_data), model)
+    return predict_records([input_data], model)[0]
+
+
+def output_fn(prediction: Any, accept: str | None = None, context: Any = None) -> tuple[str, str]:
+    """Records -> ``application/json`` (default) or ``application/jsonlines``; returns ``(body, type)``."""
+    kind = (accept or JSON).split(";", 1)[0].strip().lower()
+    records = prediction if isinstance(prediction, list) else [prediction]
+    if kind in _JSON_LINES_ALIASES:
+        return "".join(json.dumps(record) + "\n" for record in records), JSON_LINES
+    if kind not in (JSON, "*/*", ""):
+        log.warning("Accept %r is not supported; answering %s", accept, JSON)
+    return json.dumps(prediction), JSON
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+# --------------------------------------------------------------------------------------------
+
+
+def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
+    records: list[Record | None] = [None] * len(inputs)
+    images: list[tuple[int, torch.Tensor]] = []
+    for index, item in enumerate(inputs):
+        if isinstance(item, bytes | bytearray | memoryview):
+            item = input_fn(item, "application/x-image")
+        if isinstance(item, torch.Tensor):
+            images.append((index, item))
+        elif isinstance(item, RequestError):
+            records[index] = error_record(item.code, item.message, model.version)
+        else:
+            records[index] = error_record(
+                "internal_error", f"predict_fn got {type(item).__name__}", model.version
+            )
+    step = model.settings.max_batch
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        try:
+            probabilities = _forward([image for _, image in chunk], model)
+        except Exception as error:  # one broken batch must not fail the whole transform job
+            log.exception("forward pass failed for %d image(s)", len(chunk))
+            for index, _ in chunk:
+                records[index] = error_record("internal_error", f"{type(error).__name__}: {error}", model.version)
+            continue
+        for (index, _), row in zip(chunk, probabilities, strict=True):
+            records[index] = count_record(row.tolist(), model.config)
+    return [record for record in records if record is not None]
+
+
+def _forward(images: list[torch.Tensor], model: CountingModel) -> torch.Tensor:
+    runtime, config = model.runtime, model.config
+    with torch.inference_mode():
+        batch = torch.stack([resize_for_model(image, config) for image in images])
+        if runtime.device.type != "cpu":
+            batch = batch.to(runtime.device, non_blocking=True)  # uint8 over the bus, not floats
+        logits = runtime(normalise(batch, config, runtime.input_dtype))
+        return torch.softmax(logits.float() / config.temperature, dim=1)
+
+
+def count_record(probabilities: Sequence[float], config: ModelConfig) -> Record:
+    """One image's result: the decoded count, its probability and the whole distribution."""
+    if config.decoding == "expected":
+        expected = sum(k * p for k, p in enumerate(probabilities))
+        count = min(max(round(expected), 0), len(probabilities) - 1)
+    else:
+        count = max(range(len(probabilities)), key=probabilities.__getitem__)
+    return {
+        "count": int(count),
+        "confidence": round(float(probabilities[count]), 4),
+        "probabilities": [round(float(p), 4) for p in probabilities],
+        "count_is_lower_bound": bool(config.top_class_open and count == len(probabilities) - 1),
+        "model_version": config.version,
+    }
+
+
+def error_record(code: str, message: str, model_version: str) -> Record:
+    return {"error": {"code": code, "message": message}, "model_version": model_version}
+
+
+def _as_bytes(body: Any) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        # A text body cannot hold an image; pass it on so the decoder names the problem.
+        return body.encode("utf-8", errors="replace")
+    read = getattr(body, "read", None)
+    if callable(read):
+        return bytes(read())
+    raise CorruptImageError(f"request body of type {type(body).__name__} is not bytes")

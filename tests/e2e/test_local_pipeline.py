@@ -1,0 +1,87 @@
+"""End to end: generated photos through moto, the real handlers and the real serving code.
+
+A small version of ``make demo``: four generated photos, three bad uploads (corrupt JPEG, empty
+file, text named .png) and one duplicate upload go through template.yaml's stack, the batcher,
+the local Batch Transform with our model artifact, and the collector.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from local.demo import run
+from local.pipeline import REPO_ROOT, PipelineOptions
+from local.report import Upload
+from local.uploads import synthetic_uploads
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model artifact built by the project's own packager (``make model``)."""
+    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")])}
+    subprocess.run(
+        [sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO_ROOT, env=env
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def report(model_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    uploads: list[Upload] = []
+
+    def make_uploads(prefix: str) -> list[Upload]:
+        uploads.extend(synthetic_uploads(4, prefix, seed=7))
+        return uploads
+
+    options = PipelineOptions(
+        model_artifact=model_artifact,
+        stack_name="bincount-e2e",
+        batching_window_s=1.0,
+        torch_threads=2,
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    result = run(options, make_uploads, timeout_s=120)
+    result["uploads"] = uploads
+    return result
+
+
+def test_every_image_is_exactly_one_count_or_error_record(report: dict[str, Any]) -> None:
+    distinct = {upload.key for upload in report["uploads"]}
+    assert len(report["uploads"]) == len(distinct) + 1  # one duplicate upload
+    assert report["accounting"] == {
+        "every_image_exactly_one_record": True,
+        "missing": [],
+        "more_than_one_record": [],
+    }
+    assert {entry["key"] for entry in report["results"]} == distinct
+    for entry in report["results"]:
+        assert ("count" in entry) != ("error" in entry), entry
+        assert entry["records"] == 1
+
+
+def test_good_photos_are_counted_and_bad_ones_rejected(report: dict[str, Any]) -> None:
+    by_note = {entry.get("note", ""): entry for entry in report["results"]}
+    assert by_note["corrupt JPEG"]["error"]["code"] == "corrupt_image"
+    assert by_note["empty file"]["error"]["code"] == "empty_body"
+    assert "error" in by_note["text"]
+    counted = [entry for entry in report["results"] if "count" in entry]
+    assert len(counted) == 4
+    assert all(entry["count"] >= 0 and 0.0 <= float(entry["confidence"]) <= 1.0 for entry in counted)
+    assert report["totals"]["counted"] == 4 and report["totals"]["rejected"] == 3
+
+
+def test_downstream_consumer_received_inventory_events(report: dict[str, Any]) -> None:
+    received = report["events_received"]
+    assert received.get("Bin Image Rejected") == 3
+    assert received.get("Bin Count Updated", 0) + received.get("Bin Count Needs Review", 0) >= 2  # 2 bins
+    assert all(event["source"] == "bincount" for event in report["events"])
+    assert not report["worker_errors"]

@@ -1,0 +1,129 @@
+"""In-memory implementations of bincount.ports for fast unit tests (same rules as the adapters)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from bincount.ports import JobSubmissionError
+from bincount.records import LATEST_SK, bin_pk, image_sk
+
+
+class MemoryObjects:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put_json_if_absent(self, bucket: str, key: str, document: Any) -> bool:
+        if (bucket, key) in self.objects:
+            return False
+        self.objects[(bucket, key)] = json.dumps(document).encode()
+        return True
+
+    def put_bytes(self, bucket: str, key: str, body: bytes) -> None:
+        self.objects[(bucket, key)] = body
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        return json.loads(self.objects[(bucket, key)])
+
+    def get_bytes(self, bucket: str, key: str) -> bytes:
+        return self.objects[(bucket, key)]
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+
+class FakeTransforms:
+    """Remembers created jobs like SageMaker (a name stays taken); can refuse with scripted errors."""
+
+    def __init__(self, errors: Iterable[JobSubmissionError] = (), in_progress: int = 0) -> None:
+        self.created: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.errors = list(errors)
+        self.in_progress = in_progress
+
+    def create(self, request: dict[str, Any]) -> bool:
+        self.calls.append(request["TransformJobName"])
+        if self.errors:
+            raise self.errors.pop(0)
+        if request["TransformJobName"] in self.created:
+            return False
+        self.created[request["TransformJobName"]] = request
+        return True
+
+    def count_in_progress(self, name_prefix: str, limit: int) -> int:
+        return min(self.in_progress, limit)
+
+
+class MemoryJobs:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def get(self, job_name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.items.get(job_name))
+
+    def record(self, job_name: str, attributes: dict[str, Any]) -> bool:
+        if job_name in self.items:
+            return False
+        self.items[job_name] = {"pk": job_name, **attributes}
+        return True
+
+    def update(self, job_name: str, attributes: dict[str, Any]) -> None:
+        self.items.setdefault(job_name, {"pk": job_name}).update(attributes)
+
+
+class MemoryCounts:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.items.get((bin_pk(bin_id), image_sk(image_key))))
+
+    def put_image(self, item: dict[str, Any]) -> bool:
+        existing = self.items.get((item["pk"], item["sk"]))
+        if existing and not (
+            existing["etag"] != item["etag"] and existing["captured_at"] < item["captured_at"]
+        ):
+            return False
+        self.items[(item["pk"], item["sk"])] = copy.deepcopy(item)
+        return True
+
+    def get_latest(self, bin_id: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.items.get((bin_pk(bin_id), LATEST_SK)))
+
+    def put_latest(self, bin_id: str, attributes: dict[str, Any], expected_version: str | None) -> bool:
+        key = (bin_pk(bin_id), LATEST_SK)
+        current = self.items.get(key, {})
+        if current.get("latest_version") != expected_version:
+            return False
+        self.items[key] = {"pk": key[0], "sk": key[1], **current, **copy.deepcopy(attributes)}
+        return True
+
+    def images(self) -> list[dict[str, Any]]:
+        return [item for (_, sk), item in self.items.items() if sk.startswith("IMAGE#")]
+
+
+class RecordingSender:
+    """PutEvents that succeeds, or fails the entries whose (call, index) is scripted."""
+
+    def __init__(self, failures: dict[tuple[int, int], str] | None = None) -> None:
+        self.calls: list[list[dict[str, Any]]] = []
+        self.failures = failures or {}
+
+    def send(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        call = len(self.calls)
+        self.calls.append(list(entries))
+        results = []
+        for index in range(len(entries)):
+            code = self.failures.get((call, index))
+            failed = {"ErrorCode": code, "ErrorMessage": "scripted"}
+            results.append(failed if code else {"EventId": f"{call}-{index}"})
+        return results
+
+    @property
+    def delivered(self) -> list[dict[str, Any]]:
+        out = []
+        for call, entries in enumerate(self.calls):
+            out.extend(e for i, e in enumerate(entries) if (call, i) not in self.failures)
+        return out

@@ -1,0 +1,82 @@
+"""S3 notification parsing and what keys say about bins (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from bincount.keys import (
+    KeyRules,
+    MalformedNotification,
+    bin_and_capture_time,
+    content_type_for,
+    parse_notification,
+)
+from pipeline_support import s3_notification
+
+RULES = KeyRules()
+BUCKET = "ingest"
+
+
+def test_test_event_is_recognised_and_carries_no_images(event_file: Any) -> None:
+    body = event_file("sqs_s3_test_event.json")["Records"][0]["body"]
+    notification = parse_notification(body, RULES)
+    assert notification.is_test_event and notification.images == ()
+
+
+def test_sample_event_keys_are_url_decoded_form_style(event_file: Any) -> None:
+    records = event_file("sqs_s3_object_created.json")["Records"]
+    first = parse_notification(records[0]["body"], RULES).images[0]
+    second = parse_notification(records[1]["body"], RULES).images[0]
+    assert (first.bin_id, first.captured_at) == ("BIN-0042", "2026-11-26T10:15:00.000Z")
+    assert first.etag == "9b2cf535f27731c974343645a3985328" and first.content_type == "image/jpeg"
+    assert second.key == "incoming/BIN 0043/photo=1.jpg"  # '+' is a space, %3D is '='
+    assert second.bin_id == "BIN 0043"
+    assert second.captured_at == "2026-11-26T10:16:41.007Z"  # no time in the key: the event time
+
+
+def test_several_records_per_message_and_suffix_filter() -> None:
+    message: dict[str, Any] = {"Records": []}
+    for key in ("incoming/B1/a.jpg", "incoming/B1/notes.txt", "incoming/B2/b.PNG", "elsewhere/B3/c.jpg"):
+        message["Records"] += s3_notification(BUCKET, key, "e")["Records"]
+    notification = parse_notification(json.dumps(message), RULES)
+    assert [image.key for image in notification.images] == ["incoming/B1/a.jpg", "incoming/B2/b.PNG"]
+    assert notification.images[1].content_type == "image/png"
+    assert notification.skipped_keys == ("incoming/B1/notes.txt", "elsewhere/B3/c.jpg")
+
+
+def test_removal_events_are_ignored() -> None:
+    message = s3_notification(BUCKET, "incoming/B1/a.jpg", "e")
+    message["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    assert parse_notification(json.dumps(message), RULES).images == ()
+
+
+@pytest.mark.parametrize("body", ["not json", "[]", '{"Records": "x"}', '{"Records": [{"eventName": "ObjectCreated:Put"}]}'])
+def test_malformed_bodies_raise(body: str) -> None:
+    with pytest.raises(MalformedNotification):
+        parse_notification(body, RULES)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("incoming/BIN-7/a.jpg", ("BIN-7", None)),
+        ("incoming/BIN-7/cam/2/a.jpg", ("BIN-7", None)),
+        ("incoming/BIN-7/20261126T101500Z_x.jpg", ("BIN-7", "2026-11-26T10:15:00.000Z")),
+        ("incoming/00123.jpg", ("00123", None)),  # fallback: ABID style, the file name is the bin
+    ],
+)
+def test_bin_and_capture_time_default_pattern(key: str, expected: tuple[str, str | None]) -> None:
+    assert bin_and_capture_time(key, RULES) == expected
+
+
+def test_custom_pattern() -> None:
+    rules = KeyRules(prefix="p/", pattern=r"^site-\w+/(?P<bin_id>\w+)-(?P<captured_at>\d{8}T\d{6}Z)\.jpg$")
+    assert bin_and_capture_time("p/site-a/B9-20260101T000001Z.jpg", rules) == ("B9", "2026-01-01T00:00:01.000Z")
+
+
+def test_content_types() -> None:
+    assert content_type_for("a.JPEG") == "image/jpeg"
+    assert content_type_for("a.png") == "image/png"
+    assert content_type_for("a.webp") == "application/x-image"

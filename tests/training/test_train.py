@@ -1,0 +1,200 @@
+"""The trainer end to end on tiny generated photos: artifact, metric lines, resume; plus its parts."""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from local.synthetic import draw_bin, encode
+from model.network import ModelConfig, load_state
+from training import dataset, train
+from training.data import MANIFEST
+
+TINY = [
+    "--quick",
+    "--no-pretrained",
+    "--image-size",
+    "64",
+    "--batch-size",
+    "8",
+    "--epochs",
+    "1",
+    "--max-steps",
+    "2",
+    "--threads",
+    "2",
+]
+METRIC_LINE = re.compile(
+    r"^epoch=(\d+) train_loss=[0-9.]+ train_accuracy=[0-9.]+ valid_loss=[0-9.]+ valid_accuracy=[0-9.]+ "
+    r"valid_rmse=[0-9.]+ valid_mae=[0-9.]+ valid_score=-?[0-9.]+ lr=[0-9.]+ epoch_seconds=[0-9.]+ "
+    r"images_per_second=[0-9.]+$"
+)
+
+
+def _count_folder(root: Path) -> Path:
+    for count in range(6):
+        folder = root / "images" / str(count)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(3 if count == 0 else 8):
+            (folder / f"g{count}{i:02d}.jpg").write_bytes(encode(draw_bin(count, i, size=(120, 90))))
+    return root
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
+    args = train.get_args_parser().parse_args(argv)
+    result = train.main(args)
+    return result, capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _count_folder(tmp_path_factory.mktemp("pool"))
+
+
+def test_training_run_writes_a_servable_artifact_and_resumes(
+    pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, work = tmp_path / "out", tmp_path / "build"
+    argv = ["--data", str(pool), "--out", str(out), "--work-dir", str(work), *TINY]
+    result, stdout = _run(argv, capsys)
+
+    lines = [line for line in stdout.splitlines() if line.startswith("epoch=")]
+    assert [int(METRIC_LINE.match(line).group(1)) for line in lines] == [1]  # type: ignore[union-attr]
+    for definition in train.METRIC_DEFINITIONS:
+        if definition["Name"].split(":")[0] in ("train", "valid"):
+            assert re.search(definition["Regex"], lines[-1]), definition
+    assert re.search(r"^result best_epoch=\d .*test_accuracy=[0-9.]+ ", stdout, re.M)
+
+    # the raw folder went through data prep into the work dir, with a manifest
+    prepared = Path(result["config"]["training"]["data"]["prepared"])
+    assert prepared.parent == work / "data" and (prepared / MANIFEST).is_file()
+    assert list((work / "cache").glob("train-74x74-*.pt"))  # 64 * 1.15 for random crops
+
+    # artifact files: fp16 weights whose hash is in the config, metrics, history, plots
+    config = ModelConfig.load(out / "config.json")
+    assert config.image_size == (64, 64) and config.decoding in ("argmax", "expected")
+    assert config.temperature > 0 and config.weights_sha256
+    assert config.training["hyperparameters"]["loss"] == "gaussian"
+    assert 0.3 <= config.training["review_threshold"] <= 0.9
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    load_state(out)  # checks the sha256 too
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"valid", "test", "calibration", "review_threshold", "class0"} <= set(metrics)
+    assert metrics["calibration"]["ece_before"] >= 0 and metrics["test"]["n"] == 6
+    assert len(json.loads((out / "history.json").read_text())) == 1
+    for png in ("training_curves.png", "confusion_valid.png", "confusion_test.png"):
+        assert (out / png).stat().st_size > 1000
+
+    # the serving handlers load the tarball and see the same pixels as training's evaluation
+    inference = pytest.importorskip("model.inference")
+    served = tmp_path / "served"
+    with tarfile.open(out / "model.tar.gz") as tar:
+        tar.extractall(served, filter="data")
+    model = inference.model_fn(str(served))
+    valid_entries = dataset.list_split(prepared, "valid")
+    photo = valid_entries[0].path
+    body, _ = inference.output_fn(inference.predict_fn(inference.input_fn(photo.read_bytes(), "image/jpeg"), model))
+    record = json.loads(body)
+    record = record[0] if isinstance(record, list) else record
+    network, _ = load_state(out)
+    cached = dataset.load_images(valid_entries[:1], config, config.image_size, work / "cache", "valid-one")
+    from model.preprocess import normalise
+
+    with torch.no_grad():
+        expected = torch.softmax(network(normalise(cached.images, config)) / config.temperature, dim=1)[0]
+    assert record["probabilities"] == pytest.approx(expected.tolist(), abs=2e-3)
+
+    # resume: a longer run on the same checkpoint continues at epoch 2 instead of starting over
+    _, stdout = _run([*argv, "--epochs", "2"], capsys)
+    assert "resumed from" in stdout
+    assert [line.split()[0] for line in stdout.splitlines() if line.startswith("epoch=")] == ["epoch=2"]
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
+    with pytest.raises(SystemExit, match="another run"):
+        _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
+
+
+def test_sagemaker_environment_sets_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {
+        "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
+        "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
+        "SM_MODEL_DIR": "/opt/ml/model",
+        "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
+        "SM_NUM_GPUS": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("SM_CHANNEL_TRAINING", raising=False)
+    args = train.get_args_parser().parse_args(["--lr", "0.0003"])
+    assert (args.train, args.validation, args.data) == (env["SM_CHANNEL_TRAIN"], env["SM_CHANNEL_VALIDATION"], None)
+    assert (args.model_dir, args.out, args.num_gpus) == ("/opt/ml/model", "/opt/ml/output/data", 1)
+    assert args.work_dir.startswith("/tmp")
+
+
+def test_quick_overrides_only_defaults() -> None:
+    args = train.get_args_parser().parse_args(["--quick", "--epochs", "5"])
+    train.apply_quick(args)
+    assert args.epochs == 5 and args.image_size == train.QUICK["image_size"]
+
+
+def test_validation_score_prefers_accuracy_and_low_rmse() -> None:
+    assert train.validation_score(0.5, 1.0) > train.validation_score(0.5, 1.2)
+    assert train.validation_score(0.5, 1.0) == pytest.approx(0.25)
+
+
+def test_stratified_subset_keeps_every_class() -> None:
+    entries = [dataset.Entry(f"{c}-{i}", c, Path("x"), "") for c in range(6) for i in range(2 if c == 0 else 50)]
+    subset = train.stratified_subset(entries, 30, seed=0)
+    assert {e.count for e in subset} == set(range(6))
+    assert 25 <= len(subset) <= 36
+    assert train.stratified_subset(entries, 30, seed=0) == subset
+
+
+def test_class_index_folds_large_counts_into_the_open_top_class() -> None:
+    config = ModelConfig.for_arch("efficientnet_lite0")
+    assert train.class_index(torch.tensor([0, 5, 9]), config).tolist() == [0, 5, 5]
+
+
+def test_sampler_oversamples_rare_counts_reproducibly() -> None:
+    labels = torch.tensor([0] * 2 + [1] * 98)
+    sampler = train.EpochSampler(labels, 2, "balanced", seed=3)
+    sampler.set_epoch(1)
+    drawn = list(sampler)
+    assert len(drawn) == 100 and list(sampler) == drawn
+    assert 30 <= sum(1 for i in drawn if i < 2) <= 70  # ~50 % empty bins instead of 2 %
+    shuffled = train.EpochSampler(labels, 2, "shuffle", seed=3)
+    assert sorted(shuffled) == list(range(100))
+
+
+def test_device_augmentation_is_identity_when_switched_off_and_random_otherwise() -> None:
+    torch.manual_seed(0)
+    batch = (torch.rand(4, 3, 40, 50) * 255).to(torch.uint8)
+    off = dataset.AugmentSettings(
+        scale=(1.0, 1.0), ratio=(1.0, 1.0), rotate_degrees=0, flip=False, brightness=0, contrast=0,
+        saturation=0, blur_probability=0,
+    )  # fmt: skip
+    same = dataset.BinAugment((40, 50), off)(batch)
+    assert same.dtype == torch.uint8 and (same.int() - batch.int()).abs().max() <= 1
+    augmented = dataset.BinAugment((32, 32))(batch)
+    assert augmented.shape == (4, 3, 32, 32) and augmented.dtype == torch.uint8
+    per_worker = dataset.worker_transform((32, 32))(batch[0])
+    assert per_worker.shape == (3, 32, 32) and per_worker.dtype == torch.uint8
+
+
+def test_image_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "1"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"p{i}.jpg").write_bytes(encode(draw_bin(1, i, size=(80, 60))))
+    entries = dataset.list_split(tmp_path, None)
+    config = ModelConfig.for_arch("efficientnet_lite0", image_size=(48, 48))
+    first = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
+    monkeypatch.setattr(dataset, "decode_resized", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
+    again = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
+    assert torch.equal(first.images, again.images) and again.ids == ["p0", "p1", "p2"]

@@ -1,0 +1,1 @@
+"""Training, tuning and evaluation of the counting model (data prep, train.py, launcher, evaluate)."""

@@ -1,0 +1,486 @@
+"""Evaluate a model artifact through its own serving handlers: ``python -m training.evaluate``.
+
+The handlers are loaded from the artifact's ``code/inference.py`` (so what is measured is exactly
+what ships; the repository's ``model.inference`` is the fallback for a bare weights folder), and every
+image goes through ``input_fn -> predict_fn -> output_fn`` like a Batch Transform request. The report
+puts each figure beside what gives it meaning: the ABID challenge's per-class accuracy, the public
+baselines, and the trivial constant predictors on the same labels.
+
+Labels come from a CSV ``image,count,...`` (paths relative to the CSV's folder, like
+``../shared/abid/labels.csv``), from a split manifest written by ``training.data`` (``--manifest``,
+test split by default), or from count-class folders ``<images>/<count>/*.jpg``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import logging
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from training.metrics import (
+    ABID_CHALLENGE_PER_CLASS_ACCURACY,
+    PUBLIC_BASELINES,
+    challenge_comparison,
+    challenge_expected_on_mix,
+    compute_metrics,
+    expected_calibration_error,
+    trivial_baselines,
+)
+
+LOG = logging.getLogger("training.evaluate")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
+
+
+# --- labelled images ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelledImage:
+    path: Path
+    count: int
+    name: str  # how the report names it (the CSV's path, or the path below the images folder)
+
+
+def _resolve(relative: str, roots: Sequence[Path]) -> Path:
+    """First existing ``root/relative`` (then ``root/basename``); else the first candidate, which will
+    then fail to read and be reported as an error rather than silently skipped."""
+    candidates = [root / relative for root in roots] + [root / Path(relative).name for root in roots]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def labels_from_csv(csv_path: Path, images: Path | None = None) -> list[LabelledImage]:
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"image", "count"} <= set(reader.fieldnames):
+            raise ValueError(f"{csv_path}: expected a header with 'image' and 'count' columns")
+        roots = [csv_path.parent] + ([images] if images is not None else [])
+        return [
+            LabelledImage(_resolve(row["image"], roots), int(row["count"]), row["image"])
+            for row in reader
+            if row.get("image")
+        ]
+
+
+def labels_from_folders(images: Path) -> list[LabelledImage]:
+    """``<images>/<count>/*.jpg`` (or ``<images>/images/<count>/``, the layout of ../shared/abid-train)."""
+    root = images / "images" if not _count_dirs(images) and (images / "images").is_dir() else images
+    found = [
+        LabelledImage(path, int(folder.name), str(path.relative_to(root)))
+        for folder in _count_dirs(root)
+        for path in sorted(folder.iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    if not found:
+        raise ValueError(f"{images}: no <count>/*.jpg folders and no --labels CSV")
+    return found
+
+
+def _count_dirs(root: Path) -> list[Path]:
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+def labels_from_manifest(
+    manifest: Path, split: str = "test", images: Path | None = None
+) -> list[LabelledImage]:
+    """Samples of one split from a ``training.data`` manifest (entries carry ``split``, ``count`` and
+    ``path`` relative to the manifest's folder, or a local ``source``)."""
+    data = json.loads(manifest.read_text(encoding="utf-8"))
+    samples = data.get("samples", data if isinstance(data, list) else [])
+    roots = [manifest.parent] + ([images] if images is not None else [])
+    out = []
+    for sample in samples:
+        if split != "all" and sample.get("split") != split:
+            continue
+        relative = sample.get("path") or sample.get("image") or sample.get("source")
+        if relative is None or "count" not in sample:
+            continue
+        path = _resolve(relative, roots)
+        source = sample.get("source")
+        if not path.is_file() and source and Path(source).is_file():
+            path = Path(source)
+        out.append(LabelledImage(path, int(sample["count"]), str(relative)))
+    if not out:
+        raise ValueError(f"{manifest}: no samples in split {split!r}")
+    return out
+
+
+# --- the artifact's handlers ----------------------------------------------------------------------
+@dataclass
+class Handlers:
+    model_fn: Callable[[str], Any]
+    input_fn: Callable[[bytes, str], Any]
+    predict_fn: Callable[[Any, Any], Any]
+    output_fn: Callable[[Any, str], Any]
+    source: str
+
+
+def extract_artifact(model: Path, workdir: Path) -> Path:
+    """A ``model.tar.gz`` is unpacked into ``workdir``; a folder is used as is."""
+    if model.is_dir():
+        return model
+    with tarfile.open(model, "r:gz") as archive:
+        archive.extractall(workdir, filter="data")
+    return workdir
+
+
+def load_handlers(model_dir: Path) -> Handlers:
+    """``code/inference.py`` of the artifact, imported with ``code/`` first on ``sys.path``.
+
+    The artifact's ``code/model/`` shadows the repository's ``model`` package only if that package has
+    not been imported yet in this process (a fresh ``python -m training.evaluate`` run); otherwise the
+    already-imported one serves the artifact's ``inference.py`` and a warning says so.
+    """
+    code = model_dir / "code"
+    script = code / "inference.py"
+    if script.is_file():
+        if "model" in sys.modules:
+            LOG.warning(
+                "package 'model' already imported from %s; the artifact's code/model is not used",
+                getattr(sys.modules["model"], "__file__", "?"),
+            )
+        sys.path.insert(0, str(code))
+        spec = importlib.util.spec_from_file_location("bincount_artifact_inference", script)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {script}")
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses and pickling look their module up by name
+        spec.loader.exec_module(module)
+        source = str(script)
+    else:
+        import model.inference as module  # the repository's handlers
+
+        source = f"{module.__file__} (artifact has no code/inference.py)"
+    return Handlers(module.model_fn, module.input_fn, module.predict_fn, module.output_fn, source)
+
+
+def _decode_body(body: Any) -> dict[str, Any]:
+    """output_fn may return ``body`` or ``(body, content_type)``; body is JSON (one record) or JSON lines."""
+    if isinstance(body, tuple):
+        body = body[0]
+    if isinstance(body, bytes | bytearray):
+        body = body.decode("utf-8")
+    if isinstance(body, dict):
+        return body
+    text = str(body).strip()
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        record = json.loads(text.splitlines()[0])
+    if isinstance(record, list):
+        record = record[0]
+    return dict(record)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+@dataclass
+class Prediction:
+    item: LabelledImage
+    record: dict[str, Any]
+
+    @property
+    def ok(self) -> bool:
+        return "error" not in self.record and isinstance(self.record.get("count"), int)
+
+
+@dataclass
+class EvaluationRun:
+    predictions: list[Prediction] = field(default_factory=list)
+    seconds: float = 0.0
+    model_load_seconds: float = 0.0
+    handlers: str = ""
+    model_version: str | None = None
+
+
+def _batches(items: Sequence[LabelledImage], size: int) -> Iterator[Sequence[LabelledImage]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def run_handlers(
+    handlers: Handlers,
+    model_dir: Path,
+    items: Sequence[LabelledImage],
+    batch_size: int = 1,
+    progress: bool = False,
+) -> EvaluationRun:
+    """Serve every image. ``batch_size`` 1 is the Batch Transform path (one request per image); larger
+    sizes hand ``predict_fn`` a list (the contract's batched path) and fall back to one by one if the
+    handlers do not take lists. An exception for one image becomes that image's error record."""
+    run = EvaluationRun(handlers=handlers.source)
+    started = time.perf_counter()
+    model = handlers.model_fn(str(model_dir))
+    run.model_load_seconds = time.perf_counter() - started
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(items), unit="img", desc="evaluate")
+
+    def one(item: LabelledImage) -> dict[str, Any]:
+        try:
+            content_type = CONTENT_TYPES.get(item.path.suffix.lower(), "application/x-image")
+            data = handlers.input_fn(item.path.read_bytes(), content_type)
+            return _decode_body(handlers.output_fn(handlers.predict_fn(data, model), "application/json"))
+        except Exception as exc:  # one bad image must not end the evaluation
+            return {"error": {"code": "evaluate_exception", "message": f"{type(exc).__name__}: {exc}"}}
+
+    def batched(group: Sequence[LabelledImage]) -> list[dict[str, Any]] | None:
+        try:
+            inputs = [
+                handlers.input_fn(
+                    i.path.read_bytes(), CONTENT_TYPES.get(i.path.suffix.lower(), "application/x-image")
+                )
+                for i in group
+            ]
+            outputs = handlers.predict_fn(inputs, model)
+            if not isinstance(outputs, list) or len(outputs) != len(group):
+                return None
+            return [_decode_body(handlers.output_fn(o, "application/json")) for o in outputs]
+        except Exception:
+            return None
+
+    started = time.perf_counter()
+    use_batches = batch_size > 1
+    for group in _batches(items, max(1, batch_size)):
+        records = batched(group) if use_batches else None
+        if records is None:
+            if use_batches:
+                LOG.info("predict_fn did not take a list: serving one image per request")
+                use_batches = False
+            records = [one(item) for item in group]
+        run.predictions += [Prediction(item, record) for item, record in zip(group, records, strict=True)]
+        if bar is not None:
+            bar.update(len(group))
+    run.seconds = time.perf_counter() - started
+    if bar is not None:
+        bar.close()
+    versions = {p.record.get("model_version") for p in run.predictions if p.record.get("model_version")}
+    run.model_version = ",".join(sorted(str(v) for v in versions)) or None
+    return run
+
+
+def _num_classes(run: EvaluationRun, items: Sequence[LabelledImage]) -> int:
+    widths = [
+        len(p.record["probabilities"]) for p in run.predictions if p.ok and p.record.get("probabilities")
+    ]
+    top = max([i.count for i in items] + [p.record["count"] for p in run.predictions if p.ok] + [0])
+    return max([top + 1, *widths])
+
+
+def summarise(run: EvaluationRun, subset: tuple[int, int] | None = None) -> dict[str, Any]:
+    """The report as one JSON-ready dict. Images whose request failed are listed under ``errors``
+    and left out of the metrics (``n`` counts scored images; ``n_errors`` the others)."""
+    scored = [p for p in run.predictions if p.ok]
+    failed = [p for p in run.predictions if not p.ok]
+    num_classes = _num_classes(run, [p.item for p in run.predictions])
+    report: dict[str, Any] = {
+        "handlers": run.handlers,
+        "model_version": run.model_version,
+        "n_images": len(run.predictions),
+        "n_errors": len(failed),
+        "images_per_second": len(run.predictions) / run.seconds if run.seconds > 0 else None,
+        "seconds": run.seconds,
+        "model_load_seconds": run.model_load_seconds,
+    }
+    report.update(_block(scored, num_classes))
+    report["counts_1_5"] = _block([p for p in scored if 1 <= p.item.count <= 5], num_classes)
+    if subset is not None:
+        lo, hi = subset
+        report["subset"] = {
+            "counts": [lo, hi],
+            **_block([p for p in scored if lo <= p.item.count <= hi], num_classes),
+        }
+    report["public_baselines"] = [b.__dict__ for b in PUBLIC_BASELINES]
+    report["wrong"] = [
+        {
+            "image": p.item.name,
+            "true": p.item.count,
+            "predicted": p.record["count"],
+            "confidence": p.record.get("confidence"),
+        }
+        for p in scored
+        if p.record["count"] != p.item.count
+    ]
+    report["errors"] = [{"image": p.item.name, "error": p.record.get("error", p.record)} for p in failed]
+    return report
+
+
+def _block(preds: Sequence[Prediction], num_classes: int) -> dict[str, Any]:
+    truth = [p.item.count for p in preds]
+    guess = [p.record["count"] for p in preds]
+    metrics = compute_metrics(truth, guess, num_classes)
+    block: dict[str, Any] = metrics.to_dict()
+    probabilities = [p.record.get("probabilities") for p in preds]
+    if preds and all(isinstance(v, list) and len(v) == num_classes for v in probabilities):
+        block["ece"] = expected_calibration_error(probabilities, truth)  # type: ignore[arg-type]
+    else:
+        block["ece"] = None
+    block["abid_challenge"] = challenge_comparison(metrics)
+    block["abid_challenge_accuracy_on_this_mix"] = challenge_expected_on_mix(metrics.support)
+    block["trivial"] = {k: v.to_dict() for k, v in trivial_baselines(truth, num_classes).items()}
+    return block
+
+
+# --- output ---------------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return "   -  " if value is None else f"{100 * value:5.1f}%"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"model {report['model_version']}  handlers {report['handlers']}",
+        f"images {report['n_images']}  scored {report['n']}  errors {report['n_errors']}  "
+        + (f"{report['images_per_second']:.1f} images/s" if report["images_per_second"] else ""),
+        "",
+        _headline("all counts", report),
+    ]
+    if report["counts_1_5"]["n"] and report["counts_1_5"]["n"] != report["n"]:
+        lines.append(_headline("counts 1-5", report["counts_1_5"]))
+    if "subset" in report:
+        lo, hi = report["subset"]["counts"]
+        lines.append(_headline(f"counts {lo}-{hi}", report["subset"]))
+    lines += ["", "count  support  accuracy  ABID-challenge  precision  recall"]
+    for row in report["abid_challenge"]:
+        k = str(row["count"])
+        lines.append(
+            f"{row['count']:>5}  {row['support']:>7}  {_pct(row['accuracy']):>8}  "
+            f"{_pct(row['abid_challenge_accuracy']):>14}  {_pct(report['precision'][k]):>9}  "
+            f"{_pct(report['recall'][k]):>6}"
+        )
+    mix = report["abid_challenge_accuracy_on_this_mix"]
+    if mix is not None:
+        lines.append(f"ABID challenge baseline's per-class rates on this mix of counts: {_pct(mix)}")
+    lines += ["", "confusion (rows true, columns predicted):"]
+    lines += ["       " + " ".join(f"{k:>4}" for k in range(len(report["confusion"])))]
+    lines += [f"  {t:>3}  " + " ".join(f"{c:>4}" for c in row) for t, row in enumerate(report["confusion"])]
+    lines += ["", "public baselines:"]
+    for b in report["public_baselines"]:
+        rmse = f", RMSE {b['rmse']:.3f}" if b["rmse"] is not None else ""
+        lines.append(f"  {_pct(b['accuracy'])}{rmse}  {b['name']}: {b['note']}")
+    if report["wrong"]:
+        lines += ["", f"wrong counts ({len(report['wrong'])}):"]
+        for w in report["wrong"][:30]:
+            conf = f"{w['confidence']:.2f}" if isinstance(w["confidence"], float) else "-"
+            lines.append(f"  {w['image']}: true {w['true']}, predicted {w['predicted']} (confidence {conf})")
+        if len(report["wrong"]) > 30:
+            lines.append(f"  ... {len(report['wrong']) - 30} more in the JSON report")
+    if report["errors"]:
+        lines += ["", f"errors ({len(report['errors'])}):"]
+        lines += [f"  {e['image']}: {e['error']}" for e in report["errors"][:30]]
+    return "\n".join(lines)
+
+
+def _headline(title: str, block: dict[str, Any]) -> str:
+    trivial = block["trivial"]
+    parts = [
+        f"{title:>11}: n={block['n']}  accuracy {_pct(block['accuracy'])}  "
+        f"RMSE {block['rmse']:.3f}  MAE {block['mae']:.3f}"
+    ]
+    if block.get("ece") is not None:
+        parts.append(f"ECE {block['ece']:.3f}")
+    shown: set[int] = set()
+    for name in ("majority", "best_rmse_constant"):
+        if name in trivial and trivial[name]["constant"] not in shown:
+            t = trivial[name]
+            shown.add(t["constant"])
+            parts.append(f"[{t['name']}: {_pct(t['accuracy'])}, RMSE {t['rmse']:.3f}]")
+    return "  ".join(parts)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
+    from training.plots import plot_confusion
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "report": str(out / "report.json"),
+        "confusion_json": str(out / "confusion.json"),
+        "confusion_png": str(out / "confusion.png"),
+    }
+    Path(files["confusion_json"]).write_text(
+        json.dumps({"rows": "true", "columns": "predicted", "confusion": report["confusion"]}) + "\n"
+    )
+    plot_confusion(
+        report["confusion"],
+        files["confusion_png"],
+        title=f"n={report['n']}  accuracy {100 * report['accuracy']:.1f}%  RMSE {report['rmse']:.2f}",
+    )
+    Path(files["report"]).write_text(json.dumps({**report, "files": files}, indent=1) + "\n")
+    return files
+
+
+def parse_subset(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    try:
+        return (int(lo), int(hi)) if sep else (int(lo), int(lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--subset {text!r}: expected LO-HI, e.g. 1-5") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="model.tar.gz or its extracted folder")
+    parser.add_argument("--images", type=Path, help="folder of images (count-class folders when no --labels)")
+    parser.add_argument(
+        "--labels", type=Path, help="CSV image,count,... (paths relative to the CSV's folder)"
+    )
+    parser.add_argument("--manifest", type=Path, help="split manifest from training.data; evaluates --split")
+    parser.add_argument("--split", default="test", help="split of --manifest to evaluate (or 'all')")
+    parser.add_argument("--subset", type=parse_subset, help="also report counts LO-HI only, e.g. 1-5")
+    parser.add_argument(
+        "--out", type=Path, default=Path("build/eval"), help="confusion PNG/JSON and report.json"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1, help="1 = one request per image, as Batch Transform"
+    )
+    parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    return parser
+
+
+def collect(args: argparse.Namespace) -> list[LabelledImage]:
+    if args.manifest:
+        return labels_from_manifest(args.manifest, args.split, args.images)
+    if args.labels:
+        return labels_from_csv(args.labels, args.images)
+    if args.images is None:
+        raise SystemExit("give --images (count-class folders), --labels CSV or --manifest")
+    if (args.images / "labels.csv").is_file():
+        return labels_from_csv(args.images / "labels.csv", args.images)
+    return labels_from_folders(args.images)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    items = collect(args)
+    if args.limit:
+        items = items[: args.limit]
+    with tempfile.TemporaryDirectory(prefix="bincount-eval-") as tmp:
+        model_dir = extract_artifact(args.model, Path(tmp))
+        handlers = load_handlers(model_dir)
+        run = run_handlers(
+            handlers, model_dir, items, args.batch_size, progress=sys.stderr.isatty() and not args.json
+        )
+    report = summarise(run, args.subset)
+    report["model"] = str(args.model)
+    report["abid_challenge_per_class_accuracy"] = {
+        str(k): v / 100 for k, v in ABID_CHALLENGE_PER_CLASS_ACCURACY.items()
+    }
+    report["files"] = write_outputs(report, args.out)
+    print(json.dumps(report) if args.json else render_text(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
