@@ -36,6 +36,7 @@ if (Path(_CODE_DIR) / "model" / "network.py").is_file() and _CODE_DIR not in sys
 
 from model.network import ModelConfig, load_state  # noqa: E402
 from model.preprocess import (  # noqa: E402
+    DEFAULT_LIMITS,
     CorruptImageError,
     DecodeLimits,
     InputError,
@@ -50,7 +51,9 @@ log = logging.getLogger("bincount.inference")
 
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
-_JSON_LINES_ALIASES = frozenset({JSON_LINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"})
+_JSON_LINES_ALIASES = frozenset(
+    {JSON_LINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"}
+)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -69,14 +72,17 @@ class ServingSettings:
     ``BINCOUNT_DEVICE`` (``auto``/``cpu``/``cuda``/``cuda:N``), ``BINCOUNT_RUNTIME``
     (``auto``/``onnx``/``torch``), ``BINCOUNT_THREADS`` (intra-op threads for the forward pass;
     default: the CPUs divided among ``SAGEMAKER_MODEL_SERVER_WORKERS``), ``BINCOUNT_MAX_BATCH``
-    (largest forward batch), ``BINCOUNT_MAX_PIXELS`` / ``BINCOUNT_MAX_SIDE`` (decode limits).
+    (largest forward batch), ``BINCOUNT_ORT_SPIN`` (let ONNX Runtime's threads spin between
+    runs: faster for large lists, slower one request at a time), ``BINCOUNT_MAX_PIXELS`` /
+    ``BINCOUNT_MAX_SIDE`` (decode limits).
     """
 
     device: str = "auto"
     runtime: str = "auto"
     threads: int = 1
     max_batch: int = 32
-    limits: DecodeLimits = DecodeLimits()
+    ort_spin: bool = False
+    limits: DecodeLimits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -88,6 +94,7 @@ class ServingSettings:
             runtime=os.environ.get("BINCOUNT_RUNTIME", "auto").strip().lower() or "auto",
             threads=max(1, _env_int("BINCOUNT_THREADS", default_threads)),
             max_batch=max(1, _env_int("BINCOUNT_MAX_BATCH", 32)),
+            ort_spin=os.environ.get("BINCOUNT_ORT_SPIN", "0").strip().lower() in ("1", "true", "yes"),
             limits=DecodeLimits(
                 max_pixels=_env_int("BINCOUNT_MAX_PIXELS", defaults.max_pixels),
                 max_side=_env_int("BINCOUNT_MAX_SIDE", defaults.max_side),
@@ -146,7 +153,9 @@ def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> 
     """``model_fn`` with explicit settings (the benchmark compares runtimes with it)."""
     device = settings.torch_device()
     network, config = load_state(model_dir)
-    runtime = select_runtime(network, config, model_dir, settings.runtime, device, settings.threads)
+    runtime = select_runtime(
+        network, config, model_dir, settings.runtime, device, settings.threads, settings.ort_spin
+    )
     if runtime.name.startswith("onnxruntime"):
         # Preprocessing stays on one torch thread: torch's idle OpenMP workers spinning next to
         # ONNX Runtime's pool halved throughput on 2 cores.
@@ -223,7 +232,9 @@ def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
         except Exception as error:  # one broken batch must not fail the whole transform job
             log.exception("forward pass failed for %d image(s)", len(chunk))
             for index, _ in chunk:
-                records[index] = error_record("internal_error", f"{type(error).__name__}: {error}", model.version)
+                records[index] = error_record(
+                    "internal_error", f"{type(error).__name__}: {error}", model.version
+                )
             continue
         for (index, _), row in zip(chunk, probabilities, strict=True):
             records[index] = count_record(row.tolist(), model.config)

@@ -33,7 +33,6 @@ from model.network import (
     WEIGHTS_FILE,
     ModelConfig,
     build_model,
-    half_state_dict,
     sha256_file,
 )
 from model.runtime import ONNX_FILE, export_onnx
@@ -78,7 +77,10 @@ def package_model(
         torch.save(state, staging / WEIGHTS_FILE)
         config.weights_sha256 = sha256_file(staging / WEIGHTS_FILE)
         config.save(staging / CONFIG_FILE)
-        members: list[tuple[Path, str]] = [(staging / WEIGHTS_FILE, WEIGHTS_FILE), (staging / CONFIG_FILE, CONFIG_FILE)]
+        members: list[tuple[Path, str]] = [
+            (staging / WEIGHTS_FILE, WEIGHTS_FILE),
+            (staging / CONFIG_FILE, CONFIG_FILE),
+        ]
         if onnx and _onnx_exporter_available():
             # The exported graph computes with the (rounded) shipped weights, exactly as torch serving would.
             export_onnx(network, config, staging / ONNX_FILE)
@@ -135,7 +137,10 @@ def resolve_inputs(
 ) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
     """Decide what to pack; the third value says where it came from (printed for the operator)."""
     if weights is None and config_path is None and arch is None:
-        shipped_weights, shipped_config = SHIPPED_WEIGHTS_DIR / WEIGHTS_FILE, SHIPPED_WEIGHTS_DIR / CONFIG_FILE
+        shipped_weights, shipped_config = (
+            SHIPPED_WEIGHTS_DIR / WEIGHTS_FILE,
+            SHIPPED_WEIGHTS_DIR / CONFIG_FILE,
+        )
         if shipped_weights.is_file() and shipped_config.is_file():
             weights, config_path = shipped_weights, shipped_config
     if config_path is not None:
@@ -154,7 +159,11 @@ def resolve_inputs(
     if not config.version or config.version.endswith("-untrained"):
         config.version = f"bincount-{config.arch}-imagenet-untrained-head"
     config.training = {**config.training, "note": "ImageNet backbone with a fresh, untrained counting head"}
-    return network.state_dict(), config, f"{config.arch} ImageNet weights with an untrained head (demo/test only)"
+    return (
+        network.state_dict(),
+        config,
+        f"{config.arch} ImageNet weights with an untrained head (demo/test only)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -34,6 +34,10 @@ from model.network import ModelConfig
 JPEG_CONTENT_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg"})
 IMAGE_CONTENT_TYPES = JPEG_CONTENT_TYPES | {"image/png", "application/x-image"}
 EXIF_ORIENTATION_TAG = 0x0112
+
+# torchvision >= 0.29 warns on every decode that its decoders will move to TorchCodec; the
+# serving container pins 0.21 and training pins 0.29, so the notice is noise on the hot path.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 class InputError(ValueError):
@@ -207,13 +211,27 @@ def _first_line(exc: BaseException) -> str:
 
 
 def resize_for_model(image: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Antialiased resize of the whole ``uint8`` image ``(3, H, W)`` (or a batch) to ``config.image_size``."""
+    """Antialiased bilinear resize of the whole ``uint8`` image ``(3, H, W)`` (or ``(N, 3, H, W)``).
+
+    Calls ``interpolate`` on the ``uint8`` batch directly: on the CPU that is PyTorch's vectorised
+    uint8 antialias kernel (since torch 2.1), measured 4.8x faster than ``TF.resize`` on a 3-D
+    tensor here (0.23 vs 1.1 ms for an ABID photo), within one grey level of it.
+    """
     if config.resize != "squash":
         raise ValueError(f"unknown resize policy {config.resize!r}")
     height, width = config.image_size
     if tuple(image.shape[-2:]) == (height, width):
         return image
-    return TF.resize(image, [height, width], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    batch = image.unsqueeze(0) if image.dim() == 3 else image
+    if batch.dtype == torch.uint8 and batch.device.type != "cpu":
+        # uint8 antialiasing is a CPU kernel; elsewhere resize in float and round back
+        resized = F.interpolate(batch.float(), size=(height, width), mode="bilinear", antialias=True)
+        resized = resized.round_().clamp_(0, 255).to(torch.uint8)
+    else:
+        resized = F.interpolate(
+            batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+        )
+    return resized[0] if image.dim() == 3 else resized
 
 
 def normalise(batch: torch.Tensor, config: ModelConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -226,7 +244,7 @@ def normalise(batch: torch.Tensor, config: ModelConfig, dtype: torch.dtype = tor
     shape = (3, 1, 1) if batch.dim() == 3 else (1, 3, 1, 1)
     mean = torch.tensor([255.0 * m for m in config.mean], device=batch.device).view(shape)
     scale = torch.tensor([1.0 / (255.0 * s) for s in config.std], device=batch.device).view(shape)
-    return ((batch.float() - mean) * scale).to(dtype)
+    return batch.float().sub_(mean).mul_(scale).to(dtype)
 
 
 def preprocess_batch(

@@ -48,7 +48,9 @@ class TorchRuntime:
         self.device = device
         use_half = device.type == "cuda" if half is None else half
         self.input_dtype = torch.float16 if use_half else torch.float32
-        self.model = model.to(device=device, dtype=self.input_dtype, memory_format=torch.channels_last).eval()
+        self.model = (
+            model.to(device=device, dtype=self.input_dtype).to(memory_format=torch.channels_last).eval()
+        )
         self.name = f"torch-{device.type}{'-fp16' if use_half else ''}"
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -65,10 +67,13 @@ class OnnxRuntime:
     device = torch.device("cpu")
     input_dtype = torch.float32
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, spin: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        # Spinning workers keep a core busy after each run, stealing it from the next request's
+        # decode and resize; per-request serving is faster without (docs/model.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = max(1, threads)
         options.inter_op_num_threads = 1
@@ -98,6 +103,7 @@ def select_runtime(
     preference: str = "auto",
     device: torch.device | None = None,
     threads: int = 1,
+    spin: bool = False,
 ) -> Runtime:
     """The fastest runtime that works here; ``preference`` is ``auto``, ``onnx`` or ``torch``.
 
@@ -112,7 +118,7 @@ def select_runtime(
         reason = _onnx_unusable_reason(config, model_dir)
         if reason is None and model_dir is not None:
             try:
-                runtime = OnnxRuntime(Path(model_dir) / ONNX_FILE, threads)
+                runtime = OnnxRuntime(Path(model_dir) / ONNX_FILE, threads, spin)
             except Exception as exc:  # a broken or foreign model.onnx: fall back, never fail
                 reason = f"cannot load {ONNX_FILE}: {exc}"
             else:
@@ -147,7 +153,7 @@ def export_onnx(model: nn.Module, config: ModelConfig, path: str | os.PathLike[s
     import onnx
 
     path = Path(path)
-    model = model.float().eval().to("cpu", memory_format=torch.contiguous_format)
+    model = model.float().eval().to("cpu").to(memory_format=torch.contiguous_format)
     example = torch.zeros(1, 3, *config.image_size)
     export: Any = torch.onnx.export
     with warnings.catch_warnings():

@@ -201,7 +201,7 @@ def sagemaker_session(cfg: LaunchConfig, boto_session: boto3.Session | None = No
     )
 
 
-def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str) -> Any:
+def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str, *, checkpoints: bool = True) -> Any:
     """A ``ModelTrainer`` for ``training/train.py``: image, compute, channels, metrics, checkpoints."""
     from sagemaker.core.shapes import (
         Channel,
@@ -253,10 +253,9 @@ def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str) -> Any
     trainer.with_metric_definitions(
         [MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in metric_definitions()]
     )
-    if cfg.use_spot:
+    if cfg.use_spot and checkpoints:
         # Spot capacity can vanish mid-epoch: SageMaker syncs local_path <-> s3_uri and train.py resumes
-        # from the newest checkpoint there. One folder per launch, so a new run never resumes an old one
-        # (the training jobs of one tuning job share it: train.py keys its files by TRAINING_JOB_NAME).
+        # from the newest checkpoint there. One folder per launch, so a new run never resumes an old one.
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         trainer.with_checkpoint_config(
             CheckpointConfig(
@@ -424,7 +423,13 @@ def start_tuning_job(
     session = sagemaker_session(cfg, boto_session)
     with tempfile.TemporaryDirectory(prefix="bincount-src-") as tmp:
         source = cfg.source_uri or str(stage_source_dir(Path(tmp)))
-        trainer = build_model_trainer(cfg, session, source)
+        # All training jobs of a tuning job would share one CheckpointConfig URI and resume each other's
+        # checkpoints (train.py does not key them by job): tuning with --spot restarts a job from scratch.
+        if cfg.use_spot:
+            LOG.warning(
+                "tuning with --spot: no checkpoints (shared by all jobs); an interrupted job restarts"
+            )
+        trainer = build_model_trainer(cfg, session, source, checkpoints=False)
         tuner = build_tuner(
             trainer,
             objective=objective,

@@ -169,6 +169,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--freeze-backbone", action="store_true", help="train the head only (the seed's recipe)"
     )
     model.add_argument(
+        "--bn-momentum",
+        type=float,
+        default=0.1,
+        help="batch-norm momentum while fine-tuning (the Lite checkpoints' TF value 0.01 leaves the "
+        "running statistics ImageNet's for hundreds of steps, so short runs validate badly)",
+    )
+    model.add_argument(
         "--decoding",
         choices=("auto", "argmax", "expected"),
         default="auto",
@@ -551,6 +558,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(config, pretrained=args.pretrained)
     if args.freeze_backbone:
         freeze_backbone(model, True)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = args.bn_momentum  # a training setting: not part of the state dict
     model = model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     forward: nn.Module = torch.compile(model) if args.compile else model  # type: ignore[assignment]
     amp_dtype = autocast_dtype(args, device)
@@ -754,7 +764,7 @@ def finish(
     config.version = f"bincount-{config.arch}-{time.strftime('%Y.%m.%d', time.gmtime())}"
     config.training = {
         "data": splits.description,
-        "command": "python -m training.train " + shlex.join(sys.argv[1:]),
+        "command": command_line(args),
         "hyperparameters": hyperparameters,
         "best_epoch": best["epoch"],
         "metrics": {"valid": _headline(valid), "test": _headline(test) if test else None},
@@ -794,6 +804,28 @@ def finish(
     }
 
 
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run: every flag whose value differs from its default."""
+    parser = get_args_parser()
+    defaults = parser.parse_args([])
+    parts = ["python -m training.train"]
+    for action in parser._actions:
+        key = action.dest
+        if key in ("help", "num_gpus") or not action.option_strings:
+            continue
+        value = getattr(args, key, None)
+        if value == getattr(defaults, key) or (args.quick and key in QUICK and key != "quick"):
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:
+            parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
 def _headline(result: dict[str, Any]) -> dict[str, Any]:
     return {k: result[k] for k in ("n", "accuracy", "rmse", "mae", "per_class_accuracy")}
 
@@ -830,7 +862,10 @@ def _unpack(artifact: Path, model_dir: Path) -> None:
     """SageMaker tars SM_MODEL_DIR into model.tar.gz itself: give it the artifact's contents."""
     model_dir.mkdir(parents=True, exist_ok=True)
     with tarfile.open(artifact) as tar:
-        tar.extractall(model_dir, filter="data")
+        try:
+            tar.extractall(model_dir, filter="data")
+        except TypeError:  # Python without extraction filters (< 3.10.12): our own, trusted archive
+            tar.extractall(model_dir)
 
 
 def _summary(metrics: dict[str, Any]) -> str:

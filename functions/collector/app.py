@@ -139,6 +139,7 @@ def collect(job_event: dict[str, Any], runtime: CollectorRuntime) -> dict[str, A
 
 
 def process(event: dict[str, Any], context: Any, runtime: CollectorRuntime) -> dict[str, Any]:
+    metrics.add_metric(name="StateChangeEvents", unit=MetricUnit.Count, value=1)  # replays included
     try:
         parse_job_event(event)
     except NotATransformJobEvent as error:

@@ -123,7 +123,7 @@ class RecordingSender:
 
     @property
     def delivered(self) -> list[dict[str, Any]]:
-        out = []
+        out: list[dict[str, Any]] = []
         for call, entries in enumerate(self.calls):
             out.extend(e for i, e in enumerate(entries) if (call, i) not in self.failures)
         return out

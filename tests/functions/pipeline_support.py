@@ -13,7 +13,7 @@ REGION = "us-east-1"
 def drain(queue_url: str) -> list[dict[str, Any]]:
     """Every event delivered to the listener queue so far (detail decoded)."""
     sqs = boto3.client("sqs", region_name=REGION)
-    delivered = []
+    delivered: list[dict[str, Any]] = []
     while True:
         messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
         if not messages:
@@ -79,13 +79,12 @@ def stage_job(
 
     Returns the job name and a ``Completed`` state-change event for it.
     """
-    from pipeline_fakes import FakeTransforms
-
     from bincount.adapters.dynamodb import DynamoJobStore
     from bincount.adapters.s3 import S3ObjectStore
     from bincount.batching import output_key_for, plan_chunks
     from bincount.settings import Settings
     from bincount.submission import Submitter
+    from pipeline_fakes import FakeTransforms
 
     settings = Settings.from_env()
     (chunk,) = plan_chunks(images, max_images=len(images), prefix=job_prefix)
@@ -129,7 +128,9 @@ def job_event(name: str, status: str, results_bucket: str, failure_reason: str =
     return event
 
 
-def count_record(count: int, confidence: float = 0.9, version: str = "v1", lower_bound: bool = False) -> dict[str, Any]:
+def count_record(
+    count: int, confidence: float = 0.9, version: str = "v1", lower_bound: bool = False
+) -> dict[str, Any]:
     probabilities = [0.0] * 6
     probabilities[min(count, 5)] = confidence
     return {

@@ -9,13 +9,12 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
-from pipeline_support import REGION, s3_notification, sqs_event
-
 from batcher import app
 from bincount.batching import job_name
 from bincount.keys import ImageObject
 from bincount.settings import Settings
+from botocore.stub import Stubber
+from pipeline_support import REGION, s3_notification, sqs_event
 
 PREFIX = "bincount-dev-"
 
@@ -101,7 +100,9 @@ def jobs_table(stack: Any) -> Any:
     return boto3.resource("dynamodb", region_name=REGION).Table(stack.outputs["JobsTableName"])
 
 
-def test_test_event_is_acknowledged_without_any_call(sagemaker: Stubber, event_file: Any, context: Any) -> None:
+def test_test_event_is_acknowledged_without_any_call(
+    sagemaker: Stubber, event_file: Any, context: Any
+) -> None:
     assert app.handler(event_file("sqs_s3_test_event.json"), context) == {"batchItemFailures": []}
 
 
@@ -115,7 +116,9 @@ def test_sample_event_starts_one_job_with_the_exact_request(
         ("incoming/BIN 0043/photo=1.jpg", "d41d8cd98f00b204e9800998ecf8427e"),
     )
     expect_in_flight(sagemaker)
-    sagemaker.add_response("create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 2))
+    sagemaker.add_response(
+        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 2)
+    )
 
     assert app.handler(event, context) == {"batchItemFailures": []}
 
@@ -128,7 +131,9 @@ def test_sample_event_starts_one_job_with_the_exact_request(
         "incoming/BIN 0043/photo=1.jpg",
         "incoming/BIN-0042/20261126T101500Z-cam1.jpg",
     ]
-    images = json.loads(s3.get_object(Bucket=stack.results_bucket, Key=f"manifests/{name}/images.json")["Body"].read())
+    images = json.loads(
+        s3.get_object(Bucket=stack.results_bucket, Key=f"manifests/{name}/images.json")["Body"].read()
+    )
     assert {i["bin_id"]: i["captured_at"] for i in images["images"]} == {
         "BIN 0043": "2026-11-26T10:16:41.007Z",
         "BIN-0042": "2026-11-26T10:15:00.000Z",
@@ -141,7 +146,9 @@ def test_duplicate_deliveries_start_one_job(stack: Any, sagemaker: Stubber, cont
     body = s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "etag-1")
     name = name_for(stack.ingest_bucket, ("incoming/B1/a.jpg", "etag-1"))
     expect_in_flight(sagemaker)
-    sagemaker.add_response("create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1))
+    sagemaker.add_response(
+        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
+    )
     # The same notification three times in one batch, then the batch redelivered twice.
     event = sqs_event(("m1", body), ("m2", body), ("m3", body))
     assert app.handler(event, context) == {"batchItemFailures": []}
@@ -157,7 +164,8 @@ def test_existing_job_name_counts_as_success(stack: Any, sagemaker: Stubber, con
     sagemaker.add_client_error(
         "create_transform_job",
         service_error_code="ResourceInUse",
-        service_message=f"Job name must be unique within an AWS account and region, and a job with this name {name} already exists",
+        service_message=f"Job name must be unique within an AWS account and region, and a job with this name "
+        f"{name} already exists",
         http_status_code=400,
     )
     event = sqs_event(("m1", s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "etag-1")))
@@ -175,7 +183,9 @@ def test_throttled_chunk_fails_exactly_its_messages(stack: Any, sagemaker: Stubb
     )
     jpeg = name_for(bucket, ("incoming/B1/a.jpg", "e1"), ("incoming/B2/b.jpg", "e2"))
     expect_in_flight(sagemaker)
-    sagemaker.add_response("create_transform_job", created(jpeg), expected_request(stack, jpeg, "image/jpeg", 2))
+    sagemaker.add_response(
+        "create_transform_job", created(jpeg), expected_request(stack, jpeg, "image/jpeg", 2)
+    )
     sagemaker.add_client_error(
         "create_transform_job", service_error_code="ThrottlingException", service_message="Rate exceeded"
     )
@@ -192,7 +202,7 @@ def test_quota_refusal_defers_every_remaining_chunk(stack: Any, sagemaker: Stubb
     sagemaker.add_client_error(
         "create_transform_job",
         service_error_code="ResourceLimitExceeded",
-        service_message="The account-level service limit 'ml.g4dn.xlarge for transform job usage' is 0 Instances",
+        service_message="The account-level service limit 'ml.g4dn.xlarge for transform job usage' is 0",
     )
     # Only one create call: the png chunk is not even tried.
     assert failures(app.handler(event, context)) == {"jpeg", "png"}
@@ -208,7 +218,9 @@ def test_over_the_cap_messages_wait_in_sqs(stack: Any, sagemaker: Stubber, conte
 def test_malformed_body_fails_only_itself(stack: Any, sagemaker: Stubber, context: Any) -> None:
     name = name_for(stack.ingest_bucket, ("incoming/B1/a.jpg", "e1"))
     expect_in_flight(sagemaker)
-    sagemaker.add_response("create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1))
+    sagemaker.add_response(
+        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
+    )
     event = sqs_event(("good", s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "e1")), ("bad", {}))
     event["Records"][1]["body"] = "{not json"
     assert failures(app.handler(event, context)) == {"bad"}
@@ -218,7 +230,9 @@ def test_waiting_messages_are_backed_off(stack: Any, sagemaker: Stubber, context
     """Over the cap, the real SQS message's visibility is extended (backoff by receive count)."""
     sqs = boto3.client("sqs", region_name=REGION)
     url = stack.outputs["IngestQueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(s3_notification(stack.ingest_bucket, "incoming/B/a.jpg", "e")))
+    sqs.send_message(
+        QueueUrl=url, MessageBody=json.dumps(s3_notification(stack.ingest_bucket, "incoming/B/a.jpg", "e"))
+    )
     message = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, AttributeNames=["All"])["Messages"][0]
     event = sqs_event((message["MessageId"], json.loads(message["Body"])))
     event["Records"][0]["receiptHandle"] = message["ReceiptHandle"]

@@ -20,7 +20,9 @@ from bincount.batching import (
 from bincount.keys import ImageObject
 
 
-def image(key: str, etag: str = "e1", bucket: str = "ingest", captured: str = "2026-01-01T00:00:00.000Z") -> ImageObject:
+def image(
+    key: str, etag: str = "e1", bucket: str = "ingest", captured: str = "2026-01-01T00:00:00.000Z"
+) -> ImageObject:
     content_type = "image/png" if key.endswith(".png") else "image/jpeg"
     return ImageObject(bucket, key, etag, 10, key.split("/")[1], captured, content_type)
 
@@ -60,7 +62,11 @@ def test_chunks_split_by_content_type_and_size_and_keep_owners() -> None:
 
 def test_manifest_and_output_keys() -> None:
     images = [image("incoming/B1/a b.jpg"), image("incoming/B2/c.jpg")]
-    assert manifest_body("ingest", images) == [{"prefix": "s3://ingest/"}, "incoming/B1/a b.jpg", "incoming/B2/c.jpg"]
+    assert manifest_body("ingest", images) == [
+        {"prefix": "s3://ingest/"},
+        "incoming/B1/a b.jpg",
+        "incoming/B2/c.jpg",
+    ]
     layout = JobLayout("results")
     out = output_key_for(layout, "job-1", "incoming/B1/a b.jpg")
     assert out == "transform-output/job-1/incoming/B1/a b.jpg.out"
@@ -71,11 +77,16 @@ def test_manifest_and_output_keys() -> None:
 def test_create_transform_job_request_shape() -> None:
     chunk = plan_chunks([image("incoming/B1/a.jpg")], max_images=10, prefix="bincount-dev")[0]
     config = TransformConfig("model-1", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
-    request = create_transform_job_request(chunk, JobLayout("results"), config, parent_job="bincount-dev-parent")
+    request = create_transform_job_request(
+        chunk, JobLayout("results"), config, parent_job="bincount-dev-parent"
+    )
     name = chunk.job_name
     assert request["TransformInput"] == {
         "DataSource": {
-            "S3DataSource": {"S3DataType": "ManifestFile", "S3Uri": f"s3://results/manifests/{name}/manifest.json"}
+            "S3DataSource": {
+                "S3DataType": "ManifestFile",
+                "S3Uri": f"s3://results/manifests/{name}/manifest.json",
+            }
         },
         "ContentType": "image/jpeg",
         "CompressionType": "None",

@@ -12,15 +12,14 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
-from pipeline_support import REGION, count_record, drain, job_event, stage_job
-
 from bincount.batching import plan_chunks
 from bincount.collection import CollectionIncomplete
 from bincount.inventory_events import BinCountUpdated, ImageRef
 from bincount.keys import ImageObject
 from bincount.settings import Settings
+from botocore.stub import ANY, Stubber
 from collector import app
+from pipeline_support import REGION, count_record, drain, job_event, stage_job
 
 T1, T2, T3 = "2026-11-26T10:00:00.000Z", "2026-11-26T11:00:00.000Z", "2026-11-26T12:00:00.000Z"
 
@@ -71,15 +70,29 @@ def test_completed_job_records_counts_and_publishes(
     assert b1["LATEST"]["count"] == 3 and b1["LATEST"]["image_key"] == a.key
     assert b1[f"IMAGE#{a.key}"]["outcome"] == "count" and b1[f"IMAGE#{a.key}"]["job_name"] == name
     updated = by_type(drain(bus_queue), "Bin Count Updated")
-    assert sorted((d["bin_id"], d["count"], d["previous_count"]) for d in updated) == [("B1", 3, None), ("B2", 0, None)]
+    assert sorted((d["bin_id"], d["count"], d["previous_count"]) for d in updated) == [
+        ("B1", 3, None),
+        ("B2", 0, None),
+    ]
     assert all(d["job_name"] == name and d["model_version"] == "v1" for d in updated)
-    job = boto3.resource("dynamodb", region_name=REGION).Table(stack.outputs["JobsTableName"]).get_item(Key={"pk": name})
+    job = (
+        boto3.resource("dynamodb", region_name=REGION)
+        .Table(stack.outputs["JobsTableName"])
+        .get_item(Key={"pk": name})
+    )
     assert (job["Item"]["status"], job["Item"]["counted"]) == ("Completed", 2)
 
 
-@pytest.mark.parametrize("idempotency", [True, False], ids=["powertools-idempotency", "conditional-writes-only"])
+@pytest.mark.parametrize(
+    "idempotency", [True, False], ids=["powertools-idempotency", "conditional-writes-only"]
+)
 def test_replayed_completion_changes_nothing(
-    stack: Any, bus_queue: str, use_runtime: Any, context: Any, monkeypatch: pytest.MonkeyPatch, idempotency: bool
+    stack: Any,
+    bus_queue: str,
+    use_runtime: Any,
+    context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    idempotency: bool,
 ) -> None:
     if not idempotency:
         monkeypatch.setenv("IDEMPOTENCY_TABLE", "")
@@ -94,7 +107,9 @@ def test_replayed_completion_changes_nothing(
     assert len(drain(bus_queue)) == 1
 
 
-def test_older_photo_never_overwrites_newer_count(stack: Any, bus_queue: str, use_runtime: Any, context: Any) -> None:
+def test_older_photo_never_overwrites_newer_count(
+    stack: Any, bus_queue: str, use_runtime: Any, context: Any
+) -> None:
     newer, older = photo(stack, "B1", "new", captured=T2), photo(stack, "B1", "old", captured=T1)
     app.handler(stage_job([newer], {newer.key: count_record(4)})[1], context)
     summary = app.handler(stage_job([older], {older.key: count_record(1)})[1], context)
@@ -108,12 +123,19 @@ def test_older_photo_never_overwrites_newer_count(stack: Any, bus_queue: str, us
 
     newest = photo(stack, "B1", "newest", captured=T3)
     app.handler(stage_job([newest], {newest.key: count_record(5)})[1], context)
-    assert [(d["count"], d["previous_count"]) for d in by_type(drain(bus_queue), "Bin Count Updated")] == [(5, 4)]
+    assert [(d["count"], d["previous_count"]) for d in by_type(drain(bus_queue), "Bin Count Updated")] == [
+        (5, 4)
+    ]
 
 
-def test_error_record_is_recorded_and_rejected(stack: Any, bus_queue: str, use_runtime: Any, context: Any) -> None:
+def test_error_record_is_recorded_and_rejected(
+    stack: Any, bus_queue: str, use_runtime: Any, context: Any
+) -> None:
     good, bad, garbage = photo(stack, "B1", "good"), photo(stack, "B2", "bad"), photo(stack, "B3", "garbage")
-    error = {"error": {"code": "corrupt_image", "message": "cannot identify image file"}, "model_version": "v1"}
+    error = {
+        "error": {"code": "corrupt_image", "message": "cannot identify image file"},
+        "model_version": "v1",
+    }
     _, event = stage_job(
         [good, bad, garbage], {good.key: count_record(1), bad.key: error, garbage.key: b"<html>oops"}
     )
@@ -146,13 +168,16 @@ def test_failed_job_records_outputs_and_redrives_the_rest(stack: Any, use_runtim
     name, _ = stage_job(images, {done.key: count_record(1)})
     failed = job_event(name, "Failed", stack.results_bucket, "AlgorithmError: poison image")
     halves = [
-        plan_chunks(part, max_images=5, prefix="bincount-dev")[0].job_name for part in (images[1:3], images[3:5])
+        plan_chunks(part, max_images=5, prefix="bincount-dev")[0].job_name
+        for part in (images[1:3], images[3:5])
     ]
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stubber = Stubber(sagemaker)
     for half in halves:
         arn = {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{half}"}
-        stubber.add_response("create_transform_job", arn, {"TransformJobName": half, **{k: ANY for k in REQUEST_KEYS}})
+        stubber.add_response(
+            "create_transform_job", arn, {"TransformJobName": half, **{k: ANY for k in REQUEST_KEYS}}
+        )
     use_runtime(sagemaker=sagemaker)
 
     with stubber:
@@ -214,11 +239,16 @@ def test_put_events_partial_failure_resends_only_failed_entries(
         "put_events",
         {
             "FailedEntryCount": 1,
-            "Entries": [{"EventId": "11111111-2222"}, {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}],
+            "Entries": [
+                {"EventId": "11111111-2222"},
+                {"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"},
+            ],
         },
         {"Entries": [ANY, ANY]},
     )
-    stubber.add_response("put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "3333"}]}, {"Entries": [second]})
+    stubber.add_response(
+        "put_events", {"FailedEntryCount": 0, "Entries": [{"EventId": "3333"}]}, {"Entries": [second]}
+    )
     use_runtime(events=events)
     with stubber:
         summary = app.handler(event, context)
@@ -226,7 +256,9 @@ def test_put_events_partial_failure_resends_only_failed_entries(
     assert (summary["counted"], summary["events_published"]) == (2, 2)
 
 
-def test_unpublished_events_leave_the_image_for_the_retry(stack: Any, bus_queue: str, use_runtime: Any, context: Any) -> None:
+def test_unpublished_events_leave_the_image_for_the_retry(
+    stack: Any, bus_queue: str, use_runtime: Any, context: Any
+) -> None:
     a = photo(stack, "B1", "a")
     _, event = stage_job([a], {a.key: count_record(3)})
     events = boto3.client("events", region_name=REGION)
@@ -234,7 +266,10 @@ def test_unpublished_events_leave_the_image_for_the_retry(stack: Any, bus_queue:
     for _ in range(4):  # PUBLISH_MAX_ATTEMPTS
         stubber.add_response(
             "put_events",
-            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]},
+            {
+                "FailedEntryCount": 1,
+                "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}],
+            },
         )
     use_runtime(events=events)
     with stubber, pytest.raises(CollectionIncomplete):

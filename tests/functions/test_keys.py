@@ -52,7 +52,9 @@ def test_removal_events_are_ignored() -> None:
     assert parse_notification(json.dumps(message), RULES).images == ()
 
 
-@pytest.mark.parametrize("body", ["not json", "[]", '{"Records": "x"}', '{"Records": [{"eventName": "ObjectCreated:Put"}]}'])
+@pytest.mark.parametrize(
+    "body", ["not json", "[]", '{"Records": "x"}', '{"Records": [{"eventName": "ObjectCreated:Put"}]}']
+)
 def test_malformed_bodies_raise(body: str) -> None:
     with pytest.raises(MalformedNotification):
         parse_notification(body, RULES)
@@ -73,7 +75,10 @@ def test_bin_and_capture_time_default_pattern(key: str, expected: tuple[str, str
 
 def test_custom_pattern() -> None:
     rules = KeyRules(prefix="p/", pattern=r"^site-\w+/(?P<bin_id>\w+)-(?P<captured_at>\d{8}T\d{6}Z)\.jpg$")
-    assert bin_and_capture_time("p/site-a/B9-20260101T000001Z.jpg", rules) == ("B9", "2026-01-01T00:00:01.000Z")
+    assert bin_and_capture_time("p/site-a/B9-20260101T000001Z.jpg", rules) == (
+        "B9",
+        "2026-01-01T00:00:01.000Z",
+    )
 
 
 def test_content_types() -> None:

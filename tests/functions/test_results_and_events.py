@@ -30,8 +30,13 @@ COUNT = {
 def test_count_and_error_records() -> None:
     parsed = parse_result_body(json.dumps(COUNT).encode())
     assert parsed == CountResult(3, 0.71, (0.0, 0.02, 0.1, 0.71, 0.15, 0.02), False, "v1")
-    error = {"error": {"code": "corrupt_image", "message": "cannot identify image file"}, "model_version": "v1"}
-    assert parse_result_body(json.dumps(error)) == ErrorResult("corrupt_image", "cannot identify image file", "v1")
+    error = {
+        "error": {"code": "corrupt_image", "message": "cannot identify image file"},
+        "model_version": "v1",
+    }
+    assert parse_result_body(json.dumps(error)) == ErrorResult(
+        "corrupt_image", "cannot identify image file", "v1"
+    )
     assert parse_result_body(json.dumps(COUNT) + "\n") == parsed  # jsonlines
 
 

@@ -196,6 +196,17 @@ def test_tuning_training_definition(tuning_request: dict[str, Any]) -> None:
     assert "CheckpointConfig" not in definition and not definition.get("EnableManagedSpotTraining")
 
 
+def test_tuning_with_spot_has_no_shared_checkpoints() -> None:
+    from training.sagemaker_capture import recording_session
+
+    session, recorder = recording_session("eu-west-1")
+    launcher.start_tuning_job(_config(use_spot=True), boto_session=session, ranges=["lr=log:0.0001:0.001"])
+    definition = recorder.last("CreateHyperParameterTuningJob")["TrainingJobDefinition"]
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["StoppingCondition"]["MaxWaitTimeInSeconds"] == 2 * 3 * 3600
+    assert "CheckpointConfig" not in definition
+
+
 def test_hyperparameter_names_are_train_py_flags() -> None:
     from training.train import get_args_parser
 

@@ -81,6 +81,8 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     assert config.image_size == (64, 64) and config.decoding in ("argmax", "expected")
     assert config.temperature > 0 and config.weights_sha256
     assert config.training["hyperparameters"]["loss"] == "gaussian"
+    assert config.training["command"].startswith(f"python -m training.train --data {pool} --out {out}")
+    assert "--quick" in config.training["command"] and "--no-pretrained" in config.training["command"]
     assert 0.3 <= config.training["review_threshold"] <= 0.9
     state = torch.load(out / "model.pt", weights_only=True)
     assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
@@ -100,7 +102,9 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     model = inference.model_fn(str(served))
     valid_entries = dataset.list_split(prepared, "valid")
     photo = valid_entries[0].path
-    body, _ = inference.output_fn(inference.predict_fn(inference.input_fn(photo.read_bytes(), "image/jpeg"), model))
+    body, _ = inference.output_fn(
+        inference.predict_fn(inference.input_fn(photo.read_bytes(), "image/jpeg"), model)
+    )
     record = json.loads(body)
     record = record[0] if isinstance(record, list) else record
     network, _ = load_state(out)
@@ -132,7 +136,11 @@ def test_sagemaker_environment_sets_the_defaults(monkeypatch: pytest.MonkeyPatch
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SM_CHANNEL_TRAINING", raising=False)
     args = train.get_args_parser().parse_args(["--lr", "0.0003"])
-    assert (args.train, args.validation, args.data) == (env["SM_CHANNEL_TRAIN"], env["SM_CHANNEL_VALIDATION"], None)
+    assert (args.train, args.validation, args.data) == (
+        env["SM_CHANNEL_TRAIN"],
+        env["SM_CHANNEL_VALIDATION"],
+        None,
+    )
     assert (args.model_dir, args.out, args.num_gpus) == ("/opt/ml/model", "/opt/ml/output/data", 1)
     assert args.work_dir.startswith("/tmp")
 
@@ -149,7 +157,9 @@ def test_validation_score_prefers_accuracy_and_low_rmse() -> None:
 
 
 def test_stratified_subset_keeps_every_class() -> None:
-    entries = [dataset.Entry(f"{c}-{i}", c, Path("x"), "") for c in range(6) for i in range(2 if c == 0 else 50)]
+    entries = [
+        dataset.Entry(f"{c}-{i}", c, Path("x"), "") for c in range(6) for i in range(2 if c == 0 else 50)
+    ]
     subset = train.stratified_subset(entries, 30, seed=0)
     assert {e.count for e in subset} == set(range(6))
     assert 25 <= len(subset) <= 36
@@ -195,6 +205,8 @@ def test_image_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     entries = dataset.list_split(tmp_path, None)
     config = ModelConfig.for_arch("efficientnet_lite0", image_size=(48, 48))
     first = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
-    monkeypatch.setattr(dataset, "decode_resized", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
+    monkeypatch.setattr(
+        dataset, "decode_resized", lambda *a: (_ for _ in ()).throw(AssertionError("decoded"))
+    )
     again = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
     assert torch.equal(first.images, again.images) and again.ids == ["p0", "p1", "p2"]

@@ -1,0 +1,104 @@
+"""Submission and collection rules with in-memory fakes: fast, and free to script failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bincount.adapters.sqs import backoff_seconds
+from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
+from bincount.collection import Collector
+from bincount.job_events import TransformJobEvent
+from bincount.keys import ImageObject
+from bincount.ports import JobSubmissionError
+from bincount.settings import Settings, SettingsError, transform_limits
+from bincount.submission import Submitted, Submitter, submit_chunks
+from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+
+LAYOUT = JobLayout("results")
+CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
+
+
+def photo(i: int) -> ImageObject:
+    return ImageObject(
+        "ingest", f"incoming/B{i}/x.jpg", f"e{i}", 10, f"B{i}", "2026-01-01T00:00:00.000Z", "image/jpeg"
+    )
+
+
+class World:
+    def __init__(self) -> None:
+        self.objects, self.transforms, self.jobs = MemoryObjects(), FakeTransforms(), MemoryJobs()
+        self.counts, self.sender = MemoryCounts(), RecordingSender()
+        self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG)
+        self.collector = Collector(
+            self.objects, self.counts, self.jobs, self.sender, self.submitter, LAYOUT, "bus", 0.5, "bincount"
+        )
+
+    def finish(self, name: str, status: str, poison: set[str]) -> None:
+        """Play Batch Transform: every image gets its .out unless it is poison or the job failed
+        before reaching it (here: everything after the first poison image in manifest order)."""
+        images = self.objects.get_json("results", LAYOUT.images_key(name))["images"]
+        for item in images:
+            if item["key"] in poison and status == "Failed":
+                break
+            record = {"count": 1, "confidence": 0.9, "probabilities": [], "model_version": "v"}
+            self.objects.put_bytes(
+                "results", output_key_for(LAYOUT, name, item["key"]), json.dumps(record).encode()
+            )
+
+
+def test_redrive_isolates_a_poison_image() -> None:
+    world = World()
+    images = [photo(i) for i in range(8)]
+    poison = {images[5].key}
+    (chunk,) = plan_chunks(images, max_images=8)
+    assert world.submitter.submit(chunk) is Submitted.STARTED
+    pending = [chunk.job_name]
+    rounds = 0
+    while pending:
+        rounds += 1
+        name = pending.pop(0)
+        images_in_job = {
+            i["key"] for i in world.objects.get_json("results", LAYOUT.images_key(name))["images"]
+        }
+        status = "Failed" if images_in_job & poison else "Completed"
+        world.finish(name, status, poison)
+        report = world.collector.collect(TransformJobEvent(job_name=name, status=status))
+        pending.extend(report.redriven_jobs)
+    records = {item["image_key"]: item for item in world.counts.images()}
+    assert set(records) == {image.key for image in images}  # every image: exactly one record
+    assert records[images[5].key]["error_code"] == "transform_failed"
+    assert sum(1 for r in records.values() if r["outcome"] == "count") == 7
+    assert rounds <= 8
+
+
+def test_cap_and_throttling_in_submit_chunks() -> None:
+    world = World()
+    chunks = plan_chunks({photo(i): {f"m{i}"} for i in range(3)}, max_images=1)
+    world.transforms.in_progress = 2
+    report = submit_chunks(chunks, world.submitter, max_in_flight=3, name_prefix="bincount-")
+    assert report.count(Submitted.STARTED) == 1 and report.deferred_messages == {"m1", "m2"}
+
+    world = World()
+    world.transforms.errors = [JobSubmissionError("ValidationException", "no model", retryable=False)]
+    report = submit_chunks(chunks, world.submitter, max_in_flight=9, name_prefix="bincount-")
+    assert report.failed_messages == {"m0"} and report.count(Submitted.STARTED) == 2
+
+
+def test_settings_limits_and_validation() -> None:
+    assert transform_limits(8, 20) == (5, 20)
+    assert transform_limits(4, 20) == (4, 20)
+    base = {
+        "RESULTS_BUCKET": "r",
+        "COUNTS_TABLE": "c",
+        "JOBS_TABLE": "j",
+        "EVENT_BUS_NAME": "b",
+        "MODEL_NAME": "m",
+    }
+    settings = Settings.from_env({**base, "INGEST_PREFIX": "in", "IMAGE_SUFFIXES": "jpg,.PNG"})
+    assert settings.ingest_prefix == "in/" and settings.image_suffixes == (".jpg", ".png")
+    with pytest.raises(SettingsError):
+        Settings.from_env({**base, "KEY_PATTERN": "(?P<bin>x)"})
+    with pytest.raises(SettingsError):
+        Settings.from_env({k: v for k, v in base.items() if k != "MODEL_NAME"})
+    assert [backoff_seconds(n) for n in (1, 2, 6, 99)] == [30, 60, 900, 900]

@@ -1,0 +1,92 @@
+"""template.yaml: creatable by moto's CloudFormation, and consistent with the code it deploys."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from bincount.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_multi_constructor("!", lambda loader, suffix, node: {suffix: None})
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load((REPO / "template.yaml").read_text(), Loader=_Loader)
+    return loaded
+
+
+def test_stack_creates_in_moto(stack: Any) -> None:
+    """The ``stack`` fixture asserts CREATE_COMPLETE; here the resources it made."""
+    assert stack.outputs["EventBusName"] == "bincount-inventory-dev"  # !GetAtt Bus.Name, not the moto object
+    s3 = boto3.client("s3", region_name="us-east-1")
+    assert s3.head_bucket(Bucket=stack.ingest_bucket) and s3.head_bucket(Bucket=stack.results_bucket)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attributes = sqs.get_queue_attributes(QueueUrl=stack.outputs["IngestQueueUrl"], AttributeNames=["All"])
+    assert '"maxReceiveCount"' in attributes["Attributes"]["RedrivePolicy"]
+    model = boto3.client("sagemaker", region_name="us-east-1").describe_model(
+        ModelName=stack.outputs["ModelName"]
+    )
+    environment = model["PrimaryContainer"]["Environment"]
+    assert environment["TS_MAX_REQUEST_SIZE"] == environment["TS_MAX_RESPONSE_SIZE"] == "104857600"
+    assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert environment["MALLOC_MMAP_THRESHOLD_"] == "2000000000"
+    assert "pytorch-inference:2.6.0-gpu-py312" in model["PrimaryContainer"]["Image"]
+    Settings.from_env()  # the outputs make a complete configuration
+
+
+def test_handlers_exist_and_env_covers_required_settings(template: dict[str, Any]) -> None:
+    functions = {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+    for properties in functions.values():
+        module, function = properties["Handler"].rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module), function))
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    for required in ("RESULTS_BUCKET", "COUNTS_TABLE", "JOBS_TABLE", "EVENT_BUS_NAME", "MODEL_NAME"):
+        assert required in variables
+    assert template["Globals"]["Function"]["CodeUri"] == "functions/"
+
+
+def test_no_wildcard_action_on_wildcard_resource(template: dict[str, Any]) -> None:
+    def statements(node: Any) -> list[dict[str, Any]]:
+        found = []
+        if isinstance(node, dict):
+            if "Effect" in node and "Action" in node:
+                found.append(node)
+            for value in node.values():
+                found.extend(statements(value))
+        elif isinstance(node, list):
+            for value in node:
+                found.extend(statements(value))
+        return found
+
+    for statement in statements(template["Resources"]):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert not any(action == "*" or str(action).endswith(":*") for action in actions), statement
+
+
+def test_notification_covers_image_suffixes(template: dict[str, Any]) -> None:
+    configurations = template["Resources"]["IngestBucket"]["Properties"]["NotificationConfiguration"]
+    suffixes = {
+        rule["Value"]
+        for entry in configurations["QueueConfigurations"]
+        for rule in entry["Filter"]["S3Key"]["Rules"]
+        if rule["Name"] == "suffix"
+    }
+    assert {".jpg", ".jpeg", ".png"} <= suffixes

@@ -1,0 +1,44 @@
+"""``make bench`` smoke test: every path runs on a few images and the ratios are printed."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from model import bench
+
+
+def test_bench_prints_the_table_and_ratios(
+    packed_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        bench, "settle_batchnorm", functools.partial(bench.settle_batchnorm, steps=1, batch=2)
+    )
+    args = [
+        "--model",
+        str(packed_model),
+        "--count",
+        "4",
+        "--seed-count",
+        "2",
+        "--batch",
+        "2",
+        "--threads",
+        "2",
+    ]
+    assert bench.main([*args, "--no-resnet"]) == 0
+    out = capsys.readouterr().out
+    assert "| seed-style (Pillow, fp32 ResNet-50, 1 by 1) | 2 |" in out
+    assert "ours efficientnet_lite0 [torch-cpu], lists of 2 | 4 |" in out
+    assert "default serving path, 1 per request:" in out and "x seed-style" in out
+
+
+def test_synthetic_photos_have_abid_like_sizes() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    sizes = {Image.open(BytesIO(data)).size for data in bench.synthetic_jpegs(5)}
+    assert sizes == set(bench.ABID_LIKE_SIZES)
