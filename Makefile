@@ -45,7 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model training local
+	$(VENV)/bin/mypy functions model training local tests
 
 validate: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml

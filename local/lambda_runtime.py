@@ -321,3 +321,21 @@ def process_environment(functions: Mapping[str, FunctionSpec], endpoint: AwsEndp
 
 def apply_environment(values: Mapping[str, str]) -> None:
     os.environ.update(values)
+
+
+def reset_handler_caches() -> None:
+    """Forget the settings and clients the handlers cached for the previous environment.
+
+    Lambda reads configuration once per execution environment; a local process that hosts one
+    pipeline after another must drop those caches between them, or the next run talks to the
+    previous (stopped) emulator.
+    """
+    for module_name, attribute in (
+        ("bincount.settings", "get_settings"),
+        ("batcher.app", "get_runtime"),
+        ("collector.app", "get_runtime"),
+    ):
+        module = sys.modules.get(module_name)
+        cached = getattr(module, attribute, None) if module else None
+        if cached is not None and hasattr(cached, "cache_clear"):
+            cached.cache_clear()

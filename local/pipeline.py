@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from local.lambda_runtime import (
     SqsEventSourceMapping,
     apply_environment,
     process_environment,
+    reset_handler_caches,
     subscribe_queue,
 )
 from local.moto_server import AwsEndpoint, moto_server
@@ -141,7 +143,12 @@ class LocalPipeline:
         self.options = options
         self.wiring = derive_wiring(stack)
         functions = stack.functions()
-        apply_environment({**process_environment(functions, endpoint), **options.environment_overrides})
+        environment = {**process_environment(functions, endpoint), **options.environment_overrides}
+        # The handlers read settings once per process (as in Lambda); this process may host several
+        # pipelines in a row (tests), so remember what was there and start each from a clean slate.
+        self._previous_environment = {name: os.environ.get(name) for name in environment}
+        apply_environment(environment)
+        reset_handler_caches()
         self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.mappings: list[SqsEventSourceMapping] = []
@@ -220,6 +227,12 @@ class LocalPipeline:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+        for name, value in self._previous_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        reset_handler_caches()
 
     def stage_rates(self, images: int) -> dict[str, dict[str, float]]:
         """Images/s of each stage over the time it was busy (stages overlap, so spans are also given).
