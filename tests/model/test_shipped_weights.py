@@ -1,0 +1,55 @@
+"""The trained default model in ``model/weights/``: loads, matches its checksum, answers stably.
+
+Accuracy is measured by ``python -m training.evaluate`` (README, model card), never asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from shipped_expectations import RECORD, WEIGHTS_DIR, predict_shipped
+
+from model.network import ModelConfig, load_state, sha256_file
+
+MAX_BYTES = 16 * 1024 * 1024
+
+
+def test_shipped_weights_are_small_and_match_their_checksum() -> None:
+    config = ModelConfig.load(WEIGHTS_DIR / "config.json")
+    weights = WEIGHTS_DIR / "model.pt"
+    assert weights.stat().st_size <= MAX_BYTES
+    assert config.weights_sha256 == sha256_file(weights)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
+
+
+def test_shipped_weights_load_into_the_one_network_definition() -> None:
+    network, config = load_state(WEIGHTS_DIR)
+    assert config.num_classes == 6 and config.top_class_open
+    assert config.training.get("command"), "the model card's training command lives in the config too"
+    logits = network.eval()(torch.zeros(1, 3, *config.image_size))
+    assert logits.shape == (1, config.num_classes)
+
+
+def test_a_tampered_weights_file_is_refused(tmp_path) -> None:
+    (tmp_path / "config.json").write_text((WEIGHTS_DIR / "config.json").read_text())
+    data = bytearray((WEIGHTS_DIR / "model.pt").read_bytes())
+    data[-100] ^= 0xFF
+    (tmp_path / "model.pt").write_bytes(bytes(data))
+    with pytest.raises(Exception, match=r"(?i)sha256|checksum"):
+        load_state(tmp_path)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_shipped_model_gives_the_recorded_answers(runtime: str) -> None:
+    recorded = json.loads(RECORD.read_text())
+    assert recorded["weights_sha256"] == ModelConfig.load(WEIGHTS_DIR / "config.json").weights_sha256, (
+        "model/weights changed: rerun `python tests/model/shipped_expectations.py` and update the model card"
+    )
+    records = predict_shipped(runtime)
+    for got, want in zip(records, recorded["records"], strict=True):
+        assert got["count"] == want["count"]
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=2e-3)
+        assert got["model_version"] == want["model_version"]

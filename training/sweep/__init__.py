@@ -1,0 +1,1 @@
+"""Candidate sweeps on a lent GPU machine (see README.md beside this file)."""
