@@ -17,6 +17,8 @@ export SAM_CLI_TELEMETRY := 0
 IMAGES ?=
 N ?=
 DATA ?= ../shared/abid-train
+# The shipped model's recipe (model/MODEL_CARD.md)
+TRAIN_ARGS ?= --image-size 224 --epochs 8 --sampler balanced --patience 3
 MODEL := build/model/model.tar.gz
 
 .PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
