@@ -46,13 +46,9 @@ def plot_confusion(
         ax.set_xlabel("predicted count")
         ax.set_ylabel("true count")
         ax.set_title(title, fontsize=10)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
+        return _save(fig, path)
     finally:
         plt.close(fig)
-    return out
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -88,10 +84,14 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
-        fig.tight_layout()
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
+        return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
     return out
