@@ -218,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     write_report(args.out, report)
     print_report(report, args.out)
+    if not args.images:
+        print(
+            "\nThe generated photos are drawn boxes, not ABID bins: the model was trained on real bin"
+            "\nphotos, so its counts only mean something on real ones, e.g."
+            "\n  make demo IMAGES=../shared/abid/images"
+        )
     return 0 if report["accounting"]["every_image_exactly_one_record"] else 1
 
 
