@@ -66,6 +66,13 @@ class CollectionReport:
 
 
 @dataclass
+class _PreparedBin:
+    pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = field(default_factory=list)
+    duplicates: int = 0
+    stale: int = 0
+
+
+@dataclass
 class Collector:
     objects: ObjectStore
     counts: CountStore
@@ -77,6 +84,7 @@ class Collector:
     confidence_threshold: float
     job_name_prefix: str
     read_workers: int = 8
+    write_workers: int = 8
     publish_max_attempts: int = 4
     clock: Callable[[], str] = now
     sleep: Callable[[float], None] | None = None
@@ -159,41 +167,70 @@ class Collector:
     # -- recording --------------------------------------------------------------------------------
 
     def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
-        pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = []
+        """Steps 1-4 for every image; bins proceed concurrently, images of one bin in capture order.
+
+        LATEST is contended only within a bin, so bins are independent; inside a bin the photos
+        go oldest first, so ``previous_count`` in the events follows the bin's history.
+        """
+        by_bin: dict[str, list[ImageOutcome]] = {}
+        for outcome in sorted(outcomes, key=lambda o: o.image.captured_at):
+            by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
+        with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin) or 1))) as pool:
+            prepared_bins = list(pool.map(self._prepare_bin, by_bin.values()))
+            pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = []
+            for prepared in prepared_bins:
+                pending.extend(prepared.pending)
+                report.duplicates += prepared.duplicates
+                report.stale += prepared.stale
+
+            entries = [entry for _, outcome_entries in pending for entry in outcome_entries]
+            kwargs: dict[str, Any] = {"max_attempts": self.publish_max_attempts}
+            if self.sleep is not None:
+                kwargs["sleep"] = self.sleep
+            failures = put_all(entries, self.sender.send, **kwargs) if entries else []
+            failed_ids = {id(failure.entry) for failure in failures}
+            report.events_published += len(entries) - len(failures)
+            for failure in failures:
+                log.warning(
+                    "event not published",
+                    extra={"code": failure.code, "entry": failure.entry["DetailType"]},
+                )
+
+            recorded_at = self.clock()
+            publishable = [
+                (outcome, outcome_entries)
+                for outcome, outcome_entries in pending
+                if not any(id(entry) in failed_ids for entry in outcome_entries)
+            ]
+            for outcome, outcome_entries in pending:
+                if any(id(entry) in failed_ids for entry in outcome_entries):
+                    report.problems.append(f"events for {outcome.image.key} not published")
+            written = list(
+                pool.map(lambda item: self.counts.put_image(image_item(item[0], recorded_at)), publishable)
+            )
+        for (outcome, _), was_written in zip(publishable, written, strict=True):
+            if not was_written:
+                report.duplicates += 1
+                continue
+            (report.counted if outcome.is_count else report.rejected).append(outcome)
+
+    def _prepare_bin(self, outcomes: list[ImageOutcome]) -> _PreparedBin:
+        """Steps 1-2 for one bin's images (no image record yet: step 4 commits after publishing)."""
+        prepared = _PreparedBin()
         for outcome in outcomes:
             if self._already_recorded(outcome.image):
                 log.info("duplicate, safely ignored", extra={"image_key": outcome.image.key})
-                report.duplicates += 1
+                prepared.duplicates += 1
                 continue
             decision, previous, expected = self._advance_latest(outcome)
             if decision is LatestDecision.STALE:
                 log.info("older photo, newer count kept", extra={"image_key": outcome.image.key})
-                report.stale += 1
+                prepared.stale += 1
             events = events_for(outcome, decision, previous, expected, self.confidence_threshold)
-            pending.append((outcome, [event.to_eventbridge_entry(self.bus_name) for event in events]))
-
-        entries = [entry for _, outcome_entries in pending for entry in outcome_entries]
-        kwargs: dict[str, Any] = {"max_attempts": self.publish_max_attempts}
-        if self.sleep is not None:
-            kwargs["sleep"] = self.sleep
-        failures = put_all(entries, self.sender.send, **kwargs) if entries else []
-        failed_ids = {id(failure.entry) for failure in failures}
-        report.events_published += len(entries) - len(failures)
-        for failure in failures:
-            log.warning(
-                "event not published",
-                extra={"code": failure.code, "entry": failure.entry["DetailType"]},
+            prepared.pending.append(
+                (outcome, [event.to_eventbridge_entry(self.bus_name) for event in events])
             )
-
-        recorded_at = self.clock()
-        for outcome, outcome_entries in pending:
-            if any(id(entry) in failed_ids for entry in outcome_entries):
-                report.problems.append(f"events for {outcome.image.key} not published")
-                continue  # no image record: the retried event redoes this image
-            if not self.counts.put_image(image_item(outcome, recorded_at)):
-                report.duplicates += 1
-                continue
-            (report.counted if outcome.is_count else report.rejected).append(outcome)
+        return prepared
 
     def _already_recorded(self, image: ImageObject) -> bool:
         existing = self.counts.get_image(image.bin_id, image.key)
