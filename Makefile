@@ -15,6 +15,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/functions
 export SAM_CLI_TELEMETRY := 0
 
 IMAGES ?=
+SERVER ?= auto
 N ?=
 DATA ?= ../shared/abid-train
 # The shipped model's recipe (model/MODEL_CARD.md)
@@ -61,7 +62,7 @@ train: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --out build/train $(TRAIN_ARGS)
 
 demo: $(STAMP) $(MODEL)
-	$(PY) -m local.demo --model $(MODEL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+	$(PY) -m local.demo --model $(MODEL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 bench: $(STAMP) $(MODEL)
 	$(PY) -m model.bench --model $(MODEL)

@@ -29,6 +29,7 @@ from local.report import (
     totals,
     write_report,
 )
+from local.torchserve_server import torchserve_unavailable
 from local.uploads import folder_uploads, synthetic_uploads
 
 log = logging.getLogger("local.demo")
@@ -118,6 +119,7 @@ def _run(
             "totals": totals(entries, len(uploads), elapsed),
             "accounting": accounting(entries),
             "startup_s": round(ready - started, 2),
+            "model_server": options.server,
             "stages": pipeline.stage_rates(len(keys)),
             "transform_jobs": [
                 {
@@ -154,7 +156,24 @@ def print_report(report: dict[str, Any], out: Path) -> None:
             f"  {stage:<12} {rate['images_per_s']:>8} img/s  busy {rate['busy_s']:>7} s"
             f"  span {rate['span_s']:>7} s"
         )
-    print(f"\nReport: {out}")
+    server = {
+        "torchserve": "TorchServe + sagemaker-pytorch-inference, the SageMaker container's code path",
+        "python": "the local fallback server (the container's HTTP contract, our handlers)",
+    }.get(report.get("model_server", ""), report.get("model_server"))
+    print(f"\nModel server: {server}")
+    print(f"Report: {out}")
+
+
+def choose_server(wanted: str) -> str:
+    if wanted == "python":
+        return wanted
+    reason = torchserve_unavailable()
+    if reason is None:
+        return "torchserve"
+    if wanted == "torchserve":
+        raise SystemExit(f"--server torchserve: {reason}")
+    logging.getLogger(__name__).info("model server: the fallback server (%s)", reason)
+    return "python"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -173,6 +192,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds to wait for every image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own logs")
+    parser.add_argument(
+        "--server",
+        choices=("auto", "python", "torchserve"),
+        default="python",
+        help="model server: the small server with the container's contract (python), the real SageMaker "
+        "PyTorch serving stack (torchserve: Java 17, root, `pip install --group serving`), or torchserve "
+        "where it can run (auto)",
+    )
     return parser.parse_args(argv)
 
 
@@ -204,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         template=args.template,
         log_dir=log_dir,
         environment_overrides=quiet_handlers(args.verbose),
+        server=choose_server(args.server),
     )
 
     def make_uploads(prefix: str) -> list[Upload]:

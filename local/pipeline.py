@@ -33,6 +33,7 @@ from local.lambda_runtime import (
 from local.moto_server import AwsEndpoint, moto_server
 from local.serving_server import extract_model, serving_process
 from local.stack import LocalStack
+from local.torchserve_server import torchserve_process
 from local.transform_executor import TransformExecutor, http_invoker
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ class PipelineOptions:
     # applied over the functions' environment, e.g. quieter Powertools logs for a terminal demo
     environment_overrides: dict[str, str] = field(default_factory=dict)
     torch_threads: int | None = None
+    # "python": the small server with the container's HTTP contract; "torchserve": the real
+    # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/torchserve_server.py
+    server: str = "python"
 
 
 @dataclass
@@ -336,9 +340,12 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         endpoint = stack_of_contexts.enter_context(
             moto_server(log_path=log_dir / "moto.log" if log_dir else None)
         )
-        serving_url = stack_of_contexts.enter_context(
-            serving_process(model_dir, options.torch_threads, log_dir / "serving.log" if log_dir else None)
-        )
+        serving_log = log_dir / "serving.log" if log_dir else None
+        if options.server == "torchserve":
+            serving = torchserve_process(model_dir, log_path=serving_log)
+        else:
+            serving = serving_process(model_dir, options.torch_threads, serving_log)
+        serving_url = stack_of_contexts.enter_context(serving)
         stack = LocalStack(endpoint, options.template, options.stack_name, options.parameters).create()
         pipeline = LocalPipeline(endpoint, stack, serving_url, options)
         pipeline.start()

@@ -85,3 +85,40 @@ def test_downstream_consumer_received_inventory_events(report: dict[str, Any]) -
     assert received.get("Bin Count Updated", 0) + received.get("Bin Count Needs Review", 0) >= 2  # 2 bins
     assert all(event["source"] == "bincount" for event in report["events"])
     assert not report["worker_errors"]
+
+
+def test_the_real_sagemaker_serving_stack_gives_the_same_records(
+    model_artifact: Path, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """TorchServe + sagemaker-pytorch-inference (the container's code path) serve our handlers."""
+    from local.torchserve_server import torchserve_unavailable
+
+    reason = torchserve_unavailable()
+    if reason:
+        pytest.skip(reason)
+
+    def make_uploads(prefix: str) -> list[Upload]:
+        return list(synthetic_uploads(4, prefix, seed=7))
+
+    options = PipelineOptions(
+        model_artifact=model_artifact,
+        stack_name="bincount-e2e-ts",
+        batching_window_s=1.0,
+        log_dir=tmp_path_factory.mktemp("logs-ts"),
+        server="torchserve",
+    )
+    served = run(options, make_uploads, timeout_s=180)
+    assert served["model_server"] == "torchserve"
+    assert served["accounting"]["every_image_exactly_one_record"]
+
+    def by_name(result: dict[str, Any]) -> dict[str, Any]:
+        return {entry["key"].rsplit("/", 1)[-1]: entry for entry in result["results"]}
+
+    fallback, real = by_name(report), by_name(served)
+    assert real.keys() == fallback.keys()
+    for name, entry in real.items():
+        if "error" in entry:
+            assert entry["error"]["code"] == fallback[name]["error"]["code"]
+        else:
+            assert entry["count"] == fallback[name]["count"]
+            assert float(entry["confidence"]) == pytest.approx(float(fallback[name]["confidence"]), abs=1e-3)

@@ -1,0 +1,96 @@
+"""The real SageMaker PyTorch serving stack (TorchServe + sagemaker-pytorch-inference) on this machine.
+
+The same code path as SageMaker's PyTorch inference container: the toolkit's handler service
+loads ``/opt/ml/model/code/inference.py`` and calls our ``model_fn / input_fn / predict_fn /
+output_fn`` once per request. It needs what that container has: Java 17, root (it writes
+``/etc/sagemaker-ts.properties``), the model at the fixed path ``/opt/ml/model``, and the
+``serving`` dependency group (``pip install --group serving``). Where any of that is missing
+:func:`torchserve_unavailable` says why, and the demo keeps the small fallback server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from local.moto_server import free_port
+from local.serving_server import MALLOC_ENV, wait_until_pinged
+
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+START = (
+    "from sagemaker_pytorch_serving_container import torchserve; "
+    "torchserve.start_torchserve(handler_service='sagemaker_pytorch_serving_container.handler_service')"
+)
+
+
+def torchserve_unavailable() -> str | None:
+    """Why the real serving stack cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "TorchServe's SageMaker toolkit writes /etc/sagemaker-ts.properties: run as root"
+    if shutil.which("java") is None:
+        return "TorchServe needs Java (17) on PATH"
+    if importlib.util.find_spec("sagemaker_pytorch_serving_container") is None:
+        return "sagemaker-pytorch-inference is not installed: pip install --group serving"
+    if shutil.which("torchserve", path=_path()) is None:
+        return "the torchserve command is not installed: pip install --group serving"
+    return None
+
+
+def _path() -> str:
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+@contextlib.contextmanager
+def torchserve_process(
+    model_dir: Path, workers: int = 2, log_path: Path | None = None, startup_timeout_s: float = 180
+) -> Iterator[str]:
+    """Serve ``model_dir`` (an extracted model.tar.gz) as SageMaker would; yields the URL."""
+    reason = torchserve_unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    if SAGEMAKER_MODEL_DIR.exists():
+        shutil.rmtree(SAGEMAKER_MODEL_DIR)
+    shutil.copytree(model_dir, SAGEMAKER_MODEL_DIR)
+    port = free_port()
+    env = {
+        **os.environ,
+        **MALLOC_ENV,
+        "PATH": _path(),
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": str(SAGEMAKER_MODEL_DIR / "code"),
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "TS_MAX_REQUEST_SIZE": "104857600",
+        "TS_MAX_RESPONSE_SIZE": "104857600",
+    }
+    log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [sys.executable, "-c", START],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_pinged(url, process, startup_timeout_s)
+        yield url
+    finally:
+        subprocess.run(["torchserve", "--stop"], env=env, capture_output=True, timeout=60, check=False)
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if not isinstance(log_file, int):
+            log_file.close()
