@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,11 @@ def torchserve_process(
         shutil.rmtree(SAGEMAKER_MODEL_DIR)
     shutil.copytree(model_dir, SAGEMAKER_MODEL_DIR)
     port = free_port()
+    # TorchServe writes logs/ (and its config snapshots) under its working directory
+    workdir = (
+        Path(tempfile.mkdtemp(prefix="torchserve-")) if log_path is None else log_path.parent / "torchserve"
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         **MALLOC_ENV,
@@ -69,6 +75,8 @@ def torchserve_process(
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         "TS_MAX_REQUEST_SIZE": "104857600",
         "TS_MAX_RESPONSE_SIZE": "104857600",
+        "LOG_LOCATION": str(workdir / "logs"),
+        "METRICS_LOCATION": str(workdir / "logs"),
     }
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -83,7 +91,9 @@ def torchserve_process(
         wait_until_pinged(url, process, startup_timeout_s)
         yield url
     finally:
-        subprocess.run(["torchserve", "--stop"], env=env, capture_output=True, timeout=60, check=False)
+        subprocess.run(
+            ["torchserve", "--stop"], env=env, cwd=workdir, capture_output=True, timeout=60, check=False
+        )
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
@@ -94,3 +104,5 @@ def torchserve_process(
                 process.wait()
         if not isinstance(log_file, int):
             log_file.close()
+        if log_path is None:
+            shutil.rmtree(workdir, ignore_errors=True)
