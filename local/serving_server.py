@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -171,25 +172,50 @@ def serving_process(
             [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
         ),
     }
+    url = f"http://127.0.0.1:{port}"
+    command = [
+        sys.executable,
+        "-m",
+        "local.serving_server",
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+    ]
+    with server_process(command, env, url, log_path, startup_timeout_s):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(
+    command: list[str],
+    env: dict[str, str],
+    url: str,
+    log_path: Path | None,
+    startup_timeout_s: float,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a model server in its own process group until it answers ``/ping``; stop the whole group.
+
+    A group, because a server may start workers of its own (TorchServe starts a JVM and Python
+    workers) that must not outlive the demo.
+    """
     log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.serving_server", "--model-dir", str(model_dir), "--port", str(port)],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        command, env=env, cwd=cwd, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         wait_until_pinged(url, process, startup_timeout_s)
-        yield url
+        yield process
     finally:
         if process.poll() is None:
-            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=10)
+                process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         if not isinstance(log_file, int):
             log_file.close()

@@ -14,7 +14,6 @@ import contextlib
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from local.moto_server import free_port
-from local.serving_server import MALLOC_ENV, wait_until_pinged
+from local.serving_server import MALLOC_ENV, server_process
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 START = (
@@ -78,31 +77,22 @@ def torchserve_process(
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
     }
-    log_file = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    process = subprocess.Popen(
-        [sys.executable, "-c", START],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_pinged(url, process, startup_timeout_s)
-        yield url
-    finally:
-        subprocess.run(
-            ["torchserve", "--stop"], env=env, cwd=workdir, capture_output=True, timeout=60, check=False
-        )
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+        with server_process(
+            [sys.executable, "-c", START], env, url, log_path, startup_timeout_s, cwd=workdir
+        ):
             try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        if not isinstance(log_file, int):
-            log_file.close()
+                yield url
+            finally:  # TorchServe's own shutdown first, then the process group
+                subprocess.run(
+                    ["torchserve", "--stop"],
+                    env=env,
+                    cwd=workdir,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                )
+    finally:
         if log_path is None:
             shutil.rmtree(workdir, ignore_errors=True)
