@@ -172,7 +172,7 @@ def choose_server(wanted: str) -> str:
         return "torchserve"
     if wanted == "torchserve":
         raise SystemExit(f"--server torchserve: {reason}")
-    logging.getLogger(__name__).info("model server: the fallback server (%s)", reason)
+    log.info("model server: the fallback server (%s)", reason)
     return "python"
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -317,10 +316,6 @@ def process_environment(functions: Mapping[str, FunctionSpec], endpoint: AwsEndp
     env.update(endpoint.environment())
     env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BinCount")
     return env
-
-
-def apply_environment(values: Mapping[str, str]) -> None:
-    os.environ.update(values)
 
 
 def reset_handler_caches() -> None:

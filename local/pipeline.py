@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import tempfile
 import threading
 import time
@@ -25,12 +24,11 @@ from local.lambda_runtime import (
     EventRuleSubscription,
     FunctionRuntime,
     SqsEventSourceMapping,
-    apply_environment,
     process_environment,
     reset_handler_caches,
     subscribe_queue,
 )
-from local.moto_server import AwsEndpoint, moto_server
+from local.moto_server import AwsEndpoint, moto_server, patched_environ
 from local.serving_server import extract_model, serving_process
 from local.stack import LocalStack
 from local.torchserve_server import torchserve_process
@@ -149,9 +147,9 @@ class LocalPipeline:
         functions = stack.functions()
         environment = {**process_environment(functions, endpoint), **options.environment_overrides}
         # The handlers read settings once per process (as in Lambda); this process may host several
-        # pipelines in a row (tests), so remember what was there and start each from a clean slate.
-        self._previous_environment = {name: os.environ.get(name) for name in environment}
-        apply_environment(environment)
+        # pipelines in a row (tests), so the environment is restored at stop and caches dropped both ways.
+        self._environment = contextlib.ExitStack()
+        self._environment.enter_context(patched_environ(environment))
         reset_handler_caches()
         self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
         self.runtimes: dict[str, FunctionRuntime] = {}
@@ -231,11 +229,7 @@ class LocalPipeline:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
-        for name, value in self._previous_environment.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self._environment.close()
         reset_handler_caches()
 
     def stage_rates(self, images: int) -> dict[str, dict[str, float]]:

@@ -197,18 +197,16 @@ class Collector:
                 )
 
             recorded_at = self.clock()
-            publishable = [
-                (outcome, outcome_entries)
-                for outcome, outcome_entries in pending
-                if not any(id(entry) in failed_ids for entry in outcome_entries)
-            ]
+            publishable: list[ImageOutcome] = []
             for outcome, outcome_entries in pending:
                 if any(id(entry) in failed_ids for entry in outcome_entries):
                     report.problems.append(f"events for {outcome.image.key} not published")
+                else:  # no image record otherwise: the retried event redoes this image
+                    publishable.append(outcome)
             written = list(
-                pool.map(lambda item: self.counts.put_image(image_item(item[0], recorded_at)), publishable)
+                pool.map(lambda outcome: self.counts.put_image(image_item(outcome, recorded_at)), publishable)
             )
-        for (outcome, _), was_written in zip(publishable, written, strict=True):
+        for outcome, was_written in zip(publishable, written, strict=True):
             if not was_written:
                 report.duplicates += 1
                 continue
