@@ -19,7 +19,7 @@ SERVER ?= auto
 N ?=
 DATA ?= ../shared/abid-train
 # The shipped model's recipe (model/MODEL_CARD.md)
-TRAIN_ARGS ?= --image-size 224 --epochs 8 --sampler balanced --patience 3
+TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
 .PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean

@@ -177,6 +177,22 @@ class AugmentSettings:
     blur_sigma: tuple[float, float] = (0.3, 1.2)
 
 
+#: ``--augment-preset``: "strong" widens crops, rotation and colour for runs long enough to use it.
+AUGMENT_PRESETS: dict[str, AugmentSettings] = {
+    "default": AugmentSettings(),
+    "strong": AugmentSettings(
+        scale=(0.55, 1.0),
+        ratio=(0.75, 1.33),
+        rotate_degrees=10.0,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.4,
+        blur_probability=0.3,
+        blur_sigma=(0.3, 1.6),
+    ),
+}
+
+
 def worker_transform(size: tuple[int, int], settings: AugmentSettings = AugmentSettings()) -> nn.Module:
     """The per-photo ``torchvision.transforms.v2`` pipeline, for augmentation in DataLoader workers."""
     from torchvision.transforms import v2

@@ -9,13 +9,29 @@ from training.losses import CountLoss, class_weights, ordinal_loss, soft_targets
 
 
 def test_gaussian_soft_labels_sum_to_one_and_peak_at_the_true_count() -> None:
-    labels = torch.tensor([0, 2, 5])
+    labels = torch.tensor([0, 3, 5])
     targets = soft_targets(labels, 6, "gaussian", sigma=0.75)
     assert torch.allclose(targets.sum(dim=1), torch.ones(3))
-    assert targets.argmax(dim=1).tolist() == [0, 2, 5]
+    assert targets.argmax(dim=1).tolist() == [0, 3, 5]
     # symmetric around an inner count, and farther counts get less
-    assert targets[1, 1] == pytest.approx(float(targets[1, 3]))
-    assert targets[1, 1] > targets[1, 0] > targets[1, 5]
+    assert targets[1, 2] == pytest.approx(float(targets[1, 4]))
+    assert targets[1, 2] > targets[1, 1] > targets[1, 0]
+
+
+def test_gaussian_spread_stops_at_the_empty_class_unless_asked_to_cross_it() -> None:
+    labels = torch.tensor([0, 1, 2])
+    apart = soft_targets(labels, 6, "gaussian", sigma=0.75)
+    assert apart[0].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # an empty bin is only empty
+    assert apart[1, 0] == 0 and apart[2, 0] == 0  # and no full bin is partly empty
+    assert torch.allclose(apart.sum(dim=1), torch.ones(3))
+    assert apart[1, 2] > apart[1, 3] > 0  # the ordinal spread among 1..5 is kept
+    crossing = soft_targets(labels, 6, "gaussian", sigma=0.75, empty_apart=False)
+    assert 0.2 < float(crossing[0, 1]) < 0.4 and crossing[1, 0] > 0
+    loss_apart = CountLoss("gaussian", 6)(torch.tensor([[4.0, 0, 0, 0, 0, 0]]), torch.tensor([0]))
+    loss_crossing = CountLoss("gaussian", 6, empty_apart=False)(
+        torch.tensor([[4.0, 0, 0, 0, 0, 0]]), torch.tensor([0])
+    )
+    assert float(loss_apart) < float(loss_crossing)  # a sure "empty" is what an empty bin should get
 
 
 def test_label_smoothing_spreads_evenly() -> None:

@@ -124,6 +124,37 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
         _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
 
 
+def test_ema_run_validates_and_ships_the_averaged_weights(
+    pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["--data", str(pool), "--out", str(out), "--work-dir", str(tmp_path / "build"), *TINY]
+    _run([*argv, "--ema", "0.5", "--augment-preset", "strong"], capsys)
+    checkpoint = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    assert checkpoint["ema"] is not None  # resumable with its average
+    averaged = {k.removeprefix("module."): v for k, v in checkpoint["ema"].items() if k.startswith("module.")}
+    raw = checkpoint["model"]
+    shipped = torch.load(out / "model.pt", weights_only=True)
+    head = "head.1.weight"
+    assert not torch.equal(averaged[head], raw[head])  # the average is not the last step
+    assert torch.allclose(shipped[head].float(), averaged[head].float(), atol=1e-3)  # and it is what ships
+    hyperparameters = ModelConfig.load(out / "config.json").training["hyperparameters"]
+    assert hyperparameters["ema"] == 0.5 and hyperparameters["augment_preset"] == "strong"
+
+    # the per-photo logits of the shipped weights come out for comparing runs afterwards
+    predictions = json.loads((out / train.PREDICTIONS_FILE).read_text())
+    valid = predictions["splits"]["valid"]
+    assert len(valid["ids"]) == len(valid["counts"]) == len(valid["logits"]) > 0
+    assert all(len(row) == 6 for row in valid["logits"]) and predictions["temperature"] > 0
+    assert set(predictions["splits"]) == {"valid", "test"}
+
+
+def test_ema_decay_must_be_a_fraction() -> None:
+    assert train.make_ema(torch.nn.Linear(2, 2), 0.0) is None
+    with pytest.raises(SystemExit, match="--ema"):
+        train.make_ema(torch.nn.Linear(2, 2), 1.5)
+
+
 def test_sagemaker_environment_sets_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     env = {
         "SM_CHANNEL_TRAIN": "/opt/ml/input/data/train",
@@ -193,6 +224,9 @@ def test_device_augmentation_is_identity_when_switched_off_and_random_otherwise(
     assert same.dtype == torch.uint8 and (same.int() - batch.int()).abs().max() <= 1
     augmented = dataset.BinAugment((32, 32))(batch)
     assert augmented.shape == (4, 3, 32, 32) and augmented.dtype == torch.uint8
+    strong = dataset.BinAugment((32, 32), dataset.AUGMENT_PRESETS["strong"])(batch)
+    assert strong.shape == (4, 3, 32, 32) and not torch.equal(strong, augmented)
+    assert dataset.AUGMENT_PRESETS["strong"].scale[0] < dataset.AUGMENT_PRESETS["default"].scale[0]
     per_worker = dataset.worker_transform((32, 32))(batch[0])
     assert per_worker.shape == (3, 32, 32) and per_worker.dtype == torch.uint8
 

@@ -47,7 +47,12 @@ def pack_weights(site: Path, variants: list[str]) -> None:
         shutil.copy(source / "__init__.py", site / name / "__init__.py")
         for weights in (source / "models").glob("*.pth"):
             state = torch.load(weights, map_location="cpu")
-            half = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+            # The ImageNet classifier (_fc) is dropped when the network loads; leave it behind.
+            half = {
+                k: v.half() if v.is_floating_point() else v
+                for k, v in state.items()
+                if not k.startswith("_fc.")
+            }
             torch.save(half, site / name / "models" / weights.name)
 
 
@@ -56,10 +61,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="<dir>/images/<count>/*.jpg + labels.csv")
     parser.add_argument("--out", type=Path, default=Path(".devdata"))
     parser.add_argument(
-        "--variants", nargs="+", default=["0", "2"], help="EfficientNet-Lite weights to carry"
+        "--variants", nargs="+", default=["0", "1", "2"], help="EfficientNet-Lite weights to carry"
     )
     args = parser.parse_args()
-    shutil.rmtree(args.out / "photos", ignore_errors=True)
+    shutil.rmtree(args.out, ignore_errors=True)
     print("photos:", pack_photos(args.data, args.out / "photos"))
     pack_weights(args.out / "site", args.variants)
     for path in ("expand.py", "collect.py", "sweep.sh"):

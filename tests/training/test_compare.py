@@ -1,0 +1,47 @@
+"""Comparing runs and ensembles from saved logits (no photos, no GPU)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training import compare
+
+COUNTS = [0, 1, 2, 3]
+
+
+def _write_run(folder: Path, logits: list[list[float]], ids: list[str] | None = None) -> Path:
+    folder.mkdir(parents=True)
+    split = {"ids": ids or ["a", "b", "c", "d"], "counts": COUNTS, "logits": logits}
+    (folder / compare.PREDICTIONS_FILE).write_text(
+        json.dumps({"temperature": 1.0, "splits": {"valid": split, "test": split}})
+    )
+    return folder
+
+
+def _logits(predicted: list[int], strengths: list[float]) -> list[list[float]]:
+    return [[s if k == p else 0.0 for k in range(6)] for p, s in zip(predicted, strengths, strict=True)]
+
+
+def test_single_runs_and_their_ensemble_are_scored_on_each_split(tmp_path: Path) -> None:
+    # each run is sure where it is right and hesitant where it is wrong
+    a = _write_run(tmp_path / "a", _logits([0, 1, 5, 5], [6, 6, 1, 1]))
+    b = _write_run(tmp_path / "b", _logits([5, 5, 2, 3], [1, 1, 6, 6]))
+    rows = compare.main([str(a), str(b), "--ensembles", "2"])
+    by_members = {" + ".join(r["members"]): r for r in rows}
+    assert by_members["a"]["valid"]["accuracy"] == 0.5 and by_members["b"]["test"]["accuracy"] == 0.5
+    # averaged probabilities: each photo goes to the surer member, here always the right one
+    ensemble = by_members["a + b"]["valid"]
+    assert ensemble["accuracy"] == 1.0 and ensemble["rmse"] == 0.0
+    assert by_members["a"]["valid"]["score"] == pytest.approx(0.5 - 0.25 * by_members["a"]["valid"]["rmse"])
+
+
+def test_runs_on_different_photos_are_refused(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", _logits([0, 1, 2, 3], [5, 5, 5, 5]))
+    b = _write_run(tmp_path / "b", _logits([0, 1, 2, 3], [5, 5, 5, 5]), ids=["a", "b", "c", "x"])
+    with pytest.raises(SystemExit, match="not comparable"):
+        compare.main([str(a), str(b)])
+    with pytest.raises(SystemExit, match=r"predictions\.json"):
+        compare.main([str(tmp_path)])
