@@ -30,9 +30,7 @@ if __package__ in (None, ""):
 import torch
 
 from training.metrics import compute_metrics
-
-PREDICTIONS_FILE = "predictions.json"
-RMSE_WEIGHT = 0.25  # the same rule as training.train.validation_score
+from training.train import PREDICTIONS_FILE, validation_score
 
 
 @dataclass
@@ -87,7 +85,7 @@ def score(probabilities: torch.Tensor, counts: list[int], num_classes: int) -> d
     return {
         "accuracy": metrics.accuracy,
         "rmse": metrics.rmse,
-        "score": metrics.accuracy - RMSE_WEIGHT * metrics.rmse,
+        "score": validation_score(metrics.accuracy, metrics.rmse),
     }
 
 

@@ -523,8 +523,15 @@ def evaluate(
     ctx: TrainContext, data: ImageSet, decoding: str, temperature: float = 1.0
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Loss and count metrics of one split; also returns the logits for calibration."""
-    labels = class_index(data.counts, ctx.config)
     logits = predict_logits(ctx, data.images)
+    return score_logits(ctx, data, logits, decoding, temperature), logits
+
+
+def score_logits(
+    ctx: TrainContext, data: ImageSet, logits: torch.Tensor, decoding: str, temperature: float = 1.0
+) -> dict[str, Any]:
+    """:func:`evaluate` for logits already predicted (one forward pass serves several decodings)."""
+    labels = class_index(data.counts, ctx.config)
     probs = calibration.probabilities(logits, temperature)
     predicted = calibration.decode(probs, decoding)
     metrics = compute_metrics(labels.tolist(), predicted.tolist(), ctx.config.num_classes)
@@ -533,7 +540,7 @@ def evaluate(
     result["nll"] = float(torch.nn.functional.cross_entropy(logits / temperature, labels))
     result["score"] = validation_score(metrics.accuracy, metrics.rmse)
     result["decoding"] = decoding
-    return result, logits
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -643,10 +650,9 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         augment=BinAugment(config.image_size, augment_settings) if args.augment == "device" else None,
         device=device,
         amp_dtype=amp_dtype,
+        ema=make_ema(model, args.ema),
     )
-
-    ema = make_ema(model, args.ema)
-    ctx.ema = ema
+    ema = ctx.ema
     epoch_decoding = "expected" if args.decoding == "expected" else "argmax"
     ckpt_path = checkpoint_dir(args) / "last.pt"
     history: list[dict[str, Any]] = []
@@ -768,7 +774,7 @@ def finish(
     valid_logits = predict_logits(ctx, splits.valid.images)
     temperature = calibration.fit_temperature(valid_logits, valid_labels)
     decodings = ["argmax", "expected"] if args.decoding == "auto" else [args.decoding]
-    candidates = {d: evaluate(ctx, splits.valid, d, temperature)[0] for d in decodings}
+    candidates = {d: score_logits(ctx, splits.valid, valid_logits, d, temperature) for d in decodings}
     decoding = max(decodings, key=lambda d: (candidates[d]["score"], d == "argmax"))
     valid = candidates[decoding]
     report = calibration.calibration_report(valid_logits, valid_labels, decoding, temperature)
@@ -833,16 +839,10 @@ def finish(
     artifact = _package(out, half, config)  # sets config.weights_sha256
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n", encoding="utf-8")
     (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-    write_predictions(
-        out / PREDICTIONS_FILE,
-        temperature,
-        {"valid": (splits.valid, valid_logits)}
-        | (
-            {"test": (splits.test, test_logits)}
-            if splits.test is not None and test_logits is not None
-            else {}
-        ),
-    )
+    predicted = {"valid": (splits.valid, valid_logits)}
+    if splits.test is not None and test_logits is not None:
+        predicted["test"] = (splits.test, test_logits)
+    write_predictions(out / PREDICTIONS_FILE, temperature, predicted)
     _plots(history, valid, test, out)
     if args.model_dir:
         _unpack(artifact, Path(args.model_dir))

@@ -175,7 +175,7 @@ class Collector:
         by_bin: dict[str, list[ImageOutcome]] = {}
         for outcome in sorted(outcomes, key=lambda o: o.image.captured_at):
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin) or 1))) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin)))) as pool:
             prepared_bins = list(pool.map(self._prepare_bin, by_bin.values()))
             pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = []
             for prepared in prepared_bins:

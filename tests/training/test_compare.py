@@ -45,3 +45,7 @@ def test_runs_on_different_photos_are_refused(tmp_path: Path) -> None:
         compare.main([str(a), str(b)])
     with pytest.raises(SystemExit, match=r"predictions\.json"):
         compare.main([str(tmp_path)])
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"runs": {"killed": {"log_tail": ["timeout"]}}}))
+    with pytest.raises(SystemExit, match="no runs with predictions"):
+        compare.main([str(summary)])

@@ -36,7 +36,8 @@ def main(runs: Path, prepared: Path, out: Path) -> None:
     )
     summary["ranked"] = ranked
     (out / "summary.json").write_text(json.dumps(summary, default=str))
-    used, packed = 0, list[str]()
+    used = 0
+    packed: list[str] = []
     for name in ranked:
         size = (runs / name / "model.pt").stat().st_size
         if len(packed) >= MAX_FILES or used + size > MAX_BYTES:
