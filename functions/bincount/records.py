@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -82,6 +82,30 @@ class LatestState:
             previous_count=as_int("previous_count"),
             expected_quantity=as_int("expected_quantity"),
         )
+
+
+@dataclass(frozen=True)
+class LatestWrite:
+    """SET ``attributes`` on a bin's LATEST if it still holds ``expected_version`` (None: no photo yet)."""
+
+    bin_id: str
+    attributes: dict[str, Any]
+    expected_version: str | None
+
+
+@dataclass(frozen=True)
+class CountSnapshot:
+    """What one consistent batched read found: LATEST by bin, image records by image key."""
+
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def is_recorded(existing: dict[str, Any] | None, image: ImageObject) -> bool:
+    """A record of this object version, or of a newer one, exists: the photo is a duplicate."""
+    if existing is None:
+        return False
+    return existing.get("etag") == image.etag or str(existing.get("captured_at", "")) >= image.captured_at
 
 
 class LatestDecision(Enum):
