@@ -1,8 +1,17 @@
-"""``make bench-pipeline``: 2,000 images through the local pipeline, images/s per stage.
+"""``make bench-pipeline``: photos through the local pipeline, the previous design and today's side by side.
 
 A scale check, not a test: the batching window and the images per job are shrunk so jobs stay
-small and many, every image must still end as exactly one count or error record, and the report
-(build/bench-pipeline/report.json) holds the per-stage rates printed here.
+small and many, every image must still end as exactly one count or error record, and the
+reports (build/bench-pipeline/<design>/report.json, summary.json) hold the per-stage rates.
+
+Designs, run one after the other in this process with the same photos and model:
+
+* ``previous``: the collector's per-photo path (``local.bench_baseline``: four DynamoDB calls per
+  photo), ``python -m moto.server`` as it comes, and progress polling that reads every record
+  of the table twice a second — the pipeline as it was before the batched collector;
+* ``batched``: the collector as shipped (one batched read, LATEST once per bin, records and
+  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.moto_launcher``, and
+  polling that reads each record once.
 """
 
 from __future__ import annotations
@@ -10,8 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from local.bench_baseline import install_per_photo_collector
 from local.demo import RunFailed, configure_logging, quiet_handlers, run
 from local.pipeline import REPO_ROOT, PipelineOptions
 from local.report import Upload, write_report
@@ -25,7 +37,17 @@ def shrunk_parameters(template: Path, images_per_job: int, window_s: int) -> dic
     return {name: value for name, value in wanted.items() if name in declared}
 
 
-def main(argv: list[str] | None = None) -> int:
+DESIGNS: dict[str, dict[str, Any]] = {
+    "previous": {
+        "tuned_emulator": False,
+        "incremental_records": False,
+        "prepare": install_per_photo_collector,
+    },
+    "batched": {},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -34,20 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images-per-job", type=int, default=100)
     parser.add_argument("--window", type=int, default=1, help="batching window, seconds")
     parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build/bench-pipeline/report.json")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "build/bench-pipeline/summary.json")
     parser.add_argument("--timeout", type=float, default=3600.0)
-    args = parser.parse_args(argv)
-    configure_logging(False, args.out.parent)
-    options = PipelineOptions(
-        model_artifact=args.model,
-        template=args.template,
-        stack_name="bincount-bench",
-        parameters=shrunk_parameters(args.template, args.images_per_job, args.window),
-        batching_window_s=float(args.window),
-        log_dir=args.out.parent,
-        environment_overrides=quiet_handlers(False),
+    parser.add_argument(
+        "--designs",
+        default="previous,batched",
+        help=f"comma-separated, run in this order (of {', '.join(DESIGNS)})",
     )
+    args = parser.parse_args(argv)
+    args.designs = [name.strip() for name in args.designs.split(",") if name.strip()]
+    unknown = [name for name in args.designs if name not in DESIGNS]
+    if unknown or not args.designs:
+        parser.error(f"--designs: unknown {unknown or 'empty'}; choose from {', '.join(DESIGNS)}")
+    if not args.model.is_file():
+        parser.error(f"--model {args.model} is missing: run `make model` first")
+    if args.count < 1:
+        parser.error("--count must be at least 1")
+    return args
 
+
+def bench_uploads(count: int) -> Callable[[str], list[Upload]]:
     def make_uploads(prefix: str) -> list[Upload]:
         # photos are reused across bins so generating 2,000 does not dominate the run
         base = synthetic_uploads(20, prefix, bad=False)
@@ -58,27 +86,72 @@ def main(argv: list[str] | None = None) -> int:
                 base[i % 20].body,
                 expected=base[i % 20].expected,
             )
-            for i in range(args.count)
+            for i in range(count)
         ]
 
-    try:
-        report = run(options, make_uploads, args.timeout, label="recorded")
-    except RunFailed as failure:
-        print(f"BENCH FAILED: {failure}", file=sys.stderr)
-        return 1
+    return make_uploads
+
+
+def run_design(args: argparse.Namespace, design: str) -> dict[str, Any]:
+    out_dir = args.out.parent / design
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options = PipelineOptions(
+        model_artifact=args.model,
+        template=args.template,
+        stack_name="bincount-bench",
+        parameters=shrunk_parameters(args.template, args.images_per_job, args.window),
+        batching_window_s=float(args.window),
+        log_dir=out_dir,
+        environment_overrides=quiet_handlers(False),
+        **DESIGNS[design],
+    )
+    report = run(options, bench_uploads(args.count), args.timeout, label=f"recorded ({design})")
     report.pop("events", None)
-    write_report(args.out, report)
-    summary = {
+    write_report(out_dir / "report.json", report)
+    return {
         "images": report["totals"]["uploaded"],
         "end_to_end_images_per_s": report["totals"]["images_per_s"],
         "elapsed_s": report["totals"]["elapsed_s"],
-        "stages": report["stages"],
+        "stages": {stage: rate["images_per_s"] for stage, rate in report["stages"].items()},
+        "stage_busy_s": {stage: rate["busy_s"] for stage, rate in report["stages"].items()},
         "transform_jobs": len(report["transform_jobs"]),
         "accounting": report["accounting"]["every_image_exactly_one_record"],
         "events_received": report["events_received"],
     }
-    print(json.dumps(summary, indent=2))
-    return 0 if report["accounting"]["every_image_exactly_one_record"] else 1
+
+
+def comparison(summaries: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table: end to end and each stage's photos/s per design, and the ratio."""
+    names = list(summaries)
+    rows = [("end to end", {n: summaries[n]["end_to_end_images_per_s"] for n in names})]
+    stages = summaries[names[0]]["stages"]
+    rows += [(stage, {n: summaries[n]["stages"][stage] for n in names}) for stage in stages]
+    header = f"{'photos/s':<12}" + "".join(f"{n:>12}" for n in names)
+    if len(names) > 1:
+        header += f"{names[-1] + ' / ' + names[0]:>22}"
+    lines = [header]
+    for label, values in rows:
+        line = f"{label:<12}" + "".join(f"{values[n]:>12}" for n in names)
+        if len(names) > 1 and values[names[0]]:
+            line += f"{values[names[-1]] / values[names[0]]:>21.2f}x"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(False, args.out.parent)
+    summaries: dict[str, dict[str, Any]] = {}
+    for design in args.designs:
+        try:
+            summaries[design] = run_design(args, design)
+        except RunFailed as failure:
+            print(f"BENCH FAILED ({design}): {failure}", file=sys.stderr)
+            return 1
+    args.out.write_text(json.dumps(summaries, indent=2) + "\n")
+    print(json.dumps(summaries, indent=2))
+    print(f"\n{args.count} photos, same machine, one run:\n" + comparison(summaries))
+    return 0 if all(summary["accounting"] for summary in summaries.values()) else 1
 
 
 if __name__ == "__main__":

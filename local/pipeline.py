@@ -57,6 +57,14 @@ class PipelineOptions:
     # "python": the small server with the container's HTTP contract; "torchserve": the real
     # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/torchserve_server.py
     server: str = "python"
+    # Today's design and the previous one side by side (``make bench-pipeline``): the emulator
+    # without local.moto_launcher's per-request savings, and progress polling that reads every
+    # record of the table each time instead of only the ones it has not seen.
+    tuned_emulator: bool = True
+    incremental_records: bool = True
+    # called once the functions' environment is in place, before any event (benchmarks swap in
+    # a baseline collector here)
+    prepare: Callable[[], None] | None = None
 
 
 @dataclass
@@ -151,6 +159,9 @@ class LocalPipeline:
         self._environment = contextlib.ExitStack()
         self._environment.enter_context(patched_environ(environment))
         reset_handler_caches()
+        if options.prepare is not None:
+            options.prepare()
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}  # image records seen, by (pk, sk)
         self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.mappings: list[SqsEventSourceMapping] = []
@@ -271,7 +282,10 @@ class LocalPipeline:
             )
             for message in messages:
                 self.consumed_events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if messages:
+                handles = [message["ReceiptHandle"] for message in messages]
+                entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(handles)]
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
             received += len(messages)
         return received
 
@@ -284,19 +298,56 @@ class LocalPipeline:
         self.clocks["upload"].tick()
 
     def image_records(self) -> dict[str, list[dict[str, Any]]]:
-        """Every ``IMAGE#`` record in the counts table, grouped by image key."""
-        table = self.endpoint.client("dynamodb")
+        """Every ``IMAGE#`` record in the counts table, grouped by image key.
+
+        Polled while a run waits, so (with ``incremental_records``) each poll lists only the keys
+        and when they were recorded, and reads in full only the records it has not seen yet or
+        that were written again: a record is read once, not once per poll.
+        """
+        if not self.options.incremental_records:
+            self._records = {(item["pk"], item["sk"]): item for item in self._scan_records()}
+        else:
+            listed = {(item["pk"], item["sk"]): item for item in self._scan_records("pk, sk, recorded_at")}
+            changed = [
+                key
+                for key, item in listed.items()
+                if self._records.get(key, {}).get("recorded_at") != item.get("recorded_at")
+            ]
+            self._records = {key: self._records[key] for key in listed if key not in changed}
+            self._records.update(self._read_records(changed))
         records: dict[str, list[dict[str, Any]]] = {}
-        for page in table.get_paginator("scan").paginate(
-            TableName=self.wiring.counts_table,
-            FilterExpression="begins_with(sk, :image)",
-            ExpressionAttributeValues={":image": {"S": "IMAGE#"}},
-        ):
-            for item in page["Items"]:
-                plain = _plain(item)
-                key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
-                records.setdefault(key, []).append(plain)
+        for plain in self._records.values():
+            key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
+            records.setdefault(key, []).append(plain)
         return records
+
+    def _scan_records(self, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        extra: dict[str, Any] = {} if projection is None else {"ProjectionExpression": projection}
+        for page in (
+            self.endpoint.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=self.wiring.counts_table,
+                FilterExpression="begins_with(sk, :image)",
+                ExpressionAttributeValues={":image": {"S": "IMAGE#"}},
+                **extra,
+            )
+        ):
+            yield from (_plain(item) for item in page["Items"])
+
+    def _read_records(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        client, table, found = self.endpoint.client("dynamodb"), self.wiring.counts_table, {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + 100]]}
+            }
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(table, []):
+                    plain = _plain(item)
+                    found[(plain["pk"], plain["sk"])] = plain
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def dead_letters(self) -> list[str]:
         sqs = self.endpoint.client("sqs")
@@ -332,7 +383,7 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         model_dir = Path(stack_of_contexts.enter_context(tempfile.TemporaryDirectory(prefix="opt-ml-model-")))
         extract_model(options.model_artifact, model_dir)
         endpoint = stack_of_contexts.enter_context(
-            moto_server(log_path=log_dir / "moto.log" if log_dir else None)
+            moto_server(log_path=log_dir / "moto.log" if log_dir else None, tuned=options.tuned_emulator)
         )
         serving_log = log_dir / "serving.log" if log_dir else None
         if options.server == "torchserve":
