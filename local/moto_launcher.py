@@ -6,7 +6,9 @@ pipeline's limit, and a quarter of its time went to things that say nothing abou
 * finding the backend of each request: every call matches the host name inferred from the
   request against hundreds of URL regexes, under a lock (14 % of the server's samples). The
   answer depends only on that host name, so it is remembered;
-* werkzeug's access log line per request (9 %), which the demo writes to a file nobody reads.
+* werkzeug's access log line per request (9 %), which the demo writes to a file nobody reads;
+* and, once the collector batched its writes, moto's table copies in ``TransactWriteItems``
+  (``local.moto_patches``).
 
 Everything else is moto's own server (``DomainDispatcherApplication``, ``MotoRequestHandler``,
 werkzeug's threaded server), so requests are answered exactly as by ``moto.server``.
@@ -30,6 +32,8 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 
+from local import moto_patches
+
 
 class CachedDispatcher(DomainDispatcherApplication):
     """moto's dispatcher, remembering which backend answers for which host name."""
@@ -51,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("MOTO_PORT", str(args.port))  # moto builds queue URLs from it
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    moto_patches.apply()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     run_simple(args.host, args.port, CachedDispatcher(), threaded=True, request_handler=MotoRequestHandler)
 
