@@ -162,6 +162,7 @@ class LocalPipeline:
         if options.prepare is not None:
             options.prepare()
         self._records: dict[tuple[str, str], dict[str, Any]] = {}  # image records seen, by (pk, sk)
+        self._records_generation = -1  # collector invocations finished when they were listed
         self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.mappings: list[SqsEventSourceMapping] = []
@@ -300,13 +301,15 @@ class LocalPipeline:
     def image_records(self) -> dict[str, list[dict[str, Any]]]:
         """Every ``IMAGE#`` record in the counts table, grouped by image key.
 
-        Polled while a run waits, so (with ``incremental_records``) each poll lists only the keys
-        and when they were recorded, and reads in full only the records it has not seen yet or
-        that were written again: a record is read once, not once per poll.
+        Polled while a run waits, so (with ``incremental_records``) the table is looked at only
+        after a collector invocation finished since the last look (only the collector writes
+        image records), a look lists only the keys and when they were recorded, and only records
+        not seen yet, or written again, are read in full: once, not once per poll.
         """
         if not self.options.incremental_records:
             self._records = {(item["pk"], item["sk"]): item for item in self._scan_records()}
-        else:
+        elif (generation := self._collector_generation()) != self._records_generation:
+            self._records_generation = generation
             listed = {(item["pk"], item["sk"]): item for item in self._scan_records("pk, sk, recorded_at")}
             changed = [
                 key
@@ -320,6 +323,9 @@ class LocalPipeline:
             key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
             records.setdefault(key, []).append(plain)
         return records
+
+    def _collector_generation(self) -> int:
+        return sum(self.runtimes[name].completed for name in self._runtimes_of("rule"))
 
     def _scan_records(self, projection: str | None = None) -> Iterator[dict[str, Any]]:
         extra: dict[str, Any] = {} if projection is None else {"ProjectionExpression": projection}
