@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from local.bench_baseline import install_per_photo_collector
+from local.cpu_meter import CpuMeter
 from local.demo import RunFailed, configure_logging, quiet_handlers, run
 from local.pipeline import REPO_ROOT, PipelineOptions
 from local.report import Upload, write_report
@@ -95,6 +96,15 @@ def bench_uploads(count: int) -> Callable[[str], list[Upload]]:
 def run_design(args: argparse.Namespace, design: str) -> dict[str, Any]:
     out_dir = args.out.parent / design
     out_dir.mkdir(parents=True, exist_ok=True)
+    design_options = dict(DESIGNS[design])
+    meter = CpuMeter()
+    prepare_design = design_options.pop("prepare", None)
+
+    def prepare() -> None:  # the stack and servers are up: count CPU from here
+        meter.start()
+        if prepare_design is not None:
+            prepare_design()
+
     options = PipelineOptions(
         model_artifact=args.model,
         template=args.template,
@@ -103,12 +113,21 @@ def run_design(args: argparse.Namespace, design: str) -> dict[str, Any]:
         batching_window_s=float(args.window),
         log_dir=out_dir,
         environment_overrides=quiet_handlers(False),
-        **DESIGNS[design],
+        prepare=prepare,
+        **design_options,
     )
-    report = run(options, bench_uploads(args.count), args.timeout, label=f"recorded ({design})")
+    try:
+        report = run(options, bench_uploads(args.count), args.timeout, label=f"recorded ({design})")
+    finally:
+        cpu = meter.stop()
     report.pop("events", None)
+    report["cpu_s"] = cpu
     write_report(out_dir / "report.json", report)
+    images = report["totals"]["uploaded"]
     return {
+        "cpu_s": cpu,
+        "cpu_ms_per_image": {role: round(1000 * s / images, 1) for role, s in cpu.items()},
+        "images_per_cpu_s": round(images / sum(cpu.values()), 2) if sum(cpu.values()) else None,
         "images": report["totals"]["uploaded"],
         "end_to_end_images_per_s": report["totals"]["images_per_s"],
         "elapsed_s": report["totals"]["elapsed_s"],
@@ -126,14 +145,25 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     rows = [("end to end", {n: summaries[n]["end_to_end_images_per_s"] for n in names})]
     stages = summaries[names[0]]["stages"]
     rows += [(stage, {n: summaries[n]["stages"][stage] for n in names}) for stage in stages]
-    header = f"{'photos/s':<12}" + "".join(f"{n:>12}" for n in names)
+    header = f"{'photos/s':<18}" + "".join(f"{n:>12}" for n in names)
     if len(names) > 1:
-        header += f"{names[-1] + ' / ' + names[0]:>22}"
+        header += f"{names[-1] + ' / ' + names[0]:>16}"
     lines = [header]
     for label, values in rows:
-        line = f"{label:<12}" + "".join(f"{values[n]:>12}" for n in names)
+        line = f"{label:<18}" + "".join(f"{values[n]:>12}" for n in names)
         if len(names) > 1 and values[names[0]]:
-            line += f"{values[names[-1]] / values[names[0]]:>21.2f}x"
+            line += f"{values[names[-1]] / values[names[0]]:>15.2f}x"
+        lines.append(line)
+    cpu_rows = [("images/CPU-s", {n: summaries[n]["images_per_cpu_s"] for n in names})]
+    roles = sorted({role for n in names for role in summaries[n]["cpu_ms_per_image"]})
+    cpu_rows += [
+        (f"ms {role}", {n: summaries[n]["cpu_ms_per_image"].get(role, 0.0) for n in names}) for role in roles
+    ]
+    lines.append("CPU per photo (all processes of the pipeline, from the stack being up to the end)")
+    for label, values in cpu_rows:
+        line = f"{label:<18}" + "".join(f"{values[n]:>12}" for n in names)
+        if len(names) > 1 and values[names[0]]:
+            line += f"{values[names[-1]] / values[names[0]]:>15.2f}x"
         lines.append(line)
     return "\n".join(lines)
 
