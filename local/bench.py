@@ -147,7 +147,7 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     rows += [(stage, {n: summaries[n]["stages"][stage] for n in names}) for stage in stages]
     header = f"{'photos/s':<18}" + "".join(f"{n:>12}" for n in names)
     if len(names) > 1:
-        header += f"{names[-1] + ' / ' + names[0]:>16}"
+        header += f"  {names[-1] + ' / ' + names[0]:>14}"
     lines = [header]
     for label, values in rows:
         line = f"{label:<18}" + "".join(f"{values[n]:>12}" for n in names)

@@ -59,13 +59,17 @@ class CpuMeter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._last.update(self._sample())
+            for pid, (role, seconds) in self._sample().items():
+                known = self._last.get(pid)  # a process keeps the role it was first seen with
+                self._last[pid] = (known[0] if known else role, seconds)
 
     def _sample(self) -> dict[int, tuple[str, float]]:
         own = psutil.Process()
         found: dict[int, tuple[str, float]] = {}
         for process in [own, *own.children(recursive=True)]:
             try:
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue
                 found[process.pid] = (role_of(process, own.pid), cpu_seconds(process))
             except psutil.Error:  # ended between listing and reading
                 continue

@@ -278,7 +278,7 @@ class LocalPipeline:
         sqs = self.endpoint.client("sqs")
         received = 0
         for queue_url in self.consumer_queues:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
                 "Messages", []
             )
             for message in messages:
