@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.errors import UsageError, one_line_errors
 from local.bench_baseline import install_per_photo_collector
 from local.cpu_meter import CpuMeter
 from local.demo import RunFailed, configure_logging, quiet_handlers, run
@@ -68,11 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.designs = [name.strip() for name in args.designs.split(",") if name.strip()]
     unknown = [name for name in args.designs if name not in DESIGNS]
     if unknown or not args.designs:
-        parser.error(f"--designs: unknown {unknown or 'empty'}; choose from {', '.join(DESIGNS)}")
+        raise UsageError(f"--designs: unknown {unknown or 'empty'}; choose from {', '.join(DESIGNS)}")
     if not args.model.is_file():
-        parser.error(f"--model {args.model} is missing: run `make model` first")
+        raise UsageError(f"--model {args.model} is missing: run `make model` first")
     if args.count < 1:
-        parser.error("--count must be at least 1")
+        raise UsageError(f"--count {args.count}: at least 1 photo")
     return args
 
 
@@ -168,6 +169,7 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@one_line_errors("bench-pipeline")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(False, args.out.parent)
