@@ -43,6 +43,7 @@ DESIGNS: dict[str, dict[str, Any]] = {
     "previous": {
         "tuned_emulator": False,
         "incremental_records": False,
+        "parallel_jobs": False,
         "prepare": install_per_photo_collector,
     },
     "batched": {},

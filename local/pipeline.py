@@ -32,7 +32,7 @@ from local.moto_server import AwsEndpoint, moto_server, patched_environ
 from local.serving_server import extract_model, serving_process
 from local.stack import LocalStack
 from local.torchserve_server import torchserve_process
-from local.transform_executor import TransformExecutor, http_invoker
+from local.transform_executor import TransformExecutor, busy_seconds, http_invoker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class PipelineOptions:
     # record of the table each time instead of only the ones it has not seen.
     tuned_emulator: bool = True
     incremental_records: bool = True
+    # transform jobs run side by side, up to the template's MaxJobsInFlight, as on SageMaker
+    parallel_jobs: bool = True
     # called once the functions' environment is in place, before any event (benchmarks swap in
     # a baseline collector here)
     prepare: Callable[[], None] | None = None
@@ -184,7 +186,10 @@ class LocalPipeline:
                 name = f"{stack.stack_name}-{spec.logical_id}-{index}"[:70]
                 self.subscriptions.append(EventRuleSubscription(endpoint, runtime, rule, name))
         self.executor = TransformExecutor(
-            endpoint, http_invoker(serving_url), on_record=self.clocks["transform"].tick
+            endpoint,
+            http_invoker(serving_url),
+            on_record=self.clocks["transform"].tick,
+            parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")) if options.parallel_jobs else 1,
         )
         self.consumer_queues = [
             subscribe_queue(
@@ -241,6 +246,7 @@ class LocalPipeline:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.executor.close()
         self._environment.close()
         reset_handler_caches()
 
@@ -252,7 +258,7 @@ class LocalPipeline:
         """
         busy = {
             "upload": self.clocks["upload"].seconds,
-            "transform": sum(outcome.seconds for outcome in self.executor.outcomes),
+            "transform": busy_seconds(self.executor.outcomes),
         }
         for stage, rt_names in (
             ("batcher", self._runtimes_of("sqs")),
