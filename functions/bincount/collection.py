@@ -169,9 +169,13 @@ class Collector:
             else:
                 fresh.append(outcome)
         steps = [step for plan in self._move_latest(fresh, snapshot) for step in plan.steps]
-        report.stale += sum(1 for step in steps if step.decision is LatestDecision.STALE)
+        for step in steps:
+            if step.decision is LatestDecision.STALE:
+                log.info("older photo, newer count kept", extra={"image_key": step.outcome.image.key})
+                report.stale += 1
         publishable = self._publish(steps, report)
-        written = self.counts.put_images([image_item(step.outcome, self.clock()) for step in publishable])
+        recorded_at = self.clock()
+        written = self.counts.put_images([image_item(step.outcome, recorded_at) for step in publishable])
         for step, was_written in zip(publishable, written, strict=True):
             if not was_written:
                 report.duplicates += 1
