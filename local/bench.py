@@ -7,11 +7,14 @@ reports (build/bench-pipeline/<design>/report.json, summary.json) hold the per-s
 Designs, run one after the other in this process with the same photos and model:
 
 * ``previous``: the collector's per-photo path (``local.bench_baseline``: four DynamoDB calls per
-  photo), ``python -m moto.server`` as it comes, and progress polling that reads every record
-  of the table twice a second — the pipeline as it was before the batched collector;
+  photo), ``python -m moto.server`` as it comes, progress polling that reads every record of
+  the table twice a second, transform jobs one at a time — the pipeline as it was before;
 * ``batched``: the collector as shipped (one batched read, LATEST once per bin, records and
-  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.moto_launcher``, and
-  polling that reads each record once.
+  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.moto_launcher``,
+  polling that reads each record once, transform jobs side by side up to ``MaxJobsInFlight``.
+
+Besides photos/s, each design's CPU seconds per photo per process are measured
+(``local.cpu_meter``): on a shared machine they move far less with the load than photos/s.
 """
 
 from __future__ import annotations
