@@ -30,6 +30,7 @@ help:
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
+	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make lint | typecheck | validate"
 
 $(STAMP): pyproject.toml
