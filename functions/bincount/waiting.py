@@ -13,6 +13,7 @@ a message at most 15 minutes, so longer waits are kept by ``not_before`` and the
 from __future__ import annotations
 
 import json
+import math
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ class WaitingRoom:
         remaining = (parse_time(waiting.not_before) - parse_time(self.clock())).total_seconds()
         if remaining > 0:
             report.not_due += 1
-            self.queue.postpone(message.receipt, int(remaining) + 1)
+            self.queue.postpone(message.receipt, math.ceil(remaining))
             return available
         if available <= 0:
             report.left_waiting += 1
