@@ -13,8 +13,8 @@ a message at most 15 minutes, so longer waits are kept by ``not_before`` and the
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta

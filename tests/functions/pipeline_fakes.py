@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bincount.ports import JobSubmissionError, QueuedMessage
-from bincount.timefmt import parse_time
 from bincount.records import LATEST_SK, bin_pk, image_sk
+from bincount.timefmt import parse_time
 
 
 class MemoryObjects:

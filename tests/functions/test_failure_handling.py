@@ -21,7 +21,14 @@ from bincount.reconciliation import Reconciler
 from bincount.submission import Submitter
 from bincount.timefmt import format_time
 from bincount.waiting import WaitingRoom
-from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, MemoryQueue, RecordingSender
+from pipeline_fakes import (
+    FakeTransforms,
+    MemoryCounts,
+    MemoryJobs,
+    MemoryObjects,
+    MemoryQueue,
+    RecordingSender,
+)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -114,7 +121,9 @@ class World:
         description = self.transforms.descriptions[name]
         return TransformJobEvent(name, description["TransformJobStatus"], description["FailureReason"])
 
-    def collect(self, name: str, status: str, reason: str = "", done: set[str] | None = None) -> CollectionReport:
+    def collect(
+        self, name: str, status: str, reason: str = "", done: set[str] | None = None
+    ) -> CollectionReport:
         self.end(name, status, reason, done)
         return self.collector.collect(self.event(name))
 
@@ -125,7 +134,9 @@ class World:
         return {str(item["image_key"]): item for item in self.counts.images()}
 
     def rejections(self) -> list[dict[str, object]]:
-        return [entry for entry in self.sender.delivered if entry["DetailType"] == BinImageRejected.detail_type]
+        return [
+            entry for entry in self.sender.delivered if entry["DetailType"] == BinImageRejected.detail_type
+        ]
 
 
 @pytest.mark.parametrize("photos", [4, 16])
