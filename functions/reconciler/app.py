@@ -61,6 +61,17 @@ def process(event: dict[str, Any], reconciler: Reconciler) -> dict[str, Any]:
     metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=len(report.collected))
     metrics.add_metric(name="JobsResubmitted", unit=MetricUnit.Count, value=len(summary["resubmitted"]))
     metrics.add_metric(name="ChunksStillWaiting", unit=MetricUnit.Count, value=summary["still_waiting"])
+    # Collections done here count for the same alarms as the collector's own.
+    collected = report.collected.values()
+    metrics.add_metric(
+        name="ImagesCounted", unit=MetricUnit.Count, value=sum(len(r.counted) for r in collected)
+    )
+    metrics.add_metric(
+        name="ImagesRejected", unit=MetricUnit.Count, value=sum(len(r.rejected) for r in collected)
+    )
+    metrics.add_metric(
+        name="ImagesParked", unit=MetricUnit.Count, value=sum(r.parked_images for r in collected)
+    )
     (logger.warning if report.problems else logger.info)("reconciled", **summary)
     return summary
 
