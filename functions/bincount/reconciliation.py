@@ -77,6 +77,9 @@ class Reconciler:
             report.collected[job_name] = self.collector.collect(job)
         except CollectionIncomplete as error:  # stays on the index: the next run tries again
             report.problems.append(f"{job_name}: {error}")
+        except Exception as error:  # one broken job must not keep the others (and waiting photos) stuck
+            log.exception("reconciling a job failed", extra={"job": job_name})
+            report.problems.append(f"{job_name}: {type(error).__name__}: {error}")
 
     def _seconds_since(self, moment: str) -> float:
         return (parse_time(self.clock()) - parse_time(moment)).total_seconds()

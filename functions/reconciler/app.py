@@ -61,6 +61,7 @@ def process(event: dict[str, Any], reconciler: Reconciler) -> dict[str, Any]:
     metrics.add_metric(name="JobsReconciled", unit=MetricUnit.Count, value=len(report.collected))
     metrics.add_metric(name="JobsResubmitted", unit=MetricUnit.Count, value=len(summary["resubmitted"]))
     metrics.add_metric(name="ChunksStillWaiting", unit=MetricUnit.Count, value=summary["still_waiting"])
+    metrics.add_metric(name="ReconcileProblems", unit=MetricUnit.Count, value=len(report.problems))
     # Collections done here count for the same alarms as the collector's own.
     collected = report.collected.values()
     metrics.add_metric(

@@ -304,3 +304,14 @@ def test_collector_and_reconciler_on_the_same_failed_job_start_one_retry() -> No
     assert report.resubmitted is not None
     assert len(report.resubmitted.started) == 1 and len(report.resubmitted.already_started) == 1
     assert len(world.transforms.created) == 2 and world.queue.messages == {}
+
+
+def test_one_broken_job_does_not_stop_the_reconciler() -> None:
+    world = World()
+    broken, fine = world.start([photo(1)]), world.start([photo(2)])
+    world.end(broken, "Completed")
+    world.end(fine, "Completed")
+    del world.objects.objects[("results", LAYOUT.images_key(broken))]  # its image list is gone
+    report = world.reconciler.run()
+    assert list(report.collected) == [fine] and report.problems and broken in report.problems[0]
+    assert [item["pk"] for item in world.jobs.in_flight()] == [broken]  # tried again next run

@@ -101,7 +101,12 @@ def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> No
     assert reconciler["Handler"] == "reconciler.app.handler"
     assert [event["Type"] for event in reconciler["Events"].values()] == ["Schedule"]
     assert "RETRY_QUEUE_URL" in template["Globals"]["Function"]["Environment"]["Variables"]
-    for name in ("RetryQueueOldestPhotoAlarm", "ParkedPhotosAlarm", "ReconcilerErrorsAlarm"):
+    for name in (
+        "RetryQueueOldestPhotoAlarm",
+        "ParkedPhotosAlarm",
+        "ReconcilerErrorsAlarm",
+        "ReconcileProblemsAlarm",
+    ):
         properties = resources[name]["Properties"]
         assert properties["AlarmActions"] and properties["OKActions"], name
     index = resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
