@@ -30,6 +30,8 @@ class Chunk:
     content_type: str
     images: tuple[ImageObject, ...]
     message_ids: frozenset[str] = field(default_factory=frozenset)
+    attempt: int = 0  # whole retries of these images after transient failures (part of the job name)
+    unknown_splits: int = 0  # splits for failures of unknown reason in this chunk's ancestry
 
 
 def dedupe(images_by_message: Mapping[str, Sequence[ImageObject]]) -> dict[ImageObject, set[str]]:
@@ -55,12 +57,17 @@ def sanitize_prefix(prefix: str) -> str:
     return cleaned[: MAX_JOB_NAME_LENGTH - HASH_HEX_CHARS - 1].rstrip("-") or "bincount"
 
 
-def job_name(images: Iterable[ImageObject], prefix: str = "bincount") -> str:
-    """``<prefix>-<16 hex of sha256 over sorted bucket/key/etag>``: order-insensitive, ≤ 63 chars."""
+def job_name(images: Iterable[ImageObject], prefix: str = "bincount", attempt: int = 0) -> str:
+    """``<prefix>-<16 hex of sha256 over sorted bucket/key/etag>``: order-insensitive, ≤ 63 chars.
+
+    A whole retry of the same images needs a new name (names stay taken): attempt ``n`` ends in
+    ``-r<n>`` and gives up as many hex digits, so the name stays deterministic and ≤ 63 chars.
+    """
     digest = hashlib.sha256()
     for bucket, key, etag in sorted(image.identity for image in images):
         digest.update(f"{bucket}\0{key}\0{etag}\n".encode())
-    name = f"{sanitize_prefix(prefix)}-{digest.hexdigest()[:HASH_HEX_CHARS]}"
+    suffix = f"-r{attempt}" if attempt else ""
+    name = f"{sanitize_prefix(prefix)}-{digest.hexdigest()[: HASH_HEX_CHARS - len(suffix)]}{suffix}"
     assert len(name) <= MAX_JOB_NAME_LENGTH and JOB_NAME_PATTERN.match(name), name
     return name
 
@@ -113,6 +120,22 @@ def split_for_redrive(images: Sequence[ImageObject], prefix: str = "bincount") -
     for part in parts:
         chunks.extend(plan_chunks(part, max_images=len(part), prefix=prefix))
     return chunks
+
+
+def retry_chunk(images: Sequence[ImageObject], prefix: str, attempt: int, unknown_splits: int = 0) -> Chunk:
+    """The same images (whole, not split) under the job name of retry ``attempt``."""
+    if not images:
+        raise ValueError("nothing to retry")
+    ordered = tuple(sorted(images, key=lambda image: (image.key, image.etag)))
+    first = ordered[0]
+    return Chunk(
+        job_name=job_name(ordered, prefix, attempt),
+        bucket=first.bucket,
+        content_type=first.content_type,
+        images=ordered,
+        attempt=attempt,
+        unknown_splits=unknown_splits,
+    )
 
 
 def manifest_body(bucket: str, images: Sequence[ImageObject]) -> list[Any]:
@@ -187,6 +210,8 @@ def create_transform_job_request(
     ]
     if parent_job:
         tags.append({"Key": "bincount:parent-job", "Value": parent_job})
+    if chunk.attempt:
+        tags.append({"Key": "bincount:attempt", "Value": str(chunk.attempt)})
     return {
         "TransformJobName": chunk.job_name,
         "ModelName": config.model_name,
@@ -222,6 +247,8 @@ def images_document(chunk: Chunk, parent_job: str | None = None) -> dict[str, An
         "bucket": chunk.bucket,
         "content_type": chunk.content_type,
         "parent_job": parent_job,
+        "attempt": chunk.attempt,
+        "unknown_splits": chunk.unknown_splits,
         "images": [image.to_dict() for image in chunk.images],
     }
 
@@ -233,4 +260,6 @@ def chunk_from_images_document(document: Mapping[str, Any]) -> Chunk:
         bucket=str(document["bucket"]),
         content_type=str(document["content_type"]),
         images=images,
+        attempt=int(document.get("attempt") or 0),
+        unknown_splits=int(document.get("unknown_splits") or 0),
     )

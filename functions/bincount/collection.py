@@ -5,8 +5,12 @@ Per image, in this order, so a crash at any point is repaired by a retry of the 
 2. move LATEST forward if this photo is newer (optimistic lock on the held version);
 3. publish the image's events;
 4. write the image record — the commit point. Events are at-least-once; records exactly-once.
-Images a failed or stopped job left without output are split and resubmitted (new deterministic
-jobs) until a lone failing image is recorded as ``transform_failed``.
+Images a failed or stopped job left without output follow the failure's kind (bincount.failures):
+a transient failure (capacity, quota, throttling, a stopped job) queues them whole for a retry with
+backoff, parked once the chunk's retry budget is spent; a per-record failure splits them into new
+deterministic jobs until a lone failing image is recorded as ``transform_failed``; an unknown one
+splits within a budget, then waits. Re-drives start only while ``MaxJobsInFlight`` leaves room,
+else they wait in the retry queue too. No photo is rejected because of AWS's capacity.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bincount.batching import (
@@ -22,8 +26,10 @@ from bincount.batching import (
     JobLayout,
     chunk_from_images_document,
     image_key_for_output,
+    retry_chunk,
     split_for_redrive,
 )
+from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
 from bincount.job_events import TransformJobEvent
 from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
@@ -38,8 +44,9 @@ from bincount.records import (
     outcome_for,
 )
 from bincount.results import TRANSFORM_FAILED, CountResult, ErrorResult, ResultRecord, parse_result_body
-from bincount.submission import Submitted, Submitter
+from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
 from bincount.timefmt import now
+from bincount.waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,9 @@ class CollectionReport:
     events_published: int = 0
     redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
     redriven_images: int = 0
+    failure_kind: FailureKind | None = None
+    waiting_jobs: dict[str, int] = field(default_factory=dict)  # queued chunk's job name → images
+    parked_images: int = 0  # of those, waiting beyond their retry budget
     problems: list[str] = field(default_factory=list)
 
 
@@ -88,6 +98,9 @@ class Collector:
     publish_max_attempts: int = 4
     clock: Callable[[], str] = now
     sleep: Callable[[float], None] | None = None
+    waiting: WaitingRoom | None = None  # the retry queue; without it, waiting photos fail the event
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_in_flight: int = 4
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -108,14 +121,21 @@ class Collector:
             if image.key in results
         ]
         missing = [image for image in chunk.images if image.key not in results]
-        if missing and len(chunk.images) == 1:
+        action = None
+        if missing:
+            report.failure_kind = classify_failure(job.status, job.failure_reason)
+            kind = report.failure_kind
+            action = next_step(kind, len(chunk.images), chunk.unknown_splits, self.retry_policy)
+        if action is FailureAction.RECORD_FAILED:
             reason = job.failure_reason or f"transform job {job.status} without output for this image"
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
             outcomes.append(outcome_for(missing[0], failed, job.job_name, self.confidence_threshold))
             missing = []
         self._record(outcomes, report)
-        if missing:
-            self._redrive(job, missing, report)
+        if missing and action is FailureAction.SPLIT:
+            self._redrive(job, self._split(chunk, missing, report.failure_kind), report)
+        elif missing:
+            self._retry_whole(job, chunk, missing, report)
         self.jobs.update(
             job.job_name,
             {
@@ -126,8 +146,11 @@ class Collector:
                 "rejected": len(report.rejected),
                 "redriven_images": report.redriven_images,
                 "redriven_jobs": sorted(report.redriven_jobs),
+                "waiting_jobs": sorted(report.waiting_jobs),
                 "updated_at": self.clock(),
             },
+            # Collected: off the reconciler's index. Left on it while something is unfinished.
+            remove=() if report.problems else (IN_FLIGHT_ATTRIBUTE,),
         )
         if report.problems:
             raise CollectionIncomplete("; ".join(report.problems))
@@ -256,14 +279,56 @@ class Collector:
 
     # -- re-drive ---------------------------------------------------------------------------------
 
-    def _redrive(self, job: TransformJobEvent, missing: list[ImageObject], report: CollectionReport) -> None:
-        for chunk in split_for_redrive(missing, prefix=self.job_name_prefix):
+    def _split(self, chunk: Chunk, missing: list[ImageObject], kind: FailureKind | None) -> list[Chunk]:
+        """Halves of the photos left without output; unknown-reason splits count against their budget."""
+        splits = chunk.unknown_splits + (1 if kind is FailureKind.UNKNOWN else 0)
+        halves = split_for_redrive(missing, prefix=self.job_name_prefix)
+        return [replace(half, unknown_splits=splits) for half in halves]
+
+    def _retry_whole(
+        self, job: TransformJobEvent, chunk: Chunk, missing: list[ImageObject], report: CollectionReport
+    ) -> None:
+        """The same photos under the next attempt's job name, after the attempt's backoff."""
+        attempt = chunk.attempt + 1
+        retry = retry_chunk(missing, self.job_name_prefix, attempt, chunk.unknown_splits)
+        reason = job.failure_reason or f"transform job {job.status}"
+        policy = self.retry_policy
+        self._wait(retry, job, reason, policy.delay_s(attempt), policy.is_parked(attempt), report)
+
+    def _wait(
+        self,
+        chunk: Chunk,
+        job: TransformJobEvent,
+        reason: str,
+        delay_s: int,
+        parked: bool,
+        report: CollectionReport,
+    ) -> None:
+        if self.waiting is None:
+            report.problems.append(f"{chunk.job_name} must wait but no retry queue is configured")
+            return
+        self.waiting.wait(chunk, job.job_name, reason, delay_s, parked)
+        report.redriven_jobs[chunk.job_name] = Submitted.DEFERRED
+        report.waiting_jobs[chunk.job_name] = len(chunk.images)
+        report.parked_images += len(chunk.images) if parked else 0
+
+    def _redrive(self, job: TransformJobEvent, chunks: list[Chunk], report: CollectionReport) -> None:
+        """Start the halves while the in-flight cap leaves room; the others wait in the retry queue."""
+        available = available_slots(self.submitter.transforms, self.max_in_flight, f"{self.job_name_prefix}-")
+        for chunk in chunks:
+            if available <= 0:
+                self._wait(chunk, job, "MaxJobsInFlight reached", 0, False, report)
+                continue
             try:
                 outcome = self.submitter.submit(chunk, parent_job=job.job_name)
             except JobSubmissionError as error:
-                refused = Submitted.DEFERRED if error.retryable else Submitted.FAILED
-                report.redriven_jobs[chunk.job_name] = refused
-                report.problems.append(f"re-drive {chunk.job_name} refused: {error}")
+                if error.retryable:  # throttled or over quota: this and the next halves wait
+                    available = 0
+                    self._wait(chunk, job, str(error), self.retry_policy.base_delay_s, False, report)
+                else:
+                    report.redriven_jobs[chunk.job_name] = Submitted.FAILED
+                    report.problems.append(f"re-drive {chunk.job_name} refused: {error}")
                 continue
             report.redriven_jobs[chunk.job_name] = outcome
             report.redriven_images += len(chunk.images)
+            available -= 1 if outcome is Submitted.STARTED else 0

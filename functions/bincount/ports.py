@@ -3,6 +3,8 @@ tests/functions/fakes.py in memory."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 
@@ -36,6 +38,10 @@ class TransformJobs(Protocol):
         """In-progress jobs whose name starts with ``name_prefix``, counting stops at ``limit``."""
         ...
 
+    def describe(self, job_name: str) -> dict[str, Any] | None:
+        """DescribeTransformJob's answer; None when SageMaker knows no such job."""
+        ...
+
 
 class JobStore(Protocol):
     def get(self, job_name: str) -> dict[str, Any] | None: ...
@@ -44,7 +50,13 @@ class JobStore(Protocol):
         """Create the job's record unless it exists; True when this call created it."""
         ...
 
-    def update(self, job_name: str, attributes: dict[str, Any]) -> None: ...
+    def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
+        """SET ``attributes`` (creating the record if needed) and REMOVE the ``remove`` attributes."""
+        ...
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """Records of jobs not yet collected (the sparse ``in_flight`` index), oldest first."""
+        ...
 
 
 class CountStore(Protocol):
@@ -58,6 +70,27 @@ class CountStore(Protocol):
 
     def put_latest(self, bin_id: str, attributes: dict[str, Any], expected_version: str | None) -> bool:
         """SET ``attributes`` on LATEST if it still holds ``expected_version`` (None: no photo yet)."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    receipt: str
+    body: str
+    message_id: str = ""
+
+
+class MessageQueue(Protocol):
+    """An SQS queue as the retry queue uses it: delayed sends, visibility as a timer."""
+
+    def send(self, body: str, delay_s: int) -> None: ...
+
+    def receive(self, max_messages: int) -> list[QueuedMessage]: ...
+
+    def delete(self, receipt: str) -> None: ...
+
+    def postpone(self, receipt: str, delay_s: int) -> None:
+        """Hide a received message for ``delay_s`` more seconds (0: visible again now)."""
         ...
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from bincount.batching import JobLayout, TransformConfig
+from bincount.failures import RetryPolicy
 from bincount.keys import DEFAULT_IMAGE_SUFFIXES, DEFAULT_KEY_PATTERN, KeyRules
 
 # SageMaker refuses a transform job whose MaxConcurrentTransforms x MaxPayloadInMB exceeds this.
@@ -65,6 +66,12 @@ class Settings:
     ingest_queue_url: str = ""
     publish_max_attempts: int = 4
     result_read_workers: int = 8
+    retry_queue_url: str = ""
+    max_transient_retries: int = 3
+    retry_base_delay_s: int = 60
+    parked_retry_delay_s: int = 3600
+    max_unknown_splits: int = 3
+    reconcile_settle_s: int = 300
 
     def layout(self) -> JobLayout:
         return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix)
@@ -79,6 +86,14 @@ class Settings:
             invocation_timeout_s=self.invocation_timeout_s,
             invocation_max_retries=self.invocation_max_retries,
             environment=self.environment,
+        )
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_transient_retries=self.max_transient_retries,
+            base_delay_s=self.retry_base_delay_s,
+            parked_delay_s=self.parked_retry_delay_s,
+            max_unknown_splits=self.max_unknown_splits,
         )
 
     def key_rules(self) -> KeyRules:
@@ -149,11 +164,26 @@ class Settings:
             ingest_queue_url=env.get("INGEST_QUEUE_URL", ""),
             publish_max_attempts=integer("PUBLISH_MAX_ATTEMPTS", cls.publish_max_attempts),
             result_read_workers=integer("RESULT_READ_WORKERS", cls.result_read_workers),
+            retry_queue_url=env.get("RETRY_QUEUE_URL", ""),
+            max_transient_retries=integer("MAX_TRANSIENT_RETRIES", cls.max_transient_retries),
+            retry_base_delay_s=integer("RETRY_BASE_DELAY_S", cls.retry_base_delay_s),
+            parked_retry_delay_s=integer("PARKED_RETRY_DELAY_S", cls.parked_retry_delay_s),
+            max_unknown_splits=integer("MAX_UNKNOWN_SPLITS", cls.max_unknown_splits),
+            reconcile_settle_s=integer("RECONCILE_SETTLE_S", cls.reconcile_settle_s),
         )
         if settings.max_images_per_job < 1:
             raise SettingsError("MAX_IMAGES_PER_JOB must be >= 1")
         if not 1 <= settings.invocation_timeout_s <= 3600:
             raise SettingsError("INVOCATION_TIMEOUT_S must be within 1..3600 (SageMaker's range)")
+        retry_numbers = (
+            settings.max_transient_retries,
+            settings.retry_base_delay_s,
+            settings.parked_retry_delay_s,
+            settings.max_unknown_splits,
+            settings.reconcile_settle_s,
+        )
+        if min(retry_numbers) < 0:
+            raise SettingsError("retry budgets and delays must be >= 0")
         if not 0 <= settings.invocation_max_retries <= 3:
             raise SettingsError("INVOCATION_MAX_RETRIES must be within 0..3 (SageMaker's range)")
         return settings

@@ -25,6 +25,10 @@ from bincount.keys import ImageObject, KeyRules, MalformedNotification, parse_no
 from bincount.ports import JobStore, JobSubmissionError, ObjectStore, TransformJobs
 from bincount.timefmt import now
 
+# Set on a job's record when it starts, removed once the job is collected: the reconciler's index.
+IN_FLIGHT_ATTRIBUTE = "in_flight"
+IN_FLIGHT_VALUE = "1"
+
 
 class Submitted(Enum):
     STARTED = "started"
@@ -65,7 +69,9 @@ class Submitter:
                 "image_count": len(chunk.images),
                 "content_type": chunk.content_type,
                 "parent_job": parent_job,
+                "attempt": chunk.attempt,
                 "created_at": self.clock(),
+                IN_FLIGHT_ATTRIBUTE: IN_FLIGHT_VALUE,
             },
         )
         return Submitted.STARTED if started else Submitted.EXISTS
@@ -98,6 +104,11 @@ def plan_batch(
     return plan_chunks(dedupe(images_by_message), max_images=max_images, prefix=prefix)
 
 
+def available_slots(transforms: TransformJobs, max_in_flight: int, name_prefix: str) -> int:
+    """How many more jobs ``MaxJobsInFlight`` allows now (first starts, re-drives and retries alike)."""
+    return max(0, max_in_flight - transforms.count_in_progress(name_prefix, max_in_flight))
+
+
 def submit_chunks(
     chunks: Sequence[Chunk],
     submitter: Submitter,
@@ -113,7 +124,7 @@ def submit_chunks(
     report = BatchReport(images=sum(len(chunk.images) for chunk in chunks))
     if not chunks:
         return report
-    available = max_in_flight - submitter.transforms.count_in_progress(name_prefix, max_in_flight)
+    available = available_slots(submitter.transforms, max_in_flight, name_prefix)
     stop_reason: str | None = None
     for chunk in chunks:
         if stop_reason is None and available <= 0:

@@ -24,12 +24,14 @@ from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
 from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.s3 import S3ObjectStore
 from bincount.adapters.sagemaker import SageMakerTransformJobs
+from bincount.adapters.sqs import SqsMessageQueue
 from bincount.batching import sanitize_prefix
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
 from bincount.results import CountResult
 from bincount.settings import Settings, get_settings
 from bincount.submission import Submitter
+from bincount.waiting import WaitingRoom
 
 logger = Logger()
 metrics = Metrics()
@@ -52,6 +54,7 @@ def build_runtime(
     dynamodb: Any = None,
     events: Any = None,
     dynamodb_client: Any = None,
+    sqs: Any = None,
     sleep: Callable[[float], None] | None = None,
 ) -> CollectorRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
@@ -78,6 +81,11 @@ def build_runtime(
         read_workers=settings.result_read_workers,
         publish_max_attempts=settings.publish_max_attempts,
         sleep=sleep,
+        waiting=WaitingRoom(SqsMessageQueue(sqs or boto3.client("sqs"), settings.retry_queue_url))
+        if settings.retry_queue_url
+        else None,
+        retry_policy=settings.retry_policy(),
+        max_in_flight=settings.max_jobs_in_flight,
     )
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
@@ -104,6 +112,9 @@ def summary_of(report: CollectionReport) -> dict[str, Any]:
         "events_published": report.events_published,
         "redriven_images": report.redriven_images,
         "redriven_jobs": {name: outcome.value for name, outcome in report.redriven_jobs.items()},
+        "failure_kind": report.failure_kind.value if report.failure_kind else None,
+        "waiting_jobs": dict(report.waiting_jobs),
+        "parked_images": report.parked_images,
     }
 
 
@@ -112,6 +123,8 @@ def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
     metrics.add_metric(name="ImagesCounted", unit=MetricUnit.Count, value=len(report.counted))
     metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=len(report.rejected))
     metrics.add_metric(name="ImagesRedriven", unit=MetricUnit.Count, value=report.redriven_images)
+    metrics.add_metric(name="ImagesWaiting", unit=MetricUnit.Count, value=sum(report.waiting_jobs.values()))
+    metrics.add_metric(name="ImagesParked", unit=MetricUnit.Count, value=report.parked_images)
     metrics.add_metric(name="DuplicateResults", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="StalePhotos", unit=MetricUnit.Count, value=report.stale)
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=report.events_published)

@@ -93,6 +93,7 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "MAX_JOBS_IN_FLIGHT": "4",
         "CONFIDENCE_THRESHOLD": "0.5",
         "INGEST_QUEUE_URL": outputs["IngestQueueUrl"],
+        "RETRY_QUEUE_URL": outputs["RetryQueueUrl"],
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

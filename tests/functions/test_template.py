@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from bincount.adapters.dynamodb import IN_FLIGHT_INDEX
 from bincount.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,3 +91,23 @@ def test_notification_covers_image_suffixes(template: dict[str, Any]) -> None:
         if rule["Name"] == "suffix"
     }
     assert {".jpg", ".jpeg", ".png"} <= suffixes
+
+
+def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    retry_queue = resources["RetryQueue"]["Properties"]
+    assert retry_queue["MessageRetentionPeriod"] == 1209600 and "RedrivePolicy" not in retry_queue
+    reconciler = resources["ReconcilerFunction"]["Properties"]
+    assert reconciler["Handler"] == "reconciler.app.handler"
+    assert [event["Type"] for event in reconciler["Events"].values()] == ["Schedule"]
+    assert "RETRY_QUEUE_URL" in template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in (
+        "RetryQueueOldestPhotoAlarm",
+        "ParkedPhotosAlarm",
+        "ReconcilerErrorsAlarm",
+        "ReconcileProblemsAlarm",
+    ):
+        properties = resources[name]["Properties"]
+        assert properties["AlarmActions"] and properties["OKActions"], name
+    index = resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
+    assert index["IndexName"] == IN_FLIGHT_INDEX

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from bincount.records import LATEST_SK, bin_pk, image_sk
+from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
+
+# Sparse index of the jobs table (template.yaml): only jobs not yet collected carry ``in_flight``.
+IN_FLIGHT_INDEX = "InFlight"
 
 # Once per object version: a replay is refused, and so is an older version of the same key.
 IMAGE_CONDITION = "attribute_not_exists(sk) OR (etag <> :etag AND captured_at < :captured_at)"
@@ -104,11 +109,29 @@ class DynamoJobStore:
             raise
         return True
 
-    def update(self, job_name: str, attributes: dict[str, Any]) -> None:
+    def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
         expression, names, values = _set_expression({"job_name": job_name, **attributes})
+        if remove:
+            names.update({f"#r{i}": name for i, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
         self.table.update_item(
             Key={"pk": job_name},
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {
+            "IndexName": IN_FLIGHT_INDEX,
+            "KeyConditionExpression": "#f = :f",
+            "ExpressionAttributeNames": {"#f": IN_FLIGHT_ATTRIBUTE},
+            "ExpressionAttributeValues": {":f": IN_FLIGHT_VALUE},
+        }
+        while True:
+            response = self.table.query(**query)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
