@@ -5,6 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-dev
+# SAM CLI and AWS CLI in their own virtualenv: aws-sam-cli pins many packages.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM_CLI_VERSION ?= 1.170.0
+CONFIG_ENV ?= dev
 
 # glibc malloc keeps torch's activation buffers instead of returning them to the OS after every
 # step (measured 1.5–3x faster on 2 CPU cores, see ../shared/ENGINEERING.md).
@@ -22,7 +28,7 @@ DATA ?= ../shared/abid-train
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
-.PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
+.PHONY: help venv sam test lint typecheck validate model-key demo model train bench bench-pipeline clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
@@ -30,7 +36,8 @@ help:
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
-	@echo "make lint | typecheck | validate"
+	@echo "make lint | typecheck | validate (cfn-lint, and sam validate --lint once make sam ran)"
+	@echo "make sam       SAM CLI + AWS CLI into $(SAM_VENV) (README: Deploying)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +57,22 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy functions model training local tests
 
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade "pip>=25.1"
+	$(SAM_VENV)/bin/pip install -q "aws-sam-cli==$(SAM_CLI_VERSION)" awscli
+	touch $@
+
+sam: $(SAM_STAMP)
+
 validate: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
+	@if [ -x $(SAM) ]; then echo "$(SAM) validate --lint"; $(SAM) validate --lint; \
+	else echo "validate: $(SAM) missing (make sam installs it): sam validate --lint skipped"; fi
+
+# The artifact key samconfig.toml deploys in CONFIG_ENV (README: upload the model under it).
+model-key:
+	@$(PYTHON) -c 'import sys, tomllib; o = tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"]; print(next(x.split("=", 1)[1] for x in o if x.startswith("ModelArtifactKey=")))' $(CONFIG_ENV)
 
 $(MODEL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
 	$(PY) -m model.package --out $(MODEL)

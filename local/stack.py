@@ -22,6 +22,20 @@ log = logging.getLogger(__name__)
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
 
+# Parameters a deployment must give (no default) that mean nothing locally: the local Batch
+# Transform serves the artifact the pipeline was started with, not one from S3.
+LOCAL_PARAMETER_VALUES = {"ModelArtifactKey": "local/model.tar.gz"}
+
+
+def local_parameter_values(template: Mapping[str, Any]) -> dict[str, str]:
+    """The :data:`LOCAL_PARAMETER_VALUES` that ``template`` declares without a default."""
+    declared = template.get("Parameters") or {}
+    return {
+        name: value
+        for name, value in LOCAL_PARAMETER_VALUES.items()
+        if name in declared and "Default" not in declared[name]
+    }
+
 
 @dataclass(frozen=True)
 class SqsEventSource:
@@ -70,8 +84,9 @@ class LocalStack:
         self.template_path = template_path
         self.template = load_template(template_path)
         self.stack_name = stack_name
-        self.parameters = parameter_values(self.template, parameters)
-        self._given_parameters = dict(parameters or {})
+        given = {**local_parameter_values(self.template), **(parameters or {})}
+        self.parameters = parameter_values(self.template, given)
+        self._given_parameters = given
         self.physical_ids: dict[str, str] = {}
         self.resource_types: dict[str, str] = {}
         self.outputs: dict[str, str] = {}

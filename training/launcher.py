@@ -11,7 +11,8 @@
   ``valid:rmse`` (Minimize) or ``valid:score`` (the trainer's own checkpoint criterion).
   Tuning jobs carry no Debugger rules on AWS: retrain the best configuration with ``train``.
 - ``best``: the best training job of a tuning job (or any training job) and its
-  ``ModelArtifacts.S3ModelArtifacts``, printed as ``sam deploy --parameter-overrides ModelDataUrl=...``.
+  ``ModelArtifacts.S3ModelArtifacts``, printed with the commands that deploy it (copy into the
+  artifact bucket, ``ModelArtifactKey`` in samconfig.toml, ``sam deploy --config-env``).
 
 ``--dry-run`` builds everything offline (no AWS call leaves the process: see
 ``training/sagemaker_capture.py``) and prints the exact CreateTrainingJob /
@@ -452,8 +453,19 @@ class BestJob:
     objective: dict[str, Any] | None
     hyperparameters: dict[str, str]
 
+    @property
+    def artifact_key(self) -> str:
+        """Where the stack's ModelArtifactKey expects it in bincount-artifacts-<account>-<region>."""
+        return f"models/{self.training_job_name}/model.tar.gz"
+
     def sam_deploy_command(self) -> str:
-        return f"sam deploy --parameter-overrides ModelDataUrl={self.model_data_url}"
+        """Copy into the artifact bucket, name it in samconfig.toml, deploy (README: Deploying)."""
+        return (
+            f"aws s3 cp {self.model_data_url} s3://bincount-artifacts-$ACCOUNT-$AWS_REGION/{self.artifact_key}\n"
+            f"# samconfig.toml, your environment's parameter_overrides: "
+            f'"ModelArtifactKey={self.artifact_key}"\n'
+            "sam build && sam deploy --config-env dev"
+        )
 
 
 def describe_best(
@@ -553,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-parallel-jobs", type=int, default=2)
     tune.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"])
 
-    best = sub.add_parser("best", help="print the best job's ModelDataUrl for sam deploy")
+    best = sub.add_parser("best", help="print the best job's model artifact and how to deploy it")
     group = best.add_mutually_exclusive_group(required=True)
     group.add_argument("--tuning-job")
     group.add_argument("--training-job")

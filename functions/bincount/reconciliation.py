@@ -29,6 +29,7 @@ class ReconcileReport:
     in_flight: int = 0
     still_running: int = 0
     settling: int = 0  # ended moments ago: the state-change event is probably on its way
+    overdue: list[str] = field(default_factory=list)  # running longer than the job timeout (JobsOverdue)
     unknown_to_sagemaker: list[str] = field(default_factory=list)
     collected: dict[str, CollectionReport] = field(default_factory=dict)
     resubmitted: ResubmitReport | None = None
@@ -45,6 +46,7 @@ class Reconciler:
     max_in_flight: int
     job_name_prefix: str
     settle_s: int = 300
+    job_timeout_s: int = 7200
     clock: Callable[[], str] = now
 
     def run(self) -> ReconcileReport:
@@ -52,7 +54,7 @@ class Reconciler:
         report = ReconcileReport()
         for record in self.jobs.in_flight():
             report.in_flight += 1
-            self._reconcile(str(record["pk"]), report)
+            self._reconcile(str(record["pk"]), report, record.get("created_at"))
         if self.waiting is not None:
             report.resubmitted = self.waiting.resubmit(
                 self.submitter, self.max_in_flight, f"{self.job_name_prefix}-"
@@ -60,7 +62,7 @@ class Reconciler:
             report.problems.extend(report.resubmitted.problems)
         return report
 
-    def _reconcile(self, job_name: str, report: ReconcileReport) -> None:
+    def _reconcile(self, job_name: str, report: ReconcileReport, created_at: object = None) -> None:
         description = self.transforms.describe(job_name)
         if description is None:
             report.unknown_to_sagemaker.append(job_name)
@@ -68,6 +70,8 @@ class Reconciler:
         job = job_from_description(description)
         if not job.is_terminal:
             report.still_running += 1
+            if isinstance(created_at, str) and self._seconds_since(created_at) > self.job_timeout_s:
+                report.overdue.append(job_name)
             return
         if job.ended_at and self._seconds_since(job.ended_at) < self.settle_s:
             report.settling += 1

@@ -72,6 +72,7 @@ class Settings:
     parked_retry_delay_s: int = 3600
     max_unknown_splits: int = 3
     reconcile_settle_s: int = 300
+    job_timeout_minutes: int = 120
 
     def layout(self) -> JobLayout:
         return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix)
@@ -170,6 +171,7 @@ class Settings:
             parked_retry_delay_s=integer("PARKED_RETRY_DELAY_S", cls.parked_retry_delay_s),
             max_unknown_splits=integer("MAX_UNKNOWN_SPLITS", cls.max_unknown_splits),
             reconcile_settle_s=integer("RECONCILE_SETTLE_S", cls.reconcile_settle_s),
+            job_timeout_minutes=integer("JOB_TIMEOUT_MINUTES", cls.job_timeout_minutes),
         )
         if settings.max_images_per_job < 1:
             raise SettingsError("MAX_IMAGES_PER_JOB must be >= 1")
@@ -181,6 +183,7 @@ class Settings:
             settings.parked_retry_delay_s,
             settings.max_unknown_splits,
             settings.reconcile_settle_s,
+            settings.job_timeout_minutes,
         )
         if min(retry_numbers) < 0:
             raise SettingsError("retry budgets and delays must be >= 0")

@@ -32,6 +32,7 @@ def build_reconciler(settings: Settings, **clients: Any) -> Reconciler:
         max_in_flight=settings.max_jobs_in_flight,
         job_name_prefix=collector.job_name_prefix,
         settle_s=settings.reconcile_settle_s,
+        job_timeout_s=settings.job_timeout_minutes * 60,
     )
 
 
@@ -46,6 +47,7 @@ def summary_of(report: ReconcileReport) -> dict[str, Any]:
         "in_flight": report.in_flight,
         "still_running": report.still_running,
         "settling": report.settling,
+        "overdue": report.overdue,
         "collected": sorted(report.collected),
         "unknown_to_sagemaker": report.unknown_to_sagemaker,
         "resubmitted": resubmitted.started if resubmitted else [],
@@ -62,6 +64,8 @@ def process(event: dict[str, Any], reconciler: Reconciler) -> dict[str, Any]:
     metrics.add_metric(name="JobsResubmitted", unit=MetricUnit.Count, value=len(summary["resubmitted"]))
     metrics.add_metric(name="ChunksStillWaiting", unit=MetricUnit.Count, value=summary["still_waiting"])
     metrics.add_metric(name="ReconcileProblems", unit=MetricUnit.Count, value=len(report.problems))
+    # JobsOverdueAlarm: emitted on every run (0 included) so the alarm sees data, not silence.
+    metrics.add_metric(name="JobsOverdue", unit=MetricUnit.Count, value=len(report.overdue))
     # Collections done here count for the same alarms as the collector's own.
     collected = report.collected.values()
     metrics.add_metric(

@@ -74,6 +74,7 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
     cloudformation.create_stack(
         StackName="bincount-test",
         TemplateBody=(REPO / "template.yaml").read_text(),
+        Parameters=[{"ParameterKey": "ModelArtifactKey", "ParameterValue": "models/test/model.tar.gz"}],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     description = cloudformation.describe_stacks(StackName="bincount-test")["Stacks"][0]

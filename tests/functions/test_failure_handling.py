@@ -292,6 +292,17 @@ def test_reconciler_collects_a_job_whose_event_never_came() -> None:
     assert world.reconciler.run().collected == {}  # done: off the index
 
 
+def test_reconciler_counts_jobs_running_longer_than_the_job_timeout() -> None:
+    world = World()
+    world.reconciler.job_timeout_s = 3600
+    name = world.start([photo(i) for i in range(2)])
+    world.transforms.descriptions[name] = {"TransformJobName": name, "TransformJobStatus": "InProgress"}
+    assert world.reconciler.run().overdue == []
+    world.clock.advance(3601)
+    report = world.reconciler.run()
+    assert (report.still_running, report.overdue) == (1, [name])  # JobsOverdue metric, not collected
+
+
 def test_collector_and_reconciler_on_the_same_failed_job_start_one_retry() -> None:
     world = World()
     name = world.start([photo(i) for i in range(4)])

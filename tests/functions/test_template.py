@@ -43,7 +43,8 @@ def test_stack_creates_in_moto(stack: Any) -> None:
     assert environment["TS_MAX_REQUEST_SIZE"] == environment["TS_MAX_RESPONSE_SIZE"] == "104857600"
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
     assert environment["MALLOC_MMAP_THRESHOLD_"] == "2000000000"
-    assert "pytorch-inference:2.6.0-gpu-py312" in model["PrimaryContainer"]["Image"]
+    assert model["PrimaryContainer"]["Image"] == stack.outputs["InferenceImage"]
+    assert model["PrimaryContainer"]["Image"].endswith("/pytorch-inference:2.6-gpu-py312")  # ml.g4dn default
     Settings.from_env()  # the outputs make a complete configuration
 
 

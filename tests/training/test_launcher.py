@@ -343,4 +343,9 @@ def test_best_job_model_data_url() -> None:
     assert best.model_data_url == artifact
     assert best.hyperparameters == {"lr": "0.0007"}
     assert best.objective == {"MetricName": "valid:rmse", "Value": 0.91}
-    assert best.sam_deploy_command() == f"sam deploy --parameter-overrides ModelDataUrl={artifact}"
+    key = "models/bincount-abc-007/model.tar.gz"
+    assert best.sam_deploy_command().splitlines() == [
+        f"aws s3 cp {artifact} s3://bincount-artifacts-$ACCOUNT-$AWS_REGION/{key}",
+        f'# samconfig.toml, your environment\'s parameter_overrides: "ModelArtifactKey={key}"',
+        "sam build && sam deploy --config-env dev",
+    ]
