@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,17 +19,6 @@ from cli_support import REGION, Run
 
 from cli.counting import HttpEndpointCounter, Photo, SageMakerEndpointCounter
 from cli.errors import NotFound, Refused
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped model packed by the project's own packager (``make model``)."""
-    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "functions")])}
-    subprocess.run([sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO, env=env)
-    return out
 
 
 def test_count_in_process_prints_every_photo_and_fails_for_the_bad_ones(
