@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,7 @@ def test_a_broken_labels_file_is_one_line(photo: Path) -> None:
 
 
 def test_quality_beside_the_most_common_count() -> None:
-    entries = [
+    entries: list[dict[str, Any]] = [
         {"count": 1, "expected": 1},
         {"count": 1, "expected": 1},
         {"count": 2, "expected": 1},
