@@ -21,6 +21,9 @@ DATA ?= ../shared/abid-train
 # The shipped model's recipe (model/MODEL_CARD.md)
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
+# The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
+# installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
+MODEL_LOCAL := build/model/model-local.tar.gz
 
 .PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
 
@@ -56,19 +59,22 @@ validate: $(STAMP)
 $(MODEL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
 	$(PY) -m model.package --out $(MODEL)
 
+$(MODEL_LOCAL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
+	$(PY) -m model.package --out $(MODEL_LOCAL) --onnx
+
 model: $(MODEL)
 
 train: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --out build/train $(TRAIN_ARGS)
 
-demo: $(STAMP) $(MODEL)
-	$(PY) -m local.demo --model $(MODEL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+demo: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
-bench: $(STAMP) $(MODEL)
-	$(PY) -m model.bench --model $(MODEL)
+bench: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m model.bench --model $(MODEL_LOCAL)
 
-bench-pipeline: $(STAMP) $(MODEL)
-	$(PY) -m local.bench --model $(MODEL) --count 2000
+bench-pipeline: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.bench --model $(MODEL_LOCAL) --count 2000
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

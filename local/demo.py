@@ -238,7 +238,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model.tar.gz")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=REPO_ROOT / "build/model/model-local.tar.gz",
+        help="model.tar.gz to serve",
+    )
     parser.add_argument(
         "--images",
         type=Path,
@@ -284,7 +289,10 @@ def quiet_handlers(verbose: bool) -> dict[str, str]:
 def check_inputs(args: argparse.Namespace) -> list[Photo] | None:
     """Everything the user named, checked before any server starts; the photos to upload, if any."""
     if not args.model.is_file():
-        raise UsageError(f"model artifact {args.model} is missing: run `make model` (or pass --model FILE)")
+        raise UsageError(
+            f"model artifact {args.model} is missing: pack it with "
+            f"`python -m model.package --onnx --out {args.model}` (make demo does), or pass --model FILE"
+        )
     if not args.template.is_file():
         raise UsageError(f"template {args.template} is missing: pass --template path/to/template.yaml")
     if args.timeout <= 0:

@@ -94,7 +94,7 @@ def test_a_file_that_is_not_a_photo(tmp_path: Path) -> None:
 
 def test_missing_model_artifact(tmp_path: Path) -> None:
     result = run_demo(tmp_path, "--model", str(tmp_path / "none.tar.gz"))
-    assert_one_line(result, "make model", tmp_path=tmp_path)
+    assert_one_line(result, "python -m model.package --onnx", tmp_path=tmp_path)
 
 
 def test_a_single_photo_is_its_own_bin(photo: Path) -> None:
