@@ -158,3 +158,27 @@ def test_expected_quantity_per_bin_is_the_newest_photos_label() -> None:
         Upload("in/C/1.jpg", "C", b"", expected=0),
     ]
     assert expected_quantities(uploads) == {"A": 3, "C": 0}
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--count", "0"], "--count 0: give a whole number above 0"),
+        (["--images-per-job", "-2"], "--images-per-job -2"),
+        (["--window", "-1"], "--window -1"),
+        (["--timeout", "0"], "--timeout 0"),
+    ],
+)
+def test_pipeline_benchmark_checks_its_arguments_first(
+    args: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from local import bench
+
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"")
+    assert bench.main(["--model", str(model), "--out", str(tmp_path / "out/r.json"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("local.bench: error: ") and phrase in err[0]
+    assert not (tmp_path / "out").exists()
+    assert bench.main(["--model", str(tmp_path / "none.tar.gz")]) == 2
+    assert "no such file" in capsys.readouterr().err
