@@ -415,6 +415,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
         report["confusion"],
         files["confusion_png"],
         title=f"n={report['n']}  accuracy {100 * report['accuracy']:.1f}%  RMSE {report['rmse']:.2f}",
+        dataset=report.get("dataset"),
     )
     Path(files["report"]).write_text(json.dumps({**report, "files": files}, indent=1) + "\n")
     return files
@@ -446,7 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--name", help="the data set's name in the report and figure (default: from the paths)"
+    )
     return parser
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    """What the figure's title calls the photos: ``--name``, else the folder they come from."""
+    if args.name:
+        return str(args.name)
+    if args.manifest:
+        return f"{args.manifest.resolve().parent.name}, {args.split} split"
+    source = args.labels.resolve().parent if args.labels else args.images.resolve()
+    return source.parent.name if source.name == "images" else source.name
 
 
 WHAT_WORKS = (
@@ -508,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     report = summarise(run, args.subset)
     report["model"] = str(args.model)
+    report["dataset"] = dataset_name(args)
     report["abid_challenge_per_class_accuracy"] = {
         str(k): v / 100 for k, v in ABID_CHALLENGE_PER_CLASS_ACCURACY.items()
     }
