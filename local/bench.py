@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from cli.errors import UsageError, one_line_errors
-from local.demo import RunFailed, configure_logging, quiet_handlers, run
+from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run
 from local.pipeline import REPO_ROOT, PipelineOptions
 from local.report import Upload, write_report
 from local.template import load_template
@@ -28,20 +28,12 @@ def shrunk_parameters(template: Path, images_per_job: int, window_s: int) -> dic
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Paths and numbers checked before any server starts: one line for each mistake."""
-    if not args.model.is_file():
-        raise UsageError(
-            f"--model {args.model}: no such file; pack one with "
-            f"`python -m model.package --onnx --out {args.model}`"
-        )
-    if not args.template.is_file():
-        raise UsageError(f"--template {args.template}: no such file")
+    check_run_files(args)
     for flag, value in (("--count", args.count), ("--images-per-job", args.images_per_job)):
         if value < 1:
             raise UsageError(f"{flag} {value}: give a whole number above 0")
     if args.window < 0:
         raise UsageError(f"--window {args.window}: give the batching window in seconds, 0 or more")
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout {args.timeout:g}: give the seconds to wait, above 0")
 
 
 @one_line_errors("local.bench")

@@ -286,8 +286,8 @@ def quiet_handlers(verbose: bool) -> dict[str, str]:
     return {} if verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
-def check_inputs(args: argparse.Namespace) -> list[Photo] | None:
-    """Everything the user named, checked before any server starts; the photos to upload, if any."""
+def check_run_files(args: argparse.Namespace) -> None:
+    """``--model``, ``--template`` and ``--timeout`` of a local run (the demo's and the benchmark's)."""
     if not args.model.is_file():
         raise UsageError(
             f"model artifact {args.model} is missing: pack it with "
@@ -297,6 +297,11 @@ def check_inputs(args: argparse.Namespace) -> list[Photo] | None:
         raise UsageError(f"template {args.template} is missing: pass --template path/to/template.yaml")
     if args.timeout <= 0:
         raise UsageError(f"--timeout {args.timeout:g}: give the seconds to wait, above 0")
+
+
+def check_inputs(args: argparse.Namespace) -> list[Photo] | None:
+    """Everything the user named, checked before any server starts; the photos to upload, if any."""
+    check_run_files(args)
     return find_photos(args.images, args.count) if args.images is not None else None
 
 

@@ -181,4 +181,4 @@ def test_pipeline_benchmark_checks_its_arguments_first(
     assert len(err) == 1 and err[0].startswith("local.bench: error: ") and phrase in err[0]
     assert not (tmp_path / "out").exists()
     assert bench.main(["--model", str(tmp_path / "none.tar.gz")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "is missing" in capsys.readouterr().err
