@@ -21,6 +21,13 @@ DATA ?= ../shared/abid-train
 # The shipped model's recipe (model/MODEL_CARD.md)
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
+
+# A wrong IMAGES is refused in one line before the install and the model packing (local.demo checks the rest).
+ifneq ($(and $(filter demo,$(MAKECMDGOALS)),$(IMAGES)),)
+ifeq ($(wildcard $(IMAGES)),)
+$(error IMAGES=$(IMAGES): no such file or folder; give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders, or leave IMAGES empty for generated photos)
+endif
+endif
 # The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz

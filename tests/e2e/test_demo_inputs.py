@@ -182,3 +182,20 @@ def test_pipeline_benchmark_checks_its_arguments_first(
     assert not (tmp_path / "out").exists()
     assert bench.main(["--model", str(tmp_path / "none.tar.gz")]) == 2
     assert "is missing" in capsys.readouterr().err
+
+
+def test_make_demo_refuses_a_missing_images_path_before_installing_anything(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        ["make", "-n", "demo", f"IMAGES={tmp_path / 'nowhere'}"],  # -n: even a passing check runs nothing
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no such file or folder" in lines[0] and not result.stdout
