@@ -10,7 +10,7 @@ double the artifact. It pays where ONNX Runtime is installed, as in the local st
 benchmarks here (``make demo``/``make bench`` pack with ``--onnx``).
 
 ``model.pt`` must load on the inference container's torch 2.6 whatever torch packs it: a plain
-``dict`` of plain, contiguous tensors in the zip format, whose pickle names only what torch
+``dict`` of plain tensors in the zip format, whose pickle names only what torch
 2.6's ``weights_only`` loader allows (tests/model/test_model_package.py checks the records).
 
 Usage::
@@ -107,8 +107,9 @@ def package_model(
 
 
 def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -> dict[str, torch.Tensor]:
-    """A plain ``dict`` of plain CPU tensors (no Parameter, subclass, view or shared storage), so
-    the saved pickle holds nothing an older torch's ``weights_only`` loader refuses."""
+    """A plain ``dict`` of plain CPU tensors (no Parameter, subclass or shared storage), so the
+    saved pickle holds nothing an older torch's ``weights_only`` loader refuses. Strides are kept
+    (``clone`` preserves them): repacking the shipped weights gives the very same bytes."""
     state: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         tensor = (
@@ -116,7 +117,7 @@ def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -
         )
         if fp16 and tensor.is_floating_point():
             tensor = tensor.half()
-        state[str(key)] = tensor.contiguous().clone()
+        state[str(key)] = tensor.clone()
     return state
 
 
