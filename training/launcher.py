@@ -647,6 +647,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="build offline and print the request, send nothing")
 
 
+def _recipe() -> dict[str, str]:
+    try:
+        return shipped_recipe()
+    except (OSError, LookupError, ValueError) as error:
+        raise UsageError(f"cannot read the shipped recipe ({error}); run from the repository") from error
+
+
 def _recipe_or_empty() -> dict[str, str]:
     try:
         return shipped_recipe()
@@ -737,7 +744,7 @@ def config_from_args(args: argparse.Namespace) -> LaunchConfig:
         max_wait_s=args.max_wait,
         framework_version=args.framework_version,
         py_version=args.py_version,
-        hyperparameters={**shipped_recipe(), **_key_values(args.hp, "--hp")},
+        hyperparameters={**_recipe(), **_key_values(args.hp, "--hp")},
         image_uri=args.image_uri,
         source_uri=args.source_uri,
     )

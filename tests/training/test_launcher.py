@@ -509,3 +509,23 @@ def test_top_level_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -
         launcher.main(["--help"])
     text = capsys.readouterr().out
     assert "ml.g4dn.xlarge" in text and "PyTorch training container 2.8" in text and "example:" in text
+
+
+def test_recorded_requests_passed_the_service_models_validation() -> None:
+    """What the recorder holds is what botocore accepted: a malformed request never gets recorded."""
+    from botocore.exceptions import ParamValidationError
+
+    from training.sagemaker_capture import recording_session
+
+    session, recorder = recording_session("eu-west-1")
+    client: Any = session.client("sagemaker")  # untyped: the request is malformed on purpose
+    with pytest.raises(ParamValidationError):
+        client.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="bincount-bad",
+            HyperParameterTuningJobConfig={
+                "Strategy": "Hyperband",
+                "ResourceLimits": {"MaxParallelTrainingJobs": 1},
+                "StrategyConfig": {"HyperbandStrategyConfig": {"MaxResource": "fifteen"}},
+            },
+        )
+    assert not recorder.requests("CreateHyperParameterTuningJob")
