@@ -28,6 +28,16 @@ DATA ?= ../shared/abid-train
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
+# A wrong IMAGES is refused in one line before the install and the model packing (local.demo checks the rest).
+ifneq ($(and $(filter demo,$(MAKECMDGOALS)),$(IMAGES)),)
+ifeq ($(wildcard $(IMAGES)),)
+$(error IMAGES=$(IMAGES): no such file or folder; give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders, or leave IMAGES empty for generated photos)
+endif
+endif
+# The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
+# installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
+MODEL_LOCAL := build/model/model-local.tar.gz
+
 .PHONY: help venv sam test lint typecheck validate model-key demo model train bench bench-pipeline up down bench-realtime clean
 
 help:
@@ -80,30 +90,33 @@ model-key:
 $(MODEL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
 	$(PY) -m model.package --out $(MODEL)
 
+$(MODEL_LOCAL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
+	$(PY) -m model.package --out $(MODEL_LOCAL) --onnx
+
 model: $(MODEL)
 
 train: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --out build/train $(TRAIN_ARGS)
 
-demo: $(STAMP) $(MODEL)
-	$(PY) -m local.demo --model $(MODEL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+demo: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
-bench: $(STAMP) $(MODEL)
-	$(PY) -m model.bench --model $(MODEL)
+bench: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m model.bench --model $(MODEL_LOCAL)
 
-bench-pipeline: $(STAMP) $(MODEL)
-	$(PY) -m local.bench --model $(MODEL) --count 2000
+bench-pipeline: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.bench --model $(MODEL_LOCAL) --count 2000
 
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
-up: $(STAMP) $(MODEL)
-	$(PY) -m local.updown up --model $(MODEL) --server $(SERVER)
+up: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER)
 
 down: $(STAMP)
 	$(PY) -m local.updown down
 
-bench-realtime: $(STAMP) $(MODEL)
-	$(PY) -m local.realtime_bench --model $(MODEL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+bench-realtime: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

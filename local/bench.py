@@ -12,7 +12,8 @@ import json
 import sys
 from pathlib import Path
 
-from local.demo import RunFailed, configure_logging, quiet_handlers, run
+from cli.errors import UsageError, one_line_errors
+from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run
 from local.pipeline import REPO_ROOT, PipelineOptions
 from local.report import Upload, write_report
 from local.template import load_template
@@ -25,6 +26,17 @@ def shrunk_parameters(template: Path, images_per_job: int, window_s: int) -> dic
     return {name: value for name, value in wanted.items() if name in declared}
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths and numbers checked before any server starts: one line for each mistake."""
+    check_run_files(args)
+    for flag, value in (("--count", args.count), ("--images-per-job", args.images_per_job)):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: give a whole number above 0")
+    if args.window < 0:
+        raise UsageError(f"--window {args.window}: give the batching window in seconds, 0 or more")
+
+
+@one_line_errors("local.bench")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -37,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build/bench-pipeline/report.json")
     parser.add_argument("--timeout", type=float, default=3600.0)
     args = parser.parse_args(argv)
+    check_arguments(args)
     configure_logging(False, args.out.parent)
     options = PipelineOptions(
         model_artifact=args.model,
