@@ -12,7 +12,7 @@ jobs) until a lone failing image is recorded as ``transform_failed``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +34,7 @@ from bincount.records import (
     LatestState,
     decide_latest,
     image_item,
+    image_record_sk,
     latest_attributes,
     outcome_for,
 )
@@ -103,11 +104,11 @@ class Collector:
         chunk = self._load_chunk(job)
         results = self._read_results(job, chunk)
         outcomes = [
-            outcome_for(image, results[image.key], job.job_name, self.confidence_threshold)
+            outcome_for(image, results[image.manifest_entry], job.job_name, self.confidence_threshold)
             for image in chunk.images
-            if image.key in results
+            if image.manifest_entry in results
         ]
-        missing = [image for image in chunk.images if image.key not in results]
+        missing = [image for image in chunk.images if image.manifest_entry not in results]
         if missing and len(chunk.images) == 1:
             reason = job.failure_reason or f"transform job {job.status} without output for this image"
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
@@ -133,6 +134,18 @@ class Collector:
             raise CollectionIncomplete("; ".join(report.problems))
         return report
 
+    def record_rejections(self, rejected: Sequence[tuple[ImageObject, ErrorResult]]) -> CollectionReport:
+        """Error records (and ``Bin Image Rejected`` events) for uploads no job will see.
+
+        The batcher's entry into the same steps 1-4 as a job's results, so "exactly one count or
+        error record per upload" has one implementation. ``job_name`` is empty: no job ran.
+        """
+        report = CollectionReport(job_name="", status="Rejected")
+        outcomes = [outcome_for(image, error, "", self.confidence_threshold) for image, error in rejected]
+        if outcomes:
+            self._record(outcomes, report)
+        return report
+
     # -- reading ----------------------------------------------------------------------------------
 
     def _load_chunk(self, job: TransformJobEvent) -> Chunk:
@@ -146,9 +159,10 @@ class Collector:
         return chunk_from_images_document(self.objects.get_json(bucket, images_key))
 
     def _read_results(self, job: TransformJobEvent, chunk: Chunk) -> dict[str, ResultRecord]:
-        """Every ``.out`` of the job (listed with a paginator, read concurrently), by image key."""
+        """Every ``.out`` of the job (listed with a paginator, read concurrently), by manifest entry
+        (the staged copy's path: one per upload, even for two uploads of one key in one job)."""
         bucket = self.layout.results_bucket
-        wanted = {image.key for image in chunk.images}
+        wanted = {image.manifest_entry for image in chunk.images}
         outputs: dict[str, str] = {}
         for output_key in self.objects.list_keys(bucket, self.layout.output_prefix_for(job.job_name)):
             image_key = image_key_for_output(self.layout, job.job_name, output_key)
@@ -231,10 +245,7 @@ class Collector:
         return prepared
 
     def _already_recorded(self, image: ImageObject) -> bool:
-        existing = self.counts.get_image(image.bin_id, image.key)
-        if existing is None:
-            return False
-        return existing.get("etag") == image.etag or str(existing.get("captured_at", "")) >= image.captured_at
+        return self.counts.get_image(image.bin_id, image_record_sk(image)) is not None
 
     def _advance_latest(self, outcome: ImageOutcome) -> tuple[LatestDecision | None, int | None, int | None]:
         """(decision, previous count, expected quantity); errors never touch LATEST."""
