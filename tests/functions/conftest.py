@@ -93,7 +93,13 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "MAX_JOBS_IN_FLIGHT": "4",
         "CONFIDENCE_THRESHOLD": "0.5",
         "INGEST_QUEUE_URL": outputs["IngestQueueUrl"],
+        "INGEST_BUCKET": outputs["IngestBucketName"],
+        "INGEST_DLQ_URL": outputs["IngestDLQUrl"],
     }
+    # As template.yaml declares (test_template checks it); moto's CloudFormation ignores it.
+    boto3.client("s3", region_name=REGION).put_bucket_versioning(
+        Bucket=outputs["IngestBucketName"], VersioningConfiguration={"Status": "Enabled"}
+    )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     from bincount.settings import get_settings
