@@ -202,7 +202,11 @@ def test_existing_job_name_counts_as_success(stack: Any, sagemaker: Stubber, con
 
 def test_throttled_chunk_fails_exactly_its_messages(stack: Any, sagemaker: Stubber, context: Any) -> None:
     bucket = stack.ingest_bucket
-    a, b, c = put(stack, "incoming/B1/a.jpg"), put(stack, "incoming/B2/b.jpg"), put(stack, "incoming/B3/c.png")
+    a, b, c = (
+        put(stack, "incoming/B1/a.jpg"),
+        put(stack, "incoming/B2/b.jpg"),
+        put(stack, "incoming/B3/c.png"),
+    )
     event = sqs_event(
         ("jpeg-1", a),
         ("jpeg-2", b),

@@ -72,7 +72,11 @@ def test_manifest_and_output_keys() -> None:
         "incoming/B2/c.jpg",
     ]
     (staged,) = plan_chunks([replace(i, staged_key=f"{n}.jpg") for n, i in enumerate(images)], max_images=5)
-    assert manifest_body(JobLayout("results"), staged) == [{"prefix": "s3://results/staging/"}, "0.jpg", "1.jpg"]
+    assert manifest_body(JobLayout("results"), staged) == [
+        {"prefix": "s3://results/staging/"},
+        "0.jpg",
+        "1.jpg",
+    ]
     assert [i.manifest_entry for i in staged.images] == ["0.jpg", "1.jpg"]
     layout = JobLayout("results")
     out = output_key_for(layout, "job-1", "incoming/B1/a b.jpg")

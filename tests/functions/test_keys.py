@@ -40,7 +40,13 @@ def test_several_records_per_message_and_what_is_skipped() -> None:
     """Everything under the prefix is an upload to account for (a .txt gets an error record later);
     keys elsewhere and folder markers are not uploads of photos at all."""
     message: dict[str, Any] = {"Records": []}
-    keys = ("incoming/B1/a.jpg", "incoming/B1/notes.txt", "incoming/B2/b.PNG", "elsewhere/B3/c.jpg", "incoming/B4/")
+    keys = (
+        "incoming/B1/a.jpg",
+        "incoming/B1/notes.txt",
+        "incoming/B2/b.PNG",
+        "elsewhere/B3/c.jpg",
+        "incoming/B4/",
+    )
     for key in keys:
         message["Records"] += s3_notification(BUCKET, key, "e")["Records"]
     notification = parse_notification(json.dumps(message), RULES)
