@@ -37,6 +37,7 @@ from bincount.records import (
     image_record_sk,
     latest_attributes,
     outcome_for,
+    upload_order,
 )
 from bincount.results import TRANSFORM_FAILED, CountResult, ErrorResult, ResultRecord, parse_result_body
 from bincount.submission import Submitted, Submitter
@@ -184,10 +185,10 @@ class Collector:
         """Steps 1-4 for every image; bins proceed concurrently, images of one bin in capture order.
 
         LATEST is contended only within a bin, so bins are independent; inside a bin the photos
-        go oldest first, so ``previous_count`` in the events follows the bin's history.
+        go oldest first (in LATEST's order), so ``previous_count`` in the events follows the bin's history.
         """
         by_bin: dict[str, list[ImageOutcome]] = {}
-        for outcome in sorted(outcomes, key=lambda o: o.image.captured_at):
+        for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
         with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin)))) as pool:
             prepared_bins = list(pool.map(self._prepare_bin, by_bin.values()))
