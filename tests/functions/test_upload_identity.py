@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from bincount.admission import AdmissionRules, rejection_for
 from bincount.intake import Staging, plan_intake
-from bincount.keys import ImageObject, KeyRules
+from bincount.keys import ImageObject, KeyRules, parse_notification
 from bincount.records import (
     MAX_SORT_KEY_BYTES,
     LatestDecision,
@@ -204,3 +205,13 @@ def test_intake_sorts_every_upload_into_exactly_one_place() -> None:
         and "someone-elses-bucket" in plan.refused_messages["foreign"]
     )
     assert set(plan.malformed) == {"malformed"}
+
+
+def test_the_re_upload_sample_is_two_images_of_one_key(event_file: Any) -> None:
+    first, second = (
+        parse_notification(record["body"], KeyRules()).images[0]
+        for record in event_file("sqs_s3_object_reuploaded.json")["Records"]
+    )
+    assert first.key == second.key and first.captured_at == second.captured_at  # the time is in the name
+    assert first.identity != second.identity and staged_name(first) != staged_name(second)
+    assert decide_latest(held(first), second) is LatestDecision.APPLY  # uploaded later
