@@ -18,19 +18,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
-from bincount.adapters.eventbridge import EventBridgeSender
-from bincount.adapters.s3 import S3ObjectStore
 from bincount.adapters.s3_versions import S3VersionCopier
-from bincount.adapters.sagemaker import SageMakerTransformJobs
 from bincount.adapters.sqs import SqsDeadLetters, SqsVisibility
 from bincount.batching import sanitize_prefix
 from bincount.collection import Collector
 from bincount.intake import IntakePlan, Staging, plan_intake
-from bincount.keys import KeyRules
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, get_settings
 from bincount.submission import Submitted, Submitter, submit_chunks
+from bincount.wiring import build_collector, build_submitter
 
 logger = Logger()
 metrics = Metrics()
@@ -49,10 +45,6 @@ class BatcherRuntime:
     visibility: SqsVisibility | None = None
     dead_letters: SqsDeadLetters | None = None
 
-    @property
-    def rules(self) -> KeyRules:
-        return self.settings.key_rules()
-
 
 def build_runtime(
     settings: Settings,
@@ -67,24 +59,11 @@ def build_runtime(
     dynamodb = dynamodb or boto3.resource("dynamodb")
     s3 = s3 or boto3.client("s3")
     sqs = sqs or boto3.client("sqs")
-    submitter = Submitter(
-        objects=S3ObjectStore(s3),
-        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
-        jobs=DynamoJobStore(dynamodb.Table(settings.jobs_table)),
-        layout=settings.layout(),
-        config=settings.transform_config(),
+    submitter = build_submitter(
+        settings, s3=s3, sagemaker=sagemaker or boto3.client("sagemaker"), dynamodb=dynamodb
     )
-    recorder = Collector(
-        objects=submitter.objects,
-        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
-        jobs=submitter.jobs,
-        sender=EventBridgeSender(events or boto3.client("events")),
-        submitter=submitter,
-        layout=settings.layout(),
-        bus_name=settings.event_bus_name,
-        confidence_threshold=settings.confidence_threshold,
-        job_name_prefix=sanitize_prefix(settings.job_name_prefix),
-        publish_max_attempts=settings.publish_max_attempts,
+    recorder = build_collector(
+        settings, submitter, dynamodb=dynamodb, events=events or boto3.client("events")
     )
     staging = Staging(
         copier=S3VersionCopier(s3),

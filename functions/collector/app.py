@@ -20,16 +20,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
-from bincount.adapters.eventbridge import EventBridgeSender
-from bincount.adapters.s3 import S3ObjectStore
-from bincount.adapters.sagemaker import SageMakerTransformJobs
-from bincount.batching import sanitize_prefix
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
 from bincount.results import CountResult
 from bincount.settings import Settings, get_settings
-from bincount.submission import Submitter
+from bincount.wiring import build_collector, build_submitter
 
 logger = Logger()
 metrics = Metrics()
@@ -56,28 +51,14 @@ def build_runtime(
 ) -> CollectorRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
     dynamodb = dynamodb or boto3.resource("dynamodb")
-    objects = S3ObjectStore(s3 or boto3.client("s3"))
-    jobs = DynamoJobStore(dynamodb.Table(settings.jobs_table))
-    submitter = Submitter(
-        objects=objects,
-        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
-        jobs=jobs,
-        layout=settings.layout(),
-        config=settings.transform_config(),
+    submitter = build_submitter(
+        settings,
+        s3=s3 or boto3.client("s3"),
+        sagemaker=sagemaker or boto3.client("sagemaker"),
+        dynamodb=dynamodb,
     )
-    collector = Collector(
-        objects=objects,
-        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
-        jobs=jobs,
-        sender=EventBridgeSender(events or boto3.client("events")),
-        submitter=submitter,
-        layout=settings.layout(),
-        bus_name=settings.event_bus_name,
-        confidence_threshold=settings.confidence_threshold,
-        job_name_prefix=sanitize_prefix(settings.job_name_prefix),
-        read_workers=settings.result_read_workers,
-        publish_max_attempts=settings.publish_max_attempts,
-        sleep=sleep,
+    collector = build_collector(
+        settings, submitter, dynamodb=dynamodb, events=events or boto3.client("events"), sleep=sleep
     )
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
