@@ -25,7 +25,7 @@ from bincount.collection import Collector
 from bincount.intake import IntakePlan, Staging, plan_intake
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, get_settings
-from bincount.submission import Submitted, Submitter, submit_chunks
+from bincount.submission import BatchReport, Submitted, Submitter, submit_chunks
 from bincount.wiring import build_collector, build_submitter
 
 logger = Logger()
@@ -135,6 +135,20 @@ def refuse_foreign(plan: IntakePlan, bodies: dict[str, str], runtime: BatcherRun
     return failing
 
 
+def emit_metrics(plan: IntakePlan, report: BatchReport) -> None:
+    metrics.add_metric(name="ImagesReceived", unit=MetricUnit.Count, value=plan.images)
+    metrics.add_metric(name="ImagesRejectedAtIngest", unit=MetricUnit.Count, value=len(plan.rejections))
+    metrics.add_metric(
+        name="ForeignBucketNotifications", unit=MetricUnit.Count, value=len(plan.refused_messages)
+    )
+    metrics.add_metric(name="StagingFailures", unit=MetricUnit.Count, value=len(plan.failed_messages))
+    metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=report.count(Submitted.STARTED))
+    metrics.add_metric(name="JobsAlreadyStarted", unit=MetricUnit.Count, value=report.count(Submitted.EXISTS))
+    metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=report.count(Submitted.DEFERRED))
+    metrics.add_metric(name="JobsRefused", unit=MetricUnit.Count, value=report.count(Submitted.FAILED))
+    metrics.add_metric(name="MalformedNotifications", unit=MetricUnit.Count, value=len(plan.malformed))
+
+
 def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dict[str, Any]:
     settings = runtime.settings
     records = event.get("Records") or []
@@ -186,17 +200,7 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
         jobs={name: outcome.value for name, outcome in report.outcomes.items()},
         failing_messages=len(failing),
     )
-    metrics.add_metric(name="ImagesReceived", unit=MetricUnit.Count, value=plan.images)
-    metrics.add_metric(name="ImagesRejectedAtIngest", unit=MetricUnit.Count, value=len(plan.rejections))
-    metrics.add_metric(
-        name="ForeignBucketNotifications", unit=MetricUnit.Count, value=len(plan.refused_messages)
-    )
-    metrics.add_metric(name="StagingFailures", unit=MetricUnit.Count, value=len(plan.failed_messages))
-    metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=report.count(Submitted.STARTED))
-    metrics.add_metric(name="JobsAlreadyStarted", unit=MetricUnit.Count, value=report.count(Submitted.EXISTS))
-    metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=report.count(Submitted.DEFERRED))
-    metrics.add_metric(name="JobsRefused", unit=MetricUnit.Count, value=report.count(Submitted.FAILED))
-    metrics.add_metric(name="MalformedNotifications", unit=MetricUnit.Count, value=len(malformed))
+    emit_metrics(plan, report)
 
     def record_handler(record: SQSRecord) -> None:
         if record.message_id in failing:
