@@ -10,6 +10,7 @@ Error codes the batcher assigns (docs/pipeline.md, "Error codes"):
 ``key_too_long``           the counts table's sort key for this key would exceed 1024 bytes
 ``object_too_large``       larger than ``MaxPayloadInMB``: the transform request would fail
 ``capture_time_in_future`` the time in the file name is later than upload time + the allowed skew
+``invalid_capture_time``   the file name holds a capture time that is no date (``20261399T...``)
 ``image_unavailable``      the notified version was deleted or overwritten before it was staged
 
 A notification naming another bucket is no image of ours: it is *refused* (the message goes to
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bincount.keys import ImageObject, KeyRules
+from bincount.keys import ImageObject, KeyRules, bin_and_capture_time
 from bincount.records import sort_key_fits
 from bincount.results import ErrorResult
 from bincount.timefmt import format_time, parse_time
@@ -31,10 +32,18 @@ UNSUPPORTED_SUFFIX = "unsupported_suffix"
 KEY_TOO_LONG = "key_too_long"
 OBJECT_TOO_LARGE = "object_too_large"
 CAPTURE_TIME_IN_FUTURE = "capture_time_in_future"
+INVALID_CAPTURE_TIME = "invalid_capture_time"
 IMAGE_UNAVAILABLE = "image_unavailable"
 
 BATCHER_ERROR_CODES = frozenset(
-    {UNSUPPORTED_SUFFIX, KEY_TOO_LONG, OBJECT_TOO_LARGE, CAPTURE_TIME_IN_FUTURE, IMAGE_UNAVAILABLE}
+    {
+        UNSUPPORTED_SUFFIX,
+        KEY_TOO_LONG,
+        OBJECT_TOO_LARGE,
+        CAPTURE_TIME_IN_FUTURE,
+        INVALID_CAPTURE_TIME,
+        IMAGE_UNAVAILABLE,
+    }
 )
 
 MEGABYTE = 1024 * 1024
@@ -90,6 +99,10 @@ def rejection_for(image: ImageObject, rules: AdmissionRules) -> ErrorResult | No
             OBJECT_TOO_LARGE,
             f"photo of {image.size} bytes exceeds MaxPayloadInMB={rules.max_payload_mb}",
         )
+    try:
+        bin_and_capture_time(image.key, rules.keys)
+    except ValueError as error:
+        return ErrorResult(INVALID_CAPTURE_TIME, f"the capture time in the file name is no date: {error}")
     future = capture_time_error(image, rules.max_capture_skew_s)
     if future:
         return ErrorResult(CAPTURE_TIME_IN_FUTURE, future)

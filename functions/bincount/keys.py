@@ -145,8 +145,8 @@ def content_type_for(key: str) -> str:
     return CONTENT_TYPES.get(PurePosixPath(key).suffix.lower(), FALLBACK_CONTENT_TYPE)
 
 
-def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
-    """The bin id and (if the key holds one) the capture time of an image key.
+def bin_and_name_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
+    """The bin id and the capture-time text the key holds, as written (not yet parsed).
 
     Fallback when the pattern does not match (e.g. a photo directly under the prefix, as ABID
     names them, ``incoming/00123.jpg``): the file name without suffix is the bin id.
@@ -154,16 +154,28 @@ def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
     relative = key[len(rules.prefix) :] if rules.prefix and key.startswith(rules.prefix) else key
     match = re.match(rules.pattern, relative)
     if match and match.group("bin_id"):
-        captured = match.groupdict().get("captured_at")
-        return match.group("bin_id"), canonical_time(captured) if captured else None
+        return match.group("bin_id"), match.groupdict().get("captured_at") or None
     return PurePosixPath(relative).stem or relative, None
+
+
+def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
+    """The bin id and (if the key holds one) the capture time of an image key.
+
+    Raises ValueError for a time that is no date (``20261399T...``); the batcher rejects those
+    uploads with ``invalid_capture_time`` instead of failing their message.
+    """
+    bin_id, text = bin_and_name_time(key, rules)
+    return bin_id, canonical_time(text) if text else None
 
 
 def image_from_record(record: dict[str, Any], key: str, rules: KeyRules) -> ImageObject:
     """One ``ObjectCreated`` record (key already decoded) as an image; unsupported suffixes too,
     so the batcher can give them an error record instead of dropping them."""
     s3_object = record["s3"]["object"]
-    bin_id, captured = bin_and_capture_time(key, rules)
+    try:
+        bin_id, captured = bin_and_capture_time(key, rules)
+    except ValueError:  # no valid date in the name: ordered by upload time, rejected by admission
+        bin_id, captured = bin_and_name_time(key, rules)[0], None
     uploaded_at = canonical_time(record["eventTime"])
     return ImageObject(
         bucket=record["s3"]["bucket"]["name"],

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from bincount.admission import AdmissionRules, rejection_for
+from bincount.admission import BATCHER_ERROR_CODES, AdmissionRules, rejection_for
 from bincount.intake import Staging, plan_intake
 from bincount.keys import ImageObject, KeyRules, parse_notification
 from bincount.records import (
@@ -120,6 +120,14 @@ def test_capture_time_may_not_lie_in_the_future(captured: str, rejected: bool) -
         assert error.code == "capture_time_in_future" and UPLOADED in error.message
 
 
+def test_a_name_time_that_is_no_date_is_an_error_record_not_a_malformed_message() -> None:
+    body = json.dumps(s3_notification("ingest", "incoming/B1/20261399T250000Z-x.jpg", "e", version_id="v1"))
+    (image,) = parse_notification(body, KeyRules()).images
+    assert (image.bin_id, image.captured_at) == ("B1", UPLOADED)  # ordered by upload time meanwhile
+    error = rejection_for(image, RULES)
+    assert error is not None and error.code == "invalid_capture_time"
+
+
 # -- the order LATEST moves in ------------------------------------------------------------------
 
 
@@ -215,3 +223,10 @@ def test_the_re_upload_sample_is_two_images_of_one_key(event_file: Any) -> None:
     assert first.key == second.key and first.captured_at == second.captured_at  # the time is in the name
     assert first.identity != second.identity and staged_name(first) != staged_name(second)
     assert decide_latest(held(first), second) is LatestDecision.APPLY  # uploaded later
+
+
+def test_every_batcher_error_code_is_documented() -> None:
+    from pathlib import Path
+
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()
+    assert all(f"| `{code}` | batcher |" in documented for code in BATCHER_ERROR_CODES)
