@@ -1,12 +1,13 @@
 """Reconciler Lambda (EventBridge schedule): collect jobs whose state change was never collected,
 and start the jobs of photos waiting in the retry queue while ``MaxJobsInFlight`` leaves room.
 
-Handler ``reconciler.app.handler``. The logic is bincount.reconciliation; the wiring is the
-collector's, so both collect with the same code.
+Handler ``reconciler.app.handler``. The logic is bincount.reconciliation; the wiring is
+bincount.wiring, the collector's, so both collect with the same code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -14,15 +15,26 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from bincount.reconciliation import Reconciler, ReconcileReport
 from bincount.settings import Settings, get_settings
-from collector.app import build_runtime as build_collector_runtime
+from bincount.wiring import build_collecting
 
 logger = Logger()
 metrics = Metrics()
 
 
-def build_reconciler(settings: Settings, **clients: Any) -> Reconciler:
-    """Wire the reconciler from the collector's runtime; tests pass stubbed clients."""
-    collector = build_collector_runtime(settings, **clients).collector
+def build_reconciler(
+    settings: Settings,
+    *,
+    s3: Any = None,
+    sagemaker: Any = None,
+    dynamodb: Any = None,
+    events: Any = None,
+    sqs: Any = None,
+    sleep: Callable[[float], None] | None = None,
+) -> Reconciler:
+    """Wire the reconciler as the collector is wired; tests pass stubbed clients."""
+    collector = build_collecting(
+        settings, s3=s3, sagemaker=sagemaker, dynamodb=dynamodb, events=events, sqs=sqs, sleep=sleep
+    )
     return Reconciler(
         jobs=collector.jobs,
         transforms=collector.submitter.transforms,
