@@ -7,7 +7,6 @@ bincount.wiring, the collector's, so both collect with the same code.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -21,20 +20,9 @@ logger = Logger()
 metrics = Metrics()
 
 
-def build_reconciler(
-    settings: Settings,
-    *,
-    s3: Any = None,
-    sagemaker: Any = None,
-    dynamodb: Any = None,
-    events: Any = None,
-    sqs: Any = None,
-    sleep: Callable[[float], None] | None = None,
-) -> Reconciler:
-    """Wire the reconciler as the collector is wired; tests pass stubbed clients."""
-    collector = build_collecting(
-        settings, s3=s3, sagemaker=sagemaker, dynamodb=dynamodb, events=events, sqs=sqs, sleep=sleep
-    )
+def build_reconciler(settings: Settings, **clients: Any) -> Reconciler:
+    """Wire the reconciler as the collector is wired; tests pass stubbed clients (and ``sleep``)."""
+    collector = build_collecting(settings, **clients)
     return Reconciler(
         jobs=collector.jobs,
         transforms=collector.submitter.transforms,
