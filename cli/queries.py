@@ -1,8 +1,9 @@
 """Reading the counts and jobs tables for the operator, and the pure rules that filter and sort.
 
 The counts table holds ``BIN#<id> / LATEST`` (the latest count of a bin) and
-``BIN#<id> / IMAGE#<key>`` (one per photo, a count or an error), see
-functions/bincount/records.py. Listing bins scans for the LATEST items (paginated); a bin's
+``BIN#<id> / IMAGE#<key>#<version digest>`` (one per upload, a count or an error: a re-upload
+of a key is a record of its own), see functions/bincount/records.py. Both readers match the
+``IMAGE#`` prefix, so they find every upload. Listing bins scans for the LATEST items (paginated); a bin's
 history is one query on its partition.
 """
 
@@ -126,6 +127,8 @@ def history_row(item: Item) -> Item:
         "captured_at": item.get("captured_at"),
         "photo": str(item.get("image_key", "")).rsplit("/", 1)[-1],
         "image_key": item.get("image_key"),
+        "uploaded_at": item.get("uploaded_at"),
+        "image_version": item.get("image_version"),
         "outcome": item.get("outcome", "count" if "count" in item else "error"),
         "count": None if item.get("count") is None else int(item["count"]),
         "count_is_lower_bound": bool(item.get("count_is_lower_bound", False)),
@@ -141,9 +144,10 @@ def history_row(item: Item) -> Item:
 
 
 def history_rows(items: Iterable[Item]) -> list[Item]:
-    """Oldest photo first (capture time, then key)."""
+    """Oldest photo first (capture time, then key, then upload time: a re-upload after the first)."""
     return sorted(
-        (history_row(item) for item in items), key=lambda r: (r["captured_at"] or "", r["image_key"] or "")
+        (history_row(item) for item in items),
+        key=lambda r: (r["captured_at"] or "", r["image_key"] or "", r["uploaded_at"] or ""),
     )
 
 

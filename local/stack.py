@@ -2,7 +2,8 @@
 
 moto creates the template's buckets, queues, tables, buses and plain rules, but skips
 ``AWS::Serverless::Function`` (so no event source mappings or function-generated rules) and does
-not apply a bucket's ``NotificationConfiguration``. :class:`LocalStack` reads those pieces from
+not apply a bucket's ``NotificationConfiguration`` or ``VersioningConfiguration``.
+:class:`LocalStack` reads those pieces from
 the same template and resolves them against the created resources, so nothing is named twice.
 """
 
@@ -114,6 +115,7 @@ class LocalStack:
             StackName=self.stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": timeout_s}
         )
         self.refresh()
+        self.apply_bucket_versioning()
         self.apply_bucket_notifications()
         return self
 
@@ -127,6 +129,22 @@ class LocalStack:
         stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         self._attribute.cache_clear()
+
+    def apply_bucket_versioning(self) -> list[str]:
+        """Apply each bucket's ``VersioningConfiguration`` (moto's CloudFormation ignores it).
+
+        Lifecycle rules are not applied: moto never expires anything, so they would change nothing.
+        """
+        s3 = self.endpoint.client("s3")
+        applied = []
+        for logical_id, resource in resources_of_type(self.template, "AWS::S3::Bucket").items():
+            declared = (resource.get("Properties") or {}).get("VersioningConfiguration")
+            if not declared:
+                continue
+            status = str(self.resolver.resolve(declared)["Status"])
+            s3.put_bucket_versioning(Bucket=self.ref(logical_id), VersioningConfiguration={"Status": status})
+            applied.append(logical_id)
+        return applied
 
     def apply_bucket_notifications(self) -> list[str]:
         """Apply each bucket's ``NotificationConfiguration`` (moto's CloudFormation ignores it)."""

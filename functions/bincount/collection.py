@@ -16,7 +16,7 @@ else they wait in the retry queue too. No photo is rejected because of AWS's cap
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,8 +40,10 @@ from bincount.records import (
     LatestState,
     decide_latest,
     image_item,
+    image_record_sk,
     latest_attributes,
     outcome_for,
+    upload_order,
 )
 from bincount.results import TRANSFORM_FAILED, CountResult, ErrorResult, ResultRecord, parse_result_body
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
@@ -116,11 +118,11 @@ class Collector:
         chunk = self._load_chunk(job)
         results = self._read_results(job, chunk)
         outcomes = [
-            outcome_for(image, results[image.key], job.job_name, self.confidence_threshold)
+            outcome_for(image, results[image.manifest_entry], job.job_name, self.confidence_threshold)
             for image in chunk.images
-            if image.key in results
+            if image.manifest_entry in results
         ]
-        missing = [image for image in chunk.images if image.key not in results]
+        missing = [image for image in chunk.images if image.manifest_entry not in results]
         action = None
         if missing:
             report.failure_kind = classify_failure(job.status, job.failure_reason)
@@ -156,6 +158,18 @@ class Collector:
             raise CollectionIncomplete("; ".join(report.problems))
         return report
 
+    def record_rejections(self, rejected: Sequence[tuple[ImageObject, ErrorResult]]) -> CollectionReport:
+        """Error records (and ``Bin Image Rejected`` events) for uploads no job will see.
+
+        The batcher's entry into the same steps 1-4 as a job's results, so "exactly one count or
+        error record per upload" has one implementation. ``job_name`` is empty: no job ran.
+        """
+        report = CollectionReport(job_name="", status="Rejected")
+        outcomes = [outcome_for(image, error, "", self.confidence_threshold) for image, error in rejected]
+        if outcomes:
+            self._record(outcomes, report)
+        return report
+
     # -- reading ----------------------------------------------------------------------------------
 
     def _load_chunk(self, job: TransformJobEvent) -> Chunk:
@@ -169,9 +183,10 @@ class Collector:
         return chunk_from_images_document(self.objects.get_json(bucket, images_key))
 
     def _read_results(self, job: TransformJobEvent, chunk: Chunk) -> dict[str, ResultRecord]:
-        """Every ``.out`` of the job (listed with a paginator, read concurrently), by image key."""
+        """Every ``.out`` of the job (listed with a paginator, read concurrently), by manifest entry
+        (the staged copy's path: one per upload, even for two uploads of one key in one job)."""
         bucket = self.layout.results_bucket
-        wanted = {image.key for image in chunk.images}
+        wanted = {image.manifest_entry for image in chunk.images}
         outputs: dict[str, str] = {}
         for output_key in self.objects.list_keys(bucket, self.layout.output_prefix_for(job.job_name)):
             image_key = image_key_for_output(self.layout, job.job_name, output_key)
@@ -193,10 +208,10 @@ class Collector:
         """Steps 1-4 for every image; bins proceed concurrently, images of one bin in capture order.
 
         LATEST is contended only within a bin, so bins are independent; inside a bin the photos
-        go oldest first, so ``previous_count`` in the events follows the bin's history.
+        go oldest first (in LATEST's order), so ``previous_count`` in the events follows the bin's history.
         """
         by_bin: dict[str, list[ImageOutcome]] = {}
-        for outcome in sorted(outcomes, key=lambda o: o.image.captured_at):
+        for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
         with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin)))) as pool:
             prepared_bins = list(pool.map(self._prepare_bin, by_bin.values()))
@@ -254,10 +269,7 @@ class Collector:
         return prepared
 
     def _already_recorded(self, image: ImageObject) -> bool:
-        existing = self.counts.get_image(image.bin_id, image.key)
-        if existing is None:
-            return False
-        return existing.get("etag") == image.etag or str(existing.get("captured_at", "")) >= image.captured_at
+        return self.counts.get_image(image.bin_id, image_record_sk(image)) is not None
 
     def _advance_latest(self, outcome: ImageOutcome) -> tuple[LatestDecision | None, int | None, int | None]:
         """(decision, previous count, expected quantity); errors never touch LATEST."""

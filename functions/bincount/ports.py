@@ -60,10 +60,12 @@ class JobStore(Protocol):
 
 
 class CountStore(Protocol):
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None: ...
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        """The image record of one upload (``records.image_record_sk``), or None."""
+        ...
 
     def put_image(self, item: dict[str, Any]) -> bool:
-        """Write an image record unless one for the same or a newer object version exists."""
+        """Write an image record unless one for the same upload (same sort key) exists."""
         ...
 
     def get_latest(self, bin_id: str) -> dict[str, Any] | None: ...

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bincount.admission import AdmissionRules
 from bincount.batching import JobLayout, TransformConfig
 from bincount.failures import RetryPolicy
 from bincount.keys import DEFAULT_IMAGE_SUFFIXES, DEFAULT_KEY_PATTERN, KeyRules
@@ -73,9 +74,14 @@ class Settings:
     max_unknown_splits: int = 3
     reconcile_settle_s: int = 300
     job_timeout_minutes: int = 120
+    ingest_bucket: str = ""
+    max_capture_skew_s: int = 900
+    staging_prefix: str = "staging/"
+    staging_workers: int = 16
+    ingest_dlq_url: str = ""
 
     def layout(self) -> JobLayout:
-        return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix)
+        return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix, self.staging_prefix)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(
@@ -99,6 +105,14 @@ class Settings:
 
     def key_rules(self) -> KeyRules:
         return KeyRules(self.ingest_prefix, self.image_suffixes, self.key_pattern)
+
+    def admission_rules(self) -> AdmissionRules:
+        return AdmissionRules(
+            keys=self.key_rules(),
+            ingest_bucket=self.ingest_bucket,
+            max_payload_mb=self.max_payload_mb,
+            max_capture_skew_s=self.max_capture_skew_s,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -172,7 +186,19 @@ class Settings:
             max_unknown_splits=integer("MAX_UNKNOWN_SPLITS", cls.max_unknown_splits),
             reconcile_settle_s=integer("RECONCILE_SETTLE_S", cls.reconcile_settle_s),
             job_timeout_minutes=integer("JOB_TIMEOUT_MINUTES", cls.job_timeout_minutes),
+            ingest_bucket=env.get("INGEST_BUCKET", "").strip(),
+            max_capture_skew_s=integer("MAX_CAPTURE_SKEW_S", cls.max_capture_skew_s),
+            staging_prefix=env.get("STAGING_PREFIX", cls.staging_prefix),
+            staging_workers=integer("STAGING_WORKERS", cls.staging_workers),
+            ingest_dlq_url=env.get("INGEST_DLQ_URL", "").strip(),
         )
+        if settings.max_capture_skew_s < 0:
+            raise SettingsError("MAX_CAPTURE_SKEW_S must be >= 0")
+        if not settings.staging_prefix.endswith("/") or settings.staging_prefix in (
+            settings.manifest_prefix,
+            settings.output_prefix,
+        ):
+            raise SettingsError("STAGING_PREFIX must end with / and differ from the other prefixes")
         if settings.max_images_per_job < 1:
             raise SettingsError("MAX_IMAGES_PER_JOB must be >= 1")
         if not 1 <= settings.invocation_timeout_s <= 3600:

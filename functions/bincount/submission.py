@@ -7,7 +7,7 @@ Every step is safe to repeat, so an at-least-once caller can retry any chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -16,12 +16,9 @@ from bincount.batching import (
     JobLayout,
     TransformConfig,
     create_transform_job_request,
-    dedupe,
     images_document,
     manifest_body,
-    plan_chunks,
 )
-from bincount.keys import ImageObject, KeyRules, MalformedNotification, parse_notification
 from bincount.ports import JobStore, JobSubmissionError, ObjectStore, TransformJobs
 from bincount.timefmt import now
 
@@ -52,7 +49,7 @@ class Submitter:
             return Submitted.EXISTS
         bucket = self.layout.results_bucket
         self.objects.put_json_if_absent(
-            bucket, self.layout.manifest_key(chunk.job_name), manifest_body(chunk.bucket, chunk.images)
+            bucket, self.layout.manifest_key(chunk.job_name), manifest_body(self.layout, chunk)
         )
         self.objects.put_json_if_absent(
             bucket, self.layout.images_key(chunk.job_name), images_document(chunk, parent_job)
@@ -78,16 +75,6 @@ class Submitter:
 
 
 @dataclass
-class BatchPlan:
-    """What one SQS batch asks for, before any AWS call."""
-
-    chunks: list[Chunk]
-    failed_messages: set[str] = field(default_factory=set)  # malformed bodies
-    test_events: int = 0
-    skipped_keys: int = 0
-
-
-@dataclass
 class BatchReport:
     outcomes: dict[str, Submitted] = field(default_factory=dict)  # job name → outcome
     failed_messages: set[str] = field(default_factory=set)
@@ -96,12 +83,6 @@ class BatchReport:
 
     def count(self, outcome: Submitted) -> int:
         return sum(1 for value in self.outcomes.values() if value is outcome)
-
-
-def plan_batch(
-    images_by_message: Mapping[str, Sequence[ImageObject]], max_images: int, prefix: str
-) -> list[Chunk]:
-    return plan_chunks(dedupe(images_by_message), max_images=max_images, prefix=prefix)
 
 
 def available_slots(transforms: TransformJobs, max_in_flight: int, name_prefix: str) -> int:
@@ -150,28 +131,3 @@ def submit_chunks(
         if outcome is Submitted.STARTED:
             available -= 1
     return report
-
-
-def plan_from_messages(
-    messages: Mapping[str, str], rules: KeyRules, max_images: int, prefix: str
-) -> tuple[BatchPlan, dict[str, str]]:
-    """Parse SQS bodies (message id → body) into chunks; returns the plan and parse errors by message.
-
-    The test event and non-image keys are acknowledged (no chunk, no failure); an unparseable
-    body fails its own message only, so it reaches the DLQ after the redrive policy's receives.
-    """
-    images_by_message: dict[str, tuple[ImageObject, ...]] = {}
-    errors: dict[str, str] = {}
-    plan = BatchPlan(chunks=[])
-    for message_id, body in messages.items():
-        try:
-            notification = parse_notification(body, rules)
-        except MalformedNotification as error:
-            errors[message_id] = str(error)
-            plan.failed_messages.add(message_id)
-            continue
-        plan.test_events += int(notification.is_test_event)
-        plan.skipped_keys += len(notification.skipped_keys)
-        images_by_message[message_id] = notification.images
-    plan.chunks = plan_batch(images_by_message, max_images=max_images, prefix=prefix)
-    return plan, errors

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -20,18 +19,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
-from bincount.adapters.eventbridge import EventBridgeSender
-from bincount.adapters.s3 import S3ObjectStore
-from bincount.adapters.sagemaker import SageMakerTransformJobs
-from bincount.adapters.sqs import SqsMessageQueue
-from bincount.batching import sanitize_prefix
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
 from bincount.results import CountResult
 from bincount.settings import Settings, get_settings
-from bincount.submission import Submitter
-from bincount.waiting import WaitingRoom
+from bincount.wiring import build_collecting
 
 logger = Logger()
 metrics = Metrics()
@@ -58,34 +50,8 @@ def build_runtime(
     sleep: Callable[[float], None] | None = None,
 ) -> CollectorRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
-    dynamodb = dynamodb or boto3.resource("dynamodb")
-    objects = S3ObjectStore(s3 or boto3.client("s3"))
-    jobs = DynamoJobStore(dynamodb.Table(settings.jobs_table))
-    submitter = Submitter(
-        objects=objects,
-        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
-        jobs=jobs,
-        layout=settings.layout(),
-        config=settings.transform_config(),
-    )
-    collector = Collector(
-        objects=objects,
-        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
-        jobs=jobs,
-        sender=EventBridgeSender(events or boto3.client("events")),
-        submitter=submitter,
-        layout=settings.layout(),
-        bus_name=settings.event_bus_name,
-        confidence_threshold=settings.confidence_threshold,
-        job_name_prefix=sanitize_prefix(settings.job_name_prefix),
-        read_workers=settings.result_read_workers,
-        publish_max_attempts=settings.publish_max_attempts,
-        sleep=sleep,
-        waiting=WaitingRoom(SqsMessageQueue(sqs or boto3.client("sqs"), settings.retry_queue_url))
-        if settings.retry_queue_url
-        else None,
-        retry_policy=settings.retry_policy(),
-        max_in_flight=settings.max_jobs_in_flight,
+    collector = build_collecting(
+        settings, s3=s3, sagemaker=sagemaker, dynamodb=dynamodb, events=events, sqs=sqs, sleep=sleep
     )
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)

@@ -1,8 +1,8 @@
 """Reconciler Lambda (EventBridge schedule): collect jobs whose state change was never collected,
 and start the jobs of photos waiting in the retry queue while ``MaxJobsInFlight`` leaves room.
 
-Handler ``reconciler.app.handler``. The logic is bincount.reconciliation; the wiring is the
-collector's, so both collect with the same code.
+Handler ``reconciler.app.handler``. The logic is bincount.reconciliation; the wiring is
+bincount.wiring, the collector's, so both collect with the same code.
 """
 
 from __future__ import annotations
@@ -14,15 +14,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from bincount.reconciliation import Reconciler, ReconcileReport
 from bincount.settings import Settings, get_settings
-from collector.app import build_runtime as build_collector_runtime
+from bincount.wiring import build_collecting
 
 logger = Logger()
 metrics = Metrics()
 
 
 def build_reconciler(settings: Settings, **clients: Any) -> Reconciler:
-    """Wire the reconciler from the collector's runtime; tests pass stubbed clients."""
-    collector = build_collector_runtime(settings, **clients).collector
+    """Wire the reconciler as the collector is wired; tests pass stubbed clients (and ``sleep``)."""
+    collector = build_collecting(settings, **clients)
     return Reconciler(
         jobs=collector.jobs,
         transforms=collector.submitter.transforms,

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from bincount.records import image_sk
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from cli_support import REGION, Run
@@ -103,7 +104,7 @@ def put_counts(table: str) -> None:
     for index, outcome in enumerate(("count", "count", "error")):
         item: dict[str, Any] = {
             "pk": "BIN#A-1",
-            "sk": f"IMAGE#incoming/A-1/p{index}.jpg",
+            "sk": image_sk(f"incoming/A-1/p{index}.jpg", f"v{index}"),  # as the collector writes it
             "image_key": f"incoming/A-1/p{index}.jpg",
             "captured_at": f"2026-11-26T10:00:0{index}.000Z",
             "recorded_at": f"2026-11-26T10:01:0{index}.000Z",

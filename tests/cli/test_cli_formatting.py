@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from bincount.keys import KeyRules, bin_and_capture_time
+from bincount.records import image_sk
 
 from cli.errors import UsageError
 from cli.output import Column, cell, table, to_json
@@ -127,6 +128,19 @@ def test_history_is_oldest_first_and_shows_errors() -> None:
     rows = history_rows(items)
     assert [r["photo"] for r in rows] == ["1.jpg", "2.jpg"]
     assert rows[0]["error"] == "corrupt_image: cannot identify image file" and rows[0]["count"] is None
+
+
+def test_history_lists_each_upload_of_a_key_in_upload_order() -> None:
+    """A re-upload is a record of its own (``IMAGE#<key>#<version digest>``), shown after the first."""
+    key, captured = "incoming/A/20261126T100000Z-cam.jpg", "2026-11-26T10:00:00.000Z"
+    uploads = [("v2", "2026-11-26T10:09:00.000Z", 5), ("v1", "2026-11-26T10:01:00.000Z", 3)]
+    items = [
+        {"sk": image_sk(key, version), "image_key": key, "captured_at": captured, "uploaded_at": at}
+        | {"image_version": version, "outcome": "count", "count": count}
+        for version, at, count in uploads
+    ]
+    rows = history_rows(items)
+    assert [(r["image_version"], r["count"]) for r in rows] == [("v1", 3), ("v2", 5)]
 
 
 def test_jobs_in_flight_and_last_errors_newest_first() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bincount.ports import JobSubmissionError, QueuedMessage
-from bincount.records import LATEST_SK, bin_pk, image_sk
+from bincount.records import LATEST_SK, bin_pk
 from bincount.timefmt import parse_time
 
 
@@ -89,14 +89,11 @@ class MemoryCounts:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.items.get((bin_pk(bin_id), image_sk(image_key))))
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.items.get((bin_pk(bin_id), sort_key)))
 
     def put_image(self, item: dict[str, Any]) -> bool:
-        existing = self.items.get((item["pk"], item["sk"]))
-        if existing and not (
-            existing["etag"] != item["etag"] and existing["captured_at"] < item["captured_at"]
-        ):
+        if (item["pk"], item["sk"]) in self.items:  # once per upload, as IMAGE_CONDITION
             return False
         self.items[(item["pk"], item["sk"])] = copy.deepcopy(item)
         return True

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from bincount.records import image_record_sk
 from bincount.settings import Settings
 from botocore.stub import ANY, Stubber
 from collector import app as collector_app
@@ -44,13 +45,6 @@ def description(name: str, status: str, results_bucket: str, reason: str = "") -
     }
 
 
-@pytest.fixture
-def quick_retries(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto keeps SQS delays for real: no backoff here (the backoff is tested with fakes)."""
-    monkeypatch.setenv("RETRY_BASE_DELAY_S", "0")
-    monkeypatch.setenv("PARKED_RETRY_DELAY_S", "0")
-
-
 def reconcile(sagemaker: Any) -> dict[str, Any]:
     reconciler = reconciler_app.build_reconciler(
         Settings.from_env(), sagemaker=sagemaker, sleep=lambda _: None
@@ -74,7 +68,7 @@ def test_job_whose_event_never_came_is_collected(stack: Any, bus_queue: str) -> 
     stubber.assert_no_pending_responses()
 
     assert (summary["in_flight"], summary["collected"], summary["problems"]) == (1, [name], [])
-    assert items(stack, "B1")["LATEST"]["count"] == 3 and f"IMAGE#{b.key}" in items(stack, "B2")
+    assert items(stack, "B1")["LATEST"]["count"] == 3 and image_record_sk(b) in items(stack, "B2")
     assert sorted(d["bin_id"] for d in by_type(drain(bus_queue), "Bin Count Updated")) == ["B1", "B2"]
     stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
     with stubber:
@@ -105,7 +99,7 @@ def test_capacity_failure_waits_in_the_retry_queue_and_the_reconciler_restarts_i
         reconciled = reconcile(sagemaker)
     stubber.assert_no_pending_responses()
     assert reconciled["resubmitted"] == [retry_name] and reconciled["problems"] == []
-    assert all(f"IMAGE#{image.key}" not in items(stack, image.bin_id) for image in images)
+    assert all(image_record_sk(image) not in items(stack, image.bin_id) for image in images)
     assert by_type(drain(bus_queue), "Bin Image Rejected") == []
     sqs = boto3.client("sqs", region_name=REGION)
     left = sqs.get_queue_attributes(QueueUrl=stack.outputs["RetryQueueUrl"], AttributeNames=["All"])

@@ -83,15 +83,23 @@ def test_no_wildcard_action_on_wildcard_resource(template: dict[str, Any]) -> No
         assert not any(action == "*" or str(action).endswith(":*") for action in actions), statement
 
 
-def test_notification_covers_image_suffixes(template: dict[str, Any]) -> None:
+def test_notification_filters_on_the_prefix_only(template: dict[str, Any]) -> None:
+    """S3's suffix filters are case-sensitive (``.Jpg`` would be lost): the batcher decides."""
     configurations = template["Resources"]["IngestBucket"]["Properties"]["NotificationConfiguration"]
-    suffixes = {
-        rule["Value"]
-        for entry in configurations["QueueConfigurations"]
-        for rule in entry["Filter"]["S3Key"]["Rules"]
-        if rule["Name"] == "suffix"
-    }
-    assert {".jpg", ".jpeg", ".png"} <= suffixes
+    (entry,) = configurations["QueueConfigurations"]
+    assert entry["Event"] == "s3:ObjectCreated:*"
+    assert [rule["Name"] for rule in entry["Filter"]["S3Key"]["Rules"]] == ["prefix"]
+
+
+def test_ingest_bucket_keeps_versions_and_expires_replaced_ones(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["IngestBucket"]["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireReplacedVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == {
+        "Ref": None
+    }  # the NoncurrentVersionExpirationDays parameter (the test loader drops tag values)
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
 
 
 def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
+from bincount.settings import Settings
 
 from local.template import load_template
 
@@ -271,6 +272,9 @@ def test_functions_get_exactly_the_calls_their_code_makes(template: dict[str, An
     batcher = {a for s in function_statements(template, "BatcherFunction") for a in actions(s)}
     assert batcher == {
         "s3:PutObject",
+        "s3:GetObject",  # HEAD of a staged copy, the notified version (with s3:GetObjectVersion)
+        "s3:GetObjectVersion",
+        "s3:ListBucket",
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -278,10 +282,19 @@ def test_functions_get_exactly_the_calls_their_code_makes(template: dict[str, An
         "sqs:DeleteMessage",
         "sqs:GetQueueAttributes",
         "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",  # refused notifications to the ingest DLQ
+        "events:PutEvents",  # Bin Image Rejected for the uploads it rejects
         "sagemaker:CreateTransformJob",
         "sagemaker:AddTags",
         "sagemaker:ListTransformJobs",
         "iam:PassRole",
+    }
+    batcher_statements = function_statements(template, "BatcherFunction")
+    (refuse,) = [s for s in batcher_statements if "sqs:SendMessage" in actions(s)]
+    assert refuse["Resource"] == {"Fn::GetAtt": ["IngestDLQ", "Arn"]}
+    (publish,) = [s for s in batcher_statements if "events:PutEvents" in actions(s)]
+    assert publish["Condition"] == {
+        "StringEquals": {"events:source": "bincount", "events:detail-type": "Bin Image Rejected"}
     }
     collector = function_statements(template, "CollectorFunction")
     for statement in collector:
@@ -292,7 +305,7 @@ def test_functions_get_exactly_the_calls_their_code_makes(template: dict[str, An
     assert publish["Condition"] == {"StringEquals": {"events:source": "bincount"}}
 
 
-def test_only_the_collecting_functions_publish_bincount_events(template: dict[str, Any]) -> None:
+def test_only_the_pipelines_functions_publish_bincount_events(template: dict[str, Any]) -> None:
     policy = template["Resources"]["InventoryBusPolicy"]["Properties"]
     assert policy["EventBusName"] == {"Fn::GetAtt": ["InventoryBus", "Name"]}  # !Ref of a bus breaks moto
     statement = policy["Statement"]
@@ -301,10 +314,12 @@ def test_only_the_collecting_functions_publish_bincount_events(template: dict[st
     condition = statement["Condition"]
     assert condition["StringEquals"] == {"events:source": "bincount"}
     assert condition["StringNotEquals"] == {"events:detail-type": "Bin Count Corrected"}
-    # The reconciler collects missed jobs with the collector's code, so it publishes the same events.
+    # The reconciler collects missed jobs with the collector's code, so it publishes the same events;
+    # the batcher publishes Bin Image Rejected for the uploads it rejects before any job.
     assert condition["ArnNotEquals"]["aws:PrincipalArn"] == [
         {"Fn::GetAtt": ["CollectorFunctionRole", "Arn"]},
         {"Fn::GetAtt": ["ReconcilerFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["BatcherFunctionRole", "Arn"]},
     ]
     for function in ("CollectorFunction", "ReconcilerFunction"):
         (publish,) = [s for s in function_statements(template, function) if "events:PutEvents" in actions(s)]
@@ -334,6 +349,30 @@ def test_sagemaker_reads_only_the_artifact_from_this_account(template: dict[str,
     assert read["Resource"]["Fn::Sub"].endswith("/${ModelArtifactKey}")
     assert read["Condition"] == {"StringEquals": {"s3:ResourceAccount": {"Ref": "AWS::AccountId"}}}
     assert "Default" not in template["Parameters"]["ModelArtifactKey"]
+
+
+def test_transform_jobs_read_staged_copies_not_the_ingest_bucket(template: dict[str, Any]) -> None:
+    """Jobs read the batcher's copy of the notified version (bincount.staging), so the SageMaker
+    role needs nothing of the ingest bucket; of the results bucket, each prefix for its use."""
+    role = template["Resources"]["SageMakerExecutionRole"]
+    assert "bincount-ingest-" not in json.dumps(role)
+    by_sid = {s["Sid"]: s for s in statements(role) if "Sid" in s}
+    results = "arn:${AWS::Partition}:s3:::bincount-results-${Environment}-${AWS::AccountId}-${AWS::Region}"
+    granted = {
+        sid: (actions(by_sid[sid]), by_sid[sid]["Resource"]["Fn::Sub"])
+        for sid in ("ReadStagedPhotos", "ReadManifests", "WriteResults", "ListResults")
+    }
+    assert granted == {
+        # The functions' default layout (no function's environment overrides it).
+        "ReadStagedPhotos": ({"s3:GetObject"}, f"{results}/{Settings.staging_prefix}*"),
+        "ReadManifests": ({"s3:GetObject"}, f"{results}/{Settings.manifest_prefix}*"),
+        "WriteResults": ({"s3:PutObject", "s3:AbortMultipartUpload"}, f"{results}/{Settings.output_prefix}*"),
+        "ListResults": ({"s3:ListBucket"}, results),
+    }
+    s3_statements = [s for s in statements(role) if any(a.startswith("s3:") for a in actions(s))]
+    assert {s.get("Sid") for s in s3_statements} == {"ReadModelArtifact", *granted}
+    environment = json.dumps(template["Globals"]["Function"]["Environment"])
+    assert not any(name in environment for name in ("STAGING_PREFIX", "MANIFEST_PREFIX", "OUTPUT_PREFIX"))
 
 
 # ---------------------------------------------------------------- the stack in moto

@@ -8,14 +8,15 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from bincount.records import LATEST_SK, bin_pk, image_sk
+from bincount.records import LATEST_SK, bin_pk
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
 
 # Sparse index of the jobs table (template.yaml): only jobs not yet collected carry ``in_flight``.
 IN_FLIGHT_INDEX = "InFlight"
 
-# Once per object version: a replay is refused, and so is an older version of the same key.
-IMAGE_CONDITION = "attribute_not_exists(sk) OR (etag <> :etag AND captured_at < :captured_at)"
+# Once per object version: the sort key names the upload (key + version), so a replay is refused
+# and a re-upload of the key, another version, gets its own record.
+IMAGE_CONDITION = "attribute_not_exists(sk)"
 
 
 def _condition_failed(error: ClientError) -> bool:
@@ -37,19 +38,15 @@ class DynamoCountStore:
     def from_env(cls, table_name: str) -> DynamoCountStore:
         return cls(boto3.resource("dynamodb").Table(table_name))
 
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
-        key = {"pk": bin_pk(bin_id), "sk": image_sk(image_key)}
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        key = {"pk": bin_pk(bin_id), "sk": sort_key}
         response = self.table.get_item(Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = response.get("Item")
         return item
 
     def put_image(self, item: dict[str, Any]) -> bool:
         try:
-            self.table.put_item(
-                Item=item,
-                ConditionExpression=IMAGE_CONDITION,
-                ExpressionAttributeValues={":etag": item["etag"], ":captured_at": item["captured_at"]},
-            )
+            self.table.put_item(Item=item, ConditionExpression=IMAGE_CONDITION)
         except ClientError as error:
             if _condition_failed(error):
                 return False

@@ -73,3 +73,21 @@ class SqsMessageQueue:
             ReceiptHandle=receipt,
             VisibilityTimeout=max(0, min(MAX_POSTPONE_S, delay_s)),
         )
+
+
+class SqsDeadLetters:
+    """Moves a refused message's body straight to the ingest DLQ (and its alarm), with the reason."""
+
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self.client = client
+        self.queue_url = queue_url
+
+    def send(self, body: str, reason: str, message_id: str) -> None:
+        self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageAttributes={
+                "bincount-refusal": {"DataType": "String", "StringValue": reason[:1000]},
+                "bincount-original-message-id": {"DataType": "String", "StringValue": message_id},
+            },
+        )
