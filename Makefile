@@ -5,6 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-dev
+# SAM CLI and AWS CLI in their own virtualenv: aws-sam-cli pins many packages.
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_STAMP := $(SAM_VENV)/.installed
+SAM_CLI_VERSION ?= 1.170.0
+CONFIG_ENV ?= dev
 
 # glibc malloc keeps torch's activation buffers instead of returning them to the OS after every
 # step (measured 1.5–3x faster on 2 CPU cores, see ../shared/ENGINEERING.md).
@@ -22,7 +28,17 @@ DATA ?= ../shared/abid-train
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
-.PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
+# A wrong IMAGES is refused in one line before the install and the model packing (local.demo checks the rest).
+ifneq ($(and $(filter demo,$(MAKECMDGOALS)),$(IMAGES)),)
+ifeq ($(wildcard $(IMAGES)),)
+$(error IMAGES=$(IMAGES): no such file or folder; give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders, or leave IMAGES empty for generated photos)
+endif
+endif
+# The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
+# installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
+MODEL_LOCAL := build/model/model-local.tar.gz
+
+.PHONY: help venv sam test lint typecheck validate model-key demo model train bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
@@ -31,12 +47,16 @@ help:
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
 	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
-	@echo "make lint | typecheck | validate"
+	@echo "make up        start the local stack in the background (make down stops it)"
+	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
+	@echo "make lint | typecheck | validate (cfn-lint, and sam validate --lint once make sam ran)"
+	@echo "make sam       SAM CLI + AWS CLI into $(SAM_VENV) (README: Deploying)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=25.1"
 	$(PIP) install -q --group dev
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(STAMP)
@@ -49,27 +69,55 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model training local tests
+	$(VENV)/bin/mypy functions model training local tests cli
+
+$(SAM_STAMP):
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --upgrade "pip>=25.1"
+	$(SAM_VENV)/bin/pip install -q "aws-sam-cli==$(SAM_CLI_VERSION)" awscli
+	touch $@
+
+sam: $(SAM_STAMP)
 
 validate: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
+	@if [ -x $(SAM) ]; then echo "$(SAM) validate --lint"; $(SAM) validate --lint; \
+	else echo "validate: $(SAM) missing (make sam installs it): sam validate --lint skipped"; fi
+
+# The artifact key samconfig.toml deploys in CONFIG_ENV (README: upload the model under it).
+model-key:
+	@$(PYTHON) -c 'import sys, tomllib; o = tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"]; print(next(x.split("=", 1)[1] for x in o if x.startswith("ModelArtifactKey=")))' $(CONFIG_ENV)
 
 $(MODEL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
 	$(PY) -m model.package --out $(MODEL)
+
+$(MODEL_LOCAL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
+	$(PY) -m model.package --out $(MODEL_LOCAL) --onnx
 
 model: $(MODEL)
 
 train: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --out build/train $(TRAIN_ARGS)
 
-demo: $(STAMP) $(MODEL)
-	$(PY) -m local.demo --model $(MODEL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+demo: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
-bench: $(STAMP) $(MODEL)
-	$(PY) -m model.bench --model $(MODEL)
+bench: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m model.bench --model $(MODEL_LOCAL)
 
-bench-pipeline: $(STAMP) $(MODEL)
-	$(PY) -m local.bench --model $(MODEL) --count 2000
+bench-pipeline: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.bench --model $(MODEL_LOCAL) --count 2000
+
+# The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
+# model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
+up: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER)
+
+down: $(STAMP)
+	$(PY) -m local.updown down
+
+bench-realtime: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,7 @@ from typing import Any
 from cli.errors import UsageError, one_line_errors
 from local.bench_baseline import install_per_photo_collector
 from local.cpu_meter import CpuMeter
-from local.demo import RunFailed, configure_logging, quiet_handlers, run
+from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run
 from local.pipeline import REPO_ROOT, PipelineOptions
 from local.report import Upload, write_report
 from local.template import load_template
@@ -70,15 +70,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"comma-separated, run in this order (of {', '.join(DESIGNS)})",
     )
     args = parser.parse_args(argv)
+    check_arguments(args)
+    return args
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths and numbers checked before any server starts: one line for each mistake."""
+    check_run_files(args)
+    for flag, value in (("--count", args.count), ("--images-per-job", args.images_per_job)):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: give a whole number above 0")
+    if args.window < 0:
+        raise UsageError(f"--window {args.window}: give the batching window in seconds, 0 or more")
     args.designs = [name.strip() for name in args.designs.split(",") if name.strip()]
     unknown = [name for name in args.designs if name not in DESIGNS]
     if unknown or not args.designs:
         raise UsageError(f"--designs: unknown {unknown or 'empty'}; choose from {', '.join(DESIGNS)}")
-    if not args.model.is_file():
-        raise UsageError(f"--model {args.model} is missing: run `make model` first")
-    if args.count < 1:
-        raise UsageError(f"--count {args.count}: at least 1 photo")
-    return args
 
 
 def bench_uploads(count: int) -> Callable[[str], list[Upload]]:
@@ -173,7 +180,7 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@one_line_errors("bench-pipeline")
+@one_line_errors("local.bench")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(False, args.out.parent)

@@ -14,7 +14,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bincount.bin_plans import PhotoStep, capture_order
+from bincount.bin_plans import PhotoStep
 from bincount.collection import MAX_LATEST_ATTEMPTS, CollectionIncomplete, CollectionReport, Collector
 from bincount.records import (
     ImageOutcome,
@@ -22,8 +22,9 @@ from bincount.records import (
     LatestState,
     decide_latest,
     image_item,
-    is_recorded,
+    image_record_sk,
     latest_attributes,
+    upload_order,
 )
 from bincount.results import CountResult
 
@@ -35,7 +36,7 @@ class PerPhotoCollector(Collector):
 
     def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
         by_bin: dict[str, list[ImageOutcome]] = {}
-        for outcome in sorted(outcomes, key=lambda o: capture_order(o.image)):
+        for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
         with ThreadPoolExecutor(max_workers=max(1, min(WRITE_WORKERS, len(by_bin)))) as pool:
             per_bin = list(pool.map(lambda group: [self._step(o) for o in group], by_bin.values()))
@@ -56,7 +57,7 @@ class PerPhotoCollector(Collector):
     def _step(self, outcome: ImageOutcome) -> PhotoStep | None:
         """None: already recorded; else the photo's decision after moving LATEST if newer."""
         image = outcome.image
-        if is_recorded(self.counts.get_image(image.bin_id, image.key), image):
+        if self.counts.get_image(image.bin_id, image_record_sk(image)) is not None:
             return None
         if not isinstance(outcome.result, CountResult):
             return PhotoStep(outcome, None, None, None)

@@ -18,19 +18,23 @@ from typing import Any
 
 from tqdm import tqdm
 
+from cli.errors import UsageError, one_line_errors
+from local.inventory import expected_quantities, write_expected_quantities
 from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
 from local.report import (
     Upload,
     accounting,
+    count_quality,
     event_summary,
     events_table,
+    quality_lines,
     result_entries,
     results_table,
     totals,
     write_report,
 )
 from local.torchserve_server import torchserve_unavailable
-from local.uploads import folder_uploads, synthetic_uploads
+from local.uploads import Photo, find_photos, photo_uploads, synthetic_uploads
 
 log = logging.getLogger("local.demo")
 
@@ -44,31 +48,39 @@ def interactive() -> bool:
 
 
 def wait_for_records(pipeline: LocalPipeline, keys: set[str], timeout_s: float, label: str) -> float:
-    """Wait until every key has a record in the counts table; returns when that happened."""
+    """Wait until every key has a record in the counts table; returns when that happened.
+
+    Progress only goes up: a key once recorded stays counted (a scan racing the collector may
+    miss it once), and the log repeats a line only when the number moved.
+    """
     deadline = time.monotonic() + timeout_s
-    done = 0
-    last_log = 0.0
+    recorded: set[str] = set()
+    logged = -1
     with tqdm(total=len(keys), desc=label, unit="img", disable=not interactive()) as bar:
         while True:
-            recorded = keys & set(pipeline.image_records())
-            bar.update(len(recorded) - done)
-            done = len(recorded)
-            if done == len(keys):
+            before = len(recorded)
+            recorded |= keys & set(pipeline.image_records())
+            bar.update(len(recorded) - before)
+            if not interactive() and len(recorded) > logged:
+                log.info("%s: %d/%d images recorded", label, len(recorded), len(keys))
+                logged = len(recorded)
+            if len(recorded) == len(keys):
                 return time.monotonic()
-            if not interactive() and time.monotonic() - last_log > 10:
-                log.info("%s: %d/%d images recorded", label, done, len(keys))
-                last_log = time.monotonic()
             if time.monotonic() > deadline:
-                missing = sorted(keys - recorded)
-                raise RunFailed(
-                    f"{len(missing)} of {len(keys)} images have no record after {timeout_s:.0f} s: "
-                    + ", ".join(missing[:20])
-                    + (" ..." if len(missing) > 20 else "")
-                    + f"\n  dead-letter queues: {pipeline.dead_letters() or 'empty'}"
-                    + f"\n  worker errors: {pipeline.worker_errors[-5:] or 'none'}"
-                    + f"\n  transform jobs run: {[(o.name, o.status) for o in pipeline.executor.outcomes]}"
-                )
+                raise RunFailed(_missing_report(pipeline, keys - recorded, len(keys), timeout_s))
             time.sleep(0.5)
+
+
+def _missing_report(pipeline: LocalPipeline, missing_keys: set[str], total: int, timeout_s: float) -> str:
+    missing = sorted(missing_keys)
+    return (
+        f"{len(missing)} of {total} images have no record after {timeout_s:.0f} s: "
+        + ", ".join(missing[:20])
+        + (" ..." if len(missing) > 20 else "")
+        + f"\n  dead-letter queues: {pipeline.dead_letters() or 'empty'}"
+        + f"\n  worker errors: {pipeline.worker_errors[-5:] or 'none'}"
+        + f"\n  transform jobs run: {[(o.name, o.status) for o in pipeline.executor.outcomes]}"
+    )
 
 
 def settle_events(pipeline: LocalPipeline, quiet_s: float = 2.0, limit_s: float = 15.0) -> None:
@@ -82,34 +94,55 @@ def settle_events(pipeline: LocalPipeline, quiet_s: float = 2.0, limit_s: float 
 
 
 def run(
-    options: PipelineOptions, make_uploads: Any, timeout_s: float, label: str = "counted"
+    options: PipelineOptions,
+    make_uploads: Any,
+    timeout_s: float,
+    label: str = "counted",
+    inventory: bool = False,
 ) -> dict[str, Any]:
-    """Upload, wait for every image, and build the report (shared with the benchmark)."""
+    """Upload, wait for every image, and build the report (shared with the benchmark).
+
+    ``inventory``: first write each bin's expected quantity (the uploads' labels) as an inventory
+    system would, so counts that disagree raise ``Inventory Discrepancy Detected``.
+    """
     started = time.monotonic()
     handler_stdout = options.log_dir / "handlers.log" if options.log_dir else None
     with contextlib.ExitStack() as outputs:
         if handler_stdout is not None and options.environment_overrides:
             # Powertools' JSON logs and EMF metrics go to stdout; keep the terminal for the report.
             outputs.enter_context(contextlib.redirect_stdout(outputs.enter_context(handler_stdout.open("a"))))
-        return _run(options, make_uploads, timeout_s, label, started)
+        return _run(options, make_uploads, timeout_s, label, started, inventory)
 
 
 def _run(
-    options: PipelineOptions, make_uploads: Any, timeout_s: float, label: str, started: float
+    options: PipelineOptions,
+    make_uploads: Any,
+    timeout_s: float,
+    label: str,
+    started: float,
+    inventory: bool,
 ) -> dict[str, Any]:
     with local_pipeline(options) as pipeline:
         ready = time.monotonic()
         uploads: list[Upload] = make_uploads(pipeline.wiring.ingest_prefix)
+        quantities = expected_quantities(uploads) if inventory else {}
+        write_expected_quantities(
+            pipeline.endpoint.client("dynamodb"), pipeline.wiring.counts_table, quantities
+        )
+        keys = {upload.key for upload in uploads}
         upload_start = time.monotonic()
         for upload in tqdm(uploads, desc="uploaded", unit="img", disable=not interactive()):
             pipeline.upload(upload.key, upload.body, upload.content_type)
+        again = len(uploads) - len(keys)
         log.info(
-            "uploaded %d objects to s3://%s/%s",
-            len(uploads),
+            "uploaded %d photos to s3://%s/%s%s",
+            len(keys),
             pipeline.wiring.ingest_bucket,
             pipeline.wiring.ingest_prefix,
+            f" (and {again} of them once more, to show a repeated upload gets no second record)"
+            if again
+            else "",
         )
-        keys = {upload.key for upload in uploads}
         finished = wait_for_records(pipeline, keys, timeout_s, label)
         settle_events(pipeline)
         records = pipeline.image_records()
@@ -117,6 +150,9 @@ def _run(
         elapsed = finished - upload_start
         report: dict[str, Any] = {
             "totals": totals(entries, len(uploads), elapsed),
+            "quality": count_quality(entries),
+            "confidence_threshold": confidence_threshold(pipeline),
+            "expected_quantities_written": len(quantities),
             "accounting": accounting(entries),
             "startup_s": round(ready - started, 2),
             "model_server": options.server,
@@ -141,8 +177,19 @@ def _run(
     return report
 
 
+def confidence_threshold(pipeline: LocalPipeline) -> float | None:
+    """The collector's review threshold, as the stack configured it (template parameter)."""
+    for spec in pipeline.stack.functions().values():
+        value = spec.environment.get("CONFIDENCE_THRESHOLD")
+        if value is not None:
+            return float(value)
+    return None
+
+
 def print_report(report: dict[str, Any], out: Path) -> None:
     print("\nResults by bin\n" + results_table(report["results"]))
+    for line in quality_lines(report.get("quality"), report.get("confidence_threshold")):
+        print(line)
     print(f"\nInventory events a downstream consumer received: {report['events_received'] or 'none'}")
     print(events_table(report["events"]))
     print("\nTotals")
@@ -171,21 +218,41 @@ def choose_server(wanted: str) -> str:
     if reason is None:
         return "torchserve"
     if wanted == "torchserve":
-        raise SystemExit(f"--server torchserve: {reason}")
+        raise UsageError(f"--server torchserve: {reason}; use --server python (or auto)")
     log.info("model server: the fallback server (%s)", reason)
     return "python"
 
 
+def positive(text: str) -> int:
+    """argparse type: a whole number above zero (a count of photos)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} photos: give at least 1")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model.tar.gz")
-    parser.add_argument(
-        "--images", type=Path, help="a folder of your own photos (labels.csv beside it is read)"
+        prog="python -m local.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--count", type=int, help="how many photos (default: 24 generated, or all of --images)"
+        "--model",
+        type=Path,
+        default=REPO_ROOT / "build/model/model-local.tar.gz",
+        help="model.tar.gz to serve",
+    )
+    parser.add_argument(
+        "--images",
+        type=Path,
+        help="your photos: one photo, a folder of photos (each its own bin), or a folder of "
+        "<bin>/<photo> subfolders; a labels.csv (image,count) in the folder or beside it adds the "
+        "expected counts",
+    )
+    parser.add_argument(
+        "--count", type=positive, help="how many photos (default: 24 generated, or all of --images)"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "build/demo/report.json")
     parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml")
@@ -219,38 +286,57 @@ def quiet_handlers(verbose: bool) -> dict[str, str]:
     return {} if verbose else {"POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"}
 
 
+def check_run_files(args: argparse.Namespace) -> None:
+    """``--model``, ``--template`` and ``--timeout`` of a local run (the demo's and the benchmark's)."""
+    if not args.model.is_file():
+        raise UsageError(
+            f"model artifact {args.model} is missing: pack it with "
+            f"`python -m model.package --onnx --out {args.model}` (make demo does), or pass --model FILE"
+        )
+    if not args.template.is_file():
+        raise UsageError(f"template {args.template} is missing: pass --template path/to/template.yaml")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: give the seconds to wait, above 0")
+
+
+def check_inputs(args: argparse.Namespace) -> list[Photo] | None:
+    """Everything the user named, checked before any server starts; the photos to upload, if any."""
+    check_run_files(args)
+    return find_photos(args.images, args.count) if args.images is not None else None
+
+
+@one_line_errors("local.demo")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    photos = check_inputs(args)
+    server = choose_server(args.server)
     log_dir = args.out.parent
     configure_logging(args.verbose, log_dir)
-    if not args.model.is_file():
-        print(f"model artifact {args.model} is missing: run `make model` first", file=sys.stderr)
-        return 2
     options = PipelineOptions(
         model_artifact=args.model,
         template=args.template,
         log_dir=log_dir,
         environment_overrides=quiet_handlers(args.verbose),
-        server=choose_server(args.server),
+        server=server,
     )
 
     def make_uploads(prefix: str) -> list[Upload]:
-        if args.images:
-            return folder_uploads(args.images, prefix, args.count)
+        if photos is not None:
+            return photo_uploads(photos, prefix)
         return synthetic_uploads(args.count or 24, prefix, seed=args.seed)
 
     try:
-        report = run(options, make_uploads, args.timeout)
+        report = run(options, make_uploads, args.timeout, inventory=True)
     except RunFailed as failure:
         print(f"\nDEMO FAILED: {failure}\nLogs: {log_dir}", file=sys.stderr)
         return 1
     write_report(args.out, report)
     print_report(report, args.out)
-    if not args.images:
+    if photos is None:
         print(
             "\nThe generated photos are drawn boxes, not ABID bins: the model was trained on real bin"
             "\nphotos, so its counts only mean something on real ones, e.g."
-            "\n  make demo IMAGES=../shared/abid/images"
+            "\n  make demo IMAGES=$BINCOUNT_ABID_DIR/images"
         )
     return 0 if report["accounting"]["every_image_exactly_one_record"] else 1
 

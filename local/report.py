@@ -70,11 +70,12 @@ def accounting(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def totals(entries: list[dict[str, Any]], uploads_made: int, elapsed_s: float) -> dict[str, Any]:
+    """One number per question: distinct photos uploaded (repeats of the same object apart)."""
     counted = sum(1 for e in entries if "count" in e)
     with_expected = [e for e in entries if "count" in e and "expected" in e]
     totals_: dict[str, Any] = {
         "uploaded": len(entries),
-        "uploads_made": uploads_made,  # includes deliberate duplicate uploads
+        "same_object_uploaded_again": uploads_made - len(entries),  # at-least-once: no extra record
         "counted": counted,
         "rejected": sum(1 for e in entries if "error" in e),
         "needs_review": sum(1 for e in entries if e.get("needs_review")),
@@ -86,6 +87,50 @@ def totals(entries: list[dict[str, Any]], uploads_made: int, elapsed_s: float) -
         exact = sum(1 for e in with_expected if e["count"] == e["expected"])
         totals_["exact_match_with_expected"] = f"{exact}/{len(with_expected)}"
     return totals_
+
+
+def count_quality(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Accuracy and RMSE of the counts against the labels, beside always answering the most common
+    label: on ABID's skewed counts "21/52 exact" is what "always 1" scores, so the baseline is what
+    gives a figure its meaning. None when no counted photo has a label."""
+    from training.metrics import compute_metrics, trivial_baselines  # numpy only, no torch
+
+    scored = [e for e in entries if "count" in e and e.get("expected") is not None]
+    if not scored:
+        return None
+    truth = [int(e["expected"]) for e in scored]
+    predicted = [int(e["count"]) for e in scored]
+    metrics = compute_metrics(truth, predicted, max(truth + predicted) + 1)
+    majority = trivial_baselines(truth)["majority"]
+    return {
+        "n": metrics.n,
+        "accuracy": round(metrics.accuracy, 4),
+        "rmse": round(metrics.rmse, 3),
+        "baseline": {
+            "name": f"always {majority.constant} (the most common count)",
+            "accuracy": round(majority.accuracy, 4),
+            "rmse": round(majority.rmse, 3),
+        },
+    }
+
+
+def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> list[str]:
+    """What a person reads under the table: how good the counts are and what the flags mean."""
+    lines = []
+    if quality:
+        base = quality["baseline"]
+        lines.append(
+            f"Counts against the labels ({quality['n']} photos): accuracy {quality['accuracy']:.1%}, "
+            f"RMSE {quality['rmse']:.2f}; {base['name']}: accuracy {base['accuracy']:.1%}, "
+            f"RMSE {base['rmse']:.2f}."
+        )
+    if threshold is not None:
+        lines.append(
+            f"conf = the model's probability for the count it gave; below {threshold:g} the record is "
+            "flagged 'needs review' (a person should check that photo) and a 'Bin Count Needs Review' "
+            "event is sent."
+        )
+    return lines
 
 
 def event_summary(events: list[dict[str, Any]]) -> dict[str, int]:
@@ -124,7 +169,7 @@ def events_table(events: list[dict[str, Any]], limit: int = 15) -> str:
         detail = event.get("detail") or {}
         summary = {
             k: detail[k]
-            for k in ("bin_id", "count", "previous_count", "confidence", "error_code")
+            for k in ("bin_id", "count", "expected_quantity", "previous_count", "confidence", "error_code")
             if k in detail
         }
         lines.append(f"{event.get('detail-type', '?'):<32} {json.dumps(summary, default=str)}")

@@ -2,7 +2,8 @@
 
 moto creates the template's buckets, queues, tables, buses and plain rules, but skips
 ``AWS::Serverless::Function`` (so no event source mappings or function-generated rules) and does
-not apply a bucket's ``NotificationConfiguration``. :class:`LocalStack` reads those pieces from
+not apply a bucket's ``NotificationConfiguration`` or ``VersioningConfiguration``.
+:class:`LocalStack` reads those pieces from
 the same template and resolves them against the created resources, so nothing is named twice.
 """
 
@@ -21,6 +22,20 @@ from local.template import ACCOUNT_ID, Resolver, load_template, parameter_values
 log = logging.getLogger(__name__)
 
 FUNCTION_TYPE = "AWS::Serverless::Function"
+
+# Parameters a deployment must give (no default) that mean nothing locally: the local Batch
+# Transform serves the artifact the pipeline was started with, not one from S3.
+LOCAL_PARAMETER_VALUES = {"ModelArtifactKey": "local/model.tar.gz"}
+
+
+def local_parameter_values(template: Mapping[str, Any]) -> dict[str, str]:
+    """The :data:`LOCAL_PARAMETER_VALUES` that ``template`` declares without a default."""
+    declared = template.get("Parameters") or {}
+    return {
+        name: value
+        for name, value in LOCAL_PARAMETER_VALUES.items()
+        if name in declared and "Default" not in declared[name]
+    }
 
 
 @dataclass(frozen=True)
@@ -70,8 +85,9 @@ class LocalStack:
         self.template_path = template_path
         self.template = load_template(template_path)
         self.stack_name = stack_name
-        self.parameters = parameter_values(self.template, parameters)
-        self._given_parameters = dict(parameters or {})
+        given = {**local_parameter_values(self.template), **(parameters or {})}
+        self.parameters = parameter_values(self.template, given)
+        self._given_parameters = given
         self.physical_ids: dict[str, str] = {}
         self.resource_types: dict[str, str] = {}
         self.outputs: dict[str, str] = {}
@@ -99,6 +115,7 @@ class LocalStack:
             StackName=self.stack_name, WaiterConfig={"Delay": 1, "MaxAttempts": timeout_s}
         )
         self.refresh()
+        self.apply_bucket_versioning()
         self.apply_bucket_notifications()
         return self
 
@@ -112,6 +129,22 @@ class LocalStack:
         stack = cloudformation.describe_stacks(StackName=self.stack_name)["Stacks"][0]
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
         self._attribute.cache_clear()
+
+    def apply_bucket_versioning(self) -> list[str]:
+        """Apply each bucket's ``VersioningConfiguration`` (moto's CloudFormation ignores it).
+
+        Lifecycle rules are not applied: moto never expires anything, so they would change nothing.
+        """
+        s3 = self.endpoint.client("s3")
+        applied = []
+        for logical_id, resource in resources_of_type(self.template, "AWS::S3::Bucket").items():
+            declared = (resource.get("Properties") or {}).get("VersioningConfiguration")
+            if not declared:
+                continue
+            status = str(self.resolver.resolve(declared)["Status"])
+            s3.put_bucket_versioning(Bucket=self.ref(logical_id), VersioningConfiguration={"Status": status})
+            applied.append(logical_id)
+        return applied
 
     def apply_bucket_notifications(self) -> list[str]:
         """Apply each bucket's ``NotificationConfiguration`` (moto's CloudFormation ignores it)."""

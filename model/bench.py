@@ -1,7 +1,7 @@
 """Serving-path throughput against a seed-style path, in one run on the same machine.
 
-``make bench`` runs ``python -m model.bench --model build/model/model.tar.gz``. Every path takes
-JPEG bytes and produces a JSON record:
+``make bench`` runs ``python -m model.bench --model build/model/model-local.tar.gz`` (the artifact
+with model.onnx). Every path takes JPEG bytes and produces a JSON record:
 
 * ``seed-style``: Pillow full-size decode, torchvision ``Resize``/``ToTensor``/``Normalize``,
   fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from cli.errors import UsageError, one_line_errors
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
 from model.network import ModelConfig, build_model
 from model.package import package_model
@@ -63,7 +64,7 @@ def synthetic_jpegs(n: int, seed: int = 0) -> list[bytes]:
 def folder_images(folder: Path, n: int) -> list[bytes]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if not files:
-        raise SystemExit(f"no .jpg/.png images under {folder}")
+        raise UsageError(f"--images {folder}: no .jpg/.png photos in it or below it")
     return [files[i % len(files)].read_bytes() for i in range(n)]
 
 
@@ -157,6 +158,26 @@ def extract(artifact: Path, into: Path) -> Path:
     return into
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths and numbers checked before any model loads: one line for each mistake."""
+    if not args.model.is_file():
+        raise UsageError(
+            f"--model {args.model}: no such file; pack one with "
+            f"`python -m model.package --onnx --out {args.model}`"
+        )
+    if args.images is not None and not args.images.is_dir():
+        raise UsageError(f"--images {args.images}: not a folder (give a folder of .jpg/.png photos)")
+    for flag, value in (
+        ("--count", args.count),
+        ("--seed-count", args.seed_count),
+        ("--batch", args.batch),
+        ("--threads", args.threads),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: give a whole number above 0")
+
+
+@one_line_errors("model.bench")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz to serve")
@@ -167,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-50 through our path")
     args = parser.parse_args(argv)
+    check_arguments(args)
 
     images = folder_images(args.images, args.count) if args.images else synthetic_jpegs(args.count)
     seed_images = images[: args.seed_count]
@@ -208,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_resnet:
             config = ModelConfig.for_arch("resnet50", num_classes=5, version="bench-resnet50")
             network = settle_batchnorm(build_model(config))
-            artifact = package_model(Path(tmp) / "resnet50.tar.gz", network.state_dict(), config)
+            artifact = package_model(Path(tmp) / "resnet50.tar.gz", network.state_dict(), config, onnx=True)
             model = load_model(extract(artifact, Path(tmp) / "resnet50"), settings)
             label = f"ours resnet50 [{model.runtime.name}]"
             resnet_images = images[: max(args.seed_count, 2 * args.batch)]

@@ -2,11 +2,21 @@
 
 Layout (docs/ARCHITECTURE.md): ``model.pt``, ``config.json`` (with the weights' sha256),
 ``code/inference.py``, ``code/model/{__init__,network,preprocess,runtime}.py``,
-``code/requirements.txt`` and, when ``onnx`` is installed here, ``model.onnx`` for ONNX Runtime.
+``code/requirements.txt``; with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
+
+``model.onnx`` is left out by default: SageMaker's PyTorch inference container has no ONNX
+Runtime (and a network-isolated job cannot install it), so there the 13.5 MB file would only
+double the artifact. It pays where ONNX Runtime is installed, as in the local stack and the
+benchmarks here (``make demo``/``make bench`` pack with ``--onnx``).
+
+``model.pt`` must load on the inference container's torch 2.6 whatever torch packs it: a plain
+``dict`` of plain tensors in the zip format, whose pickle names only what torch
+2.6's ``weights_only`` loader allows (tests/model/test_model_package.py checks the records).
 
 Usage::
 
-    python -m model.package --out build/model/model.tar.gz [--weights FILE] [--arch NAME] [--config FILE]
+    python -m model.package --out build/model/model.tar.gz [--weights FILE] [--arch NAME]
+        [--config FILE] [--onnx]
 
 Without ``--weights`` it packs the shipped trained model (``model/weights/``) when present,
 otherwise the default backbone's ImageNet weights with a fresh, untrained head (offline).
@@ -27,7 +37,9 @@ from typing import Any
 
 import torch
 
+from cli.errors import UsageError, one_line_errors
 from model.network import (
+    ARCHS,
     CONFIG_FILE,
     DEFAULT_ARCH,
     WEIGHTS_FILE,
@@ -45,7 +57,7 @@ SERVING_MODULES = ("__init__.py", "network.py", "preprocess.py", "runtime.py")
 REQUIREMENTS = (
     "# Intentionally empty: the SageMaker PyTorch container's torch/torchvision/Pillow/numpy suffice,\n"
     "# and anything listed here is pip-installed at start-up, which fails without internet access.\n"
-    "# ONNX Runtime is used when the image already has it (model.onnx ships in the artifact).\n"
+    "# ONNX Runtime is used when the image already has it and the artifact holds model.onnx (--onnx).\n"
 )
 
 
@@ -55,7 +67,7 @@ def package_model(
     config: ModelConfig,
     *,
     fp16: bool = True,
-    onnx: bool = True,
+    onnx: bool = False,
 ) -> Path:
     """Write ``model.tar.gz`` for ``state_dict`` (of ``build_model(config)``); returns its path.
 
@@ -65,16 +77,14 @@ def package_model(
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        key: (value.detach().cpu().half() if fp16 and value.is_floating_point() else value.detach().cpu())
-        for key, value in state_dict.items()
-    }
+    state = portable_state_dict(state_dict, fp16=fp16)
     network = build_model(config, pretrained=False)
     network.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     network.eval()
     with tempfile.TemporaryDirectory(prefix="bincount-package-") as tmp:
         staging = Path(tmp)
-        torch.save(state, staging / WEIGHTS_FILE)
+        # The zip format (torch >= 1.6) with the default pickle protocol: what torch 2.6 reads.
+        torch.save(state, staging / WEIGHTS_FILE, _use_new_zipfile_serialization=True)
         config.weights_sha256 = sha256_file(staging / WEIGHTS_FILE)
         config.save(staging / CONFIG_FILE)
         members: list[tuple[Path, str]] = [
@@ -94,6 +104,21 @@ def package_model(
             _add_text(archive, "code/requirements.txt", REQUIREMENTS)
         partial.replace(out)  # never leave a half-written artifact under the real name
     return out
+
+
+def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -> dict[str, torch.Tensor]:
+    """A plain ``dict`` of plain CPU tensors (no Parameter, subclass or shared storage), so the
+    saved pickle holds nothing an older torch's ``weights_only`` loader refuses. Strides are kept
+    (``clone`` preserves them): repacking the shipped weights gives the very same bytes."""
+    state: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        tensor = (
+            torch.Tensor(value.detach().cpu()) if type(value) is not torch.Tensor else value.detach().cpu()
+        )
+        if fp16 and tensor.is_floating_point():
+            tensor = tensor.half()
+        state[str(key)] = tensor.clone()
+    return state
 
 
 def _onnx_exporter_available() -> bool:
@@ -146,7 +171,9 @@ def resolve_inputs(
     if config_path is not None:
         config = ModelConfig.load(config_path)
         if arch is not None and arch != config.arch:
-            raise SystemExit(f"--arch {arch} contradicts {config_path} (arch {config.arch})")
+            raise UsageError(
+                f"--arch {arch} contradicts {config_path} (arch {config.arch}): drop one of them"
+            )
     else:
         config = ModelConfig.for_arch(arch or DEFAULT_ARCH)
     if weights is not None:
@@ -166,6 +193,32 @@ def resolve_inputs(
     )
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths and names checked before torch does any work: one line for each mistake."""
+    for flag, path in (("--weights", args.weights), ("--config", args.config)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag} {path}: no such file")
+    if args.arch is not None and args.arch not in ARCHS:
+        raise UsageError(f"--arch {args.arch}: choose one of {', '.join(sorted(ARCHS))}")
+    if args.out.is_dir():
+        raise UsageError(
+            f"--out {args.out} is a folder: give the file to write, e.g. {args.out / 'model.tar.gz'}"
+        )
+    if args.out.parent.exists() and not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: {args.out.parent} is a file, not a folder")
+
+
+def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
+    import pickle
+
+    try:
+        return resolve_inputs(args.weights, args.arch, args.config)
+    except (ValueError, KeyError, RuntimeError, OSError, pickle.UnpicklingError) as error:
+        # a file that is not a state dict / config of this project, or weights of another network
+        raise UsageError(f"cannot pack these inputs: {str(error).splitlines()[0]}") from error
+
+
+@one_line_errors("model.package")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where to write model.tar.gz")
@@ -173,13 +226,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", help="backbone when no --config is given (default efficientnet_lite0)")
     parser.add_argument("--config", type=Path, help="config.json (ModelConfig) for --weights")
     parser.add_argument("--fp32", action="store_true", help="store fp32 weights instead of fp16")
-    parser.add_argument("--no-onnx", action="store_true", help="do not add model.onnx")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also add model.onnx, for servers with ONNX Runtime (not SageMaker's PyTorch container)",
+    )
+    parser.add_argument("--no-onnx", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     args = parser.parse_args(argv)
+    check_arguments(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     started = time.perf_counter()
-    state, config, source = resolve_inputs(args.weights, args.arch, args.config)
-    path = package_model(args.out, state, config, fp16=not args.fp32, onnx=not args.no_onnx)
+    state, config, source = _load_inputs(args)
+    try:
+        path = package_model(args.out, state, config, fp16=not args.fp32, onnx=args.onnx and not args.no_onnx)
+    except RuntimeError as error:  # load_state_dict: the weights belong to another network/config
+        raise UsageError(f"the weights do not fit {config.arch}: {str(error).splitlines()[0]}") from error
     print(f"packed {source}")
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {config.arch}, version {config.version}, "

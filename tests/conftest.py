@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from local.synthetic import draw_bin, encode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
+#: Where the optional real photos are: the same variables the README's commands use, defaulting
+#: to a ``shared/`` folder beside the clone.
+ABID_DIR = Path(os.environ.get("BINCOUNT_ABID_DIR") or SHARED_DIR / "abid")
+ABID_TRAIN_DIR = Path(os.environ.get("BINCOUNT_ABID_TRAIN_DIR") or SHARED_DIR / "abid-train")
 EVENTS_DIR = REPO_ROOT / "events"
 
 
@@ -46,17 +51,15 @@ def bin_image() -> Image.Image:
 
 @pytest.fixture(scope="session")
 def shared_abid() -> Path:
-    """The 52 evaluation photos in ../shared/abid; tests using it skip cleanly without it."""
-    path = SHARED_DIR / "abid"
-    if not (path / "labels.csv").is_file():
-        pytest.skip("../shared/abid is not present on this machine")
-    return path
+    """The 52 evaluation photos ($BINCOUNT_ABID_DIR, default ../shared/abid); skip cleanly without them."""
+    if not (ABID_DIR / "labels.csv").is_file():
+        pytest.skip(f"no ABID evaluation photos at {ABID_DIR} (set BINCOUNT_ABID_DIR)")
+    return ABID_DIR
 
 
 @pytest.fixture(scope="session")
 def shared_abid_train() -> Path:
-    """The 3,788 training photos in ../shared/abid-train; skip cleanly without them."""
-    path = SHARED_DIR / "abid-train"
-    if not (path / "labels.csv").is_file():
-        pytest.skip("../shared/abid-train is not present on this machine")
-    return path
+    """The training photos ($BINCOUNT_ABID_TRAIN_DIR, default ../shared/abid-train); skip cleanly without."""
+    if not (ABID_TRAIN_DIR / "labels.csv").is_file():
+        pytest.skip(f"no ABID training photos at {ABID_TRAIN_DIR} (set BINCOUNT_ABID_TRAIN_DIR)")
+    return ABID_TRAIN_DIR

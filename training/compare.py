@@ -29,6 +29,7 @@ if __package__ in (None, ""):
 
 import torch
 
+from cli.errors import Refused, UsageError, one_line_errors
 from training.metrics import compute_metrics
 from training.train import PREDICTIONS_FILE, validation_score
 
@@ -61,22 +62,35 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
         if path.is_dir():
             file = path / PREDICTIONS_FILE
             if not file.is_file():
-                raise SystemExit(f"{path} has no {PREDICTIONS_FILE} (trained before it was written?)")
+                raise UsageError(
+                    f"{path} has no {PREDICTIONS_FILE} (trained before it was written?): give run folders "
+                    "of training.train or sweep summary.json files"
+                )
             runs.append(run_from_predictions(path.name, json.loads(file.read_text())))
+        elif not path.is_file():
+            raise UsageError(f"{path}: no such run folder or summary file")
         else:
-            summary = json.loads(path.read_text())
+            summary = _read_json(path)
             for name, entry in sorted(summary.get("runs", {}).items()):
                 if "predictions" in entry:
                     runs.append(run_from_predictions(name, entry["predictions"]))
     if not runs:
-        raise SystemExit("no runs with predictions found")
+        raise UsageError("no runs with predictions found: give run folders of training.train")
     reference = runs[0]
     for run in runs[1:]:
         if run.ids != reference.ids:
-            raise SystemExit(
-                f"{run.name} was evaluated on other photos than {reference.name}: not comparable"
-            )
+            raise Refused(f"{run.name} was evaluated on other photos than {reference.name}: not comparable")
     return runs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{path} is not a sweep summary.json ({error.__class__.__name__})") from error
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} is not a sweep summary.json (no runs in it)")
+    return data
 
 
 def score(probabilities: torch.Tensor, counts: list[int], num_classes: int) -> dict[str, float]:
@@ -122,17 +136,21 @@ def format_rows(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> list[dict]:
+@one_line_errors("training.compare")
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders and/or sweep summary.json files")
     parser.add_argument("--ensembles", type=int, default=1, metavar="N", help="also ensembles of 2..N runs")
     parser.add_argument("--top", type=int, default=5, help="ensembles shown per size")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    for flag, value in (("--ensembles", args.ensembles), ("--top", args.top)):
+        if value < 1:
+            raise UsageError(f"{flag} {value}: give a whole number above 0")
     rows = compare(load_runs(args.runs), args.ensembles, args.top)
     print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
-    return rows
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

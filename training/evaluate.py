@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from cli.errors import UsageError, one_line_errors
 from training.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
     PUBLIC_BASELINES,
@@ -414,6 +415,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
         report["confusion"],
         files["confusion_png"],
         title=f"n={report['n']}  accuracy {100 * report['accuracy']:.1f}%  RMSE {report['rmse']:.2f}",
+        dataset=report.get("dataset"),
     )
     Path(files["report"]).write_text(json.dumps({**report, "files": files}, indent=1) + "\n")
     return files
@@ -445,23 +447,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument(
+        "--name", help="the data set's name in the report and figure (default: from the paths)"
+    )
     return parser
 
 
-def collect(args: argparse.Namespace) -> list[LabelledImage]:
+def dataset_name(args: argparse.Namespace) -> str:
+    """What the figure's title calls the photos: ``--name``, else the folder they come from."""
+    if args.name:
+        return str(args.name)
     if args.manifest:
-        return labels_from_manifest(args.manifest, args.split, args.images)
-    if args.labels:
-        return labels_from_csv(args.labels, args.images)
-    if args.images is None:
-        raise SystemExit("give --images (count-class folders), --labels CSV or --manifest")
-    if (args.images / "labels.csv").is_file():
-        return labels_from_csv(args.images / "labels.csv", args.images)
-    return labels_from_folders(args.images)
+        return f"{args.manifest.resolve().parent.name}, {args.split} split"
+    source = args.labels.resolve().parent if args.labels else args.images.resolve()
+    return source.parent.name if source.name == "images" else source.name
 
 
+WHAT_WORKS = (
+    "give --images DIR with <count>/ subfolders, --images DIR --labels CSV (image,count), or --manifest"
+)
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Paths and numbers checked before the model loads: one line for each mistake."""
+    if not args.model.exists():
+        raise UsageError(f"--model {args.model}: no such file (pack one with `make model`)")
+    for flag, path, kind in (
+        ("--images", args.images, "folder"),
+        ("--labels", args.labels, "file"),
+        ("--manifest", args.manifest, "file"),
+    ):
+        if path is not None and not (path.is_dir() if kind == "folder" else path.is_file()):
+            raise UsageError(f"{flag} {path}: no such {kind}")
+    for flag, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: give a whole number above 0")
+    if args.subset is not None and args.subset[0] > args.subset[1]:
+        raise UsageError(f"--subset {args.subset[0]}-{args.subset[1]}: LO must not exceed HI")
+
+
+def collect(args: argparse.Namespace) -> list[LabelledImage]:
+    """The labelled photos the arguments name; :class:`UsageError` (one line) when there are none."""
+    try:
+        if args.manifest:
+            return labels_from_manifest(args.manifest, args.split, args.images)
+        if args.labels:
+            return labels_from_csv(args.labels, args.images)
+        if args.images is None:
+            raise UsageError(f"nothing to evaluate: {WHAT_WORKS}")
+        if (args.images / "labels.csv").is_file():
+            return labels_from_csv(args.images / "labels.csv", args.images)
+        if not _count_dirs(args.images) and not (args.images / "images").is_dir():
+            raise UsageError(
+                f"--images {args.images} has no labels (no <count>/ subfolders, no labels.csv): {WHAT_WORKS}"
+            )
+        return labels_from_folders(args.images)
+    except (ValueError, KeyError) as error:  # a CSV or manifest that is not what it should be
+        raise UsageError(f"{str(error).splitlines()[0]}: {WHAT_WORKS}") from error
+
+
+@one_line_errors("training.evaluate")
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_arguments(args)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     items = collect(args)
     if args.limit:
@@ -474,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     report = summarise(run, args.subset)
     report["model"] = str(args.model)
+    report["dataset"] = dataset_name(args)
     report["abid_challenge_per_class_accuracy"] = {
         str(k): v / 100 for k, v in ABID_CHALLENGE_PER_CLASS_ACCURACY.items()
     }

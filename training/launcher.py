@@ -2,16 +2,21 @@
 
 ``python -m training.launcher train|tune|best ...``
 
-- ``train``: one training job from ``training/train.py`` with Debugger rules (loss not decreasing,
-  overfit, vanishing gradient), the ProfilerReport rule and system monitoring; optional managed spot
-  training with checkpoints. ``ModelTrainer`` (v3) takes no Debugger/Profiler settings, so the request
-  it builds is sent through ``sagemaker.core.resources.TrainingJob.create`` with those added.
+- ``train``: one training job from ``training/train.py`` with the shipped recipe's hyperparameters
+  (``--hp NAME=VALUE`` overrides one); optional managed spot training with checkpoints. SageMaker
+  Debugger is closed to new customers (from 2026-07-30), so no Debugger rules are sent unless
+  ``--debugger`` asks for them (accounts that already use it); its tensor rules would judge nothing
+  anyway, the smdebug hook they read cannot be installed next to our protobuf, and the instance's
+  system metrics are in CloudWatch without it. ``ModelTrainer`` (v3) takes no Debugger settings, so
+  with ``--debugger`` the request goes through ``sagemaker.core.resources.TrainingJob.create``.
 - ``tune``: a ``HyperparameterTuner`` over the same ``ModelTrainer`` (learning rate log-scaled, batch
-  size, backbone lr multiplier, loss, or any ``--range``), objective ``valid:accuracy`` (Maximize),
-  ``valid:rmse`` (Minimize) or ``valid:score`` (the trainer's own checkpoint criterion).
-  Tuning jobs carry no Debugger rules on AWS: retrain the best configuration with ``train``.
+  size, backbone lr multiplier, loss, or any ``--range``). The default objective is
+  ``best:valid_score``, the score of the checkpoint the job keeps (the trainer's last line), not the
+  last epoch's. Hyperband gets early stopping ``Off`` and a static ``epochs``; Grid categorical
+  ranges only; anything AWS would reject is refused locally with the reason.
 - ``best``: the best training job of a tuning job (or any training job) and its
-  ``ModelArtifacts.S3ModelArtifacts``, printed as ``sam deploy --parameter-overrides ModelDataUrl=...``.
+  ``ModelArtifacts.S3ModelArtifacts``, printed with the commands that deploy it (copy into the
+  artifact bucket, ``ModelArtifactKey`` in samconfig.toml, ``sam deploy --config-env``).
 
 ``--dry-run`` builds everything offline (no AWS call leaves the process: see
 ``training/sagemaker_capture.py``) and prints the exact CreateTrainingJob /
@@ -21,6 +26,7 @@ CreateHyperParameterTuningJob request. The SageMaker SDK is imported lazily: it 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -28,12 +34,21 @@ import re
 import shutil
 import sys
 import tempfile
-import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from cli.errors import NotFound, UsageError, one_line_errors
+from training.launch_policy import (
+    TRAINING_NAME_MAX,
+    TUNING_NAME_MAX,
+    StrategySettings,
+    shipped_recipe,
+    strategy_settings,
+    unique_job_name,
+)
 
 if TYPE_CHECKING:
     import boto3
@@ -55,15 +70,26 @@ _IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxrunti
 # One source of truth: the trainer prints METRIC_LINE_FORMAT once per epoch and exports the regexes
 # (training.train.METRIC_DEFINITIONS); SageMaker scrapes the job's log with them and the tuner reads
 # its objective from them. Names look like ``valid:accuracy`` (CloudWatch style).
+#: The kept checkpoint's validation score, printed once as the trainer's last metric line
+#: (``best:valid_score=<float>``): the tuner's objective is the *last* value its regex captures, so
+#: only this line makes the objective the model the job actually keeps.
+BEST_OBJECTIVE = "best:valid_score"
+BEST_OBJECTIVE_REGEX = r"\bbest:valid_score=([-+0-9.eE]+|nan|inf)"
+
+
 def metric_definitions() -> list[dict[str, str]]:
-    """``[{"Name": ..., "Regex": ...}]`` exactly as ``training/train.py`` defines them."""
+    """``[{"Name": ..., "Regex": ...}]`` as ``training/train.py`` defines them, plus the objective's."""
     from training.train import METRIC_DEFINITIONS
 
-    return [{"Name": str(m["Name"]), "Regex": str(m["Regex"])} for m in METRIC_DEFINITIONS]
+    found = [{"Name": str(m["Name"]), "Regex": str(m["Regex"])} for m in METRIC_DEFINITIONS]
+    if all(m["Name"] != BEST_OBJECTIVE for m in found):
+        found.append({"Name": BEST_OBJECTIVE, "Regex": BEST_OBJECTIVE_REGEX})
+    return found
 
 
-#: Tuning objectives and their direction; ``valid:score`` is what train.py keeps its checkpoint by.
+#: Tuning objectives and their direction; ``best:valid_score`` is the kept checkpoint's score.
 OBJECTIVES: dict[str, str] = {
+    BEST_OBJECTIVE: "Maximize",
     "valid:accuracy": "Maximize",
     "valid:rmse": "Minimize",
     "valid:mae": "Minimize",
@@ -75,7 +101,7 @@ def objective_name(text: str) -> str:
     """Accept ``valid_accuracy`` as well as the metric's own name ``valid:accuracy``."""
     name = text if ":" in text else text.replace("_", ":", 1)
     if name not in OBJECTIVES:
-        raise ValueError(f"objective {text!r}: choose one of {sorted(OBJECTIVES)}")
+        raise argparse.ArgumentTypeError(f"objective {text!r}: choose one of {', '.join(OBJECTIVES)}")
     return name
 
 
@@ -112,17 +138,30 @@ class LaunchConfig:
         )
 
     def validate(self) -> None:
+        """Everything checkable offline, as one-line :class:`UsageError` s, before any AWS call."""
         if not self.role.startswith("arn:"):
-            raise ValueError(f"--role must be an IAM role ARN, got {self.role!r}")
+            raise UsageError(
+                f"--role must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME), got {self.role!r}"
+            )
         for name, uri in self.channels.items():
             if not uri.startswith("s3://"):
-                raise ValueError(f"channel {name!r}: {uri!r} is not an s3:// URI (upload the data first)")
+                raise UsageError(
+                    f"channel {name!r}: {uri!r} is not an s3:// URI; upload it first "
+                    f"(aws s3 sync {uri} s3://{self.bucket}/data/{name}) and pass that URI"
+                )
         if not self.channels:
-            raise ValueError("at least one input channel is needed (--data or --channel NAME=s3://...)")
+            raise UsageError("no input data: give --data s3://BUCKET/PREFIX (or --channel NAME=s3://...)")
+        for flag, value in (
+            ("--instance-count", self.instance_count),
+            ("--volume-size", self.volume_size_gb),
+            ("--max-run", self.max_run_s),
+        ):
+            if value < 1:
+                raise UsageError(f"{flag} {value}: give a whole number above 0")
         if self.use_spot:
             wait = self.max_wait_s or self.max_run_s * 2
             if wait < self.max_run_s:
-                raise ValueError("--max-wait must be at least --max-run for spot training")
+                raise UsageError("--max-wait must be at least --max-run for spot training")
 
 
 def training_image(cfg: LaunchConfig) -> str:
@@ -201,7 +240,9 @@ def sagemaker_session(cfg: LaunchConfig, boto_session: boto3.Session | None = No
     )
 
 
-def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str, *, checkpoints: bool = True) -> Any:
+def build_model_trainer(
+    cfg: LaunchConfig, session: Any, source_dir: str, *, checkpoints: bool = True, job_name: str = ""
+) -> Any:
     """A ``ModelTrainer`` for ``training/train.py``: image, compute, channels, metrics, checkpoints."""
     from sagemaker.core.shapes import (
         Channel,
@@ -256,11 +297,9 @@ def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str, *, che
     if cfg.use_spot and checkpoints:
         # Spot capacity can vanish mid-epoch: SageMaker syncs local_path <-> s3_uri and train.py resumes
         # from the newest checkpoint there. One folder per launch, so a new run never resumes an old one.
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        folder = job_name or unique_job_name(cfg.job_prefix)
         trainer.with_checkpoint_config(
-            CheckpointConfig(
-                s3_uri=f"{cfg.s3_root}/checkpoints/{cfg.job_prefix}-{stamp}", local_path=CHECKPOINT_LOCAL_PATH
-            )
+            CheckpointConfig(s3_uri=f"{cfg.s3_root}/checkpoints/{folder}", local_path=CHECKPOINT_LOCAL_PATH)
         )
     return trainer
 
@@ -268,9 +307,13 @@ def build_model_trainer(cfg: LaunchConfig, session: Any, source_dir: str, *, che
 def debugger_settings(cfg: LaunchConfig, *, sagemaker_profiler: bool = False) -> dict[str, Any]:
     """Debugger rules, the ProfilerReport rule and system monitoring for ``TrainingJob.create``.
 
-    Rule names and parameters come from ``smdebug_rulesconfig`` (what the built-in rules expect);
-    the rule images from the SDK's per-region table. Tensor rules evaluate what an smdebug hook
-    saved in the container; system monitoring and ProfilerReport need nothing in the container.
+    Opt-in only (``--debugger``): SageMaker Debugger is closed to new customers since 2026-07-30,
+    and an account without it has such a request refused. Rule names and parameters come from
+    ``smdebug_rulesconfig`` (what the built-in rules expect); the rule images from the SDK's
+    per-region table. The tensor rules evaluate what an smdebug hook saved in the container, and
+    smdebug cannot be installed here (its protobuf pin): they would judge nothing. System
+    monitoring and ProfilerReport need nothing in the container (and CloudWatch has the
+    instance's metrics without Debugger).
     """
     import smdebug_rulesconfig as rule_configs
     from sagemaker.core.debugger import get_rule_container_image_uri
@@ -331,19 +374,23 @@ def start_training_job(
     cfg: LaunchConfig,
     *,
     boto_session: boto3.Session | None = None,
-    debugger: bool = True,
+    debugger: bool = False,
     sagemaker_profiler: bool = False,
 ) -> str:
-    """Create one training job (with Debugger/Profiler settings) and return its name."""
+    """Create one training job (Debugger/Profiler settings only with ``debugger``); its name."""
     from sagemaker.core.resources import TrainingJob
 
+    cfg.validate()
     session = sagemaker_session(cfg, boto_session)
+    job_name = unique_job_name(cfg.job_prefix, TRAINING_NAME_MAX)
     with tempfile.TemporaryDirectory(prefix="bincount-src-") as tmp:
         source = cfg.source_uri or str(stage_source_dir(Path(tmp)))
-        trainer = build_model_trainer(cfg, session, source)
-        # ModelTrainer.train() would send exactly this request; we add the Debugger/Profiler fields
-        # it cannot take. (_create_training_job_args is the SDK's own builder, also used by train().)
+        trainer = build_model_trainer(cfg, session, source, job_name=job_name)
+        # ModelTrainer.train() would send exactly this request, named by the SDK's timestamp; we name
+        # it ourselves (unique within a minute) and add the Debugger fields it cannot take.
+        # (_create_training_job_args is the SDK's own builder, also used by train().)
         request = trainer._create_training_job_args()
+        request["training_job_name"] = job_name
         if debugger:
             request.update(debugger_settings(cfg, sagemaker_profiler=sagemaker_profiler))
         job = TrainingJob.create(session=session.boto_session, region=cfg.region, **request)
@@ -352,23 +399,52 @@ def start_training_job(
     return name
 
 
+RANGE_FORMS = "NAME=log:LO:HI, NAME=lin:LO:HI, NAME=int:LO:HI or NAME=cat:A,B,C"
+
+
+def range_kind(spec: str) -> tuple[str, str, str]:
+    """``(name, kind, rest)`` of a ``--range`` spec, checked without the SDK."""
+    name, _, body = spec.partition("=")
+    kind, _, rest = body.partition(":")
+    if not name or not rest or kind not in ("log", "lin", "int", "cat"):
+        raise UsageError(f"--range {spec!r}: use {RANGE_FORMS}")
+    if kind != "cat":
+        lo, _, hi = rest.partition(":")
+        try:
+            low, high = (int(lo), int(hi)) if kind == "int" else (float(lo), float(hi))
+        except ValueError:
+            raise UsageError(f"--range {spec!r}: LO and HI must be numbers ({RANGE_FORMS})") from None
+        if low >= high or (kind == "log" and low <= 0):
+            raise UsageError(
+                f"--range {spec!r}: needs LO < HI{' and LO > 0 (log scale)' if kind == 'log' else ''}"
+            )
+    return name, kind, rest
+
+
 def parse_range(spec: str) -> tuple[str, Any]:
     """``NAME=log:LO:HI`` | ``NAME=lin:LO:HI`` | ``NAME=int:LO:HI`` | ``NAME=cat:A,B,C``."""
     from sagemaker.core.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
 
-    name, _, body = spec.partition("=")
-    kind, _, rest = body.partition(":")
-    if not name or not rest:
-        raise ValueError(f"bad range {spec!r}: use NAME=log:LO:HI, lin:LO:HI, int:LO:HI or cat:A,B")
+    name, kind, rest = range_kind(spec)
     if kind == "cat":
         return name, CategoricalParameter(rest.split(","))
     lo, _, hi = rest.partition(":")
-    if kind in ("log", "lin"):
-        scaling = "Logarithmic" if kind == "log" else "Linear"
-        return name, ContinuousParameter(float(lo), float(hi), scaling_type=scaling)
     if kind == "int":
         return name, IntegerParameter(int(lo), int(hi))
-    raise ValueError(f"bad range kind {kind!r} in {spec!r}")
+    scaling = "Logarithmic" if kind == "log" else "Linear"
+    return name, ContinuousParameter(float(lo), float(hi), scaling_type=scaling)
+
+
+def tuning_settings(
+    strategy: str, ranges: Sequence[str], static: Mapping[str, str], max_jobs: int | None
+) -> StrategySettings:
+    """What ``strategy`` needs, checked against the ranges and static hyperparameters (offline)."""
+    kinds = {name: kind for name, kind, _ in map(range_kind, ranges)}
+    sizes = {name: len(rest.split(",")) for name, kind, rest in map(range_kind, ranges) if kind == "cat"}
+    tuned_static = {k: v for k, v in static.items() if k not in kinds}
+    return strategy_settings(
+        strategy, range_kinds=kinds, categorical_sizes=sizes, static=tuned_static, max_jobs=max_jobs
+    )
 
 
 #: Names are train.py's flags (the container passes hyperparameters as ``--name value``).
@@ -382,29 +458,36 @@ DEFAULT_RANGES = (
 
 def build_tuner(
     trainer: Any,
+    settings: StrategySettings,
     *,
-    objective: str = "valid:accuracy",
+    objective: str = BEST_OBJECTIVE,
     ranges: Sequence[str] = DEFAULT_RANGES,
-    max_jobs: int = 12,
     max_parallel_jobs: int = 2,
-    strategy: str = "Bayesian",
-    early_stopping: str = "Auto",
     base_name: str | None = None,
 ) -> Any:
+    from sagemaker.core.shapes import HyperbandStrategyConfig, HyperParameterTuningJobStrategyConfig
     from sagemaker.train.tuner import HyperparameterTuner
 
     objective = objective_name(objective)
     hyperparameter_ranges = dict(parse_range(spec) for spec in ranges)
+    strategy_config = None
+    if settings.hyperband_max_epochs is not None:
+        strategy_config = HyperParameterTuningJobStrategyConfig(
+            hyperband_strategy_config=HyperbandStrategyConfig(
+                min_resource=1, max_resource=settings.hyperband_max_epochs
+            )
+        )
     return HyperparameterTuner(
         model_trainer=trainer,
         objective_metric_name=objective,
         objective_type=OBJECTIVES[objective],
         hyperparameter_ranges=hyperparameter_ranges,
         metric_definitions=metric_definitions(),
-        strategy=strategy,
-        max_jobs=max_jobs,
+        strategy=settings.strategy,
+        strategy_config=strategy_config,
+        max_jobs=settings.max_jobs,
         max_parallel_jobs=max_parallel_jobs,
-        early_stopping_type=early_stopping,
+        early_stopping_type=settings.early_stopping,
         base_tuning_job_name=base_name,
     )
 
@@ -413,13 +496,21 @@ def start_tuning_job(
     cfg: LaunchConfig,
     *,
     boto_session: boto3.Session | None = None,
-    objective: str = "valid:accuracy",
+    objective: str = BEST_OBJECTIVE,
     ranges: Sequence[str] = DEFAULT_RANGES,
-    max_jobs: int = 12,
+    max_jobs: int | None = None,
     max_parallel_jobs: int = 2,
     strategy: str = "Bayesian",
 ) -> str:
-    """Create the tuning job and return its name (≤ 32 characters, as AWS requires)."""
+    """Create the tuning job and return its name (≤ 32 characters, as AWS requires).
+
+    The tuned names leave the static hyperparameters (a range wins over the recipe's value)."""
+    cfg.validate()
+    settings = tuning_settings(strategy, ranges, cfg.hyperparameters, max_jobs)
+    tuned = {name for name, _, _ in map(range_kind, ranges)}
+    cfg = dataclasses.replace(
+        cfg, hyperparameters={k: v for k, v in cfg.hyperparameters.items() if k not in tuned}
+    )
     session = sagemaker_session(cfg, boto_session)
     with tempfile.TemporaryDirectory(prefix="bincount-src-") as tmp:
         source = cfg.source_uri or str(stage_source_dir(Path(tmp)))
@@ -432,14 +523,13 @@ def start_tuning_job(
         trainer = build_model_trainer(cfg, session, source, checkpoints=False)
         tuner = build_tuner(
             trainer,
+            settings,
             objective=objective,
             ranges=ranges,
-            max_jobs=max_jobs,
             max_parallel_jobs=max_parallel_jobs,
-            strategy=strategy,
             base_name=cfg.job_prefix,
         )
-        tuner.tune(wait=False)
+        tuner.tune(job_name=unique_job_name(cfg.job_prefix, TUNING_NAME_MAX), wait=False)
     name = str(tuner._current_job_name)
     LOG.info("created tuning job %s", name)
     return name
@@ -452,8 +542,19 @@ class BestJob:
     objective: dict[str, Any] | None
     hyperparameters: dict[str, str]
 
+    @property
+    def artifact_key(self) -> str:
+        """Where the stack's ModelArtifactKey expects it in bincount-artifacts-<account>-<region>."""
+        return f"models/{self.training_job_name}/model.tar.gz"
+
     def sam_deploy_command(self) -> str:
-        return f"sam deploy --parameter-overrides ModelDataUrl={self.model_data_url}"
+        """Copy into the artifact bucket, name it in samconfig.toml, deploy (README: Deploying)."""
+        return (
+            f"aws s3 cp {self.model_data_url} s3://bincount-artifacts-$ACCOUNT-$AWS_REGION/{self.artifact_key}\n"
+            f"# samconfig.toml, your environment's parameter_overrides: "
+            f'"ModelArtifactKey={self.artifact_key}"\n'
+            "sam build && sam deploy --config-env dev"
+        )
 
 
 def describe_best(
@@ -465,17 +566,17 @@ def describe_best(
         tuning = client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=tuning_job_name)
         best = tuning.get("BestTrainingJob")
         if not best:
-            raise LookupError(
+            raise NotFound(
                 f"tuning job {tuning_job_name} ({tuning['HyperParameterTuningJobStatus']}) has no best "
                 "training job yet"
             )
         training_job_name = best["TrainingJobName"]
         objective = best.get("FinalHyperParameterTuningJobObjectiveMetric")
     if not training_job_name:
-        raise ValueError("give a tuning job or a training job")
+        raise UsageError("give --tuning-job NAME or --training-job NAME")
     job = client.describe_training_job(TrainingJobName=training_job_name)
     if job["TrainingJobStatus"] != "Completed":
-        raise LookupError(f"training job {training_job_name} is {job['TrainingJobStatus']}, not Completed")
+        raise NotFound(f"training job {training_job_name} is {job['TrainingJobStatus']}, not Completed")
     hyperparameters = {
         k: v for k, v in job.get("HyperParameters", {}).items() if not k.startswith("sagemaker_")
     }
@@ -488,59 +589,127 @@ def _key_values(items: Sequence[str], what: str) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"{what} {item!r}: expected NAME=VALUE")
+            raise UsageError(f"{what} {item!r}: expected NAME=VALUE")
         out[key] = value
     return out
 
 
+_EXAMPLES = {
+    "train": """example:
+  python -m training.launcher train --role arn:aws:iam::123456789012:role/SageMakerRole \\
+      --bucket my-ml-bucket --data s3://my-ml-bucket/abid-train --hp epochs=20 --dry-run""",
+    "tune": """example:
+  python -m training.launcher tune --role arn:aws:iam::123456789012:role/SageMakerRole \\
+      --bucket my-ml-bucket --data s3://my-ml-bucket/abid-train --strategy Hyperband --max-jobs 20""",
+    "best": """example:
+  python -m training.launcher best --tuning-job bincount-261201-145102-a3f9""",
+}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (where it has one); examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _subparser(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=_EXAMPLES[name], formatter_class=_HelpFormatter
+    )
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--role", required=True, help="SageMaker execution role ARN")
+    p.add_argument("--bucket", required=True, help="S3 bucket for code, output, checkpoints")
+    p.add_argument("--prefix", default="bincount", help="key prefix in the bucket")
+    p.add_argument("--region", default="us-east-1", help="AWS region")
+    p.add_argument(
+        "--data",
+        help="S3 URI of the data folder (channel 'training': a training.data split or count folders)",
+    )
+    p.add_argument("--channel", action="append", default=[], metavar="NAME=S3URI", help="more input channels")
+    p.add_argument("--instance-type", default=DEFAULT_TRAINING_INSTANCE, help="T4 GPU: fp16 mixed precision")
+    p.add_argument("--instance-count", type=int, default=1, help="instances per job")
+    p.add_argument("--volume-size", type=int, default=30, help="GB")
+    p.add_argument("--max-run", type=int, default=3 * 3600, help="seconds")
+    p.add_argument("--spot", action="store_true", help="managed spot training with S3 checkpoints")
+    p.add_argument("--max-wait", type=int, help="seconds, spot only (default: 2 x --max-run)")
+    p.add_argument("--job-prefix", default="bincount", help="job names: PREFIX-yymmdd-HHMMSS-xxxx")
+    p.add_argument(
+        "--framework-version", default=DEFAULT_FRAMEWORK_VERSION, help="PyTorch training container version"
+    )
+    p.add_argument("--py-version", default=DEFAULT_PY_VERSION, help="Python of the container")
+    p.add_argument("--image-uri", help="override the PyTorch training image")
+    p.add_argument(
+        "--source-uri", help="pre-uploaded sourcedir.tar.gz on S3 (default: stage training/ and model/)"
+    )
+    p.add_argument(
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="hyperparameter passed to train.py as --NAME VALUE, over the shipped recipe "
+        f"({' '.join(f'{k}={v}' for k, v in _recipe_or_empty().items())})",
+    )
+    p.add_argument("--dry-run", action="store_true", help="build offline and print the request, send nothing")
+
+
+def _recipe() -> dict[str, str]:
+    try:
+        return shipped_recipe()
+    except (OSError, LookupError, ValueError) as error:
+        raise UsageError(f"cannot read the shipped recipe ({error}); run from the repository") from error
+
+
+def _recipe_or_empty() -> dict[str, str]:
+    try:
+        return shipped_recipe()
+    except (OSError, LookupError, ValueError):
+        return {}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.launcher", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.launcher",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"defaults: instance {DEFAULT_TRAINING_INSTANCE} (one T4 GPU), PyTorch training container "
+        f"{DEFAULT_FRAMEWORK_VERSION} ({DEFAULT_PY_VERSION}), tuning objective {BEST_OBJECTIVE}\n"
+        "each command's own options and defaults: python -m training.launcher COMMAND --help\n\n"
+        + _EXAMPLES["train"],
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,best}")
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--role", required=True, help="SageMaker execution role ARN")
-        p.add_argument("--bucket", required=True, help="S3 bucket for code, output, checkpoints")
-        p.add_argument("--prefix", default="bincount", help="key prefix in the bucket")
-        p.add_argument("--region", default="us-east-1")
-        p.add_argument(
-            "--data",
-            help="S3 URI of the data folder (channel 'training': a training.data split or count folders)",
-        )
-        p.add_argument(
-            "--channel", action="append", default=[], metavar="NAME=S3URI", help="more input channels"
-        )
-        p.add_argument("--instance-type", default=DEFAULT_TRAINING_INSTANCE)
-        p.add_argument("--instance-count", type=int, default=1)
-        p.add_argument("--volume-size", type=int, default=30, help="GB")
-        p.add_argument("--max-run", type=int, default=3 * 3600, help="seconds")
-        p.add_argument("--spot", action="store_true", help="managed spot training with S3 checkpoints")
-        p.add_argument("--max-wait", type=int, help="seconds, spot only (default 2 x --max-run)")
-        p.add_argument("--job-prefix", default="bincount")
-        p.add_argument("--framework-version", default=DEFAULT_FRAMEWORK_VERSION)
-        p.add_argument("--py-version", default=DEFAULT_PY_VERSION)
-        p.add_argument("--image-uri", help="override the PyTorch training image")
-        p.add_argument("--source-uri", help="pre-uploaded sourcedir.tar.gz on S3 (default: stage the repo)")
-        p.add_argument(
-            "--hp",
-            action="append",
-            default=[],
-            metavar="NAME=VALUE",
-            help="hyperparameter passed as --NAME VALUE",
-        )
-        p.add_argument(
-            "--dry-run", action="store_true", help="build offline and print the request, send nothing"
-        )
+    train = _subparser(
+        sub, "train", "one SageMaker training job (the shipped recipe unless --hp says otherwise)"
+    )
+    _common(train)
+    train.add_argument(
+        "--debugger",
+        action="store_true",
+        help="add SageMaker Debugger rules and the profiler report (accounts that had Debugger before "
+        "2026-07-30 only; closed to new customers)",
+    )
+    train.add_argument(
+        "--no-debugger", action="store_true", help=argparse.SUPPRESS
+    )  # the old default's opt-out
+    train.add_argument(
+        "--sagemaker-profiler", action="store_true", help="with --debugger: SageMaker Profiler"
+    )
 
-    train = sub.add_parser("train", help="one training job with Debugger rules and the profiler report")
-    common(train)
-    train.add_argument("--no-debugger", action="store_true", help="leave out Debugger/Profiler settings")
-    train.add_argument("--sagemaker-profiler", action="store_true", help="also enable SageMaker Profiler")
-
-    tune = sub.add_parser("tune", help="a hyperparameter tuning job")
-    common(tune)
+    tune = _subparser(sub, "tune", "a hyperparameter tuning job over train.py")
+    _common(tune)
     tune.add_argument(
-        "--objective", type=objective_name, default="valid:accuracy", help=f"one of {', '.join(OBJECTIVES)}"
+        "--objective",
+        type=objective_name,
+        default=BEST_OBJECTIVE,
+        help=f"one of {', '.join(OBJECTIVES)}; {BEST_OBJECTIVE} is the kept checkpoint's score",
     )
     tune.add_argument(
         "--range",
@@ -549,20 +718,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME=KIND:...",
         help=f"default: {' '.join(DEFAULT_RANGES)}",
     )
-    tune.add_argument("--max-jobs", type=int, default=12)
-    tune.add_argument("--max-parallel-jobs", type=int, default=2)
-    tune.add_argument("--strategy", default="Bayesian", choices=["Bayesian", "Random", "Hyperband", "Grid"])
+    tune.add_argument("--max-jobs", type=int, default=None, help="default 12; Grid: every combination")
+    tune.add_argument("--max-parallel-jobs", type=int, default=2, help="jobs running at once")
+    tune.add_argument(
+        "--strategy",
+        default="Bayesian",
+        choices=["Bayesian", "Random", "Hyperband", "Grid"],
+        help="Hyperband: early stopping Off, static epochs; Grid: categorical ranges only",
+    )
 
-    best = sub.add_parser("best", help="print the best job's ModelDataUrl for sam deploy")
+    best = _subparser(sub, "best", "print the best job's model artifact and how to deploy it")
     group = best.add_mutually_exclusive_group(required=True)
     group.add_argument("--tuning-job")
     group.add_argument("--training-job")
-    best.add_argument("--region", default="us-east-1")
+    best.add_argument("--region", default="us-east-1", help="AWS region")
     best.add_argument("--json", action="store_true")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> LaunchConfig:
+    """The launch configuration; hyperparameters are the shipped recipe with ``--hp`` over it."""
     channels = _key_values(args.channel, "--channel")
     if args.data:
         channels = {"training": args.data, **channels}
@@ -581,7 +756,7 @@ def config_from_args(args: argparse.Namespace) -> LaunchConfig:
         max_wait_s=args.max_wait,
         framework_version=args.framework_version,
         py_version=args.py_version,
-        hyperparameters=_key_values(args.hp, "--hp"),
+        hyperparameters={**_recipe(), **_key_values(args.hp, "--hp")},
         image_uri=args.image_uri,
         source_uri=args.source_uri,
     )
@@ -591,34 +766,39 @@ def _json_default(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+def _print_best(args: argparse.Namespace, boto_session: boto3.Session | None) -> int:
+    import boto3
+
+    client = (boto_session or boto3.Session(region_name=args.region)).client(
+        "sagemaker", region_name=args.region
+    )
+    found = describe_best(client, tuning_job_name=args.tuning_job, training_job_name=args.training_job)
+    if args.json:
+        print(json.dumps({**found.__dict__, "sam_deploy": found.sam_deploy_command()}, default=_json_default))
+        return 0
+    print(f"best training job: {found.training_job_name}")
+    if found.objective:
+        print(f"objective: {found.objective.get('MetricName')} = {found.objective.get('Value')}")
+    print(f"hyperparameters: {json.dumps(found.hyperparameters, sort_keys=True)}")
+    print(f"ModelDataUrl: {found.model_data_url}")
+    print(found.sam_deploy_command())
+    return 0
+
+
+@one_line_errors("training.launcher")
 def main(argv: Sequence[str] | None = None, *, boto_session: boto3.Session | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
     if args.command == "best":
-        import boto3
-
-        client = (boto_session or boto3.Session(region_name=args.region)).client(
-            "sagemaker", region_name=args.region
-        )
-        found = describe_best(client, tuning_job_name=args.tuning_job, training_job_name=args.training_job)
-        if args.json:
-            print(
-                json.dumps(
-                    {**found.__dict__, "sam_deploy": found.sam_deploy_command()}, default=_json_default
-                )
-            )
-        else:
-            print(f"best training job: {found.training_job_name}")
-            if found.objective:
-                print(f"objective: {found.objective.get('MetricName')} = {found.objective.get('Value')}")
-            print(f"hyperparameters: {json.dumps(found.hyperparameters, sort_keys=True)}")
-            print(f"ModelDataUrl: {found.model_data_url}")
-            print(found.sam_deploy_command())
-        return 0
+        return _print_best(args, boto_session)
 
     cfg = config_from_args(args)
+    cfg.validate()
+    if args.command == "tune":
+        ranges = args.range or DEFAULT_RANGES
+        tuning_settings(args.strategy, ranges, cfg.hyperparameters, args.max_jobs)  # refuse before staging
     recorder = None
     if args.dry_run:
         from training.sagemaker_capture import recording_session
@@ -630,7 +810,7 @@ def main(argv: Sequence[str] | None = None, *, boto_session: boto3.Session | Non
         name = start_training_job(
             cfg,
             boto_session=boto_session,
-            debugger=not args.no_debugger,
+            debugger=args.debugger and not args.no_debugger,
             sagemaker_profiler=args.sagemaker_profiler,
         )
         operation = "CreateTrainingJob"
@@ -639,7 +819,7 @@ def main(argv: Sequence[str] | None = None, *, boto_session: boto3.Session | Non
             cfg,
             boto_session=boto_session,
             objective=args.objective,
-            ranges=args.range or DEFAULT_RANGES,
+            ranges=ranges,
             max_jobs=args.max_jobs,
             max_parallel_jobs=args.max_parallel_jobs,
             strategy=args.strategy,

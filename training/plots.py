@@ -1,14 +1,25 @@
 """PNG figures for reports: the confusion matrix and the training curves.
 
+Figures that explain themselves: the confusion matrix names its data set, has a colour bar and
+says that its shading is per row (each true count's share, so a row of one photo can be the
+darkest cell: the row labels give each row's number of photos); the training curves put loss,
+accuracy and RMSE on separate axes, mark the epoch whose weights were kept, and say in each title
+what the panel shows and which way is better.
+
 matplotlib is imported inside the functions with the non-interactive Agg backend, so importing this
 module costs nothing and plotting works on a headless machine or a SageMaker container.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+#: train.py's checkpoint criterion (``valid_accuracy - 0.25 * valid_rmse``), used to find the kept
+#: epoch when the caller does not say which it was.
+RMSE_WEIGHT = 0.25
 
 
 def _pyplot() -> Any:
@@ -25,65 +36,132 @@ def plot_confusion(
     path: str | Path,
     title: str = "Confusion matrix",
     labels: Sequence[str] | None = None,
+    *,
+    dataset: str | None = None,
 ) -> Path:
-    """Counts in each cell, shaded by the share of the true class (rows), so rare classes show too."""
+    """Counts in each cell, shaded by the share of the true count's photos (per row).
+
+    Per-row shading keeps rare counts visible next to common ones; the colour bar and the title
+    say so, and each row label carries its number of photos so a dark cell in a row of one photo
+    reads for what it is. Rows without photos are hatched.
+    """
     plt = _pyplot()
     size = len(confusion)
     names = list(labels) if labels is not None else [str(k) for k in range(size)]
     if len(names) != size:
         raise ValueError(f"{len(names)} labels for a {size}x{size} confusion matrix")
-    row_share = [[cell / max(1, sum(row)) for cell in row] for row in confusion]
+    totals = [sum(row) for row in confusion]
+    row_share = [
+        [cell / total if total else math.nan for cell in row]
+        for row, total in zip(confusion, totals, strict=True)
+    ]
 
-    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * size, 0.8 + 0.8 * size), dpi=120)
+    fig, ax = plt.subplots(figsize=(2.4 + 0.85 * size, 1.4 + 0.8 * size), dpi=120)
     try:
-        ax.imshow(row_share, cmap="Blues", vmin=0.0, vmax=1.0)
+        image = ax.imshow(row_share, cmap="Blues", vmin=0.0, vmax=1.0)
         for t, row in enumerate(confusion):
+            if not totals[t]:
+                ax.add_patch(
+                    plt.Rectangle((-0.5, t - 0.5), size, 1, fill=False, hatch="//", color="0.75", lw=0)
+                )
+                ax.text((size - 1) / 2, t, "no photos with this count", ha="center", va="center", fontsize=8)
+                continue
             for p, cell in enumerate(row):
                 colour = "white" if row_share[t][p] > 0.6 else "black"
-                ax.text(p, t, str(cell), ha="center", va="center", color=colour, fontsize=9)
+                ax.text(
+                    p, t, f"{cell}\n{row_share[t][p]:.0%}", ha="center", va="center", color=colour, fontsize=8
+                )
         ax.set_xticks(range(size), names)
-        ax.set_yticks(range(size), names)
+        ax.set_yticks(range(size), [f"{name}  (n={totals[k]})" for k, name in enumerate(names)])
         ax.set_xlabel("predicted count")
-        ax.set_ylabel("true count")
-        ax.set_title(title, fontsize=10)
+        ax.set_ylabel("true count (photos in the row)")
+        heading = f"{dataset}: {title}" if dataset else title
+        ax.set_title(
+            f"{heading}\nshading: share of each row (true count); cells: photos, % of row", fontsize=9
+        )
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label("share of the row's photos", fontsize=8)
+        bar.ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
         return _save(fig, path)
     finally:
         plt.close(fig)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Loss (left) and the validation scores (right) per epoch from the trainer's history records.
+def chosen_epoch(history: Sequence[Mapping[str, Any]]) -> int | None:
+    """The epoch train.py keeps: best ``valid_score`` (or accuracy - 0.25 x RMSE), first on ties."""
+    best: tuple[float, int] | None = None
+    for index, record in enumerate(history):
+        score = record.get("valid_score")
+        if (
+            score is None
+            and record.get("valid_accuracy") is not None
+            and record.get("valid_rmse") is not None
+        ):
+            score = float(record["valid_accuracy"]) - RMSE_WEIGHT * float(record["valid_rmse"])
+        if score is None or math.isnan(float(score)):
+            continue
+        epoch = int(record.get("epoch", index + 1))
+        if best is None or float(score) > best[0]:
+            best = (float(score), epoch)
+    return None if best is None else best[1]
+
+
+#: (panel title, [(history key, legend label)], y-axis label)
+_PANELS = (
+    ("Loss per epoch (lower is better)", [("train_loss", "training"), ("valid_loss", "validation")], "loss"),
+    (
+        "Accuracy per epoch (higher is better)",
+        [("train_accuracy", "training"), ("valid_accuracy", "validation")],
+        "share of photos counted exactly",
+    ),
+    (
+        "Validation error in objects (lower is better)",
+        [("valid_rmse", "RMSE"), ("valid_mae", "mean absolute error")],
+        "objects",
+    ),
+)
+
+
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    *,
+    kept_epoch: int | None = None,
+    title: str | None = None,
+) -> Path:
+    """Loss, accuracy and RMSE per epoch on three axes, with the kept epoch marked.
 
     Each record is a dict such as ``{"epoch": 3, "train_loss": 0.91, "valid_loss": 1.03,
     "valid_accuracy": 0.45, "valid_rmse": 1.02}``; keys that are absent are simply not drawn.
+    ``kept_epoch`` defaults to :func:`chosen_epoch` (the trainer's checkpoint criterion).
     """
     plt = _pyplot()
     epochs = [int(record.get("epoch", i + 1)) for i, record in enumerate(history)]
+    kept = kept_epoch if kept_epoch is not None else chosen_epoch(history)
 
     def series(key: str) -> list[float] | None:
         values = [record.get(key) for record in history]
         if all(v is None for v in values):
             return None
-        return [float("nan") if v is None else float(v) for v in values]
+        return [math.nan if v is None else float(v) for v in values]
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), dpi=110)
+    fig, axes = plt.subplots(1, len(_PANELS), figsize=(15, 4.2), dpi=110)
     try:
-        for key in ("train_loss", "valid_loss"):
-            values = series(key)
-            if values is not None:
-                left.plot(epochs, values, marker="o", label=key)
-        left.set_xlabel("epoch")
-        left.set_title("loss")
-        for key in ("train_accuracy", "valid_accuracy", "valid_rmse", "valid_mae"):
-            values = series(key)
-            if values is not None:
-                right.plot(epochs, values, marker="o", label=key)
-        right.set_xlabel("epoch")
-        right.set_title("validation")
-        for ax in (left, right):
+        for ax, (panel_title, keys, ylabel) in zip(axes, _PANELS, strict=True):
+            for key, label in keys:
+                values = series(key)
+                if values is not None:
+                    ax.plot(epochs, values, marker="o", markersize=4, label=label)
+            if kept is not None:
+                ax.axvline(kept, color="0.3", linestyle="--", linewidth=1, label=f"kept: epoch {kept}")
+            ax.set_title(panel_title, fontsize=10)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
+        if title:
+            fig.suptitle(title, fontsize=11)
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -1,8 +1,10 @@
 """Batcher Lambda: SQS (S3 notifications) → manifest + one Batch Transform job per chunk.
 
 Handler ``batcher.app.handler``. Partial batch responses: a message fails only when its own
-images could not be handed to SageMaker (throttled, over quota, over the in-flight cap, or a
-malformed body); the test event and non-image keys always succeed.
+images could not be handed to SageMaker (throttled, over quota, over the in-flight cap, a
+staging copy or an error record that could not be written, or a malformed body); the test event
+and keys outside the prefix always succeed. Uploads no job could handle get their error record
+here (bincount.admission); notifications naming another bucket go to the ingest DLQ.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from bincount.adapters.dynamodb import DynamoJobStore
-from bincount.adapters.s3 import S3ObjectStore
-from bincount.adapters.sagemaker import SageMakerTransformJobs
-from bincount.adapters.sqs import SqsVisibility
+from bincount.adapters.s3_versions import S3VersionCopier
+from bincount.adapters.sqs import SqsDeadLetters, SqsVisibility
 from bincount.batching import sanitize_prefix
-from bincount.keys import KeyRules
+from bincount.collection import Collector
+from bincount.intake import IntakePlan, Staging, plan_intake
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, get_settings
-from bincount.submission import Submitted, Submitter, plan_from_messages, submit_chunks
+from bincount.submission import BatchReport, Submitted, Submitter, submit_chunks
+from bincount.wiring import build_collector, build_submitter
 
 logger = Logger()
 metrics = Metrics()
@@ -38,29 +40,45 @@ class MessageNotHandedOver(Exception):
 class BatcherRuntime:
     settings: Settings
     submitter: Submitter
+    staging: Staging
+    recorder: Collector  # writes the batcher's error records with the collector's code
     visibility: SqsVisibility | None = None
-
-    @property
-    def rules(self) -> KeyRules:
-        return self.settings.key_rules()
+    dead_letters: SqsDeadLetters | None = None
 
 
 def build_runtime(
-    settings: Settings, *, s3: Any = None, sagemaker: Any = None, dynamodb: Any = None, sqs: Any = None
+    settings: Settings,
+    *,
+    s3: Any = None,
+    sagemaker: Any = None,
+    dynamodb: Any = None,
+    sqs: Any = None,
+    events: Any = None,
 ) -> BatcherRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
     dynamodb = dynamodb or boto3.resource("dynamodb")
-    submitter = Submitter(
-        objects=S3ObjectStore(s3 or boto3.client("s3")),
-        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
-        jobs=DynamoJobStore(dynamodb.Table(settings.jobs_table)),
-        layout=settings.layout(),
-        config=settings.transform_config(),
+    s3 = s3 or boto3.client("s3")
+    sqs = sqs or boto3.client("sqs")
+    submitter = build_submitter(
+        settings, s3=s3, sagemaker=sagemaker or boto3.client("sagemaker"), dynamodb=dynamodb
     )
-    visibility = None
-    if settings.ingest_queue_url:
-        visibility = SqsVisibility(sqs or boto3.client("sqs"), settings.ingest_queue_url)
-    return BatcherRuntime(settings=settings, submitter=submitter, visibility=visibility)
+    recorder = build_collector(
+        settings, submitter, dynamodb=dynamodb, events=events or boto3.client("events")
+    )
+    staging = Staging(
+        copier=S3VersionCopier(s3),
+        results_bucket=settings.results_bucket,
+        prefix=settings.staging_prefix,
+        workers=settings.staging_workers,
+    )
+    return BatcherRuntime(
+        settings=settings,
+        submitter=submitter,
+        staging=staging,
+        recorder=recorder,
+        visibility=SqsVisibility(sqs, settings.ingest_queue_url) if settings.ingest_queue_url else None,
+        dead_letters=SqsDeadLetters(sqs, settings.ingest_dlq_url) if settings.ingest_dlq_url else None,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -73,18 +91,80 @@ def receive_count(record: dict[str, Any]) -> int:
     return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
 
 
+def record_rejections(plan: IntakePlan, runtime: BatcherRuntime) -> set[str]:
+    """Error records + ``Bin Image Rejected`` for the plan's rejections; the messages to retry."""
+    if not plan.rejections:
+        return set()
+    for rejection in plan.rejections:
+        logger.warning(
+            "upload rejected",
+            image_key=rejection.image.key,
+            version=rejection.image.version,
+            code=rejection.error.code,
+            error=rejection.error.message,
+        )
+    owners: set[str] = set().union(*(r.message_ids for r in plan.rejections))
+    try:
+        report = runtime.recorder.record_rejections([(r.image, r.error) for r in plan.rejections])
+    except Exception:  # the messages come back; records are written once per upload
+        logger.exception("error records not written")
+        return owners
+    if report.problems:  # some events not published, so no record either: retry them all
+        logger.warning("error records not finished", problems=report.problems)
+        return owners
+    return set()
+
+
+def refuse_foreign(plan: IntakePlan, bodies: dict[str, str], runtime: BatcherRuntime) -> set[str]:
+    """Other buckets' notifications go to the ingest DLQ (never a record, never silence).
+
+    Without a DLQ URL (local runs) the message fails instead and reaches the DLQ by the queue's
+    redrive policy. Returns the messages that must fail.
+    """
+    failing: set[str] = set()
+    for message_id, reason in plan.refused_messages.items():
+        logger.error("notification refused", message_id=message_id, reason=reason)
+        if runtime.dead_letters is None:
+            failing.add(message_id)
+            continue
+        try:
+            runtime.dead_letters.send(bodies[message_id], reason, message_id)
+        except Exception:
+            logger.exception("refused notification not moved to the DLQ", message_id=message_id)
+            failing.add(message_id)
+    return failing
+
+
+def emit_metrics(plan: IntakePlan, report: BatchReport) -> None:
+    metrics.add_metric(name="ImagesReceived", unit=MetricUnit.Count, value=plan.images)
+    metrics.add_metric(name="ImagesRejectedAtIngest", unit=MetricUnit.Count, value=len(plan.rejections))
+    metrics.add_metric(
+        name="ForeignBucketNotifications", unit=MetricUnit.Count, value=len(plan.refused_messages)
+    )
+    metrics.add_metric(name="StagingFailures", unit=MetricUnit.Count, value=len(plan.failed_messages))
+    metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=report.count(Submitted.STARTED))
+    metrics.add_metric(name="JobsAlreadyStarted", unit=MetricUnit.Count, value=report.count(Submitted.EXISTS))
+    metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=report.count(Submitted.DEFERRED))
+    metrics.add_metric(name="JobsRefused", unit=MetricUnit.Count, value=report.count(Submitted.FAILED))
+    metrics.add_metric(name="MalformedNotifications", unit=MetricUnit.Count, value=len(plan.malformed))
+
+
 def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dict[str, Any]:
     settings = runtime.settings
     records = event.get("Records") or []
     prefix = sanitize_prefix(settings.job_name_prefix)
-    plan, errors = plan_from_messages(
-        {record["messageId"]: record["body"] for record in records},
-        runtime.rules,
+    bodies = {record["messageId"]: record["body"] for record in records}
+    plan = plan_intake(
+        bodies,
+        settings.admission_rules(),
+        runtime.staging,
         max_images=settings.max_images_per_job,
         prefix=prefix,
     )
-    for message_id, error in errors.items():
+    for message_id, error in plan.malformed.items():
         logger.error("malformed notification", message_id=message_id, error=error)
+    not_finished = record_rejections(plan, runtime) | refuse_foreign(plan, bodies, runtime)
+    not_finished |= plan.failed_messages
 
     def log_refusal(chunk: Any, error: JobSubmissionError) -> None:
         logger.warning(
@@ -98,8 +178,9 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
     report = submit_chunks(
         plan.chunks, runtime.submitter, settings.max_jobs_in_flight, f"{prefix}-", on_error=log_refusal
     )
-    waiting = report.deferred_messages - plan.failed_messages - report.failed_messages
-    failing = plan.failed_messages | report.failed_messages | report.deferred_messages
+    malformed = set(plan.malformed)
+    waiting = report.deferred_messages - malformed - report.failed_messages - not_finished
+    failing = malformed | not_finished | report.failed_messages | report.deferred_messages
     if waiting and runtime.visibility is not None:
         waiting_records = [record for record in records if record["messageId"] in waiting]
         receipts = [(record["receiptHandle"], receive_count(record)) for record in waiting_records]
@@ -113,16 +194,13 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
         messages=len(records),
         test_events=plan.test_events,
         skipped_keys=plan.skipped_keys,
-        images=report.images,
+        images=plan.images,
+        rejected=len(plan.rejections),
+        refused_messages=len(plan.refused_messages),
         jobs={name: outcome.value for name, outcome in report.outcomes.items()},
         failing_messages=len(failing),
     )
-    metrics.add_metric(name="ImagesReceived", unit=MetricUnit.Count, value=report.images)
-    metrics.add_metric(name="JobsStarted", unit=MetricUnit.Count, value=report.count(Submitted.STARTED))
-    metrics.add_metric(name="JobsAlreadyStarted", unit=MetricUnit.Count, value=report.count(Submitted.EXISTS))
-    metrics.add_metric(name="JobsDeferred", unit=MetricUnit.Count, value=report.count(Submitted.DEFERRED))
-    metrics.add_metric(name="JobsRefused", unit=MetricUnit.Count, value=report.count(Submitted.FAILED))
-    metrics.add_metric(name="MalformedNotifications", unit=MetricUnit.Count, value=len(plan.failed_messages))
+    emit_metrics(plan, report)
 
     def record_handler(record: SQSRecord) -> None:
         if record.message_id in failing:

@@ -30,13 +30,16 @@ class Chunk:
     content_type: str
     images: tuple[ImageObject, ...]
     message_ids: frozenset[str] = field(default_factory=frozenset)
+    attempt: int = 0  # whole retries of these images after transient failures (part of the job name)
+    unknown_splits: int = 0  # splits for failures of unknown reason in this chunk's ancestry
 
 
 def dedupe(images_by_message: Mapping[str, Sequence[ImageObject]]) -> dict[ImageObject, set[str]]:
-    """Merge repeated notifications of one object version; remember every message that named it.
+    """Merge repeated notifications of one upload (object version); remember every message that
+    named it. Two uploads of one key are two images (their versions differ).
 
-    When repeats disagree on capture time (a re-upload of identical bytes), the earliest wins so
-    the outcome does not depend on delivery order.
+    When repeats disagree on capture time (hand-made notifications without a version), the
+    earliest wins so the outcome does not depend on delivery order.
     """
     by_identity: dict[tuple[str, str, str], ImageObject] = {}
     messages: dict[tuple[str, str, str], set[str]] = defaultdict(set)
@@ -55,12 +58,17 @@ def sanitize_prefix(prefix: str) -> str:
     return cleaned[: MAX_JOB_NAME_LENGTH - HASH_HEX_CHARS - 1].rstrip("-") or "bincount"
 
 
-def job_name(images: Iterable[ImageObject], prefix: str = "bincount") -> str:
-    """``<prefix>-<16 hex of sha256 over sorted bucket/key/etag>``: order-insensitive, ≤ 63 chars."""
+def job_name(images: Iterable[ImageObject], prefix: str = "bincount", attempt: int = 0) -> str:
+    """``<prefix>-<16 hex of sha256 over sorted bucket/key/version>``: order-insensitive, ≤ 63 chars.
+
+    A whole retry of the same images needs a new name (names stay taken): attempt ``n`` ends in
+    ``-r<n>`` and gives up as many hex digits, so the name stays deterministic and ≤ 63 chars.
+    """
     digest = hashlib.sha256()
-    for bucket, key, etag in sorted(image.identity for image in images):
-        digest.update(f"{bucket}\0{key}\0{etag}\n".encode())
-    name = f"{sanitize_prefix(prefix)}-{digest.hexdigest()[:HASH_HEX_CHARS]}"
+    for bucket, key, version in sorted(image.identity for image in images):
+        digest.update(f"{bucket}\0{key}\0{version}\n".encode())
+    suffix = f"-r{attempt}" if attempt else ""
+    name = f"{sanitize_prefix(prefix)}-{digest.hexdigest()[: HASH_HEX_CHARS - len(suffix)]}{suffix}"
     assert len(name) <= MAX_JOB_NAME_LENGTH and JOB_NAME_PATTERN.match(name), name
     return name
 
@@ -82,7 +90,7 @@ def plan_chunks(
         groups[(image.bucket, image.content_type)].append(image)
     chunks: list[Chunk] = []
     for (bucket, content_type), members in sorted(groups.items()):
-        members.sort(key=lambda image: (image.key, image.etag))
+        members.sort(key=lambda image: (image.key, image.version))
         for start in range(0, len(members), max_images):
             part = tuple(members[start : start + max_images])
             chunks.append(
@@ -106,7 +114,7 @@ def split_for_redrive(images: Sequence[ImageObject], prefix: str = "bincount") -
     """
     if not images:
         raise ValueError("nothing to re-drive")
-    ordered = sorted(images, key=lambda image: (image.key, image.etag))
+    ordered = sorted(images, key=lambda image: (image.key, image.version))
     middle = max(1, len(ordered) // 2)
     parts = [ordered] if len(ordered) == 1 else [ordered[:middle], ordered[middle:]]
     chunks = []
@@ -115,9 +123,24 @@ def split_for_redrive(images: Sequence[ImageObject], prefix: str = "bincount") -
     return chunks
 
 
-def manifest_body(bucket: str, images: Sequence[ImageObject]) -> list[Any]:
-    """SageMaker's ``ManifestFile``: a prefix entry then keys relative to it (the whole key here)."""
-    return [{"prefix": f"s3://{bucket}/"}, *(image.key for image in images)]
+def retry_chunk(images: Sequence[ImageObject], prefix: str, attempt: int, unknown_splits: int = 0) -> Chunk:
+    """The same images (whole, not split) under the job name of retry ``attempt``.
+
+    The images come from the failed job's images.json, staged keys included, so the retry reads
+    the same staged copies (never the ingest key, which may hold a newer upload by now).
+    """
+    if not images:
+        raise ValueError("nothing to retry")
+    ordered = tuple(sorted(images, key=lambda image: (image.key, image.version)))
+    first = ordered[0]
+    return Chunk(
+        job_name=job_name(ordered, prefix, attempt),
+        bucket=first.bucket,
+        content_type=first.content_type,
+        images=ordered,
+        attempt=attempt,
+        unknown_splits=unknown_splits,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,6 +150,7 @@ class JobLayout:
     results_bucket: str
     manifest_prefix: str = "manifests/"
     output_prefix: str = "transform-output/"
+    staging_prefix: str = "staging/"
 
     def manifest_key(self, name: str) -> str:
         return f"{self.manifest_prefix}{name}/manifest.json"
@@ -141,8 +165,27 @@ class JobLayout:
     def output_uri(self, name: str) -> str:
         return f"s3://{self.results_bucket}/{self.output_prefix_for(name)}"
 
+    def staging_uri(self) -> str:
+        """Where the batcher copies each notified version (see bincount.staging)."""
+        return f"s3://{self.results_bucket}/{self.staging_prefix}"
+
     def manifest_uri(self, name: str) -> str:
         return f"s3://{self.results_bucket}/{self.manifest_key(name)}"
+
+
+def manifest_body(layout: JobLayout, chunk: Chunk) -> list[Any]:
+    """SageMaker's ``ManifestFile``: a prefix entry then paths relative to it.
+
+    Staged images (the batcher's): the staging area and each upload's immutable copy, so the job
+    reads the version that was notified whatever happens at the key later. Unstaged ones (image
+    lists written before staging existed): the source bucket and the key.
+    """
+    staged = [image.staged_key for image in chunk.images]
+    if all(staged):
+        return [{"prefix": layout.staging_uri()}, *staged]
+    if any(staged):
+        raise ValueError(f"chunk {chunk.job_name} mixes staged and unstaged images")
+    return [{"prefix": f"s3://{chunk.bucket}/"}, *(image.key for image in chunk.images)]
 
 
 def output_key_for(layout: JobLayout, name: str, image_key: str) -> str:
@@ -151,6 +194,7 @@ def output_key_for(layout: JobLayout, name: str, image_key: str) -> str:
 
 
 def image_key_for_output(layout: JobLayout, name: str, output_key: str) -> str | None:
+    # Returns the manifest entry (``ImageObject.manifest_entry``): the staged path or the key.
     """Inverse of :func:`output_key_for`; None for anything else under the prefix."""
     prefix = layout.output_prefix_for(name)
     if not output_key.startswith(prefix) or not output_key.endswith(".out"):
@@ -187,6 +231,8 @@ def create_transform_job_request(
     ]
     if parent_job:
         tags.append({"Key": "bincount:parent-job", "Value": parent_job})
+    if chunk.attempt:
+        tags.append({"Key": "bincount:attempt", "Value": str(chunk.attempt)})
     return {
         "TransformJobName": chunk.job_name,
         "ModelName": config.model_name,
@@ -222,6 +268,8 @@ def images_document(chunk: Chunk, parent_job: str | None = None) -> dict[str, An
         "bucket": chunk.bucket,
         "content_type": chunk.content_type,
         "parent_job": parent_job,
+        "attempt": chunk.attempt,
+        "unknown_splits": chunk.unknown_splits,
         "images": [image.to_dict() for image in chunk.images],
     }
 
@@ -233,4 +281,6 @@ def chunk_from_images_document(document: Mapping[str, Any]) -> Chunk:
         bucket=str(document["bucket"]),
         content_type=str(document["content_type"]),
         images=images,
+        attempt=int(document.get("attempt") or 0),
+        unknown_splits=int(document.get("unknown_splits") or 0),
     )

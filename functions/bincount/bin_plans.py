@@ -11,10 +11,9 @@ LATEST sees ``ALREADY_APPLIED``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from bincount.keys import ImageObject
 from bincount.records import (
     ImageOutcome,
     LatestDecision,
@@ -22,7 +21,7 @@ from bincount.records import (
     LatestWrite,
     decide_latest,
     latest_attributes,
-    version_token,
+    upload_order,
 )
 from bincount.results import CountResult
 
@@ -44,20 +43,20 @@ class BinPlan:
     write: LatestWrite | None  # None: LATEST stays as it was read
 
 
-def capture_order(image: ImageObject) -> tuple[str, str, str]:
-    """The order LATEST moves in (``decide_latest`` compares the same tuple)."""
-    return image.captured_at, image.key, image.etag
-
-
 def plan_bin(
     bin_id: str, latest_item: Mapping[str, Any] | None, outcomes: Iterable[ImageOutcome], updated_at: str
 ) -> BinPlan:
-    """Walk the bin's new photos oldest first against LATEST as read; one write for the newest."""
+    """Walk the bin's new photos in LATEST's order against LATEST as read; one write for the newest.
+
+    After each photo that moves it, LATEST is what the item would hold after that photo's write
+    (the read item with the photo's attributes SET), read back the same way as from the table.
+    """
     read = LatestState.from_item(dict(latest_item) if latest_item else None)
+    held: dict[str, Any] = dict(latest_item or {})
     state = read
     attributes: dict[str, Any] | None = None
     steps: list[PhotoStep] = []
-    for outcome in sorted(outcomes, key=lambda o: capture_order(o.image)):
+    for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
         if not isinstance(outcome.result, CountResult):
             steps.append(PhotoStep(outcome, None, None, None))
             continue
@@ -70,15 +69,8 @@ def plan_bin(
         else:
             previous = state.count if state else None
             attributes = latest_attributes(outcome, previous, updated_at)
-            state = replace(
-                state or LatestState(version=None),
-                version=version_token(outcome.image),
-                captured_at=outcome.image.captured_at,
-                image_key=outcome.image.key,
-                etag=outcome.image.etag,
-                count=outcome.result.count,
-                previous_count=previous,
-            )
+            held = {**held, **attributes}
+            state = LatestState.from_item(held)
         steps.append(PhotoStep(outcome, decision, previous, expected))
     write = None
     if attributes is not None:

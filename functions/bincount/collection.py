@@ -3,22 +3,26 @@
 Per job, in this order, so a crash at any point is repaired by a retry of the same event:
 1. one consistent batched read of the job's image records and its bins' LATEST; an image
    record that already exists → "duplicate, safely ignored" (nothing else happens);
-2. per bin, the photos are walked oldest first in memory (``bin_plans``) and LATEST is written
-   once, to the newest photo, conditional on the version read (all bins of the job batched);
-   a bin whose LATEST moved meanwhile is read and planned again;
+2. per bin, the photos are walked in LATEST's order in memory (``bin_plans``) and LATEST is
+   written once, to the newest photo, conditional on the version read (all bins of the job
+   batched); a bin whose LATEST moved meanwhile is read and planned again;
 3. publish the images' events (PutEvents, ≤ 10 entries a call, only failed entries resent);
 4. write the image records — the commit point (conditional, batched), only for images whose
    events all went out. Events are at-least-once; records exactly-once.
-Images a failed or stopped job left without output are split and resubmitted (new deterministic
-jobs) until a lone failing image is recorded as ``transform_failed``.
+Images a failed or stopped job left without output follow the failure's kind (bincount.failures):
+a transient failure (capacity, quota, throttling, a stopped job) queues them whole for a retry with
+backoff, parked once the chunk's retry budget is spent; a per-record failure splits them into new
+deterministic jobs until a lone failing image is recorded as ``transform_failed``; an unknown one
+splits within a budget, then waits. Re-drives start only while ``MaxJobsInFlight`` leaves room,
+else they wait in the retry queue too. No photo is rejected because of AWS's capacity.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bincount.batching import (
@@ -26,17 +30,27 @@ from bincount.batching import (
     JobLayout,
     chunk_from_images_document,
     image_key_for_output,
+    retry_chunk,
     split_for_redrive,
 )
 from bincount.bin_plans import BinPlan, PhotoStep, plan_bin
+from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
 from bincount.job_events import TransformJobEvent
 from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
 from bincount.publishing import events_for, put_all
-from bincount.records import CountSnapshot, ImageOutcome, LatestDecision, image_item, is_recorded, outcome_for
+from bincount.records import (
+    CountSnapshot,
+    ImageOutcome,
+    LatestDecision,
+    image_item,
+    image_record_sk,
+    outcome_for,
+)
 from bincount.results import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
-from bincount.submission import Submitted, Submitter
+from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
 from bincount.timefmt import now
+from bincount.waiting import WaitingRoom
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +73,9 @@ class CollectionReport:
     events_published: int = 0
     redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
     redriven_images: int = 0
+    failure_kind: FailureKind | None = None
+    waiting_jobs: dict[str, int] = field(default_factory=dict)  # queued chunk's job name → images
+    parked_images: int = 0  # of those, waiting beyond their retry budget
     problems: list[str] = field(default_factory=list)
 
 
@@ -77,6 +94,9 @@ class Collector:
     publish_max_attempts: int = 4
     clock: Callable[[], str] = now
     sleep: Callable[[float], None] | None = None
+    waiting: WaitingRoom | None = None  # the retry queue; without it, waiting photos fail the event
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    max_in_flight: int = 4
 
     # -- entry point ------------------------------------------------------------------------------
 
@@ -92,19 +112,26 @@ class Collector:
         chunk = self._load_chunk(job)
         results = self._read_results(job, chunk)
         outcomes = [
-            outcome_for(image, results[image.key], job.job_name, self.confidence_threshold)
+            outcome_for(image, results[image.manifest_entry], job.job_name, self.confidence_threshold)
             for image in chunk.images
-            if image.key in results
+            if image.manifest_entry in results
         ]
-        missing = [image for image in chunk.images if image.key not in results]
-        if missing and len(chunk.images) == 1:
+        missing = [image for image in chunk.images if image.manifest_entry not in results]
+        action = None
+        if missing:
+            report.failure_kind = classify_failure(job.status, job.failure_reason)
+            kind = report.failure_kind
+            action = next_step(kind, len(chunk.images), chunk.unknown_splits, self.retry_policy)
+        if action is FailureAction.RECORD_FAILED:
             reason = job.failure_reason or f"transform job {job.status} without output for this image"
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
             outcomes.append(outcome_for(missing[0], failed, job.job_name, self.confidence_threshold))
             missing = []
         self._record(outcomes, report)
-        if missing:
-            self._redrive(job, missing, report)
+        if missing and action is FailureAction.SPLIT:
+            self._redrive(job, self._split(chunk, missing, report.failure_kind), report)
+        elif missing:
+            self._retry_whole(job, chunk, missing, report)
         self.jobs.update(
             job.job_name,
             {
@@ -115,11 +142,26 @@ class Collector:
                 "rejected": len(report.rejected),
                 "redriven_images": report.redriven_images,
                 "redriven_jobs": sorted(report.redriven_jobs),
+                "waiting_jobs": sorted(report.waiting_jobs),
                 "updated_at": self.clock(),
             },
+            # Collected: off the reconciler's index. Left on it while something is unfinished.
+            remove=() if report.problems else (IN_FLIGHT_ATTRIBUTE,),
         )
         if report.problems:
             raise CollectionIncomplete("; ".join(report.problems))
+        return report
+
+    def record_rejections(self, rejected: Sequence[tuple[ImageObject, ErrorResult]]) -> CollectionReport:
+        """Error records (and ``Bin Image Rejected`` events) for uploads no job will see.
+
+        The batcher's entry into the same steps 1-4 as a job's results, so "exactly one count or
+        error record per upload" has one implementation. ``job_name`` is empty: no job ran.
+        """
+        report = CollectionReport(job_name="", status="Rejected")
+        outcomes = [outcome_for(image, error, "", self.confidence_threshold) for image, error in rejected]
+        if outcomes:
+            self._record(outcomes, report)
         return report
 
     # -- reading ----------------------------------------------------------------------------------
@@ -135,9 +177,10 @@ class Collector:
         return chunk_from_images_document(self.objects.get_json(bucket, images_key))
 
     def _read_results(self, job: TransformJobEvent, chunk: Chunk) -> dict[str, ResultRecord]:
-        """Every ``.out`` of the job (listed with a paginator, read concurrently), by image key."""
+        """Every ``.out`` of the job (listed with a paginator, read concurrently), by manifest entry
+        (the staged copy's path: one per upload, even for two uploads of one key in one job)."""
         bucket = self.layout.results_bucket
-        wanted = {image.key for image in chunk.images}
+        wanted = {image.manifest_entry for image in chunk.images}
         outputs: dict[str, str] = {}
         for output_key in self.objects.list_keys(bucket, self.layout.output_prefix_for(job.job_name)):
             image_key = image_key_for_output(self.layout, job.job_name, output_key)
@@ -157,13 +200,13 @@ class Collector:
 
     def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
         """Steps 1-4 for the job's images, a few round trips for the whole job."""
-        unique = list({outcome.image.key: outcome for outcome in outcomes}.values())
+        unique = list({image_record_sk(outcome.image): outcome for outcome in outcomes}.values())
         snapshot = self.counts.read_state(
-            {o.image.bin_id for o in unique}, [(o.image.bin_id, o.image.key) for o in unique]
+            {o.image.bin_id for o in unique}, [(o.image.bin_id, image_record_sk(o.image)) for o in unique]
         )
         fresh: list[ImageOutcome] = []
         for outcome in unique:
-            if is_recorded(snapshot.images.get(outcome.image.key), outcome.image):
+            if image_record_sk(outcome.image) in snapshot.images:
                 log.info("duplicate, safely ignored", extra={"image_key": outcome.image.key})
                 report.duplicates += 1
             else:
@@ -239,14 +282,56 @@ class Collector:
 
     # -- re-drive ---------------------------------------------------------------------------------
 
-    def _redrive(self, job: TransformJobEvent, missing: list[ImageObject], report: CollectionReport) -> None:
-        for chunk in split_for_redrive(missing, prefix=self.job_name_prefix):
+    def _split(self, chunk: Chunk, missing: list[ImageObject], kind: FailureKind | None) -> list[Chunk]:
+        """Halves of the photos left without output; unknown-reason splits count against their budget."""
+        splits = chunk.unknown_splits + (1 if kind is FailureKind.UNKNOWN else 0)
+        halves = split_for_redrive(missing, prefix=self.job_name_prefix)
+        return [replace(half, unknown_splits=splits) for half in halves]
+
+    def _retry_whole(
+        self, job: TransformJobEvent, chunk: Chunk, missing: list[ImageObject], report: CollectionReport
+    ) -> None:
+        """The same photos under the next attempt's job name, after the attempt's backoff."""
+        attempt = chunk.attempt + 1
+        retry = retry_chunk(missing, self.job_name_prefix, attempt, chunk.unknown_splits)
+        reason = job.failure_reason or f"transform job {job.status}"
+        policy = self.retry_policy
+        self._wait(retry, job, reason, policy.delay_s(attempt), policy.is_parked(attempt), report)
+
+    def _wait(
+        self,
+        chunk: Chunk,
+        job: TransformJobEvent,
+        reason: str,
+        delay_s: int,
+        parked: bool,
+        report: CollectionReport,
+    ) -> None:
+        if self.waiting is None:
+            report.problems.append(f"{chunk.job_name} must wait but no retry queue is configured")
+            return
+        self.waiting.wait(chunk, job.job_name, reason, delay_s, parked)
+        report.redriven_jobs[chunk.job_name] = Submitted.DEFERRED
+        report.waiting_jobs[chunk.job_name] = len(chunk.images)
+        report.parked_images += len(chunk.images) if parked else 0
+
+    def _redrive(self, job: TransformJobEvent, chunks: list[Chunk], report: CollectionReport) -> None:
+        """Start the halves while the in-flight cap leaves room; the others wait in the retry queue."""
+        available = available_slots(self.submitter.transforms, self.max_in_flight, f"{self.job_name_prefix}-")
+        for chunk in chunks:
+            if available <= 0:
+                self._wait(chunk, job, "MaxJobsInFlight reached", 0, False, report)
+                continue
             try:
                 outcome = self.submitter.submit(chunk, parent_job=job.job_name)
             except JobSubmissionError as error:
-                refused = Submitted.DEFERRED if error.retryable else Submitted.FAILED
-                report.redriven_jobs[chunk.job_name] = refused
-                report.problems.append(f"re-drive {chunk.job_name} refused: {error}")
+                if error.retryable:  # throttled or over quota: this and the next halves wait
+                    available = 0
+                    self._wait(chunk, job, str(error), self.retry_policy.base_delay_s, False, report)
+                else:
+                    report.redriven_jobs[chunk.job_name] = Submitted.FAILED
+                    report.problems.append(f"re-drive {chunk.job_name} refused: {error}")
                 continue
             report.redriven_jobs[chunk.job_name] = outcome
             report.redriven_images += len(chunk.images)
+            available -= 1 if outcome is Submitted.STARTED else 0

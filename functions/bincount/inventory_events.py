@@ -16,9 +16,12 @@ SOURCE = "bincount"
 
 @dataclass(frozen=True)
 class ImageRef:
+    """Which upload: ``version_id`` is the S3 version (empty in events from before versioning)."""
+
     bucket: str
     key: str
     etag: str
+    version_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -89,3 +89,21 @@ def parse_job_event(event: Mapping[str, Any]) -> TransformJobEvent:
         tags=parse_tags(detail.get("Tags")),
         event_id=str(event.get("id", "")),
     )
+
+
+def job_from_description(description: Mapping[str, Any]) -> TransformJobEvent:
+    """DescribeTransformJob's answer in the shape of a state-change event (boto3 gives datetimes).
+
+    It lacks the tags; the collector then finds the images next to ``TransformInput``'s manifest.
+    """
+    source = ((description.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
+    return TransformJobEvent(
+        job_name=str(description["TransformJobName"]),
+        status=str(description["TransformJobStatus"]),
+        failure_reason=str(description.get("FailureReason") or ""),
+        created_at=_optional_time(description.get("CreationTime")),
+        ended_at=_optional_time(description.get("TransformEndTime"))
+        or _optional_time(description.get("LastModifiedTime")),
+        manifest_uri=source.get("S3Uri"),
+        output_uri=(description.get("TransformOutput") or {}).get("S3OutputPath"),
+    )

@@ -34,10 +34,12 @@ class MalformedNotification(ValueError):
 
 @dataclass(frozen=True, order=True)
 class ImageObject:
-    """One uploaded photo with everything the pipeline derives from its notification.
+    """One uploaded photo (one object version) with everything the pipeline derives from its notification.
 
     ``captured_at`` orders photos of one bin; it comes from the key when the key pattern captures
-    it, else from the S3 event time (upload time).
+    it, else from the S3 event time (``uploaded_at``). ``version_id`` and ``sequencer`` come from
+    the notification; ``staged_key`` is where the batcher copied this version in the results
+    bucket (empty: not staged, the job reads the key itself).
     """
 
     bucket: str
@@ -47,11 +49,34 @@ class ImageObject:
     bin_id: str
     captured_at: str
     content_type: str
+    version_id: str = ""
+    sequencer: str = ""
+    uploaded_at: str = ""
+    staged_key: str = ""
+
+    @property
+    def version(self) -> str:
+        """Which upload of the key this is: the S3 version id, else the sequencer, else the ETag.
+
+        A versioned bucket names every upload with a version id; without versioning (or for the
+        ``null`` version of a suspended bucket) the notification's sequencer still differs per
+        upload of a key; the ETag is the last resort of hand-made notifications.
+        """
+        if self.version_id and self.version_id != "null":
+            return self.version_id
+        if self.sequencer:
+            return f"sequencer:{self.sequencer}"
+        return f"etag:{self.etag}"
 
     @property
     def identity(self) -> tuple[str, str, str]:
-        """Two notifications of the same object version name the same image."""
-        return (self.bucket, self.key, self.etag)
+        """Two notifications of the same upload name the same image; a re-upload is another image."""
+        return (self.bucket, self.key, self.version)
+
+    @property
+    def manifest_entry(self) -> str:
+        """The path the transform job reads, relative to the manifest prefix (and names its output)."""
+        return self.staged_key or self.key
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +87,10 @@ class ImageObject:
             "bin_id": self.bin_id,
             "captured_at": self.captured_at,
             "content_type": self.content_type,
+            "version_id": self.version_id,
+            "sequencer": self.sequencer,
+            "uploaded_at": self.uploaded_at,
+            "staged_key": self.staged_key,
         }
 
     @classmethod
@@ -74,6 +103,10 @@ class ImageObject:
             bin_id=str(data["bin_id"]),
             captured_at=str(data["captured_at"]),
             content_type=str(data.get("content_type", FALLBACK_CONTENT_TYPE)),
+            version_id=str(data.get("version_id") or ""),
+            sequencer=str(data.get("sequencer") or ""),
+            uploaded_at=str(data.get("uploaded_at") or ""),
+            staged_key=str(data.get("staged_key") or ""),
         )
 
 
@@ -95,7 +128,16 @@ class KeyRules:
     pattern: str = DEFAULT_KEY_PATTERN
 
     def is_image(self, key: str) -> bool:
-        return key.lower().endswith(self.suffixes) and key.startswith(self.prefix)
+        return self.has_image_suffix(key) and key.startswith(self.prefix)
+
+    def has_image_suffix(self, key: str) -> bool:
+        """Case-insensitive: ``.Jpg`` and ``.PNG`` are photos too (S3's filters are case-sensitive,
+        so the template filters on the prefix only and this decides)."""
+        return key.lower().endswith(tuple(suffix.lower() for suffix in self.suffixes))
+
+    def is_ingested(self, key: str) -> bool:
+        """Under the prefix and not a folder marker: every such object ends as a count or an error."""
+        return key.startswith(self.prefix) and not key.endswith("/")
 
 
 def content_type_for(key: str) -> str:
@@ -103,8 +145,8 @@ def content_type_for(key: str) -> str:
     return CONTENT_TYPES.get(PurePosixPath(key).suffix.lower(), FALLBACK_CONTENT_TYPE)
 
 
-def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
-    """The bin id and (if the key holds one) the capture time of an image key.
+def bin_and_name_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
+    """The bin id and the capture-time text the key holds, as written (not yet parsed).
 
     Fallback when the pattern does not match (e.g. a photo directly under the prefix, as ABID
     names them, ``incoming/00123.jpg``): the file name without suffix is the bin id.
@@ -112,9 +154,41 @@ def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
     relative = key[len(rules.prefix) :] if rules.prefix and key.startswith(rules.prefix) else key
     match = re.match(rules.pattern, relative)
     if match and match.group("bin_id"):
-        captured = match.groupdict().get("captured_at")
-        return match.group("bin_id"), canonical_time(captured) if captured else None
+        return match.group("bin_id"), match.groupdict().get("captured_at") or None
     return PurePosixPath(relative).stem or relative, None
+
+
+def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
+    """The bin id and (if the key holds one) the capture time of an image key.
+
+    Raises ValueError for a time that is no date (``20261399T...``); the batcher rejects those
+    uploads with ``invalid_capture_time`` instead of failing their message.
+    """
+    bin_id, text = bin_and_name_time(key, rules)
+    return bin_id, canonical_time(text) if text else None
+
+
+def image_from_record(record: dict[str, Any], key: str, rules: KeyRules) -> ImageObject:
+    """One ``ObjectCreated`` record (key already decoded) as an image; unsupported suffixes too,
+    so the batcher can give them an error record instead of dropping them."""
+    s3_object = record["s3"]["object"]
+    try:
+        bin_id, captured = bin_and_capture_time(key, rules)
+    except ValueError:  # no valid date in the name: ordered by upload time, rejected by admission
+        bin_id, captured = bin_and_name_time(key, rules)[0], None
+    uploaded_at = canonical_time(record["eventTime"])
+    return ImageObject(
+        bucket=record["s3"]["bucket"]["name"],
+        key=key,
+        etag=str(s3_object.get("eTag", s3_object.get("etag", ""))).strip('"'),
+        size=int(s3_object.get("size", 0)),
+        bin_id=bin_id,
+        captured_at=captured or uploaded_at,
+        content_type=content_type_for(key),
+        version_id=str(s3_object.get("versionId") or ""),
+        sequencer=str(s3_object.get("sequencer") or ""),
+        uploaded_at=uploaded_at,
+    )
 
 
 def parse_notification(body: str, rules: KeyRules) -> Notification:
@@ -138,21 +212,10 @@ def parse_notification(body: str, rules: KeyRules) -> Notification:
                 continue
             s3 = record["s3"]
             key = unquote_plus(s3["object"]["key"])
-            if not rules.is_image(key):
+            if not rules.is_ingested(key):
                 skipped.append(key)
                 continue
-            bin_id, captured = bin_and_capture_time(key, rules)
-            images.append(
-                ImageObject(
-                    bucket=s3["bucket"]["name"],
-                    key=key,
-                    etag=str(s3["object"].get("eTag", s3["object"].get("etag", ""))).strip('"'),
-                    size=int(s3["object"].get("size", 0)),
-                    bin_id=bin_id,
-                    captured_at=captured or canonical_time(record["eventTime"]),
-                    content_type=content_type_for(key),
-                )
-            )
+            images.append(image_from_record(record, key, rules))
         except (KeyError, TypeError, ValueError) as error:
             raise MalformedNotification(f"record is not an S3 notification: {error!r}") from error
     return Notification(is_test_event=False, images=tuple(images), skipped_keys=tuple(skipped))

@@ -4,6 +4,7 @@ tests/functions/fakes.py in memory."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bincount.records import CountSnapshot, LatestWrite
@@ -39,6 +40,10 @@ class TransformJobs(Protocol):
         """In-progress jobs whose name starts with ``name_prefix``, counting stops at ``limit``."""
         ...
 
+    def describe(self, job_name: str) -> dict[str, Any] | None:
+        """DescribeTransformJob's answer; None when SageMaker knows no such job."""
+        ...
+
 
 class JobStore(Protocol):
     def get(self, job_name: str) -> dict[str, Any] | None: ...
@@ -47,14 +52,22 @@ class JobStore(Protocol):
         """Create the job's record unless it exists; True when this call created it."""
         ...
 
-    def update(self, job_name: str, attributes: dict[str, Any]) -> None: ...
+    def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
+        """SET ``attributes`` (creating the record if needed) and REMOVE the ``remove`` attributes."""
+        ...
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """Records of jobs not yet collected (the sparse ``in_flight`` index), oldest first."""
+        ...
 
 
 class CountStore(Protocol):
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None: ...
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        """The image record of one upload (``records.image_record_sk``), or None."""
+        ...
 
     def put_image(self, item: dict[str, Any]) -> bool:
-        """Write an image record unless one for the same or a newer object version exists."""
+        """Write an image record unless one for the same upload (same sort key) exists."""
         ...
 
     def get_latest(self, bin_id: str) -> dict[str, Any] | None: ...
@@ -65,7 +78,7 @@ class CountStore(Protocol):
 
     # The collector's batched path: a few round trips per job instead of four per photo.
     def read_state(self, bin_ids: Collection[str], images: Collection[tuple[str, str]]) -> CountSnapshot:
-        """LATEST of ``bin_ids`` and the records of ``(bin_id, image_key)``, read consistently."""
+        """LATEST of ``bin_ids`` and the records of ``(bin_id, record sort key)``, read consistently."""
         ...
 
     def put_latests(self, writes: Sequence[LatestWrite]) -> set[str]:
@@ -74,6 +87,27 @@ class CountStore(Protocol):
 
     def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
         """``put_image`` for many records; one flag per item (False: duplicate)."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    receipt: str
+    body: str
+    message_id: str = ""
+
+
+class MessageQueue(Protocol):
+    """An SQS queue as the retry queue uses it: delayed sends, visibility as a timer."""
+
+    def send(self, body: str, delay_s: int) -> None: ...
+
+    def receive(self, max_messages: int) -> list[QueuedMessage]: ...
+
+    def delete(self, receipt: str) -> None: ...
+
+    def postpone(self, receipt: str, delay_s: int) -> None:
+        """Hide a received message for ``delay_s`` more seconds (0: visible again now)."""
         ...
 
 

@@ -41,7 +41,7 @@ def events_for(
     image = outcome.image
     common: dict[str, Any] = {
         "bin_id": image.bin_id,
-        "image": ImageRef(bucket=image.bucket, key=image.key, etag=image.etag),
+        "image": ImageRef(bucket=image.bucket, key=image.key, etag=image.etag, version_id=image.version_id),
         "captured_at": image.captured_at,
         "model_version": outcome.result.model_version,
         "job_name": outcome.job_name,

@@ -1,14 +1,16 @@
 """The counts table's records and the rules that keep them right under at-least-once delivery.
 
-* One record per image (``sk=IMAGE#<key>``): written once per object version; a replay finds it
-  and is "duplicate, safely ignored".
-* ``sk=LATEST`` per bin moves forward only in (capture time, key, etag) order: an older photo
-  arriving late never overwrites a newer count. The item may also hold ``expected_quantity``
-  (written by inventory systems), which updates preserve.
+* One record per upload (``sk=IMAGE#<key>#<version digest>``): written once per object version; a
+  replay finds it and is "duplicate, safely ignored"; a re-upload of the key is a new version and
+  gets its own record.
+* ``sk=LATEST`` per bin moves forward only in (capture time, key, upload time, sequencer, version)
+  order: an older photo arriving late never overwrites a newer count. The item may also hold
+  ``expected_quantity`` (written by inventory systems), which updates preserve.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
@@ -24,13 +26,51 @@ def bin_pk(bin_id: str) -> str:
     return f"BIN#{bin_id}"
 
 
-def image_sk(key: str) -> str:
-    return f"IMAGE#{key}"
+# DynamoDB's limit on a sort key; ``IMAGE#`` + key + ``#`` + VERSION_DIGEST_HEX must fit.
+MAX_SORT_KEY_BYTES = 1024
+VERSION_DIGEST_HEX = 16
+
+
+def _digest(text: str, hex_chars: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:hex_chars]
+
+
+def image_sk(key: str, version: str) -> str:
+    """``IMAGE#<key>#<16 hex of sha256(version)>``: one item per upload, all of a key's uploads
+    under ``begins_with(sk, "IMAGE#<key>#")``; the digest bounds the length whatever the version.
+
+    A key too long for that form (only ever an error record, see :func:`sort_key_fits`) is named
+    by its digest instead, so even its error record has a valid, deterministic sort key.
+    """
+    version_part = _digest(version, VERSION_DIGEST_HEX)
+    full = f"IMAGE#{key}#{version_part}"
+    if len(full.encode()) <= MAX_SORT_KEY_BYTES:
+        return full
+    return f"IMAGE#~sha256:{_digest(key, 64)}#{version_part}"
+
+
+def sort_key_fits(key: str) -> bool:
+    """Whether the key itself is readable in its image record's sort key (≤ 1001 UTF-8 bytes)."""
+    return len(f"IMAGE#{key}#{'0' * VERSION_DIGEST_HEX}".encode()) <= MAX_SORT_KEY_BYTES
+
+
+def image_record_sk(image: ImageObject) -> str:
+    return image_sk(image.key, image.version)
+
+
+def _sequencer_order(sequencer: str) -> str:
+    # Hex strings of one key compare as numbers: left-pad so shorter ones sort first.
+    return sequencer.upper().rjust(32, "0") if sequencer else ""
+
+
+def upload_order(image: ImageObject) -> tuple[str, str, str, str, str]:
+    """The order LATEST moves in: capture time, then key, then which upload of the key came last."""
+    return (image.captured_at, image.key, image.uploaded_at, _sequencer_order(image.sequencer), image.version)
 
 
 def version_token(image: ImageObject) -> str:
-    """Identifies which photo LATEST holds; the optimistic-lock value of conditional updates."""
-    return f"{image.captured_at}|{image.key}|{image.etag}"
+    """Identifies which upload LATEST holds; the optimistic-lock value of conditional updates."""
+    return "|".join(upload_order(image))
 
 
 @dataclass(frozen=True)
@@ -60,6 +100,9 @@ class LatestState:
     captured_at: str | None = None
     image_key: str | None = None
     etag: str | None = None
+    uploaded_at: str | None = None
+    sequencer: str | None = None
+    version_id: str | None = None
     count: int | None = None
     previous_count: int | None = None
     expected_quantity: int | None = None
@@ -78,6 +121,9 @@ class LatestState:
             captured_at=item.get("captured_at"),
             image_key=item.get("image_key"),
             etag=item.get("etag"),
+            uploaded_at=item.get("uploaded_at"),
+            sequencer=item.get("sequencer"),
+            version_id=item.get("image_version"),
             count=as_int("count"),
             previous_count=as_int("previous_count"),
             expected_quantity=as_int("expected_quantity"),
@@ -95,17 +141,10 @@ class LatestWrite:
 
 @dataclass(frozen=True)
 class CountSnapshot:
-    """What one consistent batched read found: LATEST by bin, image records by image key."""
+    """What one consistent batched read found: LATEST by bin, image records by their sort key."""
 
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     images: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def is_recorded(existing: dict[str, Any] | None, image: ImageObject) -> bool:
-    """A record of this object version, or of a newer one, exists: the photo is a duplicate."""
-    if existing is None:
-        return False
-    return existing.get("etag") == image.etag or str(existing.get("captured_at", "")) >= image.captured_at
 
 
 class LatestDecision(Enum):
@@ -119,8 +158,14 @@ def decide_latest(current: LatestState | None, image: ImageObject) -> LatestDeci
         return LatestDecision.APPLY
     if current.version == version_token(image):
         return LatestDecision.ALREADY_APPLIED
-    held = (current.captured_at or "", current.image_key or "", current.etag or "")
-    return LatestDecision.APPLY if (image.captured_at, image.key, image.etag) > held else LatestDecision.STALE
+    held = (
+        current.captured_at or "",
+        current.image_key or "",
+        current.uploaded_at or "",
+        _sequencer_order(current.sequencer or ""),
+        current.version_id or "",
+    )
+    return LatestDecision.APPLY if upload_order(image) > held else LatestDecision.STALE
 
 
 def is_discrepancy(expected: int | None, count: int, count_is_lower_bound: bool) -> bool:
@@ -134,16 +179,26 @@ def _decimal(value: float) -> Decimal:
     return Decimal(str(round(value, 6)))
 
 
+def upload_attributes(image: ImageObject) -> dict[str, str]:
+    """Which upload a record is about (``image_version``: the identity, see ImageObject.version)."""
+    return {
+        "image_version": image.version,
+        "uploaded_at": image.uploaded_at,
+        "sequencer": image.sequencer,
+    }
+
+
 def image_item(outcome: ImageOutcome, recorded_at: str) -> dict[str, Any]:
     """The ``IMAGE#`` item (resource-level types: DynamoDB numbers as Decimal)."""
     image = outcome.image
     item: dict[str, Any] = {
         "pk": bin_pk(image.bin_id),
-        "sk": image_sk(image.key),
+        "sk": image_record_sk(image),
         "bin_id": image.bin_id,
         "image_bucket": image.bucket,
         "image_key": image.key,
         "etag": image.etag,
+        **upload_attributes(image),
         "captured_at": image.captured_at,
         "job_name": outcome.job_name,
         "recorded_at": recorded_at,
@@ -177,6 +232,7 @@ def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated
         "image_bucket": image.bucket,
         "image_key": image.key,
         "etag": image.etag,
+        **upload_attributes(image),
         "captured_at": image.captured_at,
         "job_name": outcome.job_name,
         "model_version": outcome.result.model_version,

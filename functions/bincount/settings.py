@@ -12,7 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bincount.admission import AdmissionRules
 from bincount.batching import JobLayout, TransformConfig
+from bincount.failures import RetryPolicy
 from bincount.keys import DEFAULT_IMAGE_SUFFIXES, DEFAULT_KEY_PATTERN, KeyRules
 
 # SageMaker refuses a transform job whose MaxConcurrentTransforms x MaxPayloadInMB exceeds this.
@@ -65,9 +67,21 @@ class Settings:
     ingest_queue_url: str = ""
     publish_max_attempts: int = 4
     result_read_workers: int = 8
+    retry_queue_url: str = ""
+    max_transient_retries: int = 3
+    retry_base_delay_s: int = 60
+    parked_retry_delay_s: int = 3600
+    max_unknown_splits: int = 3
+    reconcile_settle_s: int = 300
+    job_timeout_minutes: int = 120
+    ingest_bucket: str = ""
+    max_capture_skew_s: int = 900
+    staging_prefix: str = "staging/"
+    staging_workers: int = 16
+    ingest_dlq_url: str = ""
 
     def layout(self) -> JobLayout:
-        return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix)
+        return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix, self.staging_prefix)
 
     def transform_config(self) -> TransformConfig:
         return TransformConfig(
@@ -81,8 +95,24 @@ class Settings:
             environment=self.environment,
         )
 
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_transient_retries=self.max_transient_retries,
+            base_delay_s=self.retry_base_delay_s,
+            parked_delay_s=self.parked_retry_delay_s,
+            max_unknown_splits=self.max_unknown_splits,
+        )
+
     def key_rules(self) -> KeyRules:
         return KeyRules(self.ingest_prefix, self.image_suffixes, self.key_pattern)
+
+    def admission_rules(self) -> AdmissionRules:
+        return AdmissionRules(
+            keys=self.key_rules(),
+            ingest_bucket=self.ingest_bucket,
+            max_payload_mb=self.max_payload_mb,
+            max_capture_skew_s=self.max_capture_skew_s,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -149,11 +179,40 @@ class Settings:
             ingest_queue_url=env.get("INGEST_QUEUE_URL", ""),
             publish_max_attempts=integer("PUBLISH_MAX_ATTEMPTS", cls.publish_max_attempts),
             result_read_workers=integer("RESULT_READ_WORKERS", cls.result_read_workers),
+            retry_queue_url=env.get("RETRY_QUEUE_URL", ""),
+            max_transient_retries=integer("MAX_TRANSIENT_RETRIES", cls.max_transient_retries),
+            retry_base_delay_s=integer("RETRY_BASE_DELAY_S", cls.retry_base_delay_s),
+            parked_retry_delay_s=integer("PARKED_RETRY_DELAY_S", cls.parked_retry_delay_s),
+            max_unknown_splits=integer("MAX_UNKNOWN_SPLITS", cls.max_unknown_splits),
+            reconcile_settle_s=integer("RECONCILE_SETTLE_S", cls.reconcile_settle_s),
+            job_timeout_minutes=integer("JOB_TIMEOUT_MINUTES", cls.job_timeout_minutes),
+            ingest_bucket=env.get("INGEST_BUCKET", "").strip(),
+            max_capture_skew_s=integer("MAX_CAPTURE_SKEW_S", cls.max_capture_skew_s),
+            staging_prefix=env.get("STAGING_PREFIX", cls.staging_prefix),
+            staging_workers=integer("STAGING_WORKERS", cls.staging_workers),
+            ingest_dlq_url=env.get("INGEST_DLQ_URL", "").strip(),
         )
+        if settings.max_capture_skew_s < 0:
+            raise SettingsError("MAX_CAPTURE_SKEW_S must be >= 0")
+        if not settings.staging_prefix.endswith("/") or settings.staging_prefix in (
+            settings.manifest_prefix,
+            settings.output_prefix,
+        ):
+            raise SettingsError("STAGING_PREFIX must end with / and differ from the other prefixes")
         if settings.max_images_per_job < 1:
             raise SettingsError("MAX_IMAGES_PER_JOB must be >= 1")
         if not 1 <= settings.invocation_timeout_s <= 3600:
             raise SettingsError("INVOCATION_TIMEOUT_S must be within 1..3600 (SageMaker's range)")
+        retry_numbers = (
+            settings.max_transient_retries,
+            settings.retry_base_delay_s,
+            settings.parked_retry_delay_s,
+            settings.max_unknown_splits,
+            settings.reconcile_settle_s,
+            settings.job_timeout_minutes,
+        )
+        if min(retry_numbers) < 0:
+            raise SettingsError("retry budgets and delays must be >= 0")
         if not 0 <= settings.invocation_max_retries <= 3:
             raise SettingsError("INVOCATION_MAX_RETRIES must be within 0..3 (SageMaker's range)")
         return settings

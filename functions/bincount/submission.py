@@ -7,7 +7,7 @@ Every step is safe to repeat, so an at-least-once caller can retry any chunk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -16,14 +16,15 @@ from bincount.batching import (
     JobLayout,
     TransformConfig,
     create_transform_job_request,
-    dedupe,
     images_document,
     manifest_body,
-    plan_chunks,
 )
-from bincount.keys import ImageObject, KeyRules, MalformedNotification, parse_notification
 from bincount.ports import JobStore, JobSubmissionError, ObjectStore, TransformJobs
 from bincount.timefmt import now
+
+# Set on a job's record when it starts, removed once the job is collected: the reconciler's index.
+IN_FLIGHT_ATTRIBUTE = "in_flight"
+IN_FLIGHT_VALUE = "1"
 
 
 class Submitted(Enum):
@@ -48,7 +49,7 @@ class Submitter:
             return Submitted.EXISTS
         bucket = self.layout.results_bucket
         self.objects.put_json_if_absent(
-            bucket, self.layout.manifest_key(chunk.job_name), manifest_body(chunk.bucket, chunk.images)
+            bucket, self.layout.manifest_key(chunk.job_name), manifest_body(self.layout, chunk)
         )
         self.objects.put_json_if_absent(
             bucket, self.layout.images_key(chunk.job_name), images_document(chunk, parent_job)
@@ -65,20 +66,12 @@ class Submitter:
                 "image_count": len(chunk.images),
                 "content_type": chunk.content_type,
                 "parent_job": parent_job,
+                "attempt": chunk.attempt,
                 "created_at": self.clock(),
+                IN_FLIGHT_ATTRIBUTE: IN_FLIGHT_VALUE,
             },
         )
         return Submitted.STARTED if started else Submitted.EXISTS
-
-
-@dataclass
-class BatchPlan:
-    """What one SQS batch asks for, before any AWS call."""
-
-    chunks: list[Chunk]
-    failed_messages: set[str] = field(default_factory=set)  # malformed bodies
-    test_events: int = 0
-    skipped_keys: int = 0
 
 
 @dataclass
@@ -92,10 +85,9 @@ class BatchReport:
         return sum(1 for value in self.outcomes.values() if value is outcome)
 
 
-def plan_batch(
-    images_by_message: Mapping[str, Sequence[ImageObject]], max_images: int, prefix: str
-) -> list[Chunk]:
-    return plan_chunks(dedupe(images_by_message), max_images=max_images, prefix=prefix)
+def available_slots(transforms: TransformJobs, max_in_flight: int, name_prefix: str) -> int:
+    """How many more jobs ``MaxJobsInFlight`` allows now (first starts, re-drives and retries alike)."""
+    return max(0, max_in_flight - transforms.count_in_progress(name_prefix, max_in_flight))
 
 
 def submit_chunks(
@@ -113,7 +105,7 @@ def submit_chunks(
     report = BatchReport(images=sum(len(chunk.images) for chunk in chunks))
     if not chunks:
         return report
-    available = max_in_flight - submitter.transforms.count_in_progress(name_prefix, max_in_flight)
+    available = available_slots(submitter.transforms, max_in_flight, name_prefix)
     stop_reason: str | None = None
     for chunk in chunks:
         if stop_reason is None and available <= 0:
@@ -139,28 +131,3 @@ def submit_chunks(
         if outcome is Submitted.STARTED:
             available -= 1
     return report
-
-
-def plan_from_messages(
-    messages: Mapping[str, str], rules: KeyRules, max_images: int, prefix: str
-) -> tuple[BatchPlan, dict[str, str]]:
-    """Parse SQS bodies (message id → body) into chunks; returns the plan and parse errors by message.
-
-    The test event and non-image keys are acknowledged (no chunk, no failure); an unparseable
-    body fails its own message only, so it reaches the DLQ after the redrive policy's receives.
-    """
-    images_by_message: dict[str, tuple[ImageObject, ...]] = {}
-    errors: dict[str, str] = {}
-    plan = BatchPlan(chunks=[])
-    for message_id, body in messages.items():
-        try:
-            notification = parse_notification(body, rules)
-        except MalformedNotification as error:
-            errors[message_id] = str(error)
-            plan.failed_messages.add(message_id)
-            continue
-        plan.test_events += int(notification.is_test_event)
-        plan.skipped_keys += len(notification.skipped_keys)
-        images_by_message[message_id] = notification.images
-    plan.chunks = plan_batch(images_by_message, max_images=max_images, prefix=prefix)
-    return plan, errors

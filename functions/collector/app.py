@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
@@ -20,16 +19,11 @@ from aws_lambda_powertools.utilities.idempotency import (
     IdempotencyConfig,
     idempotent_function,
 )
-from bincount.adapters.dynamodb import DynamoCountStore, DynamoJobStore
-from bincount.adapters.eventbridge import EventBridgeSender
-from bincount.adapters.s3 import S3ObjectStore
-from bincount.adapters.sagemaker import SageMakerTransformJobs
-from bincount.batching import sanitize_prefix
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
 from bincount.results import CountResult
 from bincount.settings import Settings, get_settings
-from bincount.submission import Submitter
+from bincount.wiring import build_collecting
 
 logger = Logger()
 metrics = Metrics()
@@ -52,32 +46,12 @@ def build_runtime(
     dynamodb: Any = None,
     events: Any = None,
     dynamodb_client: Any = None,
+    sqs: Any = None,
     sleep: Callable[[float], None] | None = None,
 ) -> CollectorRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
-    dynamodb = dynamodb or boto3.resource("dynamodb")
-    objects = S3ObjectStore(s3 or boto3.client("s3"))
-    jobs = DynamoJobStore(dynamodb.Table(settings.jobs_table))
-    submitter = Submitter(
-        objects=objects,
-        transforms=SageMakerTransformJobs(sagemaker or boto3.client("sagemaker")),
-        jobs=jobs,
-        layout=settings.layout(),
-        config=settings.transform_config(),
-    )
-    collector = Collector(
-        objects=objects,
-        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
-        jobs=jobs,
-        sender=EventBridgeSender(events or boto3.client("events")),
-        submitter=submitter,
-        layout=settings.layout(),
-        bus_name=settings.event_bus_name,
-        confidence_threshold=settings.confidence_threshold,
-        job_name_prefix=sanitize_prefix(settings.job_name_prefix),
-        read_workers=settings.result_read_workers,
-        publish_max_attempts=settings.publish_max_attempts,
-        sleep=sleep,
+    collector = build_collecting(
+        settings, s3=s3, sagemaker=sagemaker, dynamodb=dynamodb, events=events, sqs=sqs, sleep=sleep
     )
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
@@ -104,6 +78,9 @@ def summary_of(report: CollectionReport) -> dict[str, Any]:
         "events_published": report.events_published,
         "redriven_images": report.redriven_images,
         "redriven_jobs": {name: outcome.value for name, outcome in report.redriven_jobs.items()},
+        "failure_kind": report.failure_kind.value if report.failure_kind else None,
+        "waiting_jobs": dict(report.waiting_jobs),
+        "parked_images": report.parked_images,
     }
 
 
@@ -112,6 +89,8 @@ def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
     metrics.add_metric(name="ImagesCounted", unit=MetricUnit.Count, value=len(report.counted))
     metrics.add_metric(name="ImagesRejected", unit=MetricUnit.Count, value=len(report.rejected))
     metrics.add_metric(name="ImagesRedriven", unit=MetricUnit.Count, value=report.redriven_images)
+    metrics.add_metric(name="ImagesWaiting", unit=MetricUnit.Count, value=sum(report.waiting_jobs.values()))
+    metrics.add_metric(name="ImagesParked", unit=MetricUnit.Count, value=report.parked_images)
     metrics.add_metric(name="DuplicateResults", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="StalePhotos", unit=MetricUnit.Count, value=report.stale)
     metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=report.events_published)

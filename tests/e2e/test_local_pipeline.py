@@ -49,7 +49,7 @@ def report(model_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         torch_threads=2,
         log_dir=tmp_path_factory.mktemp("logs"),
     )
-    result = run(options, make_uploads, timeout_s=120)
+    result = run(options, make_uploads, timeout_s=120, inventory=True)
     result["uploads"] = uploads
     return result
 
@@ -85,6 +85,31 @@ def test_downstream_consumer_received_inventory_events(report: dict[str, Any]) -
     assert received.get("Bin Count Updated", 0) + received.get("Bin Count Needs Review", 0) >= 2  # 2 bins
     assert all(event["source"] == "bincount" for event in report["events"])
     assert not report["worker_errors"]
+
+
+def test_expected_quantities_raise_discrepancy_events_where_the_count_differs(report: dict[str, Any]) -> None:
+    """The demo writes each bin's expected quantity as an inventory system would (before upload):
+    one number per bin, the label of its newest photo; every count that lands on LATEST and
+    disagrees with it raises ``Inventory Discrepancy Detected``."""
+    from bincount.records import is_discrepancy
+
+    uploads = [u for u in report["uploads"] if u.expected is not None]
+    expected = {u.bin_id: u.expected for u in uploads}  # upload order: the last label wins
+    assert report["expected_quantities_written"] == len(expected) == 2
+    updated = [e["detail"] for e in report["events"] if e["detail-type"] == "Bin Count Updated"]
+    discrepancies = [
+        e["detail"] for e in report["events"] if e["detail-type"] == "Inventory Discrepancy Detected"
+    ]
+    should = [
+        (d["bin_id"], d["image"]["key"])
+        for d in updated
+        if is_discrepancy(expected[d["bin_id"]], d["count"], d["count_is_lower_bound"])
+    ]
+    assert sorted((d["bin_id"], d["image"]["key"]) for d in discrepancies) == sorted(should)
+    for detail in discrepancies:
+        assert detail["expected_quantity"] == expected[detail["bin_id"]]
+        assert detail["difference"] == detail["count"] - detail["expected_quantity"]
+    assert report["totals"]["uploaded"] == 7 and report["totals"]["same_object_uploaded_again"] == 1
 
 
 def test_the_real_sagemaker_serving_stack_gives_the_same_records(

@@ -44,6 +44,8 @@ def recorder() -> Iterator[object]:
 def test_stack_names_come_from_the_template(stack: LocalStack) -> None:
     bucket = stack.outputs["IngestBucketName"]
     assert bucket == f"bincount-ingest-{stack.stack_name}-123456789012"
+    # moto's CloudFormation ignores VersioningConfiguration; the local stack applies it.
+    assert stack.endpoint.client("s3").get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
     functions = stack.functions()
     batcher = functions["Batcher"]
     assert batcher.environment["EVENT_BUS_NAME"] == f"bincount-{stack.stack_name}"

@@ -74,6 +74,7 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
     cloudformation.create_stack(
         StackName="bincount-test",
         TemplateBody=(REPO / "template.yaml").read_text(),
+        Parameters=[{"ParameterKey": "ModelArtifactKey", "ParameterValue": "models/test/model.tar.gz"}],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     description = cloudformation.describe_stacks(StackName="bincount-test")["Stacks"][0]
@@ -93,13 +94,27 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "MAX_JOBS_IN_FLIGHT": "4",
         "CONFIDENCE_THRESHOLD": "0.5",
         "INGEST_QUEUE_URL": outputs["IngestQueueUrl"],
+        "RETRY_QUEUE_URL": outputs["RetryQueueUrl"],
+        "INGEST_BUCKET": outputs["IngestBucketName"],
+        "INGEST_DLQ_URL": outputs["IngestDLQUrl"],
     }
+    # As template.yaml declares (test_template checks it); moto's CloudFormation ignores it.
+    boto3.client("s3", region_name=REGION).put_bucket_versioning(
+        Bucket=outputs["IngestBucketName"], VersioningConfiguration={"Status": "Enabled"}
+    )
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     from bincount.settings import get_settings
 
     get_settings.cache_clear()
     return Stack(outputs=outputs, env=env)
+
+
+@pytest.fixture
+def quick_retries(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto keeps SQS delays for real: no backoff here (the backoff is tested with fakes)."""
+    monkeypatch.setenv("RETRY_BASE_DELAY_S", "0")
+    monkeypatch.setenv("PARKED_RETRY_DELAY_S", "0")
 
 
 @pytest.fixture

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from bincount.ports import JobSubmissionError
-from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk, image_sk
+from bincount.ports import JobSubmissionError, QueuedMessage
+from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.timefmt import parse_time
 
 
 class MemoryObjects:
@@ -42,6 +43,7 @@ class FakeTransforms:
         self.calls: list[str] = []
         self.errors = list(errors)
         self.in_progress = in_progress
+        self.descriptions: dict[str, dict[str, Any]] = {}  # what DescribeTransformJob answers
 
     def create(self, request: dict[str, Any]) -> bool:
         self.calls.append(request["TransformJobName"])
@@ -54,6 +56,9 @@ class FakeTransforms:
 
     def count_in_progress(self, name_prefix: str, limit: int) -> int:
         return min(self.in_progress, limit)
+
+    def describe(self, job_name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.descriptions.get(job_name))
 
 
 class MemoryJobs:
@@ -69,8 +74,15 @@ class MemoryJobs:
         self.items[job_name] = {"pk": job_name, **attributes}
         return True
 
-    def update(self, job_name: str, attributes: dict[str, Any]) -> None:
-        self.items.setdefault(job_name, {"pk": job_name}).update(attributes)
+    def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
+        item = self.items.setdefault(job_name, {"pk": job_name})
+        item.update(attributes)
+        for name in remove:
+            item.pop(name, None)
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        listed = [item for item in self.items.values() if item.get("in_flight")]
+        return copy.deepcopy(sorted(listed, key=lambda item: str(item.get("created_at", ""))))
 
 
 class MemoryCounts:
@@ -79,14 +91,11 @@ class MemoryCounts:
         self.batched_calls: list[str] = []  # which batched calls the collector made, in order
         self.latest_writes: list[LatestWrite] = []
 
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.items.get((bin_pk(bin_id), image_sk(image_key))))
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.items.get((bin_pk(bin_id), sort_key)))
 
     def put_image(self, item: dict[str, Any]) -> bool:
-        existing = self.items.get((item["pk"], item["sk"]))
-        if existing and not (
-            existing["etag"] != item["etag"] and existing["captured_at"] < item["captured_at"]
-        ):
+        if (item["pk"], item["sk"]) in self.items:  # once per upload, as IMAGE_CONDITION
             return False
         self.items[(item["pk"], item["sk"])] = copy.deepcopy(item)
         return True
@@ -108,9 +117,9 @@ class MemoryCounts:
         for bin_id in bin_ids:
             if (latest := self.get_latest(bin_id)) is not None:
                 snapshot.latest[bin_id] = latest
-        for bin_id, key in images:
-            if (image := self.get_image(bin_id, key)) is not None:
-                snapshot.images[key] = image
+        for bin_id, sort_key in images:
+            if (image := self.get_image(bin_id, sort_key)) is not None:
+                snapshot.images[sort_key] = image
         return snapshot
 
     def put_latests(self, writes: Sequence[LatestWrite]) -> set[str]:
@@ -149,3 +158,36 @@ class RecordingSender:
         for call, entries in enumerate(self.calls):
             out.extend(e for i, e in enumerate(entries) if (call, i) not in self.failures)
         return out
+
+
+class MemoryQueue:
+    """SQS as the retry queue uses it: delays and visibility against a test clock (ISO strings)."""
+
+    def __init__(self, clock: Callable[[], str]) -> None:
+        self.clock = clock
+        self.messages: dict[str, tuple[str, float]] = {}  # id → (body, visible from, epoch s)
+        self.sent = 0
+
+    def _now(self) -> float:
+        return parse_time(self.clock()).timestamp()
+
+    def send(self, body: str, delay_s: int) -> None:
+        self.sent += 1
+        self.messages[f"m{self.sent}"] = (body, self._now() + min(delay_s, 900))
+
+    def receive(self, max_messages: int) -> list[QueuedMessage]:
+        now = self._now()
+        visible = [(mid, body) for mid, (body, since) in self.messages.items() if since <= now][:max_messages]
+        for mid, body in visible:
+            self.messages[mid] = (body, now + 900)
+        return [QueuedMessage(receipt=mid, body=body, message_id=mid) for mid, body in visible]
+
+    def delete(self, receipt: str) -> None:
+        self.messages.pop(receipt, None)
+
+    def postpone(self, receipt: str, delay_s: int) -> None:
+        body, _ = self.messages[receipt]
+        self.messages[receipt] = (body, self._now() + delay_s)
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for body, _ in self.messages.values()]

@@ -24,7 +24,13 @@ def drain(queue_url: str) -> list[dict[str, Any]]:
 
 
 def s3_notification(
-    bucket: str, key: str, etag: str, event_time: str = "2026-11-26T10:15:03.412Z", size: int = 1000
+    bucket: str,
+    key: str,
+    etag: str,
+    event_time: str = "2026-11-26T10:15:03.412Z",
+    size: int = 1000,
+    version_id: str | None = None,
+    sequencer: str = "0A1B",
 ) -> dict[str, Any]:
     """An S3 → SQS message body as S3 writes it (the key URL-encoded form-style)."""
     from urllib.parse import quote_plus
@@ -44,12 +50,29 @@ def s3_notification(
                         "key": quote_plus(key, safe="/"),
                         "size": size,
                         "eTag": etag,
-                        "sequencer": "0A1B",
+                        **({"versionId": version_id} if version_id else {}),
+                        "sequencer": sequencer,
                     },
                 },
             }
         ]
     }
+
+
+def uploaded(
+    bucket: str, key: str, body: bytes, event_time: str = "2026-11-26T10:15:03.412Z", sequencer: str = "0A1B"
+) -> dict[str, Any]:
+    """Put ``body`` at ``key`` (moto) and return the notification S3 sends for that version."""
+    response = boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=body)
+    return s3_notification(
+        bucket,
+        key,
+        str(response["ETag"]).strip('"'),
+        event_time=event_time,
+        size=len(body),
+        version_id=response.get("VersionId"),
+        sequencer=sequencer,
+    )
 
 
 def sqs_event(*bodies: tuple[str, dict[str, Any]]) -> dict[str, Any]:

@@ -13,8 +13,9 @@ from batcher import app
 from bincount.batching import job_name
 from bincount.keys import ImageObject
 from bincount.settings import Settings
+from bincount.staging import staged_name
 from botocore.stub import Stubber
-from pipeline_support import REGION, s3_notification, sqs_event
+from pipeline_support import REGION, sqs_event, uploaded
 
 PREFIX = "bincount-dev-"
 
@@ -82,10 +83,30 @@ def expected_request(stack: Any, name: str, content_type: str, images: int) -> d
     }
 
 
-def name_for(bucket: str, *keys_and_etags: tuple[str, str]) -> str:
-    return job_name(
-        [ImageObject(bucket, key, etag, 0, "", "", "") for key, etag in keys_and_etags], prefix="bincount-dev"
+def image_of(body: dict[str, Any]) -> ImageObject:
+    """The upload a notification names (only what identity and staging look at)."""
+    from urllib.parse import unquote_plus
+
+    s3 = body["Records"][0]["s3"]
+    return ImageObject(
+        s3["bucket"]["name"],
+        unquote_plus(s3["object"]["key"]),
+        s3["object"]["eTag"],
+        0,
+        "",
+        "",
+        "",
+        version_id=s3["object"].get("versionId", ""),
+        sequencer=s3["object"].get("sequencer", ""),
     )
+
+
+def name_for(*bodies: dict[str, Any]) -> str:
+    return job_name([image_of(body) for body in bodies], prefix="bincount-dev")
+
+
+def put(stack: Any, key: str, body: bytes = b"photo") -> dict[str, Any]:
+    return uploaded(stack.ingest_bucket, key, body)
 
 
 def created(name: str) -> dict[str, str]:
@@ -110,11 +131,15 @@ def test_sample_event_starts_one_job_with_the_exact_request(
     stack: Any, sagemaker: Stubber, event_file: Any, context: Any
 ) -> None:
     event = event_file("sqs_s3_object_created.json")
-    name = name_for(
-        stack.ingest_bucket,
-        ("incoming/BIN-0042/20261126T101500Z-cam1.jpg", "9b2cf535f27731c974343645a3985328"),
-        ("incoming/BIN 0043/photo=1.jpg", "d41d8cd98f00b204e9800998ecf8427e"),
-    )
+    bodies = []
+    for record in event["Records"]:  # the sample's objects, uploaded: their versions are moto's
+        body = json.loads(record["body"])
+        (s3_record,) = body["Records"]
+        notified = put(stack, image_of(body).key, b"sample photo")["Records"][0]["s3"]["object"]
+        s3_record["s3"]["object"].update(versionId=notified["versionId"], eTag=notified["eTag"])
+        record["body"] = json.dumps(body)
+        bodies.append(body)
+    name = name_for(*bodies)
     expect_in_flight(sagemaker)
     sagemaker.add_response(
         "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 2)
@@ -126,10 +151,11 @@ def test_sample_event_starts_one_job_with_the_exact_request(
     manifest = json.loads(
         s3.get_object(Bucket=stack.results_bucket, Key=f"manifests/{name}/manifest.json")["Body"].read()
     )
+    # The job reads immutable copies of the notified versions, in key order.
     assert manifest == [
-        {"prefix": f"s3://{stack.ingest_bucket}/"},
-        "incoming/BIN 0043/photo=1.jpg",
-        "incoming/BIN-0042/20261126T101500Z-cam1.jpg",
+        {"prefix": f"s3://{stack.results_bucket}/staging/"},
+        staged_name(image_of(bodies[1])),
+        staged_name(image_of(bodies[0])),
     ]
     images = json.loads(
         s3.get_object(Bucket=stack.results_bucket, Key=f"manifests/{name}/images.json")["Body"].read()
@@ -143,8 +169,8 @@ def test_sample_event_starts_one_job_with_the_exact_request(
 
 
 def test_duplicate_deliveries_start_one_job(stack: Any, sagemaker: Stubber, context: Any) -> None:
-    body = s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "etag-1")
-    name = name_for(stack.ingest_bucket, ("incoming/B1/a.jpg", "etag-1"))
+    body = put(stack, "incoming/B1/a.jpg")
+    name = name_for(body)
     expect_in_flight(sagemaker)
     sagemaker.add_response(
         "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
@@ -159,7 +185,8 @@ def test_duplicate_deliveries_start_one_job(stack: Any, sagemaker: Stubber, cont
 
 def test_existing_job_name_counts_as_success(stack: Any, sagemaker: Stubber, context: Any) -> None:
     """A job created by a delivery that crashed before recording it: ResourceInUse, then recorded."""
-    name = name_for(stack.ingest_bucket, ("incoming/B1/a.jpg", "etag-1"))
+    body = put(stack, "incoming/B1/a.jpg")
+    name = name_for(body)
     expect_in_flight(sagemaker)
     sagemaker.add_client_error(
         "create_transform_job",
@@ -168,20 +195,25 @@ def test_existing_job_name_counts_as_success(stack: Any, sagemaker: Stubber, con
         f"{name} already exists",
         http_status_code=400,
     )
-    event = sqs_event(("m1", s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "etag-1")))
+    event = sqs_event(("m1", body))
     assert app.handler(event, context) == {"batchItemFailures": []}
     assert jobs_table(stack).get_item(Key={"pk": name})["Item"]["status"] == "InProgress"
 
 
 def test_throttled_chunk_fails_exactly_its_messages(stack: Any, sagemaker: Stubber, context: Any) -> None:
     bucket = stack.ingest_bucket
+    a, b, c = (
+        put(stack, "incoming/B1/a.jpg"),
+        put(stack, "incoming/B2/b.jpg"),
+        put(stack, "incoming/B3/c.png"),
+    )
     event = sqs_event(
-        ("jpeg-1", s3_notification(bucket, "incoming/B1/a.jpg", "e1")),
-        ("jpeg-2", s3_notification(bucket, "incoming/B2/b.jpg", "e2")),
-        ("png-1", s3_notification(bucket, "incoming/B3/c.png", "e3")),
+        ("jpeg-1", a),
+        ("jpeg-2", b),
+        ("png-1", c),
         ("test", {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket}),
     )
-    jpeg = name_for(bucket, ("incoming/B1/a.jpg", "e1"), ("incoming/B2/b.jpg", "e2"))
+    jpeg = name_for(a, b)
     expect_in_flight(sagemaker)
     sagemaker.add_response(
         "create_transform_job", created(jpeg), expected_request(stack, jpeg, "image/jpeg", 2)
@@ -193,11 +225,8 @@ def test_throttled_chunk_fails_exactly_its_messages(stack: Any, sagemaker: Stubb
 
 
 def test_quota_refusal_defers_every_remaining_chunk(stack: Any, sagemaker: Stubber, context: Any) -> None:
-    bucket = stack.ingest_bucket
-    event = sqs_event(
-        ("jpeg", s3_notification(bucket, "incoming/B1/a.jpg", "e1")),
-        ("png", s3_notification(bucket, "incoming/B3/c.png", "e3")),
-    )
+    jpeg, png = put(stack, "incoming/B1/a.jpg"), put(stack, "incoming/B3/c.png")
+    event = sqs_event(("jpeg", jpeg), ("png", png))
     expect_in_flight(sagemaker)
     sagemaker.add_client_error(
         "create_transform_job",
@@ -206,22 +235,23 @@ def test_quota_refusal_defers_every_remaining_chunk(stack: Any, sagemaker: Stubb
     )
     # Only one create call: the png chunk is not even tried.
     assert failures(app.handler(event, context)) == {"jpeg", "png"}
-    assert "Item" not in jobs_table(stack).get_item(Key={"pk": name_for(bucket, ("incoming/B1/a.jpg", "e1"))})
+    assert "Item" not in jobs_table(stack).get_item(Key={"pk": name_for(jpeg)})
 
 
 def test_over_the_cap_messages_wait_in_sqs(stack: Any, sagemaker: Stubber, context: Any) -> None:
     expect_in_flight(sagemaker, running=4)
-    event = sqs_event(("m1", s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "e1")))
+    event = sqs_event(("m1", put(stack, "incoming/B1/a.jpg")))
     assert failures(app.handler(event, context)) == {"m1"}
 
 
 def test_malformed_body_fails_only_itself(stack: Any, sagemaker: Stubber, context: Any) -> None:
-    name = name_for(stack.ingest_bucket, ("incoming/B1/a.jpg", "e1"))
+    good = put(stack, "incoming/B1/a.jpg")
+    name = name_for(good)
     expect_in_flight(sagemaker)
     sagemaker.add_response(
         "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
     )
-    event = sqs_event(("good", s3_notification(stack.ingest_bucket, "incoming/B1/a.jpg", "e1")), ("bad", {}))
+    event = sqs_event(("good", good), ("bad", {}))
     event["Records"][1]["body"] = "{not json"
     assert failures(app.handler(event, context)) == {"bad"}
 
@@ -230,9 +260,7 @@ def test_waiting_messages_are_backed_off(stack: Any, sagemaker: Stubber, context
     """Over the cap, the real SQS message's visibility is extended (backoff by receive count)."""
     sqs = boto3.client("sqs", region_name=REGION)
     url = stack.outputs["IngestQueueUrl"]
-    sqs.send_message(
-        QueueUrl=url, MessageBody=json.dumps(s3_notification(stack.ingest_bucket, "incoming/B/a.jpg", "e"))
-    )
+    sqs.send_message(QueueUrl=url, MessageBody=json.dumps(put(stack, "incoming/B/a.jpg")))
     message = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, AttributeNames=["All"])["Messages"][0]
     event = sqs_event((message["MessageId"], json.loads(message["Body"])))
     event["Records"][0]["receiptHandle"] = message["ReceiptHandle"]

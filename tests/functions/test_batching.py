@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from bincount.batching import (
     JOB_NAME_PATTERN,
@@ -32,6 +33,8 @@ def test_job_name_is_deterministic_order_insensitive_and_valid() -> None:
     assert job_name([a, b]) == job_name([b, a])
     assert job_name([a]) != job_name([a, b])
     assert job_name([image("incoming/B1/a.jpg", etag="other")]) != job_name([a])  # new content, new job
+    reuploaded = replace(a, version_id="v2")
+    assert job_name([reuploaded]) != job_name([replace(a, version_id="v1")])  # same bytes, new upload
     name = job_name([a], prefix="Bin_Count.prod " + "x" * 80)
     assert len(name) <= 63 and JOB_NAME_PATTERN.match(name)
     assert re.fullmatch(r"bincount-dev-[0-9a-f]{16}", job_name([a], prefix="bincount-dev"))
@@ -62,11 +65,19 @@ def test_chunks_split_by_content_type_and_size_and_keep_owners() -> None:
 
 def test_manifest_and_output_keys() -> None:
     images = [image("incoming/B1/a b.jpg"), image("incoming/B2/c.jpg")]
-    assert manifest_body("ingest", images) == [
+    (unstaged,) = plan_chunks(images, max_images=5)
+    assert manifest_body(JobLayout("results"), unstaged) == [
         {"prefix": "s3://ingest/"},
         "incoming/B1/a b.jpg",
         "incoming/B2/c.jpg",
     ]
+    (staged,) = plan_chunks([replace(i, staged_key=f"{n}.jpg") for n, i in enumerate(images)], max_images=5)
+    assert manifest_body(JobLayout("results"), staged) == [
+        {"prefix": "s3://results/staging/"},
+        "0.jpg",
+        "1.jpg",
+    ]
+    assert [i.manifest_entry for i in staged.images] == ["0.jpg", "1.jpg"]
     layout = JobLayout("results")
     out = output_key_for(layout, "job-1", "incoming/B1/a b.jpg")
     assert out == "transform-output/job-1/incoming/B1/a b.jpg.out"

@@ -16,6 +16,7 @@ from bincount.batching import plan_chunks
 from bincount.collection import CollectionIncomplete
 from bincount.inventory_events import BinCountUpdated, ImageRef
 from bincount.keys import ImageObject
+from bincount.records import image_record_sk
 from bincount.settings import Settings
 from botocore.stub import ANY, Stubber
 from collector import app
@@ -68,7 +69,7 @@ def test_completed_job_records_counts_and_publishes(
     assert (summary["counted"], summary["rejected"], summary["events_published"]) == (2, 0, 2)
     b1 = items(stack, "B1")
     assert b1["LATEST"]["count"] == 3 and b1["LATEST"]["image_key"] == a.key
-    assert b1[f"IMAGE#{a.key}"]["outcome"] == "count" and b1[f"IMAGE#{a.key}"]["job_name"] == name
+    assert b1[image_record_sk(a)]["outcome"] == "count" and b1[image_record_sk(a)]["job_name"] == name
     updated = by_type(drain(bus_queue), "Bin Count Updated")
     assert sorted((d["bin_id"], d["count"], d["previous_count"]) for d in updated) == [
         ("B1", 3, None),
@@ -117,7 +118,7 @@ def test_older_photo_never_overwrites_newer_count(
     assert summary["stale"] == 1
     b1 = items(stack, "B1")
     assert (b1["LATEST"]["count"], b1["LATEST"]["image_key"]) == (4, newer.key)
-    assert b1[f"IMAGE#{older.key}"]["count"] == 1  # the older photo is still on record
+    assert b1[image_record_sk(older)]["count"] == 1  # the older photo is still on record
     updated = by_type(drain(bus_queue), "Bin Count Updated")
     assert [d["count"] for d in updated] == [4]
 
@@ -143,8 +144,8 @@ def test_error_record_is_recorded_and_rejected(
     assert (summary["counted"], summary["rejected"]) == (1, 2)
     record = items(stack, "B2")
     assert "LATEST" not in record
-    assert record[f"IMAGE#{bad.key}"]["error_code"] == "corrupt_image"
-    assert items(stack, "B3")[f"IMAGE#{garbage.key}"]["error_code"] == "invalid_output"
+    assert record[image_record_sk(bad)]["error_code"] == "corrupt_image"
+    assert items(stack, "B3")[image_record_sk(garbage)]["error_code"] == "invalid_output"
     rejected = by_type(drain(bus_queue), "Bin Image Rejected")
     assert sorted(d["error_code"] for d in rejected) == ["corrupt_image", "invalid_output"]
 
@@ -173,6 +174,7 @@ def test_failed_job_records_outputs_and_redrives_the_rest(stack: Any, use_runtim
     ]
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stubber = Stubber(sagemaker)
+    stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})  # room under the cap
     for half in halves:
         arn = {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{half}"}
         stubber.add_response(
@@ -186,8 +188,8 @@ def test_failed_job_records_outputs_and_redrives_the_rest(stack: Any, use_runtim
 
     assert (summary["counted"], summary["redriven_images"]) == (1, 4)
     assert summary["redriven_jobs"] == {half: "started" for half in halves}
-    assert f"IMAGE#{done.key}" in items(stack, "B0")
-    assert all(f"IMAGE#{image.key}" not in items(stack, image.bin_id) for image in images[1:])
+    assert image_record_sk(done) in items(stack, "B0")
+    assert all(image_record_sk(image) not in items(stack, image.bin_id) for image in images[1:])
 
 
 REQUEST_KEYS = (
@@ -209,7 +211,7 @@ def test_single_image_failed_job_ends_as_transform_failed(
     poison = photo(stack, "B9", "poison")
     name, _ = stage_job([poison], {})
     app.handler(job_event(name, "Failed", stack.results_bucket, "ClientError: 500 from model"), context)
-    record = items(stack, "B9")[f"IMAGE#{poison.key}"]
+    record = items(stack, "B9")[image_record_sk(poison)]
     assert (record["outcome"], record["error_code"]) == ("error", "transform_failed")
     assert "500 from model" in record["error_message"]
     assert [d["error_code"] for d in by_type(drain(bus_queue), "Bin Image Rejected")] == ["transform_failed"]
@@ -274,7 +276,7 @@ def test_unpublished_events_leave_the_image_for_the_retry(
     use_runtime(events=events)
     with stubber, pytest.raises(CollectionIncomplete):
         app.handler(event, context)
-    assert f"IMAGE#{a.key}" not in items(stack, "B1")  # not committed
+    assert image_record_sk(a) not in items(stack, "B1")  # not committed
     assert items(stack, "B1")["LATEST"]["count"] == 3
 
     use_runtime()  # EventBridge/Lambda retries the same event

@@ -39,12 +39,10 @@ def test_put_images_skips_only_the_duplicates_across_transactions(store: DynamoC
     written = store.put_images(items)
 
     assert [i for i, was_written in enumerate(written) if not was_written] == [5, 110]
-    snapshot = store.read_state(
-        {"B0", "B1"}, [(f"B{i % 7}", items[i]["image_key"]) for i in range(len(items))]
-    )
+    snapshot = store.read_state({"B0", "B1"}, [(f"B{i % 7}", item["sk"]) for i, item in enumerate(items)])
     assert len(snapshot.images) == len(items)
-    assert snapshot.images[items[5]["image_key"]]["job_name"] == "earlier"  # never overwritten
-    assert snapshot.images[items[6]["image_key"]]["job_name"] == "job-1"
+    assert snapshot.images[items[5]["sk"]]["job_name"] == "earlier"  # never overwritten
+    assert snapshot.images[items[6]["sk"]]["job_name"] == "job-1"
 
 
 def test_put_latests_reports_the_bins_that_moved_on(store: DynamoCountStore) -> None:

@@ -36,14 +36,37 @@ def test_sample_event_keys_are_url_decoded_form_style(event_file: Any) -> None:
     assert second.captured_at == "2026-11-26T10:16:41.007Z"  # no time in the key: the event time
 
 
-def test_several_records_per_message_and_suffix_filter() -> None:
+def test_several_records_per_message_and_what_is_skipped() -> None:
+    """Everything under the prefix is an upload to account for (a .txt gets an error record later);
+    keys elsewhere and folder markers are not uploads of photos at all."""
     message: dict[str, Any] = {"Records": []}
-    for key in ("incoming/B1/a.jpg", "incoming/B1/notes.txt", "incoming/B2/b.PNG", "elsewhere/B3/c.jpg"):
+    keys = (
+        "incoming/B1/a.jpg",
+        "incoming/B1/notes.txt",
+        "incoming/B2/b.PNG",
+        "elsewhere/B3/c.jpg",
+        "incoming/B4/",
+    )
+    for key in keys:
         message["Records"] += s3_notification(BUCKET, key, "e")["Records"]
     notification = parse_notification(json.dumps(message), RULES)
-    assert [image.key for image in notification.images] == ["incoming/B1/a.jpg", "incoming/B2/b.PNG"]
-    assert notification.images[1].content_type == "image/png"
-    assert notification.skipped_keys == ("incoming/B1/notes.txt", "elsewhere/B3/c.jpg")
+    assert [image.key for image in notification.images] == [
+        "incoming/B1/a.jpg",
+        "incoming/B1/notes.txt",
+        "incoming/B2/b.PNG",
+    ]
+    assert notification.images[2].content_type == "image/png"
+    assert [RULES.has_image_suffix(image.key) for image in notification.images] == [True, False, True]
+    assert notification.skipped_keys == ("elsewhere/B3/c.jpg", "incoming/B4/")
+
+
+def test_version_sequencer_and_upload_time_come_from_the_notification(event_file: Any) -> None:
+    record = event_file("sqs_s3_object_created.json")["Records"][0]
+    image = parse_notification(record["body"], RULES).images[0]
+    assert image.version_id == "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH"
+    assert image.sequencer == "0066C4A1B2C3D4E5F6"
+    assert image.uploaded_at == "2026-11-26T10:15:03.412Z"
+    assert image.identity == (image.bucket, image.key, "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH")
 
 
 def test_removal_events_are_ignored() -> None:

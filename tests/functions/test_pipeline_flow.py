@@ -12,14 +12,14 @@ from bincount.batching import output_key_for
 from bincount.settings import Settings
 from botocore.stub import Stubber
 from collector import app as collector
-from pipeline_support import REGION, count_record, drain, job_event, s3_notification, sqs_event
+from pipeline_support import REGION, count_record, drain, job_event, sqs_event, uploaded
 
 
 def test_duplicate_deliveries_end_as_one_job_and_one_count(
     stack: Any, bus_queue: str, context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings.from_env()
-    body = s3_notification(stack.ingest_bucket, "incoming/B7/photo 1.jpg", "etag-7")
+    body = uploaded(stack.ingest_bucket, "incoming/B7/photo 1.jpg", b"photo")
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stubber = Stubber(sagemaker)
     stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
@@ -37,7 +37,9 @@ def test_duplicate_deliveries_end_as_one_job_and_one_count(
     assert len(jobs) == 1
     name = str(jobs[0]["pk"])
     s3 = boto3.client("s3", region_name=REGION)
-    key = output_key_for(settings.layout(), name, "incoming/B7/photo 1.jpg")
+    images = s3.get_object(Bucket=settings.results_bucket, Key=settings.layout().images_key(name))["Body"]
+    (image,) = json.loads(images.read())["images"]
+    key = output_key_for(settings.layout(), name, image["staged_key"])  # the job read the staged copy
     s3.put_object(Bucket=settings.results_bucket, Key=key, Body=json.dumps(count_record(2)).encode())
 
     monkeypatch.setattr(collector, "get_runtime", lambda: collector.build_runtime(settings))
@@ -49,6 +51,7 @@ def test_duplicate_deliveries_end_as_one_job_and_one_count(
     records = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": "BIN#B7"})[
         "Items"
     ]
-    assert sorted(str(item["sk"]) for item in records) == ["IMAGE#incoming/B7/photo 1.jpg", "LATEST"]
+    image_sk, latest = sorted(str(item["sk"]) for item in records)
+    assert image_sk.startswith("IMAGE#incoming/B7/photo 1.jpg#") and latest == "LATEST"
     delivered = drain(bus_queue)
     assert [(e["detail-type"], e["detail"]["count"]) for e in delivered] == [("Bin Count Updated", 2)]

@@ -81,6 +81,7 @@ def test_inventory_event_round_trip(event_file: Any) -> None:
     assert entry["Source"] == "bincount" and entry["DetailType"] == "Bin Count Updated"
     assert from_eventbridge_entry(entry) == delivered
     assert isinstance(delivered.image, ImageRef)
+    assert delivered.image.version_id == "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrH"  # which upload was counted
 
 
 def _img(captured: str, key: str = "incoming/B1/a.jpg", etag: str = "e") -> ImageObject:

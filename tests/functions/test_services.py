@@ -63,7 +63,10 @@ def test_redrive_isolates_a_poison_image() -> None:
         }
         status = "Failed" if images_in_job & poison else "Completed"
         world.finish(name, status, poison)
-        report = world.collector.collect(TransformJobEvent(job_name=name, status=status))
+        reason = "ClientError: See job logs for more information" if status == "Failed" else ""
+        report = world.collector.collect(
+            TransformJobEvent(job_name=name, status=status, failure_reason=reason)
+        )
         pending.extend(report.redriven_jobs)
     records = {item["image_key"]: item for item in world.counts.images()}
     assert set(records) == {image.key for image in images}  # every image: exactly one record

@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from bincount.adapters.dynamodb import IN_FLIGHT_INDEX
 from bincount.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,7 +43,8 @@ def test_stack_creates_in_moto(stack: Any) -> None:
     assert environment["TS_MAX_REQUEST_SIZE"] == environment["TS_MAX_RESPONSE_SIZE"] == "104857600"
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
     assert environment["MALLOC_MMAP_THRESHOLD_"] == "2000000000"
-    assert "pytorch-inference:2.6.0-gpu-py312" in model["PrimaryContainer"]["Image"]
+    assert model["PrimaryContainer"]["Image"] == stack.outputs["InferenceImage"]
+    assert model["PrimaryContainer"]["Image"].endswith("/pytorch-inference:2.6-gpu-py312")  # ml.g4dn default
     Settings.from_env()  # the outputs make a complete configuration
 
 
@@ -81,12 +83,40 @@ def test_no_wildcard_action_on_wildcard_resource(template: dict[str, Any]) -> No
         assert not any(action == "*" or str(action).endswith(":*") for action in actions), statement
 
 
-def test_notification_covers_image_suffixes(template: dict[str, Any]) -> None:
+def test_notification_filters_on_the_prefix_only(template: dict[str, Any]) -> None:
+    """S3's suffix filters are case-sensitive (``.Jpg`` would be lost): the batcher decides."""
     configurations = template["Resources"]["IngestBucket"]["Properties"]["NotificationConfiguration"]
-    suffixes = {
-        rule["Value"]
-        for entry in configurations["QueueConfigurations"]
-        for rule in entry["Filter"]["S3Key"]["Rules"]
-        if rule["Name"] == "suffix"
-    }
-    assert {".jpg", ".jpeg", ".png"} <= suffixes
+    (entry,) = configurations["QueueConfigurations"]
+    assert entry["Event"] == "s3:ObjectCreated:*"
+    assert [rule["Name"] for rule in entry["Filter"]["S3Key"]["Rules"]] == ["prefix"]
+
+
+def test_ingest_bucket_keeps_versions_and_expires_replaced_ones(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["IngestBucket"]["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {rule["Id"]: rule for rule in properties["LifecycleConfiguration"]["Rules"]}
+    assert rules["ExpireReplacedVersions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == {
+        "Ref": None
+    }  # the NoncurrentVersionExpirationDays parameter (the test loader drops tag values)
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] >= 1
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+
+
+def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    retry_queue = resources["RetryQueue"]["Properties"]
+    assert retry_queue["MessageRetentionPeriod"] == 1209600 and "RedrivePolicy" not in retry_queue
+    reconciler = resources["ReconcilerFunction"]["Properties"]
+    assert reconciler["Handler"] == "reconciler.app.handler"
+    assert [event["Type"] for event in reconciler["Events"].values()] == ["Schedule"]
+    assert "RETRY_QUEUE_URL" in template["Globals"]["Function"]["Environment"]["Variables"]
+    for name in (
+        "RetryQueueOldestPhotoAlarm",
+        "ParkedPhotosAlarm",
+        "ReconcilerErrorsAlarm",
+        "ReconcileProblemsAlarm",
+    ):
+        properties = resources[name]["Properties"]
+        assert properties["AlarmActions"] and properties["OKActions"], name
+    index = resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
+    assert index["IndexName"] == IN_FLIGHT_INDEX

@@ -25,7 +25,9 @@ def packed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = ModelConfig.for_arch("efficientnet_lite0", version="bincount-test-lite0")
     torch.manual_seed(0)
     network = build_model(config, pretrained=True)
-    return package_model(tmp_path_factory.mktemp("artifact") / "model.tar.gz", network.state_dict(), config)
+    return package_model(
+        tmp_path_factory.mktemp("artifact") / "model.tar.gz", network.state_dict(), config, onnx=True
+    )
 
 
 @pytest.fixture(scope="session")

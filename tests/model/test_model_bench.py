@@ -42,3 +42,28 @@ def test_synthetic_photos_have_abid_like_sizes() -> None:
 
     sizes = {Image.open(BytesIO(data)).size for data in bench.synthetic_jpegs(5)}
     assert sizes == set(bench.ABID_LIKE_SIZES)
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["--model", "/nonexistent.tar.gz"], "--model /nonexistent.tar.gz: no such file"),
+        (["--images", "/nonexistent"], "--images /nonexistent: not a folder"),
+        (["--count", "0"], "--count 0: give a whole number above 0"),
+        (["--batch", "-1"], "--batch -1"),
+    ],
+)
+def test_cli_refuses_with_one_line(
+    argv: list[str], phrase: str, packed_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--model", str(packed_model), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("model.bench: error: ") and phrase in err[0]
+
+
+def test_a_folder_without_photos_is_one_line(
+    packed_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("no photos")
+    assert bench.main(["--model", str(packed_model), "--images", str(tmp_path)]) == 2
+    assert "no .jpg/.png photos" in capsys.readouterr().err

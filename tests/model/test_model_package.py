@@ -90,7 +90,7 @@ def test_cli_round_trip_packs_given_weights(tmp_path: Path) -> None:
         "--config",
         str(tmp_path / "config.json"),
     ]
-    assert package.main([*args, "--no-onnx"]) == 0
+    assert package.main(args) == 0
     extracted = tmp_path / "extracted"
     with tarfile.open(out) as archive:
         archive.extractall(extracted, filter="data")
@@ -114,7 +114,7 @@ def test_cli_without_weights_packs_pretrained_backbone_offline(
 ) -> None:
     monkeypatch.setattr(package, "SHIPPED_WEIGHTS_DIR", tmp_path / "no-shipped-weights")
     out = tmp_path / "model.tar.gz"
-    assert package.main(["--out", str(out), "--no-onnx"]) == 0
+    assert package.main(["--out", str(out)]) == 0
     assert "untrained head" in capsys.readouterr().out
     with tarfile.open(out) as archive:
         member = archive.extractfile("config.json")
@@ -143,3 +143,112 @@ def test_package_model_sets_the_hash_the_loader_checks(tmp_path: Path) -> None:
         archive.extractall(tmp_path / "x", filter="data")
     assert config.weights_sha256 == sha256_file(tmp_path / "x" / "model.pt")
     assert not (tmp_path / "m.tar.gz.partial").exists()
+
+
+def test_model_onnx_ships_only_when_asked(tmp_path: Path) -> None:
+    """SageMaker's PyTorch inference container has no ONNX Runtime: the default artifact leaves it out."""
+    config = ModelConfig(version="v")
+    state = build_model(config).state_dict()
+    plain = package.package_model(tmp_path / "plain.tar.gz", state, config)
+    with tarfile.open(plain) as archive:
+        assert set(archive.getnames()) == EXPECTED_MEMBERS
+    pytest.importorskip("onnx")
+    with_onnx = package.package_model(tmp_path / "onnx.tar.gz", state, config, onnx=True)
+    with tarfile.open(with_onnx) as archive:
+        assert "model.onnx" in archive.getnames()
+
+
+#: What torch 2.6 (the SageMaker PyTorch inference container) writes and reads in a state dict's
+#: zip: any other record or pickled global would be a format feature newer than that container.
+TORCH_26_RECORDS = {
+    "data.pkl",
+    "version",
+    "byteorder",
+    ".format_version",
+    ".storage_alignment",
+    ".data/serialization_id",
+}
+TORCH_26_WEIGHTS_ONLY_GLOBALS = {
+    "collections OrderedDict",
+    "torch._utils _rebuild_tensor_v2",
+    *(
+        f"torch {kind}Storage"
+        for kind in ("Half", "Float", "Long", "Int", "Bool", "BFloat16", "Double", "Byte")
+    ),
+}
+
+
+def _pickled_globals(data: bytes) -> set[str]:
+    import pickletools
+
+    ops = list(pickletools.genops(data))
+    found = set()
+    for index, (op, arg, _) in enumerate(ops):
+        if op.name == "GLOBAL":
+            found.add(str(arg))
+        elif op.name == "STACK_GLOBAL":
+            found.add(f"{ops[index - 2][1]} {ops[index - 1][1]}")
+    return found
+
+
+def test_model_pt_is_in_a_format_torch_2_6_loads(model_dir: Path) -> None:
+    """The artifact's weights, written by this torch, hold only what torch 2.6 reads with weights_only."""
+    import zipfile
+
+    with zipfile.ZipFile(model_dir / "model.pt") as archive:
+        records = {name.split("/", 1)[1] for name in archive.namelist()}
+        root = archive.namelist()[0].split("/", 1)[0]
+        assert archive.read(f"{root}/version").strip() == b"3"
+        pickled = archive.read(f"{root}/data.pkl")
+    assert {r for r in records if not r.startswith("data/")} <= TORCH_26_RECORDS
+    assert _pickled_globals(pickled) <= TORCH_26_WEIGHTS_ONLY_GLOBALS
+    weights = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
+    assert all(type(t) is torch.Tensor for t in weights.values())
+
+
+def test_portable_state_dict_drops_parameters_and_shared_storage() -> None:
+    weight = torch.nn.Parameter(torch.randn(4, 6))
+    state = package.portable_state_dict(
+        {"w": weight, "t": torch.randn(6, 4).t(), "n": torch.tensor(3)}, fp16=True
+    )
+    assert all(type(t) is torch.Tensor for t in state.values())
+    assert state["w"].dtype == torch.float16 and state["n"].dtype == torch.int64
+    assert state["w"].untyped_storage().data_ptr() != weight.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["--weights", "/nonexistent/model.pt"], "--weights /nonexistent/model.pt: no such file"),
+        (["--config", "/nonexistent/config.json"], "no such file"),
+        (["--arch", "resnet9000"], "--arch resnet9000: choose one of"),
+    ],
+)
+def test_cli_refuses_with_one_line(
+    argv: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert package.main(["--out", str(tmp_path / "m.tar.gz"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("model.package: error: ") and phrase in err[0]
+    assert not (tmp_path / "m.tar.gz").exists()
+
+
+def test_cli_refuses_a_file_that_is_not_a_state_dict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.pt").write_bytes(b"not a checkpoint")
+    assert package.main(["--out", str(tmp_path / "m.tar.gz"), "--weights", str(tmp_path / "notes.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot pack these inputs" in err[0]
+    assert package.main(["--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_repacking_the_shipped_weights_keeps_their_bytes(tmp_path: Path) -> None:
+    """The deployed model.pt is the repository's file, byte for byte (the model card's SHA-256)."""
+    weights = package.SHIPPED_WEIGHTS_DIR / "model.pt"
+    if not weights.is_file():
+        pytest.skip("no shipped weights in this checkout")
+    state, config, _ = package.resolve_inputs(None, None, None)
+    package.package_model(tmp_path / "m.tar.gz", state, config)
+    assert config.weights_sha256 == sha256_file(weights)

@@ -305,3 +305,54 @@ def test_shared_abid_runs(real_artifact: Path, shared_abid: Path, tmp_path: Path
         )
     )
     assert report["n"] == 52 and report["n_errors"] == 0
+
+
+def _one_line(result: subprocess.CompletedProcess[str], phrase: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("training.evaluate: error: "), result.stderr
+    assert phrase in lines[0] and "Traceback" not in result.stderr
+
+
+def test_images_without_labels_is_one_line(fake_artifact: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _draw(photos / "a.jpg", 1, wrong=False)
+    result = run_evaluate(
+        "--model", str(fake_artifact), "--images", str(photos), "--out", str(tmp_path / "o")
+    )
+    _one_line(result, "has no labels")
+    assert "--labels CSV" in result.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["--images", "/nonexistent"], "--images /nonexistent: no such folder"),
+        (["--labels", "/nonexistent.csv"], "no such file"),
+        (["--manifest", "/nonexistent.json"], "no such file"),
+        (["--batch-size", "0"], "--batch-size 0"),
+        (["--subset", "5-1"], "LO must not exceed HI"),
+        ([], "nothing to evaluate"),
+    ],
+)
+def test_bad_arguments_are_one_line(
+    args: list[str], phrase: str, fake_artifact: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training import evaluate
+
+    assert evaluate.main(["--model", str(fake_artifact), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("training.evaluate: error: ") and phrase in err[0], err
+
+
+def test_a_labels_file_without_counts_is_one_line(fake_artifact: Path, tmp_path: Path) -> None:
+    from training import evaluate
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("image,quantity\na.jpg,3\n")
+    with pytest.raises(evaluate.UsageError, match="'image' and 'count'"):
+        evaluate.collect(
+            evaluate.build_parser().parse_args(["--model", str(fake_artifact), "--labels", str(bad)])
+        )
+    assert evaluate.main(["--model", str(tmp_path / "none.tar.gz"), "--labels", str(bad)]) == 2

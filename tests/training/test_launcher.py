@@ -15,13 +15,16 @@ from typing import Any
 
 import pytest
 
+from cli.errors import UsageError
 from training import launcher
+from training.launch_policy import shipped_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore:sagemaker.train.configs has been moved:DeprecationWarning")
 
 ROLE = "arn:aws:iam::123456789012:role/BinCountSageMaker"
 DATA = "s3://bincount-data/abid-train"
 ARN_PREFIX = "arn:aws:sagemaker:eu-west-1:123456789012"
+TUNE = ["tune", "--role", ROLE, "--bucket", "b", "--data", DATA]
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +62,27 @@ def train_request() -> dict[str, Any]:
     request = recorder.last("CreateTrainingJob")
     assert request["TrainingJobName"] == name
     return request
+
+
+@pytest.fixture(scope="module")
+def debugger_request() -> dict[str, Any]:
+    """``train --debugger``: for accounts that had SageMaker Debugger before it closed."""
+    from training.sagemaker_capture import recording_session
+
+    session, recorder = recording_session("eu-west-1")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+        launcher.start_training_job(_config(), boto_session=session, debugger=True)
+    return recorder.last("CreateTrainingJob")
+
+
+def _tuning(**kwargs: Any) -> dict[str, Any]:
+    from training.sagemaker_capture import recording_session
+
+    session, recorder = recording_session("eu-west-1")
+    config = kwargs.pop("config", _config())
+    launcher.start_tuning_job(config, boto_session=session, **kwargs)
+    return recorder.last("CreateHyperParameterTuningJob")
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +164,32 @@ def test_training_request_spot_and_checkpoints(train_request: dict[str, Any]) ->
     assert checkpoint["S3Uri"].startswith("s3://bincount-artifacts/ml/checkpoints/bincount-")
 
 
-def test_training_request_debugger_rules_and_profiler(train_request: dict[str, Any]) -> None:
+def test_no_debugger_rules_by_default(train_request: dict[str, Any]) -> None:
+    """SageMaker Debugger is closed to new customers (2026-07-30): a default request carries none."""
+    for field in (
+        "DebugRuleConfigurations",
+        "DebugHookConfig",
+        "ProfilerRuleConfigurations",
+        "ProfilerConfig",
+    ):
+        assert field not in train_request
+
+
+def test_training_job_names_are_unique_within_a_minute(train_request: dict[str, Any]) -> None:
+    from training.sagemaker_capture import recording_session
+
+    names = {train_request["TrainingJobName"]}
+    session, _ = recording_session("eu-west-1")
+    for _ in range(2):
+        names.add(launcher.start_training_job(_config(), boto_session=session))
+    assert len(names) == 3
+    for name in names:
+        assert re.fullmatch(r"bincount-\d{6}-\d{6}-[0-9a-f]{4}", name), name
+    assert train_request["CheckpointConfig"]["S3Uri"].endswith("/" + train_request["TrainingJobName"])
+
+
+def test_training_request_debugger_rules_and_profiler(debugger_request: dict[str, Any]) -> None:
+    train_request = debugger_request
     rules = {r["RuleConfigurationName"]: r for r in train_request["DebugRuleConfigurations"]}
     assert set(rules) == {"LossNotDecreasing", "Overfit", "VanishingGradient"}
     for name, rule in rules.items():
@@ -163,6 +212,8 @@ def test_training_request_debugger_rules_and_profiler(train_request: dict[str, A
 def test_tuning_objective_ranges_and_limits(tuning_request: dict[str, Any]) -> None:
     config = tuning_request["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {"MetricName": "valid:rmse", "Type": "Minimize"}
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert "StrategyConfig" not in config
     assert config["ResourceLimits"] == {"MaxNumberOfTrainingJobs": 8, "MaxParallelTrainingJobs": 2}
     assert config["Strategy"] == "Bayesian"
     ranges = config["ParameterRanges"]
@@ -223,17 +274,17 @@ def test_parse_range_kinds_and_errors() -> None:
     name, rng = launcher.parse_range("epochs=int:4:12")
     assert name == "epochs" and rng.as_tuning_range(name)["MinValue"] == "4"
     assert launcher.parse_range("lr=lin:0.1:0.2")[1].scaling_type == "Linear"
-    for bad in ("lr", "lr=log:1", "lr=xyz:1:2"):
-        with pytest.raises(ValueError):
+    for bad in ("lr", "lr=log:1", "lr=xyz:1:2", "lr=log:0:1", "lr=lin:2:1", "lr=log:a:b"):
+        with pytest.raises(UsageError):
             launcher.parse_range(bad)
 
 
 def test_config_validation() -> None:
-    with pytest.raises(ValueError, match="ARN"):
+    with pytest.raises(UsageError, match="ARN"):
         _config(role="MyRole").validate()
-    with pytest.raises(ValueError, match="s3://"):
+    with pytest.raises(UsageError, match="s3://"):
         _config(channels={"training": "/local/data"}).validate()
-    with pytest.raises(ValueError, match="max-wait"):
+    with pytest.raises(UsageError, match="max-wait"):
         _config(use_spot=True, max_run_s=100, max_wait_s=50).validate()
 
 
@@ -284,7 +335,7 @@ def test_dry_run_cli_prints_the_request(capsys: pytest.CaptureFixture[str]) -> N
     )  # fmt: skip
     assert code == 0
     request = json.loads(capsys.readouterr().out)
-    assert request["HyperParameters"] == {"epochs": "2"}
+    assert request["HyperParameters"] == {**shipped_recipe(), "epochs": "2"}
     assert "DebugRuleConfigurations" not in request
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith("763104351884.dkr.ecr.us-west-2")
 
@@ -343,4 +394,143 @@ def test_best_job_model_data_url() -> None:
     assert best.model_data_url == artifact
     assert best.hyperparameters == {"lr": "0.0007"}
     assert best.objective == {"MetricName": "valid:rmse", "Value": 0.91}
-    assert best.sam_deploy_command() == f"sam deploy --parameter-overrides ModelDataUrl={artifact}"
+    key = "models/bincount-abc-007/model.tar.gz"
+    assert best.sam_deploy_command().splitlines() == [
+        f"aws s3 cp {artifact} s3://bincount-artifacts-$ACCOUNT-$AWS_REGION/{key}",
+        f'# samconfig.toml, your environment\'s parameter_overrides: "ModelArtifactKey={key}"',
+        "sam build && sam deploy --config-env dev",
+    ]
+
+
+def test_train_without_hp_uses_the_shipped_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    code = launcher.main(["train", "--role", ROLE, "--bucket", "b-1", "--data", DATA, "--dry-run"])
+    assert code == 0
+    request = json.loads(capsys.readouterr().out)
+    recipe = shipped_recipe()
+    assert request["HyperParameters"] == recipe
+    assert recipe["epochs"] == "14" and recipe["image-size"] == "224"  # the Makefile's TRAIN_ARGS
+
+
+def test_default_objective_is_the_kept_models_score() -> None:
+    request = _tuning(ranges=["lr=log:0.0001:0.001"], max_jobs=2)
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {
+        "MetricName": "best:valid_score",
+        "Type": "Maximize",
+    }
+    sent = {
+        d["Name"]: d["Regex"]
+        for d in request["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+    }
+    log = "epoch=14 valid_score=0.1000\nresult best_epoch=9 best_score=0.2100\nbest:valid_score=0.2345\n"
+    assert [float(v) for v in re.findall(sent["best:valid_score"], log)] == [
+        0.2345
+    ]  # one value: the kept model's
+    assert len(request["HyperParameterTuningJobName"]) <= 32
+
+
+def test_tuning_job_names_are_unique_within_a_minute() -> None:
+    names = {
+        _tuning(ranges=["lr=log:0.0001:0.001"], max_jobs=2)["HyperParameterTuningJobName"] for _ in range(3)
+    }
+    assert len(names) == 3
+    assert all(len(name) <= 32 and re.fullmatch(r"bincount-\d{6}-\d{6}-[0-9a-f]{4}", name) for name in names)
+
+
+def test_hyperband_sends_early_stopping_off_and_static_epochs() -> None:
+    request = _tuning(
+        strategy="Hyperband", ranges=["lr=log:0.0001:0.001", "loss=cat:ce,gaussian"], max_jobs=20
+    )
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Hyperband"
+    assert config["TrainingJobEarlyStoppingType"] == "Off"
+    assert config["StrategyConfig"] == {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 15}}
+    assert request["TrainingJobDefinition"]["StaticHyperParameters"]["epochs"] == "15"
+
+
+def test_hyperband_refuses_tuned_or_missing_epochs() -> None:
+    with pytest.raises(UsageError, match="epochs must be static"):
+        _tuning(strategy="Hyperband", ranges=["epochs=int:4:12"])
+    with pytest.raises(UsageError, match="--hp epochs=N"):
+        _tuning(strategy="Hyperband", ranges=["lr=log:0.0001:0.001"], config=_config(hyperparameters={}))
+
+
+def test_grid_takes_categorical_ranges_and_runs_every_combination() -> None:
+    request = _tuning(strategy="Grid", ranges=["batch-size=cat:16,32", "loss=cat:ce,smooth,gaussian"])
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["Strategy"] == "Grid"
+    assert config["ResourceLimits"]["MaxNumberOfTrainingJobs"] == 6
+    assert set(config["ParameterRanges"]) <= {
+        "CategoricalParameterRanges",
+        "ContinuousParameterRanges",
+        "IntegerParameterRanges",
+    }
+    assert not config["ParameterRanges"].get("ContinuousParameterRanges")
+    with pytest.raises(UsageError, match="categorical ranges only; lr"):
+        _tuning(strategy="Grid", ranges=["lr=log:0.0001:0.001", "loss=cat:ce,smooth"])
+    with pytest.raises(UsageError, match="every combination"):
+        _tuning(strategy="Grid", ranges=["loss=cat:ce,smooth"], max_jobs=5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "phrase"),
+    [
+        (["train", "--role", "MyRole", "--bucket", "b", "--data", DATA], "IAM role ARN"),
+        (["train", "--role", ROLE, "--bucket", "b", "--data", "/local/abid"], "is not an s3:// URI"),
+        (["train", "--role", ROLE, "--bucket", "b"], "no input data"),
+        (["train", "--role", ROLE, "--bucket", "b", "--data", DATA, "--hp", "epochs"], "expected NAME=VALUE"),
+        ([*TUNE, "--range", "lr=log:x:y"], "must be numbers"),
+        ([*TUNE, "--strategy", "Grid"], "categorical ranges only"),
+        ([*TUNE, "--strategy", "Hyperband", "--range", "epochs=int:2:9"], "epochs must be static"),
+    ],
+)  # fmt: skip
+def test_cli_refuses_with_one_line(argv: list[str], phrase: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert launcher.main([*argv, "--dry-run"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("training.launcher: error: ") and phrase in lines[0], (
+        captured.err
+    )
+    assert "Traceback" not in captured.err and not captured.out
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "best"])
+def test_help_shows_defaults_and_an_example(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        launcher.main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "example:" in text and f"python -m training.launcher {command}" in text
+    if command != "best":
+        assert "(default: ml.g4dn.xlarge)" in text and "(default: 2.8)" in text
+    if command == "tune":
+        assert "(default: best:valid_score)" in text and "(default: Bayesian)" in text
+
+
+def test_top_level_help_names_the_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        launcher.main(["--help"])
+    text = capsys.readouterr().out
+    assert "ml.g4dn.xlarge" in text and "PyTorch training container 2.8" in text and "example:" in text
+
+
+def test_recorded_requests_passed_the_service_models_validation() -> None:
+    """What the recorder holds is what botocore accepted: a malformed request never gets recorded."""
+    from botocore.exceptions import ParamValidationError
+
+    from training.sagemaker_capture import recording_session
+
+    session, recorder = recording_session("eu-west-1")
+    client: Any = session.client("sagemaker")  # untyped: the request is malformed on purpose
+    with pytest.raises(ParamValidationError):
+        client.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="bincount-bad",
+            HyperParameterTuningJobConfig={
+                "Strategy": "Hyperband",
+                "ResourceLimits": {"MaxParallelTrainingJobs": 1},
+                "StrategyConfig": {"HyperbandStrategyConfig": {"MaxResource": "fifteen"}},
+            },
+        )
+    assert not recorder.requests("CreateHyperParameterTuningJob")

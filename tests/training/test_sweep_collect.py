@@ -55,3 +55,21 @@ def test_weights_beyond_the_byte_budget_stay_behind(tmp_path: Path, monkeypatch:
     monkeypatch.setattr(collect, "MAX_BYTES", 4000)
     collect.main(runs, tmp_path / "no-prep", out)
     assert [p.name for p in out.glob("*.tar")] == ["small.tar"]
+
+
+def test_pack_refuses_a_folder_without_labels_or_an_out_it_would_wipe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from training.sweep import pack
+
+    assert pack.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "pack")]) == 2
+    assert "no labels.csv" in capsys.readouterr().err
+    data, precious = tmp_path / "data", tmp_path / "precious"
+    data.mkdir()
+    (data / "labels.csv").write_text("image,count\n")
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("keep me")
+    assert pack.main(["--data", str(data), "--out", str(precious)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds other files" in err[0]
+    assert (precious / "thesis.txt").is_file()

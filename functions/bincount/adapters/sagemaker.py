@@ -44,3 +44,13 @@ class SageMakerTransformJobs:
             if count >= limit:
                 return count
         return count
+
+    def describe(self, job_name: str) -> dict[str, Any] | None:
+        try:
+            response: dict[str, Any] = self.client.describe_transform_job(TransformJobName=job_name)
+        except ClientError as error:
+            # SageMaker answers an unknown name with ValidationException "Could not find job".
+            if error.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+                return None
+            raise
+        return response

@@ -1,0 +1,95 @@
+"""One SQS batch of S3 notifications sorted into what the batcher does with each upload.
+
+parse → refuse other buckets → merge repeats of one upload → error records for uploads no job
+could handle (bincount.admission) → stage the notified versions (bincount.staging) → chunks.
+Every upload named by a well-formed message ends in exactly one place: a chunk, a rejection
+(error record), a refused message (DLQ) or a failed message (SQS redelivers it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from bincount.admission import AdmissionRules, rejection_for
+from bincount.batching import Chunk, dedupe, plan_chunks
+from bincount.keys import ImageObject, MalformedNotification, parse_notification
+from bincount.results import ErrorResult
+from bincount.staging import VersionCopier, stage_images
+
+
+@dataclass(frozen=True)
+class Rejection:
+    image: ImageObject
+    error: ErrorResult
+    message_ids: frozenset[str]
+
+
+@dataclass
+class IntakePlan:
+    chunks: list[Chunk] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    refused_messages: dict[str, str] = field(default_factory=dict)  # message id → why (to the DLQ)
+    malformed: dict[str, str] = field(default_factory=dict)  # message id → parse error
+    failed_messages: set[str] = field(default_factory=set)  # transient staging failures: retry
+    test_events: int = 0
+    skipped_keys: int = 0
+
+    @property
+    def images(self) -> int:
+        return sum(len(chunk.images) for chunk in self.chunks) + len(self.rejections)
+
+
+@dataclass(frozen=True)
+class Staging:
+    copier: VersionCopier
+    results_bucket: str
+    prefix: str
+    workers: int = 16
+
+
+def parse_messages(
+    messages: Mapping[str, str], rules: AdmissionRules, plan: IntakePlan
+) -> dict[str, tuple[ImageObject, ...]]:
+    """Images by message; malformed bodies and other buckets' notifications noted in ``plan``."""
+    images_by_message: dict[str, tuple[ImageObject, ...]] = {}
+    for message_id, body in messages.items():
+        try:
+            notification = parse_notification(body, rules.keys)
+        except MalformedNotification as error:
+            plan.malformed[message_id] = str(error)
+            continue
+        plan.test_events += int(notification.is_test_event)
+        plan.skipped_keys += len(notification.skipped_keys)
+        foreign = sorted({image.bucket for image in notification.images if rules.is_foreign(image)})
+        if foreign:
+            plan.refused_messages[message_id] = (
+                f"notification names bucket(s) {', '.join(foreign)}, "
+                f"not the ingest bucket {rules.ingest_bucket}"
+            )
+        images_by_message[message_id] = tuple(
+            image for image in notification.images if not rules.is_foreign(image)
+        )
+    return images_by_message
+
+
+def plan_intake(
+    messages: Mapping[str, str], rules: AdmissionRules, staging: Staging, max_images: int, prefix: str
+) -> IntakePlan:
+    plan = IntakePlan()
+    owners = dedupe(parse_messages(messages, rules, plan))
+    admitted: list[ImageObject] = []
+    for image, message_ids in owners.items():
+        error = rejection_for(image, rules)
+        if error is None:
+            admitted.append(image)
+        else:
+            plan.rejections.append(Rejection(image, error, frozenset(message_ids)))
+    staged = stage_images(admitted, staging.copier, staging.results_bucket, staging.prefix, staging.workers)
+    for image, error in staged.unavailable:
+        plan.rejections.append(Rejection(image, error, frozenset(owners[image])))
+    for image, _ in staged.failed:
+        plan.failed_messages |= owners[image]
+    ready = {image: owners[replace(image, staged_key="")] for image in staged.staged}
+    plan.chunks = plan_chunks(ready, max_images=max_images, prefix=prefix)
+    return plan

@@ -1,0 +1,328 @@
+"""Failed transform jobs, played end to end with in-memory fakes: what becomes of every photo.
+
+The world below plays Batch Transform (outputs written, state changes handed to the collector),
+the retry queue (delays and visibility against a test clock) and the scheduled reconciler.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
+from bincount.collection import CollectionReport, Collector
+from bincount.failures import RetryPolicy
+from bincount.inventory_events import BinImageRejected
+from bincount.job_events import TransformJobEvent
+from bincount.keys import ImageObject
+from bincount.ports import JobSubmissionError
+from bincount.reconciliation import Reconciler
+from bincount.submission import Submitter
+from bincount.timefmt import format_time
+from bincount.waiting import WaitingRoom
+from pipeline_fakes import (
+    FakeTransforms,
+    MemoryCounts,
+    MemoryJobs,
+    MemoryObjects,
+    MemoryQueue,
+    RecordingSender,
+)
+
+LAYOUT = JobLayout("results")
+CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
+CAPACITY = (
+    "CapacityError: Unable to provision requested ML compute capacity. "
+    "Please retry using a different ML instance type."
+)
+PER_RECORD = "ClientError: See job logs for more information"
+
+
+def photo(i: int) -> ImageObject:
+    return ImageObject(
+        "ingest", f"incoming/B{i}/x.jpg", f"e{i}", 10, f"B{i}", "2026-01-01T00:00:00.000Z", "image/jpeg"
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.moment = datetime(2026, 11, 26, 10, tzinfo=UTC)
+
+    def __call__(self) -> str:
+        return format_time(self.moment)
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+class World:
+    def __init__(self, max_in_flight: int = 4, policy: RetryPolicy | None = None) -> None:
+        self.clock = Clock()
+        self.policy = policy or RetryPolicy()
+        self.objects, self.transforms, self.jobs = MemoryObjects(), FakeTransforms(), MemoryJobs()
+        self.counts, self.sender = MemoryCounts(), RecordingSender()
+        self.queue = MemoryQueue(self.clock)
+        self.waiting = WaitingRoom(self.queue, clock=self.clock)
+        self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG, clock=self.clock)
+        self.collector = Collector(
+            self.objects,
+            self.counts,
+            self.jobs,
+            self.sender,
+            self.submitter,
+            LAYOUT,
+            "bus",
+            0.5,
+            "bincount",
+            clock=self.clock,
+            waiting=self.waiting,
+            retry_policy=self.policy,
+            max_in_flight=max_in_flight,
+        )
+        self.reconciler = Reconciler(
+            self.jobs,
+            self.transforms,
+            self.collector,
+            self.submitter,
+            self.waiting,
+            max_in_flight,
+            "bincount",
+            settle_s=0,
+            clock=self.clock,
+        )
+        self.finished: set[str] = set()
+
+    def start(self, images: list[ImageObject]) -> str:
+        (chunk,) = plan_chunks(images, max_images=len(images))
+        self.submitter.submit(chunk)
+        return chunk.job_name
+
+    def keys_of(self, name: str) -> list[str]:
+        return [item["key"] for item in self.objects.get_json("results", LAYOUT.images_key(name))["images"]]
+
+    def end(self, name: str, status: str, reason: str = "", done: set[str] | None = None) -> None:
+        """Batch Transform ends the job: outputs for ``done`` (default: all if Completed, else none)."""
+        if done is None:
+            done = set(self.keys_of(name)) if status == "Completed" else set()
+        for key in done:
+            record = {"count": 1, "confidence": 0.9, "probabilities": [], "model_version": "v"}
+            self.objects.put_bytes("results", output_key_for(LAYOUT, name, key), json.dumps(record).encode())
+        self.transforms.descriptions[name] = {
+            "TransformJobName": name,
+            "TransformJobStatus": status,
+            "FailureReason": reason,
+            "TransformEndTime": self.clock(),
+            "TransformInput": {"DataSource": {"S3DataSource": {"S3Uri": LAYOUT.manifest_uri(name)}}},
+        }
+        self.finished.add(name)
+
+    def event(self, name: str) -> TransformJobEvent:
+        description = self.transforms.descriptions[name]
+        return TransformJobEvent(name, description["TransformJobStatus"], description["FailureReason"])
+
+    def collect(
+        self, name: str, status: str, reason: str = "", done: set[str] | None = None
+    ) -> CollectionReport:
+        self.end(name, status, reason, done)
+        return self.collector.collect(self.event(name))
+
+    def running(self) -> list[str]:
+        return [name for name in self.transforms.created if name not in self.finished]
+
+    def records(self) -> dict[str, dict[str, object]]:
+        return {str(item["image_key"]): item for item in self.counts.images()}
+
+    def rejections(self) -> list[dict[str, object]]:
+        return [
+            entry for entry in self.sender.delivered if entry["DetailType"] == BinImageRejected.detail_type
+        ]
+
+
+@pytest.mark.parametrize("photos", [4, 16])
+def test_three_capacity_failures_in_a_row_keep_every_photo_on_its_way(photos: int) -> None:
+    world = World()
+    images = [photo(i) for i in range(photos)]
+    name = world.start(images)
+    for failure in range(1, 4):
+        jobs_before = len(world.transforms.created)
+        report = world.collect(name, "Failed", CAPACITY)
+        assert report.failure_kind and report.failure_kind.value == "transient"
+        assert len(world.transforms.created) == jobs_before  # the collector itself starts nothing
+
+        world.clock.advance(world.policy.delay_s(failure) - 1)
+        world.reconciler.run()
+        assert len(world.transforms.created) == jobs_before  # the backoff is kept
+
+        world.clock.advance(1)
+        world.reconciler.run()
+        assert len(world.transforms.created) == jobs_before + 1  # exactly one new job per failure
+        (name,) = world.running()
+        assert name.endswith(f"-r{failure}") and sorted(world.keys_of(name)) == sorted(i.key for i in images)
+        assert world.records() == {} and world.rejections() == []
+
+    world.collect(name, "Completed")
+    records = world.records()
+    assert set(records) == {image.key for image in images}
+    assert all(record["outcome"] == "count" for record in records.values())
+    assert len(world.transforms.created) == 4 and world.rejections() == [] and world.queue.messages == {}
+
+
+def test_spent_retry_budget_parks_the_photos_instead_of_rejecting_them() -> None:
+    world = World(policy=RetryPolicy(max_transient_retries=1, base_delay_s=60, parked_delay_s=3600))
+    images = [photo(i) for i in range(4)]
+    name = world.start(images)
+    assert world.collect(name, "Failed", CAPACITY).parked_images == 0
+    world.clock.advance(60)
+    world.reconciler.run()
+    (retry,) = world.running()
+
+    report = world.collect(retry, "Failed", "ResourceLimitExceeded: The account-level service limit ...")
+    assert report.parked_images == 4 and report.problems == []
+    (waiting,) = world.queue.bodies()
+    assert waiting["parked"] is True and len(waiting["chunk"]["images"]) == 4
+    assert world.records() == {} and world.rejections() == []
+
+    world.clock.advance(3599)
+    assert world.reconciler.run().resubmitted.started == []  # type: ignore[union-attr]
+    world.clock.advance(1)
+    (parked_retry,) = world.reconciler.run().resubmitted.started  # type: ignore[union-attr]
+    assert parked_retry.endswith("-r2")
+    world.collect(parked_retry, "Completed")
+    assert len(world.records()) == 4 and world.rejections() == []
+
+
+def test_poison_photo_is_still_isolated_after_a_transient_failure() -> None:
+    world = World(max_in_flight=2)
+    images = [photo(i) for i in range(8)]
+    poison = images[5].key
+    name = world.start(images)
+    world.collect(name, "Failed", "InternalServerError: We encountered an internal error. Please try again.")
+    for _ in range(30):
+        world.clock.advance(3600)
+        world.reconciler.run()
+        running = world.running()
+        if not running:
+            break
+        for job in running:
+            keys = world.keys_of(job)
+            if poison in keys:  # Batch Transform stops at the poison photo
+                world.collect(job, "Failed", PER_RECORD, done=set(keys[: keys.index(poison)]))
+            else:
+                world.collect(job, "Completed")
+    records = world.records()
+    assert set(records) == {image.key for image in images}  # exactly one record each
+    assert records[poison]["error_code"] == "transform_failed"
+    assert sum(1 for r in records.values() if r["outcome"] == "count") == 7
+    assert len(world.rejections()) == 1 and world.queue.messages == {}
+
+
+def test_unknown_reasons_split_within_the_budget_then_wait() -> None:
+    world = World(max_in_flight=100, policy=RetryPolicy(max_unknown_splits=2))
+    name = world.start([photo(i) for i in range(16)])
+    world.collect(name, "Failed", "")  # no reason given
+    for _ in range(2):
+        for job in world.running():
+            world.collect(job, "Failed", "Something nobody documented")
+    assert len(world.transforms.created) == 1 + 2 + 4  # two levels of splits, then no more jobs
+    assert world.running() == []
+    waiting = world.queue.bodies()
+    assert len(waiting) == 4 and all(len(body["chunk"]["images"]) == 4 for body in waiting)
+    assert world.records() == {} and world.rejections() == []
+
+
+def test_a_lone_photo_failing_for_an_unknown_reason_waits() -> None:
+    world = World()
+    name = world.start([photo(1)])
+    report = world.collect(name, "Failed", "AccessDeniedException: not authorized to perform s3:GetObject")
+    assert report.failure_kind and report.failure_kind.value == "unknown"
+    assert world.records() == {} and len(world.queue.bodies()) == 1
+
+
+def test_stopped_job_is_retried_whole_with_its_unfinished_photos() -> None:
+    world = World()
+    images = [photo(i) for i in range(4)]
+    name = world.start(images)
+    world.collect(name, "Stopped", done={images[0].key})
+    (waiting,) = world.queue.bodies()
+    assert sorted(i["key"] for i in waiting["chunk"]["images"]) == sorted(i.key for i in images[1:])
+    assert list(world.records()) == [images[0].key]
+
+
+def test_redrives_respect_max_jobs_in_flight() -> None:
+    world = World(max_in_flight=3)
+    name = world.start([photo(i) for i in range(4)])
+    world.transforms.in_progress = 2  # one slot left for two halves
+    report = world.collect(name, "Failed", PER_RECORD)
+    assert len(world.running()) == 1 and len(report.waiting_jobs) == 1
+    assert report.parked_images == 0
+
+    world.transforms.in_progress = 3
+    world.reconciler.run()
+    assert len(world.running()) == 1  # still no room
+    world.transforms.in_progress = 1
+    world.reconciler.run()
+    assert len(world.running()) == 2 and world.queue.messages == {}
+
+
+def test_throttled_redrive_waits_instead_of_failing_the_event() -> None:
+    world = World()
+    name = world.start([photo(i) for i in range(4)])
+    world.transforms.errors = [JobSubmissionError("ThrottlingException", "Rate exceeded", retryable=True)]
+    report = world.collect(name, "Failed", PER_RECORD)
+    assert report.problems == [] and len(report.waiting_jobs) == 2
+    assert world.jobs.get(name) is not None and "in_flight" not in world.jobs.items[name]
+
+
+def test_reconciler_collects_a_job_whose_event_never_came() -> None:
+    world = World()
+    world.reconciler.settle_s = 300
+    images = [photo(i) for i in range(3)]
+    name = world.start(images)
+    world.transforms.descriptions[name] = {"TransformJobName": name, "TransformJobStatus": "InProgress"}
+    assert world.reconciler.run().still_running == 1
+
+    world.end(name, "Completed")  # the state-change event is lost
+    assert world.reconciler.run().settling == 1  # just ended: the event may still come
+    world.clock.advance(300)
+    report = world.reconciler.run()
+    assert list(report.collected) == [name]
+    assert set(world.records()) == {image.key for image in images}
+    assert world.jobs.in_flight() == []
+    assert world.reconciler.run().collected == {}  # done: off the index
+
+
+def test_reconciler_counts_jobs_running_longer_than_the_job_timeout() -> None:
+    world = World()
+    world.reconciler.job_timeout_s = 3600
+    name = world.start([photo(i) for i in range(2)])
+    world.transforms.descriptions[name] = {"TransformJobName": name, "TransformJobStatus": "InProgress"}
+    assert world.reconciler.run().overdue == []
+    world.clock.advance(3601)
+    report = world.reconciler.run()
+    assert (report.still_running, report.overdue) == (1, [name])  # JobsOverdue metric, not collected
+
+
+def test_collector_and_reconciler_on_the_same_failed_job_start_one_retry() -> None:
+    world = World()
+    name = world.start([photo(i) for i in range(4)])
+    world.collect(name, "Failed", CAPACITY)
+    world.jobs.update(name, {"in_flight": "1"})  # as if the collector crashed before finishing
+    world.reconciler.run()  # collects again: a second message for the same retry
+    assert len(world.queue.messages) == 2
+    world.clock.advance(3600)
+    report = world.reconciler.run()
+    assert report.resubmitted is not None
+    assert len(report.resubmitted.started) == 1 and len(report.resubmitted.already_started) == 1
+    assert len(world.transforms.created) == 2 and world.queue.messages == {}
+
+
+def test_one_broken_job_does_not_stop_the_reconciler() -> None:
+    world = World()
+    broken, fine = world.start([photo(1)]), world.start([photo(2)])
+    world.end(broken, "Completed")
+    world.end(fine, "Completed")
+    del world.objects.objects[("results", LAYOUT.images_key(broken))]  # its image list is gone
+    report = world.reconciler.run()
+    assert list(report.collected) == [fine] and report.problems and broken in report.problems[0]
+    assert [item["pk"] for item in world.jobs.in_flight()] == [broken]  # tried again next run

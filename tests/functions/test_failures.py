@@ -1,0 +1,97 @@
+"""Failure classification on the texts AWS sends, the next step per kind, retry job names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from bincount.batching import JOB_NAME_PATTERN, MAX_JOB_NAME_LENGTH, job_name, plan_chunks, retry_chunk
+from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.job_events import parse_job_event
+from bincount.keys import ImageObject
+
+TRANSIENT, PER_RECORD, UNKNOWN = FailureKind.TRANSIENT, FailureKind.PER_RECORD, FailureKind.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "kind"),
+    [
+        (
+            "Failed",
+            "CapacityError: Unable to provision requested ML compute capacity. "
+            "Please retry using a different ML instance type.",
+            TRANSIENT,
+        ),
+        (
+            "Failed",
+            "ResourceLimitExceeded: The account-level service limit 'ml.g4dn.xlarge for transform job "
+            "usage' is 0 Instances, with current utilization of 0 Instances and a request delta of 1 "
+            "Instances. Please use AWS Service Quotas to request an increase for this quota.",
+            TRANSIENT,
+        ),
+        ("Failed", "InternalServerError: We encountered an internal error. Please try again.", TRANSIENT),
+        ("Failed", "ThrottlingException: Rate exceeded", TRANSIENT),
+        ("Failed", "Rate exceeded", TRANSIENT),
+        ("Failed", "InsufficientInstanceCapacity: We currently do not have sufficient capacity", TRANSIENT),
+        ("Failed", "The Spot instance was interrupted", TRANSIENT),
+        ("Failed", "Instance was terminated due to an interruption", TRANSIENT),
+        ("Stopped", "", TRANSIENT),
+        ("Stopped", "ClientError: See job logs for more information", TRANSIENT),
+        ("Failed", "ClientError: See job logs for more information", PER_RECORD),
+        ("Failed", "AlgorithmError: See job logs for more information", PER_RECORD),
+        ("Failed", "ClientError: 500 from model", PER_RECORD),
+        ("Failed", "", UNKNOWN),
+        ("Failed", "Something nobody documented", UNKNOWN),
+        (
+            "Failed",
+            "ClientError: AccessDenied (403): Access denied when reading s3://bucket/model.tar.gz",
+            UNKNOWN,
+        ),
+        ("Completed", "", UNKNOWN),
+    ],
+)
+def test_classify_failure(status: str, reason: str, kind: FailureKind) -> None:
+    assert classify_failure(status, reason) is kind
+
+
+def test_next_step_per_kind() -> None:
+    policy = RetryPolicy(max_unknown_splits=2)
+    assert next_step(TRANSIENT, 8, 0, policy) is FailureAction.RETRY_WHOLE
+    assert next_step(TRANSIENT, 1, 0, policy) is FailureAction.RETRY_WHOLE
+    assert next_step(PER_RECORD, 8, 5, policy) is FailureAction.SPLIT
+    assert next_step(PER_RECORD, 1, 0, policy) is FailureAction.RECORD_FAILED
+    assert next_step(UNKNOWN, 8, 1, policy) is FailureAction.SPLIT
+    assert next_step(UNKNOWN, 8, 2, policy) is FailureAction.RETRY_WHOLE  # budget spent
+    assert next_step(UNKNOWN, 1, 0, policy) is FailureAction.RETRY_WHOLE  # never rejected
+
+
+def test_retry_policy_backoff_and_parking() -> None:
+    policy = RetryPolicy(max_transient_retries=3, base_delay_s=60, parked_delay_s=3600)
+    assert [policy.delay_s(n) for n in (1, 2, 3, 4, 9)] == [60, 120, 240, 3600, 3600]
+    assert [policy.is_parked(n) for n in (1, 3, 4)] == [False, False, True]
+
+
+def image(i: int) -> ImageObject:
+    return ImageObject(
+        "b", f"incoming/B{i}/x.jpg", f"e{i}", 1, f"B{i}", "2026-01-01T00:00:00.000Z", "image/jpeg"
+    )
+
+
+def test_retry_names_are_new_deterministic_and_valid() -> None:
+    images = [image(i) for i in range(3)]
+    (first,) = plan_chunks(images, max_images=3, prefix="p" * 60)
+    names = {first.job_name}
+    for attempt in (1, 2, 12):
+        retry = retry_chunk(list(reversed(images)), "p" * 60, attempt)
+        assert retry.job_name == job_name(images, "p" * 60, attempt)  # order does not matter
+        assert retry.job_name.endswith(f"-r{attempt}") and retry.attempt == attempt
+        assert len(retry.job_name) <= MAX_JOB_NAME_LENGTH and JOB_NAME_PATTERN.match(retry.job_name)
+        names.add(retry.job_name)
+    assert len(names) == 4
+
+
+def test_sample_capacity_event_is_transient(event_file: Any) -> None:
+    job = parse_job_event(event_file("transform_job_failed_capacity.json"))
+    assert classify_failure(job.status, job.failure_reason) is TRANSIENT
+    sample = parse_job_event(event_file("transform_job_failed.json"))
+    assert classify_failure(sample.status, sample.failure_reason) is PER_RECORD
