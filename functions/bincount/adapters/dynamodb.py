@@ -7,10 +7,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from bincount.corrections import MODEL_WRITE_GUARD
 from bincount.records import LATEST_SK, bin_pk, image_sk
 
-# Once per object version: a replay is refused, and so is an older version of the same key.
-IMAGE_CONDITION = "attribute_not_exists(sk) OR (etag <> :etag AND captured_at < :captured_at)"
+# Once per object version: a replay is refused, and so is an older version of the same key; a
+# newer version never replaces a reviewer's label (MODEL_WRITE_GUARD, bincount/corrections.py).
+IMAGE_CONDITION = (
+    f"attribute_not_exists(sk) OR (etag <> :etag AND captured_at < :captured_at AND {MODEL_WRITE_GUARD})"
+)
 
 
 def _condition_failed(error: ClientError) -> bool:

@@ -1,0 +1,121 @@
+"""DynamoDB and S3 behind the human corrections (bincount/corrections.py) and the review tools.
+
+Calls made (what a reviewer's IAM policy must allow): on the counts table ``GetItem``,
+``UpdateItem``, ``Query`` and ``Scan``; on the ingest bucket ``GetObject`` (``HeadObject`` is
+authorised by it; presigned URLs are signed with it); ``PutEvents`` on the inventory bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.exceptions import ClientError
+
+from bincount.adapters.dynamodb import _condition_failed, _set_expression
+from bincount.corrections import PhotoGone, RecordVersion
+from bincount.records import bin_pk, image_sk
+
+IMAGE_PREFIX = "IMAGE#"
+
+
+class DynamoLabelStore:
+    """The conditional label write and the reads the review console and export need."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def put_label(self, bin_id: str, image_key: str, attributes: dict[str, Any], seen: RecordVersion) -> bool:
+        """One conditional UpdateItem: the record must still be the version the reviewer saw."""
+        expression, names, values = _set_expression(attributes)
+        names.update({"#etag": "etag", "#recorded": "recorded_at", "#reviewed": "reviewed_at"})
+        values.update({":seen_etag": seen.etag, ":seen_recorded": seen.recorded_at})
+        condition = "#etag = :seen_etag AND #recorded = :seen_recorded AND "
+        if seen.reviewed_at:
+            condition += "#reviewed = :seen_reviewed"
+            values[":seen_reviewed"] = seen.reviewed_at
+        else:
+            condition += "attribute_not_exists(#reviewed)"
+        try:
+            self.table.update_item(
+                Key={"pk": bin_pk(bin_id), "sk": image_sk(image_key)},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def bin_items(self, bin_id: str) -> list[dict[str, Any]]:
+        """Every item of one bin (LATEST and its IMAGE# records), with a paginated Query."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(bin_pk(bin_id))}
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def scan(self, condition: ConditionBase | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of the table (matching ``condition``), page by page."""
+        kwargs: dict[str, Any] = {}
+        if condition is not None:
+            kwargs["FilterExpression"] = condition
+        while True:
+            page = self.table.scan(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def labelled_images(self, since: str = "") -> Iterator[dict[str, Any]]:
+        """IMAGE# records that carry a human label (reviewed at or after ``since``)."""
+        condition = Attr("sk").begins_with(IMAGE_PREFIX) & Attr("human_count").exists()
+        if since:
+            condition = condition & Attr("reviewed_at").gte(since)
+        return self.scan(condition)
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+class S3Photos:
+    """The photos themselves: existence checks, bytes, presigned URLs (never a public bucket)."""
+
+    def __init__(self, client: Any, url_expiry_s: int = 3600) -> None:
+        self.client = client
+        self.url_expiry_s = url_expiry_s
+
+    def exists(self, bucket: str, key: str, etag: str) -> bool:
+        """The object is there and still the version the record describes."""
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if _missing(error):
+                return False
+            raise
+        return not etag or str(head.get("ETag", "")).strip('"') == etag
+
+    def get(self, bucket: str, key: str) -> tuple[bytes, str, str]:
+        """(bytes, content type, version id or "") of one photo; PhotoGone when it is not there."""
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if _missing(error):
+                raise PhotoGone(f"photo {key} is no longer in bucket {bucket}") from error
+            raise
+        body: bytes = response["Body"].read()
+        return body, str(response.get("ContentType") or "image/jpeg"), str(response.get("VersionId") or "")
+
+    def presigned_url(self, bucket: str, key: str) -> str:
+        url: str = self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.url_expiry_s
+        )
+        return url
