@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bincount.corrections import CorrectionRefused, PhotoGone
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -26,7 +27,6 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from bincount.corrections import CorrectionRefused, PhotoGone
 from cli.review.service import ReviewService
 
 HERE = Path(__file__).parent
@@ -61,8 +61,13 @@ def create_app(service: ReviewService) -> FastAPI:
         panel = None
         if queue:
             panel = service.view(queue[0]["bin_id"], queue[0]["key"])
-        context = {"queue": queue, "photo": panel, "reviewer": service.reviewer, "bin": bin.strip(),
-                   "stack": service.resources.stack}
+        context = {
+            "queue": queue,
+            "photo": panel,
+            "reviewer": service.reviewer,
+            "bin": bin.strip(),
+            "stack": service.resources.stack,
+        }
         return templates.TemplateResponse(request, "console.html", context)
 
     @app.get("/panel", response_class=HTMLResponse)

@@ -93,14 +93,18 @@ class ExportReport:
     missing: list[str] = field(default_factory=list)  # labelled, but the photo is gone from S3
 
     def summary(self, out_dir: Path) -> str:
-        line = f"{out_dir}: {len(self.added)} added, {len(self.moved)} re-labelled, {self.unchanged} unchanged"
+        line = (
+            f"{out_dir}: {len(self.added)} added, {len(self.moved)} re-labelled, {self.unchanged} unchanged"
+        )
         if self.missing:
-            line += f", {len(self.missing)} photos gone from S3 (not exported): " + ", ".join(self.missing[:5])
+            line += f", {len(self.missing)} photos gone from S3 (not exported): " + ", ".join(
+                self.missing[:5]
+            )
         return line
 
 
 def export_name(key: str, ingest_prefix: str) -> str:
-    """A file name that says which photo it is and never collides: ``BIN-1__20261126T101500Z-cam1-3fa2b1c4``."""
+    """A name that says which photo it is and never collides: ``BIN-1__20261126T101500Z-cam1-3fa2b1c4``."""
     relative = key[len(ingest_prefix) :] if ingest_prefix and key.startswith(ingest_prefix) else key
     stem = str(PurePosixPath(relative).with_suffix("")).replace("/", "__")
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "photo"
@@ -132,7 +136,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
     """manifest.json and labels.csv, rewritten whole from the entries (small; photos are not touched)."""
     ordered = sorted(entries.values(), key=lambda entry: entry.image)
-    manifest = {"format": MANIFEST_FORMAT, "updated_at": now(), "photos": [asdict(entry) for entry in ordered]}
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "updated_at": now(),
+        "photos": [asdict(entry) for entry in ordered],
+    }
     _write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")

@@ -42,7 +42,12 @@ class QueueItem:
     reason: str
 
     def to_dict(self) -> dict[str, str]:
-        return {"bin_id": self.bin_id, "key": self.key, "reason": self.reason, "captured_at": self.captured_at}
+        return {
+            "bin_id": self.bin_id,
+            "key": self.key,
+            "reason": self.reason,
+            "captured_at": self.captured_at,
+        }
 
 
 def is_image(item: Mapping[str, Any]) -> bool:
@@ -165,7 +170,11 @@ def photo_view(bin_items: Iterable[Mapping[str, Any]], key: str, photo_url: str)
         "choices": [str(k) for k in range(top + 1)] + [MORE_THAN_TOP],
         "label": None
         if label is None
-        else {"shown": str(label), "reviewer": image.get("reviewer", ""), "reviewed_at": image.get("reviewed_at")},
+        else {
+            "shown": str(label),
+            "reviewer": image.get("reviewer", ""),
+            "reviewed_at": image.get("reviewed_at"),
+        },
         "version": RecordVersion.of(image).token(),
         "expected_quantity": latest.expected_quantity if latest else None,
         "holds_latest": bool(latest and latest.image_key == key),
@@ -175,7 +184,9 @@ def photo_view(bin_items: Iterable[Mapping[str, Any]], key: str, photo_url: str)
     }
 
 
-def history_chart(rows: list[dict[str, Any]], expected: int | None, width: int = 320, height: int = 90) -> dict[str, Any]:
+def history_chart(
+    rows: list[dict[str, Any]], expected: int | None, width: int = 320, height: int = 90
+) -> dict[str, Any]:
     """SVG coordinates of the bin's counts over time (photo order; human labels marked)."""
     values = [row["value"] for row in rows if row["value"] is not None]
     top = max([*values, expected or 0, 1])

@@ -14,12 +14,12 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 import boto3
-
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.labels import DynamoLabelStore, S3Photos
 from bincount.corrections import CorrectionResult, Corrector, PhotoGone
 from bincount.keys import KeyRules, bin_and_capture_time
+
 from cli.review.queue import QueueItem, bin_queue, build_queue, photo_view
 from cli.stack import StackResources
 
@@ -47,7 +47,9 @@ class ReviewService:
     photo_mode: PhotoMode
 
     @classmethod
-    def for_stack(cls, resources: StackResources, reviewer: str, photo_mode: PhotoMode | None = None) -> ReviewService:
+    def for_stack(
+        cls, resources: StackResources, reviewer: str, photo_mode: PhotoMode | None = None
+    ) -> ReviewService:
         table = counts_table(resources)
         counts = DynamoCountStore(table)
         labels = DynamoLabelStore(table)
@@ -100,6 +102,8 @@ class ReviewService:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def correct(self, key: str, count: object, version: str | None = None, bin_id: str = "") -> CorrectionResult:
+    def correct(
+        self, key: str, count: object, version: str | None = None, bin_id: str = ""
+    ) -> CorrectionResult:
         """Save a human count (raises CorrectionRefused with the reviewer's one line)."""
         return self.corrector.correct(bin_id or self.bin_of(key), key, count, self.reviewer, version)

@@ -114,7 +114,9 @@ class RecordVersion:
 
     @classmethod
     def of(cls, item: Mapping[str, Any]) -> RecordVersion:
-        return cls(str(item.get("etag", "")), str(item.get("recorded_at", "")), str(item.get("reviewed_at") or ""))
+        return cls(
+            str(item.get("etag", "")), str(item.get("recorded_at", "")), str(item.get("reviewed_at") or "")
+        )
 
     @classmethod
     def parse(cls, token: str) -> RecordVersion:
@@ -127,7 +129,9 @@ class RecordVersion:
         return f"{self.etag}|{self.recorded_at}|{self.reviewed_at}"
 
 
-def label_attributes(item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str) -> dict[str, Any]:
+def label_attributes(
+    item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str
+) -> dict[str, Any]:
     """Attributes SET on the IMAGE# record; the model's own fields (count, ...) stay as they were."""
     return {
         "human_count": label.count,
@@ -153,7 +157,11 @@ def image_of(item: Mapping[str, Any]) -> ImageObject:
 
 
 def latest_label_attributes(
-    item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str, decision: LatestDecision,
+    item: Mapping[str, Any],
+    label: HumanLabel,
+    reviewer: str,
+    reviewed_at: str,
+    decision: LatestDecision,
     held: LatestState | None,
 ) -> dict[str, Any]:
     """Attributes SET on LATEST when it follows a label (``human_label`` null means a model count)."""
@@ -221,7 +229,9 @@ class Corrector:
     photo_exists: PhotoExists
     clock: Callable[[], str] = now
 
-    def correct(self, bin_id: str, image_key: str, value: object, reviewer: str, seen: str | None) -> CorrectionResult:
+    def correct(
+        self, bin_id: str, image_key: str, value: object, reviewer: str, seen: str | None
+    ) -> CorrectionResult:
         """Save ``value`` as the human count; ``seen`` is the rendered version (None: the current one)."""
         item = self.counts.get_image(bin_id, image_key)
         if item is None:
@@ -252,12 +262,16 @@ class Corrector:
             raise _already_labelled(current, label, hint="reload to see it")
         raise StaleRecord("this photo's record changed since the page was shown: nothing saved, reload it")
 
-    def _finish(self, status: CorrectionStatus, record: dict[str, Any], label: HumanLabel) -> CorrectionResult:
+    def _finish(
+        self, status: CorrectionStatus, record: dict[str, Any], label: HumanLabel
+    ) -> CorrectionResult:
         followed, expected = self._follow_latest(record, label)
         event = corrected_event(record, label, followed, expected)
         failures = put_all([event.to_eventbridge_entry(self.bus_name)], self.sender.send)
         if failures:  # the label stands; saving the same count again re-sends the event
-            raise CorrectionRefused(f"label saved but its event was not published ({failures[0].code}): save again")
+            raise CorrectionRefused(
+                f"label saved but its event was not published ({failures[0].code}): save again"
+            )
         return CorrectionResult(status, label, record, followed, event)
 
     def _follow_latest(self, record: Mapping[str, Any], label: HumanLabel) -> tuple[bool, int | None]:

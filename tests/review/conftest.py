@@ -28,12 +28,15 @@ def review_stack(module_stack: ReviewStack) -> ReviewStack:
 @pytest.fixture
 def seeded(review_stack: ReviewStack) -> ReviewStack:
     """Three bins: BIN-1 with two unsure photos after a sure one, BIN-2 a rejected photo,
-    BIN-3 a sure count that contradicts its expected quantity, BIN-4 nothing to review."""
+    BIN-3 a sure count that contradicts its expected quantity after two that did not, BIN-4
+    nothing to review (``seeded`` lists them in this order)."""
     s = review_stack
     s.photo("BIN-1", "20261126T100000Z", 2, 0.92)
     s.photo("BIN-1", "20261126T110000Z", 3, 0.31)
     s.photo("BIN-1", "20261126T120000Z", 4, 0.42)
     s.photo("BIN-2", "20261126T100000Z", None, error="transform_failed", drawn=1)
+    s.photo("BIN-3", "20261125T090000Z", 5, 0.81)
+    s.photo("BIN-3", "20261125T150000Z", 5, 0.77)
     s.photo("BIN-3", "20261126T090000Z", 2, 0.88)
     s.expect("BIN-3", 5)
     s.photo("BIN-4", "20261126T090000Z", 1, 0.97)

@@ -64,22 +64,28 @@ class ReviewStack:
     ) -> ImageObject:
         """Upload a generated photo and record the model's result as the collector does."""
         key = f"{self.resources.ingest_prefix}{bin_id}/{stamp}-cam1.jpg"
-        body = encode(draw_bin(count if drawn is None else drawn, seed=len(self.seeded) + 1))
+        body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
         etag = boto3.client("s3").put_object(Bucket=self.resources.ingest_bucket, Key=key, Body=body)["ETag"]
         captured = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}.000Z"
-        image = ImageObject(self.resources.ingest_bucket, key, etag.strip('"'), len(body), bin_id, captured, "image/jpeg")
+        image = ImageObject(
+            self.resources.ingest_bucket, key, etag.strip('"'), len(body), bin_id, captured, "image/jpeg"
+        )
         result: ResultRecord
         if error:
             result = ErrorResult(error, "the transform job failed", MODEL_VERSION)
         else:
             assert count is not None
             top = count >= 5
-            result = CountResult(min(count, 5), confidence, tuple(probabilities_for(count, confidence)), top, MODEL_VERSION)
+            result = CountResult(
+                min(count, 5), confidence, tuple(probabilities_for(count, confidence)), top, MODEL_VERSION
+            )
         self.record(image, result)
         self.seeded.append(image)
         return image
 
-    def record(self, image: ImageObject, result: ResultRecord, job: str = "bincount-dev-0123456789abcdef") -> bool:
+    def record(
+        self, image: ImageObject, result: ResultRecord, job: str = "bincount-dev-0123456789abcdef"
+    ) -> bool:
         """The collector's writes for one outcome: LATEST if newer, then the image record."""
         outcome = outcome_for(image, result, job, THRESHOLD)
         if isinstance(result, CountResult):
@@ -124,7 +130,9 @@ class ReviewStack:
         sqs = boto3.client("sqs")
         delivered = []
         while True:
-            messages = sqs.receive_message(QueueUrl=self.listener_url, MaxNumberOfMessages=10).get("Messages", [])
+            messages = sqs.receive_message(QueueUrl=self.listener_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
             if not messages:
                 break
             for message in messages:
@@ -168,5 +176,3 @@ def listen(bus: str) -> str:
     events.put_rule(Name="review-all", EventBusName=bus, EventPattern=json.dumps({"source": ["bincount"]}))
     events.put_targets(Rule="review-all", EventBusName=bus, Targets=[{"Id": "listener", "Arn": arn}])
     return str(url)
-
-

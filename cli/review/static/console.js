@@ -72,12 +72,12 @@
     current.querySelectorAll(".chart .col").forEach((c, k) => c.classList.toggle("picked", String(k) === value));
   }
 
-  async function show(i) {
+  async function show(i, note = "") {
     if (!queue.length) return;
     if (i < 0) i = 0;
     if (i >= queue.length) {
       const skipped = [...done.values()].filter((v) => v === "skipped").length;
-      say(`End of the queue: ${saved} saved, ${skipped} skipped. ← goes back.`, "ok");
+      say(`${note}End of the queue: ${saved} saved, ${skipped} skipped. ← goes back.`, "ok");
       return;
     }
     index = i;
@@ -121,8 +121,9 @@
       done.set(at, "saved");
       panels.delete(at); // coming back shows the label (and its new version)
       current.classList.add("saved");
-      say(`${current.dataset.bin}: ${answer.message}`, "ok");
-      show(at + 1);
+      const note = `${current.dataset.bin}: ${answer.message}`;
+      say(note, "ok");
+      show(at + 1, `${note} · `);
     } catch (error) {
       say(`not saved: ${error}`, "error");
     } finally {

@@ -1,0 +1,39 @@
+"""``bincount export-labels OUT_DIR``: the photos people reviewed, as a training set.
+
+Writes OUT_DIR/images/<count>/<key-derived-name>.jpg, OUT_DIR/labels.csv (image,count,... as in
+../shared/abid-train, so `make train DATA=OUT_DIR` reads it) and OUT_DIR/manifest.json (bucket,
+key, etag, version id, reviewer, when). Re-running adds only what is new; a re-labelled photo
+moves to its new count folder. Exit 1 when a labelled photo is gone from S3 (the rest is exported).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cli.output import emit
+
+from cli.errors import EXIT_OK, EXIT_REFUSED
+from cli.review.commands import export
+from cli.stack import stack_for
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export-labels",
+        help="write reviewed photos + labels.csv for training",
+        description=__doc__,
+        epilog="examples:\n  bincount export-labels build/labels\n"
+        "  bincount export-labels build/labels --since 2026-11-26\n  make train DATA=build/labels",
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path)
+    parser.add_argument("--since", help="only labels saved at or after this date/time (UTC)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = export(stack_for(args), args.out_dir, args.since)
+    emit(asdict(report), report.summary(args.out_dir), args.json)
+    return EXIT_REFUSED if report.missing else EXIT_OK
