@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import boto3
 import pytest
 from bincount.corrections import (
@@ -45,13 +48,10 @@ def test_labels_outside_the_range_are_refused_with_the_range(value: object) -> N
         parse_label(value, top=5)
 
 
-def test_top_class_comes_from_the_record_then_the_shipped_model(repo_root: object) -> None:
+def test_top_class_comes_from_the_record_then_the_shipped_model(repo_root: Path) -> None:
     assert top_class({"probabilities": [0.1] * 11}) == 10
     assert top_class({"outcome": "error"}) == 5  # no probabilities: the shipped model's 6 classes
-    import json
-    from pathlib import Path
-
-    config = json.loads((Path(str(repo_root)) / "model" / "weights" / "config.json").read_text())
+    config = json.loads((repo_root / "model" / "weights" / "config.json").read_text())
     assert top_class({}) == config["num_classes"] - 1
 
 
@@ -205,3 +205,13 @@ def test_photo_gone_from_bucket_or_table_writes_nothing(seeded: ReviewStack, ser
     with pytest.raises(PhotoGone, match="no longer exists"):
         service.correct(f"{seeded.resources.ingest_prefix}BIN-1/20990101T000000Z-none.jpg", "4")
     assert seeded.events() == []
+
+
+def test_sample_event_follows_the_schema(events_dir: Path, seeded: ReviewStack, service: ReviewService) -> None:
+    """events/bin_count_corrected.json has exactly the fields the console publishes."""
+    sample = json.loads((events_dir / "bin_count_corrected.json").read_text())
+    parsed = from_eventbridge_event(sample)
+    assert isinstance(parsed, BinCountCorrected) and parsed.count == 4 and parsed.model_count == 3
+    service.correct(unsure(seeded).key, "4")
+    [delivered] = seeded.events()
+    assert set(delivered["detail"]) == set(sample["detail"])
