@@ -22,7 +22,7 @@ DATA ?= ../shared/abid-train
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
-.PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
+.PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
@@ -30,12 +30,15 @@ help:
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
+	@echo "make up        start the local stack in the background (make down stops it)"
+	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
 	@echo "make lint | typecheck | validate"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=25.1"
 	$(PIP) install -q --group dev
+	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(STAMP)
@@ -48,7 +51,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model training local tests
+	$(VENV)/bin/mypy functions model training local tests cli
 
 validate: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
@@ -69,6 +72,17 @@ bench: $(STAMP) $(MODEL)
 
 bench-pipeline: $(STAMP) $(MODEL)
 	$(PY) -m local.bench --model $(MODEL) --count 2000
+
+# The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
+# model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
+up: $(STAMP) $(MODEL)
+	$(PY) -m local.updown up --model $(MODEL) --server $(SERVER)
+
+down: $(STAMP)
+	$(PY) -m local.updown down
+
+bench-realtime: $(STAMP) $(MODEL)
+	$(PY) -m local.realtime_bench --model $(MODEL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -143,6 +143,7 @@ class LocalPipeline:
         self.endpoint = endpoint
         self.stack = stack
         self.options = options
+        self.serving_url = serving_url  # the model server's /invocations (the local real-time endpoint)
         self.wiring = derive_wiring(stack)
         functions = stack.functions()
         environment = {**process_environment(functions, endpoint), **options.environment_overrides}

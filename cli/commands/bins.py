@@ -1,0 +1,69 @@
+"""``bincount bins``: the latest count of every bin, sortable, filtered to what needs attention.
+
+``--needs-review``: the latest count's confidence is under the stack's review threshold;
+``--discrepancy``: the count contradicts the bin's expected quantity (written by inventory
+systems on the bin's LATEST item).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.errors import EXIT_OK
+from cli.output import Column, emit, table
+from cli.queries import SORT_KEYS, bin_row, latest_items, select_bins, sort_bins
+from cli.stack import stack_for
+
+COLUMNS = [
+    Column("bin", "bin_id"),
+    Column("count", "count_text", right=True),
+    Column("conf", "confidence", right=True),
+    Column("expected", "expected_quantity", right=True),
+    Column("flags", "flags"),
+    Column("captured", "captured_at"),
+    Column("model version", "model_version"),
+]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "bins",
+        help="latest count per bin",
+        description=__doc__,
+        epilog="examples:\n  bincount bins\n  bincount bins --needs-review --sort confidence\n"
+        "  bincount bins --discrepancy --json",
+    )
+    parser.add_argument("--sort", choices=SORT_KEYS, default="bin", help="order (default: bin)")
+    parser.add_argument("--desc", action="store_true", help="descending order")
+    parser.add_argument("--needs-review", action="store_true", help="only bins whose count needs review")
+    parser.add_argument(
+        "--discrepancy", action="store_true", help="only bins whose count contradicts inventory"
+    )
+    parser.set_defaults(run=run)
+
+
+def flags(row: dict[str, Any]) -> str:
+    named = [
+        name
+        for name, on in (("needs review", row["needs_review"]), ("discrepancy", row["discrepancy"]))
+        if on
+    ]
+    return ", ".join(named)
+
+
+def run(args: argparse.Namespace) -> int:
+    stack = stack_for(args)
+    rows = [bin_row(item) for item in latest_items(stack.client("dynamodb"), stack.counts_table)]
+    rows = sort_bins(select_bins(rows, args.needs_review, args.discrepancy), args.sort, args.desc)
+    shown = [
+        {
+            **row,
+            "count_text": f"{row['count']}{'+' if row['count_is_lower_bound'] else ''}",
+            "flags": flags(row),
+        }
+        for row in rows
+    ]
+    text = table(shown, COLUMNS) + f"\n{len(rows)} bin(s)"
+    emit(rows, text, args.json)
+    return EXIT_OK

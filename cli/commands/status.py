@@ -1,0 +1,87 @@
+"""``bincount status``: photos waiting, transform jobs in flight, dead-letter depths, last errors."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.errors import EXIT_OK
+from cli.output import Column, emit, table
+from cli.queries import error_items, job_items, jobs_in_flight, last_errors
+from cli.stack import StackResources, stack_for
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="queues, jobs in flight, dead letters, last errors",
+        description=__doc__,
+        epilog="examples:\n  bincount status\n  bincount status --stack prod --region eu-west-1 --json",
+    )
+    parser.add_argument("--errors", type=int, default=5, help="how many recent errors to show")
+    parser.set_defaults(run=run)
+
+
+def queue_depth(sqs: Any, url: str) -> dict[str, int]:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return {
+        "waiting": int(attributes.get("ApproximateNumberOfMessages", 0)),
+        "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+    }
+
+
+def gather(stack: StackResources, error_limit: int) -> dict[str, Any]:
+    sqs, dynamodb = stack.client("sqs"), stack.client("dynamodb")
+    jobs = job_items(dynamodb, stack.jobs_table)
+    failed_jobs = [job for job in jobs if job.get("status") in ("Failed", "Stopped")]
+    return {
+        "stack": stack.stack,
+        "ingest_queue": queue_depth(sqs, stack.ingest_queue_url),
+        "jobs_in_flight": [
+            {
+                "job_name": job.get("job_name") or job.get("pk"),
+                "images": job.get("image_count"),
+                "since": job.get("created_at"),
+            }
+            for job in jobs_in_flight(jobs)
+        ],
+        "dead_letters": {
+            "ingest": queue_depth(sqs, stack.ingest_dlq_url)["waiting"],
+            "collector": queue_depth(sqs, stack.collector_dlq_url)["waiting"],
+        },
+        "last_errors": last_errors(error_items(dynamodb, stack.counts_table), failed_jobs, error_limit),
+    }
+
+
+def render(status: dict[str, Any]) -> str:
+    queue, dead = status["ingest_queue"], status["dead_letters"]
+    lines = [
+        f"stack {status['stack']}",
+        f"photos waiting in the ingest queue: {queue['waiting']} (+{queue['in_flight']} being batched)",
+        f"transform jobs in flight: {len(status['jobs_in_flight'])}",
+    ]
+    lines += [
+        f"  {job['job_name']}  {job['images']} image(s) since {job['since']}"
+        for job in status["jobs_in_flight"]
+    ]
+    lines.append(f"dead letters: ingest {dead['ingest']}, collector {dead['collector']}")
+    if dead["ingest"] or dead["collector"]:
+        lines.append("  move them back with: bincount redrive ingest | bincount redrive collector")
+    if status["last_errors"]:
+        lines.append("last errors:")
+        lines.append(
+            table(
+                status["last_errors"], [Column("at", "at"), Column("what", "what"), Column("error", "error")]
+            )
+        )
+    else:
+        lines.append("last errors: none")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    status = gather(stack_for(args), max(0, args.errors))
+    emit(status, render(status), args.json)
+    return EXIT_OK

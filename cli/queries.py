@@ -1,0 +1,173 @@
+"""Reading the counts and jobs tables for the operator, and the pure rules that filter and sort.
+
+The counts table holds ``BIN#<id> / LATEST`` (the latest count of a bin) and
+``BIN#<id> / IMAGE#<key>`` (one per photo, a count or an error), see
+functions/bincount/records.py. Listing bins scans for the LATEST items (paginated); a bin's
+history is one query on its partition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from bincount.records import LATEST_SK, bin_pk, is_discrepancy
+
+Item = dict[str, Any]
+SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")
+
+
+def _scan(client: Any, **request: Any) -> Iterator[Item]:
+    """Every item of a (filtered) scan, as plain values (the resource layer's types)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    for page in client.get_paginator("scan").paginate(**request):
+        for item in page.get("Items", []):
+            yield {name: deserializer.deserialize(value) for name, value in item.items()}
+
+
+def latest_items(dynamodb: Any, table: str) -> list[Item]:
+    """The LATEST item of every bin."""
+    return list(
+        _scan(
+            dynamodb,
+            TableName=table,
+            FilterExpression="sk = :latest",
+            ExpressionAttributeValues={":latest": {"S": LATEST_SK}},
+        )
+    )
+
+
+def image_items_of_bin(dynamodb: Any, table: str, bin_id: str) -> list[Item]:
+    """Every IMAGE# record of one bin (query on its partition, all pages)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    deserializer = TypeDeserializer()
+    items: list[Item] = []
+    for page in dynamodb.get_paginator("query").paginate(
+        TableName=table,
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :image)",
+        ExpressionAttributeValues={":pk": {"S": bin_pk(bin_id)}, ":image": {"S": "IMAGE#"}},
+    ):
+        items.extend(
+            {k: deserializer.deserialize(v) for k, v in item.items()} for item in page.get("Items", [])
+        )
+    return items
+
+
+def error_items(dynamodb: Any, table: str) -> list[Item]:
+    """Every image record that ended as an error."""
+    return list(
+        _scan(
+            dynamodb,
+            TableName=table,
+            FilterExpression="begins_with(sk, :image) AND #outcome = :error",
+            ExpressionAttributeNames={"#outcome": "outcome"},
+            ExpressionAttributeValues={":image": {"S": "IMAGE#"}, ":error": {"S": "error"}},
+        )
+    )
+
+
+def job_items(dynamodb: Any, table: str) -> list[Item]:
+    return list(_scan(dynamodb, TableName=table))
+
+
+# -- pure rules ---------------------------------------------------------------------------------
+
+
+def bin_row(item: Item) -> Item:
+    """A LATEST item as the `bins` listing shows it (discrepancy derived, not stored)."""
+    count = item.get("count")
+    expected = item.get("expected_quantity")
+    lower_bound = bool(item.get("count_is_lower_bound", False))
+    discrepancy = count is not None and is_discrepancy(
+        None if expected is None else int(expected), int(count), lower_bound
+    )
+    return {
+        "bin_id": item.get("bin_id") or str(item.get("pk", "")).removeprefix("BIN#"),
+        "count": None if count is None else int(count),
+        "count_is_lower_bound": lower_bound,
+        "confidence": None if item.get("confidence") is None else float(item["confidence"]),
+        "needs_review": bool(item.get("needs_review", False)),
+        "expected_quantity": None if expected is None else int(expected),
+        "discrepancy": discrepancy,
+        "captured_at": item.get("captured_at"),
+        "updated_at": item.get("updated_at"),
+        "image_key": item.get("image_key"),
+        "model_version": item.get("model_version"),
+    }
+
+
+def select_bins(rows: Iterable[Item], needs_review: bool = False, discrepancy: bool = False) -> list[Item]:
+    """Keep rows with a count; with the flags, only those needing review / contradicting inventory."""
+    kept = [row for row in rows if row.get("count") is not None]
+    if needs_review:
+        kept = [row for row in kept if row["needs_review"]]
+    if discrepancy:
+        kept = [row for row in kept if row["discrepancy"]]
+    return kept
+
+
+def sort_bins(rows: list[Item], key: str, descending: bool = False) -> list[Item]:
+    """Sort by bin id, count, confidence, update or capture time; ties by bin id; blanks last."""
+    field = {"bin": "bin_id", "updated": "updated_at", "captured": "captured_at"}.get(key, key)
+    present = [row for row in rows if row.get(field) is not None]
+    blank = [row for row in rows if row.get(field) is None]
+    present.sort(key=lambda row: row["bin_id"])
+    present.sort(key=lambda row: row[field], reverse=descending)
+    return present + sorted(blank, key=lambda row: row["bin_id"])
+
+
+def history_row(item: Item) -> Item:
+    """One photo of a bin: its count or its error, with the model version and the times."""
+    row = {
+        "captured_at": item.get("captured_at"),
+        "photo": str(item.get("image_key", "")).rsplit("/", 1)[-1],
+        "image_key": item.get("image_key"),
+        "outcome": item.get("outcome", "count" if "count" in item else "error"),
+        "count": None if item.get("count") is None else int(item["count"]),
+        "count_is_lower_bound": bool(item.get("count_is_lower_bound", False)),
+        "confidence": None if item.get("confidence") is None else float(item["confidence"]),
+        "needs_review": bool(item.get("needs_review", False)),
+        "model_version": item.get("model_version"),
+        "recorded_at": item.get("recorded_at"),
+        "job_name": item.get("job_name"),
+    }
+    if row["outcome"] == "error":
+        row["error"] = f"{item.get('error_code')}: {item.get('error_message')}"
+    return row
+
+
+def history_rows(items: Iterable[Item]) -> list[Item]:
+    """Oldest photo first (capture time, then key)."""
+    return sorted(
+        (history_row(item) for item in items), key=lambda r: (r["captured_at"] or "", r["image_key"] or "")
+    )
+
+
+def jobs_in_flight(jobs: Iterable[Item]) -> list[Item]:
+    return sorted(
+        (job for job in jobs if job.get("status") == "InProgress"), key=lambda j: str(j.get("created_at"))
+    )
+
+
+def last_errors(errors: Iterable[Item], failed_jobs: Iterable[Item], limit: int = 5) -> list[Item]:
+    """The most recent rejected photos and failed jobs, newest first."""
+    entries = [
+        {
+            "at": item.get("recorded_at"),
+            "what": f"photo {item.get('image_key')}",
+            "error": f"{item.get('error_code')}: {item.get('error_message')}",
+        }
+        for item in errors
+    ]
+    entries += [
+        {
+            "at": job.get("updated_at") or job.get("created_at"),
+            "what": f"job {job.get('job_name') or job.get('pk')}",
+            "error": f"{job.get('status')}: {job.get('failure_reason') or ''}".rstrip(": "),
+        }
+        for job in failed_jobs
+    ]
+    return sorted(entries, key=lambda e: str(e["at"] or ""), reverse=True)[:limit]

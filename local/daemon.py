@@ -1,0 +1,136 @@
+"""The local stack that stays up: the pipeline of ``make demo``, kept running until told to stop.
+
+``python -m local.daemon`` (started detached by ``make up``, see :mod:`local.updown`) brings up
+moto, the stack from ``template.yaml``, the model server and the Lambda/Batch-Transform
+stand-ins (:func:`local.pipeline.local_pipeline`), adds Lambda's Invoke API for the hosted
+functions, writes the state file once everything answers, and waits for SIGTERM/SIGINT. Then it
+tears everything down in reverse order and removes the state file. Uploads into the ingest
+bucket are counted as they arrive, as on AWS; all state lives in moto's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+from local.demo import choose_server, quiet_handlers
+from local.lambda_invoke_server import lambda_invoke_server
+from local.moto_server import free_port
+from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from local.stack_state import (
+    STATE_DIR,
+    ChildProcess,
+    LocalStackState,
+    default_state_path,
+    read_state,
+    write_state,
+)
+
+log = logging.getLogger("local.daemon")
+
+
+def children_of_this_process() -> list[ChildProcess]:
+    """Every process below this one (moto, the model server and its workers) for `make down`."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            found.append(ChildProcess(child.pid, child.create_time(), " ".join(child.cmdline()[:4])))
+        except psutil.Error:
+            continue
+    return found
+
+
+def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalStackState:
+    functions = {logical_id: pipeline.stack.ref(logical_id) for logical_id in pipeline.runtimes}
+    me = psutil.Process()
+    from bincount.timefmt import now
+
+    return LocalStackState(
+        daemon_pid=me.pid,
+        daemon_create_time=me.create_time(),
+        started_at=now(),
+        region=pipeline.endpoint.region,
+        stack_name=pipeline.stack.stack_name,
+        moto_url=pipeline.endpoint.url,
+        model_server_url=pipeline.serving_url,
+        model_server=pipeline.options.server,
+        lambda_url=lambda_url,
+        functions=functions,
+        log_dir=str(log_dir),
+        children=children_of_this_process(),
+    )
+
+
+def serve_until_stopped(options: PipelineOptions, state_path: Path, stop: threading.Event) -> None:
+    """Bring everything up, publish the state file, wait for ``stop``, tear down, remove the file."""
+    log_dir = options.log_dir or STATE_DIR
+    with local_pipeline(options) as pipeline:
+        runtimes = {}
+        for logical_id, runtime in pipeline.runtimes.items():
+            runtimes[logical_id] = runtime
+            runtimes[pipeline.stack.ref(logical_id)] = runtime
+        with lambda_invoke_server(runtimes, free_port()) as lambda_url:
+            state = state_of(pipeline, lambda_url, log_dir)
+            write_state(state_path, state)
+            log.info("local stack up: %s (state %s)", state.urls, state_path)
+            try:
+                stop.wait()
+                log.info("stopping the local stack")
+            finally:
+                recorded = read_state(state_path)
+                if recorded is not None and recorded.daemon_pid == os.getpid():
+                    state_path.unlink(missing_ok=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model.tar.gz")
+    parser.add_argument("--template", type=Path, default=REPO_ROOT / "template.yaml")
+    parser.add_argument("--state", type=Path, default=None, help="state file (default: build/local-stack)")
+    parser.add_argument("--log-dir", type=Path, default=None, help="logs (default: beside the state file)")
+    parser.add_argument("--server", choices=("auto", "python", "torchserve"), default="python")
+    parser.add_argument("--stack-name", default="bincount-local")
+    parser.add_argument("--verbose", action="store_true", help="keep the handlers' own JSON logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_path = args.state or default_state_path()
+    log_dir = args.log_dir or state_path.parent
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    options = PipelineOptions(
+        model_artifact=args.model,
+        template=args.template,
+        stack_name=args.stack_name,
+        log_dir=log_dir,
+        environment_overrides=quiet_handlers(args.verbose),
+        server=choose_server(args.server),
+    )
+    serve_until_stopped(options, state_path, stop)
+    log.info("local stack stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Fixtures of the `bincount` tests: fake credentials, template.yaml in moto, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from cli_support import REGION, REPO, STACK, Result, Run, python_env
+from moto import mock_aws
+
+from cli.main import main
+from cli.stack import StackResources, resolve_stack
+
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(scope="session")
+def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped model packed by the project's own packager (``make model``)."""
+    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
+    subprocess.run(
+        [sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO, env=python_env()
+    )
+    return out
+
+
+@pytest.fixture
+def no_local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the CLI at a state file that does not exist: no local stack is up."""
+    path = tmp_path / "state.json"
+    monkeypatch.setenv("BINCOUNT_LOCAL_STATE", str(path))
+    return path
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], no_local_stack: Path) -> Run:
+    """``bincount ARGS...`` in this process: exit code, stdout, stderr."""
+
+    def invoke(*argv: str) -> Result:
+        code = main(list(argv))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture
+def deployed(no_local_stack: Path) -> Iterator[StackResources]:
+    """template.yaml created in moto's CloudFormation, reached as a deployed stack would be."""
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name=REGION)
+        cloudformation.create_stack(
+            StackName=STACK,
+            TemplateBody=(REPO / "template.yaml").read_text(),
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        yield resolve_stack(STACK, REGION)
+
+
+@pytest.fixture
+def on_stack(run: Run, deployed: StackResources) -> Run:
+    """``bincount ARGS... --stack <the moto stack> --region us-east-1``."""
+
+    def invoke(*argv: str) -> Result:
+        return run(*argv, "--stack", STACK, "--region", REGION)
+
+    return invoke
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """moto's CloudFormation warns about every resource type it skips (see ENGINEERING.md)."""
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning"))

@@ -1,0 +1,162 @@
+"""Pure logic of the CLI: tables and JSON, photo selection, keys, bin filters and sorting."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from bincount.keys import KeyRules, bin_and_capture_time
+
+from cli.errors import UsageError
+from cli.output import Column, cell, table, to_json
+from cli.photos import check_bin_id, parse_capture_time, select_photos, sniff_image, upload_key
+from cli.queries import bin_row, history_rows, jobs_in_flight, last_errors, select_bins, sort_bins
+from cli.redrive import keys_in_body
+
+
+def test_table_aligns_columns_and_numbers_right() -> None:
+    rows = [{"bin": "A", "count": 3, "conf": 0.456}, {"bin": "BIN-10", "count": 12, "conf": None}]
+    text = table(rows, [Column("bin", "bin"), Column("count", "count", right=True), Column("conf", "conf")])
+    lines = text.splitlines()
+    assert lines[0] == "bin     count  conf"
+    assert lines[2] == "A           3  0.46"
+    assert lines[3] == "BIN-10     12"
+
+
+def test_cells_and_json_turn_dynamodb_decimals_into_numbers() -> None:
+    assert cell(Decimal("3")) == "3"
+    assert cell(Decimal("0.8123")) == "0.81"
+    assert cell(True) == "yes" and cell(False) == "" and cell(None) == ""
+    assert json.loads(to_json({"n": Decimal("2"), "p": [Decimal("0.25")]})) == {"n": 2, "p": [0.25]}
+
+
+def test_select_photos_expands_folders_and_names_missing_files(tmp_path: Path) -> None:
+    (tmp_path / "b.jpg").write_bytes(b"x")
+    (tmp_path / "a.PNG").write_bytes(b"x")
+    (tmp_path / "labels.csv").write_text("image,count\n")
+    explicit = tmp_path / "notes.txt"
+    explicit.write_text("hello")
+    selection = select_photos([str(tmp_path), str(explicit), str(tmp_path / "gone.jpg")])
+    assert [p.name for p in selection.files] == ["a.PNG", "b.jpg", "notes.txt"]
+    assert selection.missing == [str(tmp_path / "gone.jpg")]
+    assert [p.name for p in selection.skipped] == ["labels.csv", "notes.txt"]
+
+
+def test_sniff_image_knows_jpeg_and_png_only(bin_jpeg: bytes, bin_png: bytes) -> None:
+    assert sniff_image(bin_jpeg[:16]) == "image/jpeg"
+    assert sniff_image(bin_png[:16]) == "image/png"
+    assert sniff_image(b"hello, bin") is None
+    assert sniff_image(b"") is None
+
+
+def test_upload_key_reads_back_as_bin_and_capture_time() -> None:
+    captured = datetime(2026, 11, 26, 10, 15, 0, tzinfo=UTC)
+    key = upload_key("incoming/", "BIN-1", captured, "shelf photo (1).JPG")
+    assert key == "incoming/BIN-1/20261126T101500Z-shelf-photo-1.jpg"
+    assert bin_and_capture_time(key, KeyRules(prefix="incoming/")) == ("BIN-1", "2026-11-26T10:15:00.000Z")
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "-x", "with space", "x" * 129])
+def test_bin_ids_that_would_break_the_key_layout_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match="not a bin id"):
+        check_bin_id(bad)
+
+
+def test_capture_time_accepts_iso_and_names_a_bad_value() -> None:
+    assert parse_capture_time("2026-11-26T10:15:00+01:00") == datetime(2026, 11, 26, 9, 15, tzinfo=UTC)
+    with pytest.raises(UsageError, match="--captured-at 'yesterday'"):
+        parse_capture_time("yesterday")
+
+
+def latest(bin_id: str, count: int | None, **extra: object) -> dict[str, object]:
+    item: dict[str, object] = {"pk": f"BIN#{bin_id}", "sk": "LATEST", "bin_id": bin_id}
+    if count is not None:
+        item.update(count=Decimal(count), confidence=Decimal("0.9"), updated_at=f"2026-11-2{count}")
+    item.update(extra)
+    return item
+
+
+def test_discrepancy_respects_lower_bound_counts() -> None:
+    assert bin_row(latest("A", 3, expected_quantity=Decimal(4)))["discrepancy"] is True
+    assert (
+        bin_row(latest("B", 5, expected_quantity=Decimal(7), count_is_lower_bound=True))["discrepancy"]
+        is False
+    )
+    assert (
+        bin_row(latest("C", 5, expected_quantity=Decimal(4), count_is_lower_bound=True))["discrepancy"]
+        is True
+    )
+    assert bin_row(latest("D", 2))["discrepancy"] is False
+
+
+def test_bin_filters_and_sorting() -> None:
+    rows = [
+        bin_row(latest("C", 1, needs_review=True)),
+        bin_row(latest("A", 3, expected_quantity=Decimal(2))),
+        bin_row(latest("B", 2, confidence=None)),
+        bin_row(latest("X", None, expected_quantity=Decimal(2))),  # inventory only, no count yet
+    ]
+    assert [r["bin_id"] for r in select_bins(rows)] == ["C", "A", "B"]
+    assert [r["bin_id"] for r in select_bins(rows, needs_review=True)] == ["C"]
+    assert [r["bin_id"] for r in select_bins(rows, discrepancy=True)] == ["A"]
+    kept = select_bins(rows)
+    assert [r["bin_id"] for r in sort_bins(kept, "bin")] == ["A", "B", "C"]
+    assert [r["bin_id"] for r in sort_bins(kept, "count", descending=True)] == ["A", "B", "C"]
+    assert [r["bin_id"] for r in sort_bins(kept, "confidence")] == ["A", "C", "B"]  # blanks last
+
+
+def test_history_is_oldest_first_and_shows_errors() -> None:
+    items: list[dict[str, object]] = [
+        {
+            "image_key": "incoming/A/2.jpg",
+            "captured_at": "2026-11-26T10:00:02.000Z",
+            "outcome": "count",
+            "count": 2,
+        },
+        {
+            "image_key": "incoming/A/1.jpg",
+            "captured_at": "2026-11-26T10:00:01.000Z",
+            "outcome": "error",
+            "error_code": "corrupt_image",
+            "error_message": "cannot identify image file",
+        },
+    ]
+    rows = history_rows(items)
+    assert [r["photo"] for r in rows] == ["1.jpg", "2.jpg"]
+    assert rows[0]["error"] == "corrupt_image: cannot identify image file" and rows[0]["count"] is None
+
+
+def test_jobs_in_flight_and_last_errors_newest_first() -> None:
+    jobs = [
+        {"pk": "j1", "status": "InProgress", "created_at": "2"},
+        {"pk": "j2", "status": "Completed", "created_at": "1"},
+        {
+            "pk": "j3",
+            "status": "Failed",
+            "failure_reason": "CapacityError",
+            "updated_at": "2026-11-26T10:00:09Z",
+        },
+    ]
+    assert [j["pk"] for j in jobs_in_flight(jobs)] == ["j1"]
+    errors = [
+        {
+            "image_key": "k",
+            "error_code": "empty_body",
+            "error_message": "empty",
+            "recorded_at": "2026-11-26T10:00:05Z",
+        }
+    ]
+    entries = last_errors(errors, [jobs[2]], limit=5)
+    assert [e["what"] for e in entries] == ["job j3", "photo k"]
+    assert entries[0]["error"] == "Failed: CapacityError"
+    assert last_errors(errors, [jobs[2]], limit=1) == entries[:1]
+
+
+def test_keys_in_body_reads_s3_notifications_only() -> None:
+    body = json.dumps({"Records": [{"s3": {"object": {"key": "incoming/BIN-1/a+b%3A1.jpg"}}}]})
+    assert keys_in_body(body) == ["incoming/BIN-1/a b:1.jpg"]
+    assert keys_in_body(json.dumps({"Event": "s3:TestEvent"})) == []
+    assert keys_in_body("not json") == []
