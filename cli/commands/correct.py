@@ -12,7 +12,7 @@ from typing import Any
 
 from cli.output import emit
 
-from cli.review.commands import correct_photo
+from cli.review.commands import check_count, correct_photo
 from cli.stack import stack_for
 
 
@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    answer = correct_photo(stack_for(args), args.key, args.count, args.reviewer, args.version, args.bin_id)
+    count = check_count(args.count)
+    answer = correct_photo(stack_for(args), args.key, count, args.reviewer, args.version, args.bin_id)
     emit(answer, f"{answer['bin_id']} {answer['key']}: {answer['message']}", args.json)
     return 0

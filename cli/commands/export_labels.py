@@ -16,7 +16,7 @@ from typing import Any
 from cli.output import emit
 
 from cli.errors import EXIT_OK, EXIT_REFUSED
-from cli.review.commands import export
+from cli.review.commands import check_out_dir, export, parse_since
 from cli.stack import stack_for
 
 
@@ -34,6 +34,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = export(stack_for(args), args.out_dir, args.since)
+    since = parse_since(args.since)
+    out_dir = check_out_dir(args.out_dir)
+    report = export(stack_for(args), out_dir, since)
     emit(asdict(report), report.summary(args.out_dir), args.json)
     return EXIT_REFUSED if report.missing else EXIT_OK

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cli.review.commands import DEFAULT_PORT, serve
+from cli.review.commands import DEFAULT_PORT, check_port, serve
 from cli.stack import stack_for
 
 
@@ -32,4 +32,5 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return serve(stack_for(args), args.port, args.reviewer)
+    port = check_port(args.port)
+    return serve(stack_for(args), port, args.reviewer)

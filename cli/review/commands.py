@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from bincount.corrections import CorrectionRefused, LabelOutOfRange, PhotoGone
+from bincount.corrections import MORE_THAN_TOP, CorrectionRefused, LabelOutOfRange, PhotoGone
 from bincount.timefmt import canonical_time
 
 from cli.errors import NotFound, Refused, UsageError
@@ -99,10 +99,16 @@ def correct_photo(
     }
 
 
-def export(resources: StackResources, out_dir: Path, since: str | None) -> ExportReport:
-    """Export reviewed photos (labelled since ``since``) into ``out_dir``."""
-    since_time = parse_since(since)
-    check_out_dir(out_dir)
+def check_count(value: str) -> str:
+    """The form of COUNT, before any stack is asked (its range depends on the photo's record)."""
+    text = value.strip()
+    if text != MORE_THAN_TOP and not text.isdigit():
+        raise UsageError(f"COUNT {value!r} must be a number (0..the model's top class) or + for more")
+    return text
+
+
+def export(resources: StackResources, out_dir: Path, since_time: str) -> ExportReport:
+    """Export reviewed photos (labelled at or after ``since_time``, canonical; "" all) into ``out_dir``."""
     service = ReviewService.for_stack(resources, reviewer="export")
     records = service.labels.labelled_images(since_time)
     return export_labels(records, service.photos, out_dir, resources.ingest_prefix)
@@ -111,12 +117,11 @@ def export(resources: StackResources, out_dir: Path, since: str | None) -> Expor
 def serve(
     resources: StackResources, port: int, reviewer: str | None, photo_mode: PhotoMode | None = None
 ) -> int:
-    """Run the console until Ctrl-C (checks port, identity and stack before it listens)."""
+    """Run the console until Ctrl-C (``port`` checked by :func:`check_port`; identity and stack here)."""
     import uvicorn
 
     from cli.review.app import create_app
 
-    check_port(port)
     service = ReviewService.for_stack(resources, reviewer_for(resources, reviewer), photo_mode)
     waiting = len(service.queue())
     print(

@@ -18,11 +18,12 @@ from bincount.records import LatestState, decide_latest, image_item, latest_attr
 from bincount.results import CountResult, ErrorResult, ResultRecord
 
 from cli.review.service import counts_table
-from cli.stack import StackResources
+from cli.stack import StackResources, resolve_deployed
 from local.synthetic import draw_bin, encode
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
+STACK_NAME = "bincount-review-test"
 MODEL_VERSION = "bincount-efficientnet_lite0-2026.11.26"
 THRESHOLD = 0.5
 
@@ -145,26 +146,11 @@ def create_stack() -> StackResources:
     """template.yaml in moto's CloudFormation; StackResources from its outputs."""
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(
-        StackName="bincount-review-test",
+        StackName=STACK_NAME,
         TemplateBody=(REPO / "template.yaml").read_text(),
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
-    stack = cloudformation.describe_stacks(StackName="bincount-review-test")["Stacks"][0]
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
-    return StackResources(
-        stack="bincount-review-test",
-        region=REGION,
-        ingest_bucket=outputs["IngestBucketName"],
-        ingest_prefix=outputs["IngestPrefix"],
-        results_bucket=outputs["ResultsBucketName"],
-        counts_table=outputs["CountsTableName"],
-        jobs_table=outputs["JobsTableName"],
-        event_bus=outputs["EventBusName"],
-        ingest_queue_url=outputs["IngestQueueUrl"],
-        ingest_dlq_url=outputs["IngestDLQUrl"],
-        collector_dlq_url=outputs["CollectorDLQUrl"],
-        model_name=outputs["ModelName"],
-    )
+    return resolve_deployed(STACK_NAME, REGION)  # what `--stack NAME --region R` resolves
 
 
 def listen(bus: str) -> str:

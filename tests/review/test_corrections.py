@@ -207,7 +207,9 @@ def test_photo_gone_from_bucket_or_table_writes_nothing(seeded: ReviewStack, ser
     assert seeded.events() == []
 
 
-def test_sample_event_follows_the_schema(events_dir: Path, seeded: ReviewStack, service: ReviewService) -> None:
+def test_sample_event_follows_the_schema(
+    events_dir: Path, seeded: ReviewStack, service: ReviewService
+) -> None:
     """events/bin_count_corrected.json has exactly the fields the console publishes."""
     sample = json.loads((events_dir / "bin_count_corrected.json").read_text())
     parsed = from_eventbridge_event(sample)

@@ -11,10 +11,19 @@ from pathlib import Path
 import boto3
 import pytest
 from bincount.corrections import RecordVersion
-from review_support import ReviewStack
+from review_support import REGION, STACK_NAME, ReviewStack
 
 from cli.errors import NotFound, Refused, UsageError
-from cli.review.commands import check_out_dir, check_port, correct_photo, export, parse_since, photo_key
+from cli.main import main
+from cli.review.commands import (
+    check_count,
+    check_out_dir,
+    check_port,
+    correct_photo,
+    export,
+    parse_since,
+    photo_key,
+)
 from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
 from training.data import samples_from_count_folder
@@ -64,6 +73,9 @@ def test_local_reviewer_is_the_os_user_unless_named(seeded: ReviewStack) -> None
 
 def test_option_checks(tmp_path: Path) -> None:
     assert parse_since("2026-11-26") == "2026-11-26T00:00:00.000Z" and parse_since(None) == ""
+    assert check_count(" + ") == "+" and check_count("12") == "12"
+    with pytest.raises(UsageError, match="must be a number"):
+        check_count("-1")
     with pytest.raises(UsageError, match="not a date"):
         parse_since("yesterday")
     (tmp_path / "file").write_text("x")
@@ -100,7 +112,7 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
     resources, out = seeded.resources, tmp_path / "labels"
     correct_photo(resources, "BIN-1/20261126T110000Z-cam1.jpg", "4", reviewer=None)
     correct_photo(resources, "BIN-2/20261126T100000Z-cam1.jpg", "+", reviewer=None)
-    first = export(resources, out, None)
+    first = export(resources, out, "")
     assert len(first.added) == 2 and first.unchanged == 0 and not first.missing
     rows = {row["source_key"]: row for row in read_labels(out)}
     unsure = rows["incoming/BIN-1/20261126T110000Z-cam1.jpg"]
@@ -129,22 +141,37 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
     seen = RecordVersion.of(seeded.image(seeded.seeded[1])).token()
     correct_photo(resources, "BIN-1/20261126T110000Z-cam1.jpg", "3", None, seen)
     correct_photo(resources, "BIN-4/20261126T090000Z-cam1.jpg", "1", reviewer=None)
-    second = export(resources, out, None)
+    second = export(resources, out, "")
     assert (len(second.added), len(second.moved), second.unchanged) == (1, 1, 1)
     images = sorted(str(p.relative_to(out)) for p in (out / "images").rglob("*.jpg"))
     assert [i.split("/")[1] for i in images] == ["1", "3", "6"]  # the re-labelled photo moved from 4 to 3
     assert len(read_labels(out)) == 3
-    third = export(resources, out, None)
+    third = export(resources, out, "")
     assert (third.added, third.moved, third.unchanged) == ([], [], 3)
 
 
 def test_export_since_and_photos_gone(seeded: ReviewStack, tmp_path: Path) -> None:
     resources = seeded.resources
     correct_photo(resources, "BIN-1/20261126T110000Z-cam1.jpg", "4", reviewer=None)
-    assert export(resources, tmp_path / "later", "2999-01-01").added == []
+    assert export(resources, tmp_path / "later", parse_since("2999-01-01")).added == []
     boto3.client("s3").delete_object(
         Bucket=resources.ingest_bucket, Key="incoming/BIN-1/20261126T110000Z-cam1.jpg"
     )
-    report = export(resources, tmp_path / "gone", None)
+    report = export(resources, tmp_path / "gone", "")
     assert report.missing == ["incoming/BIN-1/20261126T110000Z-cam1.jpg"] and report.added == []
     assert read_labels(tmp_path / "gone") == []
+
+
+def test_bincount_subcommands_end_to_end(
+    seeded: ReviewStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bincount correct` and `bincount export-labels` through cli/main.py on a "deployed" stack."""
+    stack = ["--stack", STACK_NAME, "--region", REGION]
+    assert main(["correct", "BIN-1/20261126T110000Z-cam1.jpg", "4", *stack, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["count"] == 4 and answer["status"] == "saved" and answer["model_count"] == 3
+    assert main(["correct", "BIN-1/20261126T110000Z-cam1.jpg", "2", *stack]) == 1
+    assert "already saved 4" in capsys.readouterr().err
+    assert main(["export-labels", str(tmp_path / "out"), *stack]) == 0
+    assert "1 added, 0 re-labelled, 0 unchanged" in capsys.readouterr().out
+    assert main(["export-labels", str(tmp_path / "out"), "--since", "never", *stack]) == 2
