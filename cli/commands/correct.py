@@ -11,7 +11,6 @@ import argparse
 from typing import Any
 
 from cli.output import emit
-
 from cli.review.commands import check_count, correct_photo
 from cli.stack import stack_for
 

@@ -13,9 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from cli.output import emit
-
 from cli.errors import EXIT_OK, EXIT_REFUSED
+from cli.output import emit
 from cli.review.commands import check_out_dir, export, parse_since
 from cli.stack import stack_for
 
