@@ -90,7 +90,7 @@ def parse_label(value: object, top: int) -> HumanLabel:
         raise LabelOutOfRange(f"count {text!r} is not a number: use 0..{top}, or + for more than {top}")
     count = int(text)
     if count > top:
-        raise LabelOutOfRange(f"count {count} is outside 0..{top}: press + for more than {top}")
+        raise LabelOutOfRange(f"count {count} is outside 0..{top}: use + for more than {top}")
     return HumanLabel(count)
 
 

@@ -27,14 +27,8 @@ STACK_NAME = "bincount-review-test"
 MODEL_VERSION = "bincount-efficientnet_lite0-2026.11.26"
 THRESHOLD = 0.5
 
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}.items():
-    os.environ[_name] = _value
-os.environ.pop("AWS_PROFILE", None)
+# mock_aws() puts fake keys in the environment while it runs; clients without a region need one
+os.environ["AWS_DEFAULT_REGION"] = REGION
 
 
 def probabilities_for(count: int, confidence: float, classes: int = 6) -> list[float]:
