@@ -148,10 +148,16 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
         shutil.copyfile(shot, os.environ["REVIEW_SCREENSHOT"])
 
 
-def test_mouse_works_too(seeded: ReviewStack, console_url: str, page: Any) -> None:
+def test_mouse_works_and_enter_alone_accepts_the_model(seeded: ReviewStack, console_url: str, page: Any) -> None:
     page.goto(console_url + "/?bin=BIN-4")
     wait_for_photo(page, "BIN-4/20261126T090000Z-cam1.jpg")
-    page.click(".choice[data-count='1']")
+    page.click(".choice[data-count='0']")
     page.click("button.save")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('saved 1')")
-    assert seeded.image(seeded.seeded[-1])["human_count"] == 1
+    page.wait_for_function("document.querySelector('#message').textContent.includes('saved 0')")
+    assert seeded.image(seeded.seeded[-1])["human_count"] == 0
+
+    page.goto(console_url + "/?bin=BIN-3")  # newest photo first: the model said 2
+    wait_for_photo(page, "BIN-3/20261126T090000Z-cam1.jpg")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('saved 2')")
+    assert seeded.image(seeded.seeded[6])["human_count"] == 2

@@ -148,3 +148,13 @@ def test_writes_need_the_console_header_and_a_local_host(seeded: ReviewStack, cl
     assert save(client, key, "3", None, Other="1").status_code == 403
     assert "human_count" not in seeded.image(seeded.seeded[1])
     assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_on_aws_photos_are_presigned_urls_never_a_public_bucket(seeded: ReviewStack) -> None:
+    service = ReviewService.for_stack(seeded.resources, reviewer="alice")  # no endpoint URL: AWS
+    assert service.photo_mode == "presign"
+    key = key_of(seeded, "BIN-3", "20261126T090000Z")
+    url = service.view("BIN-3", key)["url"]
+    assert url.startswith("https://") and seeded.resources.ingest_bucket in url and "Signature" in url
+    panel = TestClient(create_app(service)).get("/panel", params={"bin_id": "BIN-3", "key": key}).text
+    assert url.replace("&", "&amp;") in panel
