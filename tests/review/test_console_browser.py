@@ -148,7 +148,7 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
         shutil.copyfile(shot, os.environ["REVIEW_SCREENSHOT"])
 
 
-def test_mouse_works_and_enter_alone_accepts_the_model(seeded: ReviewStack, console_url: str, page: Any) -> None:
+def test_mouse_and_enter_alone_accept(seeded: ReviewStack, console_url: str, page: Any) -> None:
     page.goto(console_url + "/?bin=BIN-4")
     wait_for_photo(page, "BIN-4/20261126T090000Z-cam1.jpg")
     page.click(".choice[data-count='0']")
