@@ -161,3 +161,19 @@ def test_mouse_and_enter_alone_accept(seeded: ReviewStack, console_url: str, pag
     page.keyboard.press("Enter")
     page.wait_for_function("document.querySelector('#message').textContent.includes('saved 2')")
     assert seeded.image(seeded.seeded[6])["human_count"] == 2
+
+
+def test_a_stale_page_says_why_and_shows_the_record_as_it_is(
+    seeded: ReviewStack, console_url: str, page: Any
+) -> None:
+    photo = seeded.seeded[-1]
+    page.goto(console_url + "/?bin=BIN-4")
+    wait_for_photo(page, photo.key)
+    bob = ReviewService.for_stack(seeded.resources, reviewer="bob", photo_mode="proxy")
+    bob.correct(photo.key, "1")  # while alice looks at the photo
+    page.keyboard.press("0")
+    page.keyboard.press("Enter")
+    page.wait_for_function("document.querySelector('#message').textContent.includes('bob already saved 1')")
+    page.wait_for_selector(".panel .label")
+    assert "labelled 1 by bob" in page.inner_text(".panel .label")
+    assert seeded.image(photo)["human_count"] == 1 and seeded.image(photo)["reviewer"] == "bob"

@@ -115,9 +115,15 @@
                                version: current.dataset.version }),
       });
       const answer = await response.json().catch(() => ({ error: `the console answered ${response.status}` }));
-      if (!response.ok) { say(answer.error || `refused (${response.status})`, "error"); return; }
+      if (!response.ok) {
+        say(answer.error || `refused (${response.status})`, "error");
+        if (response.status === 409 || response.status === 404) { // show what the record holds now
+          panels.delete(at);
+          if (index === at) show(at);
+        }
+        return;
+      }
       if (!done.has(at) || done.get(at) !== "saved") saved += 1;
-      if (startedAt === null) startedAt = Date.now();
       done.set(at, "saved");
       panels.delete(at); // coming back shows the label (and its new version)
       current.classList.add("saved");
@@ -137,9 +143,12 @@
     show(index + 1);
   }
 
+  const started = () => { if (startedAt === null) startedAt = Date.now(); }; // pace counts from the first action
+
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
     const key = event.key;
+    started();
     if (/^[0-9]$/.test(key)) setPending(key);
     else if (key === "+") setPending("+");
     else if (key === "Enter") save();
@@ -147,11 +156,13 @@
     else if (key === "ArrowRight" || key === "ArrowDown") show(index + 1);
     else if (key === "ArrowLeft" || key === "ArrowUp") show(index - 1);
     else if (key === "Escape" || key === "Backspace") setPending(null);
+    else if (key === "r" || key === "R") window.location.reload(); // the queue as it is now
     else return;
     event.preventDefault();
   });
 
   document.addEventListener("click", (event) => {
+    started();
     const choice = event.target.closest("[data-count]");
     const action = event.target.closest("[data-action]");
     const move = event.target.closest("[data-move]");
