@@ -32,6 +32,7 @@ from cli.review.service import ReviewService
 HERE = Path(__file__).parent
 WRITE_HEADER = "X-Bincount-Review"
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+PAGE_QUEUE = 1000  # photos one page carries (a few hundred bytes each); `r` reloads the next ones
 
 
 class CorrectionRequest(BaseModel):
@@ -57,12 +58,14 @@ def create_app(service: ReviewService) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, bin: str = "") -> Response:
-        queue = [entry.to_dict() for entry in service.queue(bin.strip())]
+        waiting = service.queue(bin.strip())
+        queue = [entry.to_dict() for entry in waiting[:PAGE_QUEUE]]
         panel = None
         if queue:
             panel = service.view(queue[0]["bin_id"], queue[0]["key"])
         context = {
             "queue": queue,
+            "more": len(waiting) - len(queue),
             "photo": panel,
             "reviewer": service.reviewer,
             "bin": bin.strip(),

@@ -158,3 +158,11 @@ def test_on_aws_photos_are_presigned_urls_never_a_public_bucket(seeded: ReviewSt
     assert url.startswith("https://") and seeded.resources.ingest_bucket in url and "Signature" in url
     panel = TestClient(create_app(service)).get("/panel", params={"bin_id": "BIN-3", "key": key}).text
     assert url.replace("&", "&amp;") in panel
+
+
+def test_a_long_queue_is_cut_and_says_how_many_wait(
+    seeded: ReviewStack, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cli.review.app.PAGE_QUEUE", 2)
+    html = client.get("/").text
+    assert "+2 waiting" in html and '<b id="left">2</b>' in html
