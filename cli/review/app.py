@@ -60,10 +60,14 @@ def create_app(service: ReviewService) -> FastAPI:
     def page(request: Request, bin: str = "") -> Response:
         waiting = service.queue(bin.strip())
         queue = [entry.to_dict() for entry in waiting[:PAGE_QUEUE]]
-        panel = None
+        panel, message = None, ""
         if queue:
-            panel = service.view(queue[0]["bin_id"], queue[0]["key"])
+            try:
+                panel = service.view(queue[0]["bin_id"], queue[0]["key"])
+            except PhotoGone as error:  # deleted since the queue was read
+                message = str(error)
         context = {
+            "message": message,
             "queue": queue,
             "more": len(waiting) - len(queue),
             "photo": panel,

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from review_support import ReviewStack
 
 from cli.review.app import WRITE_HEADER, create_app
-from cli.review.queue import DISCREPANCY, LOW_CONFIDENCE, REJECTED_READABLE
+from cli.review.queue import DISCREPANCY, LOW_CONFIDENCE, PICKED, REJECTED_READABLE, QueueItem
 from cli.review.service import ReviewService
 
 HEADERS = {WRITE_HEADER: "1"}
@@ -166,3 +166,14 @@ def test_a_long_queue_is_cut_and_says_how_many_wait(
     monkeypatch.setattr("cli.review.app.PAGE_QUEUE", 2)
     html = client.get("/").text
     assert "+2 waiting" in html and '<b id="left">2</b>' in html
+
+
+def test_page_whose_first_photo_vanished_says_so(
+    seeded: ReviewStack, service: ReviewService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = QueueItem(
+        0, "2026-11-26T00:00:00.000Z", "BIN-1", key_of(seeded, "BIN-1", "20990101T000000Z"), PICKED
+    )
+    monkeypatch.setattr(service, "queue", lambda bin_id="": [gone])  # deleted between Scan and view
+    page = TestClient(create_app(service)).get("/")
+    assert page.status_code == 200 and "no longer exists" in page.text and 'data-gone="1"' in page.text
