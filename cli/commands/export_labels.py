@@ -1,7 +1,7 @@
 """``bincount export-labels OUT_DIR``: the photos people reviewed, as a training set.
 
 Writes OUT_DIR/images/<count>/<key-derived-name>.jpg, OUT_DIR/labels.csv (image,count,... as in
-../shared/abid-train, so `make train DATA=OUT_DIR` reads it) and OUT_DIR/manifest.json (bucket,
+../shared/abid-train, so `make train DATA=OUT_DIR` reads it) and OUT_DIR/sources.json (bucket,
 key, etag, version id, reviewer, when). Re-running adds only what is new; a re-labelled photo
 moves to its new count folder. Exit 1 when a labelled photo is gone from S3 (the rest is exported).
 """

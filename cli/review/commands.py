@@ -14,7 +14,7 @@ from bincount.corrections import MORE_THAN_TOP, CorrectionRefused, LabelOutOfRan
 from bincount.timefmt import canonical_time
 
 from cli.errors import NotFound, Refused, UsageError
-from cli.review.export import ExportReport, export_labels
+from cli.review.export import MANIFEST, ExportReport, export_labels
 from cli.review.identity import reviewer_for
 from cli.review.service import PhotoMode, ReviewService
 from cli.stack import StackResources
@@ -49,7 +49,7 @@ def parse_since(value: str | None) -> str:
 def check_out_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{path} is a file: OUT_DIR must be a folder (it is created if missing)")
-    if path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file():
+    if path.is_dir() and any(path.iterdir()) and not (path / MANIFEST).is_file():
         raise UsageError(f"{path} holds other files: pick an empty folder or a previous export's folder")
     return path
 

@@ -2,9 +2,10 @@
 
 ``OUT_DIR/images/<count>/<key-derived-name>.<ext>`` plus ``labels.csv`` (``image,count,...``,
 the layout of ``../shared/abid-train`` that ``training/data.py``'s count-folder reader takes) and
-``manifest.json``: where each photo came from (bucket, key, etag, version id), who labelled it
-and when. Re-running adds only what is new: a photo already exported with the same label is not
-downloaded again; a re-labelled photo moves to its new count folder.
+``sources.json``: where each photo came from (bucket, key, etag, version id), who labelled it and
+when (not ``manifest.json``: that name marks a prepared split for train.py). Re-running adds only
+what is new: a photo already exported with the same label is not downloaded again; a re-labelled
+photo moves to its new count folder.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Protocol
 from bincount.corrections import PhotoGone, human_label_of
 from bincount.timefmt import now
 
-MANIFEST = "manifest.json"
+MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
 LABELS = "labels.csv"
 MANIFEST_FORMAT = "bincount-labels/1"
 SAVE_EVERY = 50
@@ -134,7 +135,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
-    """manifest.json and labels.csv, rewritten whole from the entries (small; photos are not touched)."""
+    """sources.json and labels.csv, rewritten whole from the entries (small; photos are not touched)."""
     ordered = sorted(entries.values(), key=lambda entry: entry.image)
     manifest = {
         "format": MANIFEST_FORMAT,

@@ -26,7 +26,8 @@ from cli.review.commands import (
 )
 from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
-from training.data import samples_from_count_folder
+from training.data import MANIFEST as DATA_MANIFEST
+from training.data import prepare_local, samples_from_count_folder
 
 MOTO_PRINCIPAL = "arn:aws:sts::123456789012:user/moto"
 
@@ -127,7 +128,7 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
         .get_object(Bucket=resources.ingest_bucket, Key=unsure["source_key"])["Body"]
         .read()
     )
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "sources.json").read_text())
     assert {entry["key"] for entry in manifest["photos"]} == set(rows)
     assert all(
         entry["reviewer"] == MOTO_PRINCIPAL and entry["etag"] and entry["bucket"]
@@ -146,6 +147,9 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
     images = sorted(str(p.relative_to(out)) for p in (out / "images").rglob("*.jpg"))
     assert [i.split("/")[1] for i in images] == ["1", "3", "6"]  # the re-labelled photo moved from 4 to 3
     assert len(read_labels(out)) == 3
+    assert not (out / DATA_MANIFEST).exists()  # so train.py --data prepares it as a count folder
+    prepared = prepare_local(out, tmp_path / "prepared", workers=1)
+    assert len(prepared.samples) == 3 and not prepared.rejected
     third = export(resources, out, "")
     assert (third.added, third.moved, third.unchanged) == ([], [], 3)
 
