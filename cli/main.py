@@ -12,11 +12,11 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli.errors import EXIT_REFUSED, one_line_errors
+from cli.errors import EXIT_REFUSED, EXIT_USAGE, one_line_errors
 
 PROG = "bincount"
 
@@ -57,6 +57,13 @@ def global_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
     )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes in one line (argparse prints the whole usage first), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 class Subcommands:
     """``add_parser`` that gives every subcommand the global options and the same help layout."""
 
@@ -66,19 +73,21 @@ class Subcommands:
 
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        if kwargs.get("description"):  # module docstrings: no reStructuredText quoting on a terminal
+            kwargs["description"] = kwargs["description"].replace("``", "")
         parser: argparse.ArgumentParser = self._subparsers.add_parser(name, parents=[self._common], **kwargs)
         return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG,
         description="Count objects in bin photos and operate a Bin Count stack.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     global_options(parser, suppress=False)
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     global_options(common, suppress=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wrapped = Subcommands(subparsers, common)

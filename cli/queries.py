@@ -17,50 +17,51 @@ Item = dict[str, Any]
 SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")
 
 
-def _scan(client: Any, **request: Any) -> Iterator[Item]:
-    """Every item of a (filtered) scan, as plain values (the resource layer's types)."""
+def _items(client: Any, operation: str, **request: Any) -> Iterator[Item]:
+    """Every item of a paginated scan or query, as plain values (the resource layer's types)."""
     from boto3.dynamodb.types import TypeDeserializer
 
     deserializer = TypeDeserializer()
-    for page in client.get_paginator("scan").paginate(**request):
+    for page in client.get_paginator(operation).paginate(**request):
         for item in page.get("Items", []):
             yield {name: deserializer.deserialize(value) for name, value in item.items()}
 
 
 def latest_items(dynamodb: Any, table: str) -> list[Item]:
     """The LATEST item of every bin."""
+    values = {":latest": {"S": LATEST_SK}}
     return list(
-        _scan(
+        _items(
             dynamodb,
+            "scan",
             TableName=table,
             FilterExpression="sk = :latest",
-            ExpressionAttributeValues={":latest": {"S": LATEST_SK}},
+            ExpressionAttributeValues=values,
         )
     )
 
 
 def image_items_of_bin(dynamodb: Any, table: str, bin_id: str) -> list[Item]:
-    """Every IMAGE# record of one bin (query on its partition, all pages)."""
-    from boto3.dynamodb.types import TypeDeserializer
-
-    deserializer = TypeDeserializer()
-    items: list[Item] = []
-    for page in dynamodb.get_paginator("query").paginate(
-        TableName=table,
-        KeyConditionExpression="pk = :pk AND begins_with(sk, :image)",
-        ExpressionAttributeValues={":pk": {"S": bin_pk(bin_id)}, ":image": {"S": "IMAGE#"}},
-    ):
-        items.extend(
-            {k: deserializer.deserialize(v) for k, v in item.items()} for item in page.get("Items", [])
+    """Every IMAGE# record of one bin (one query on its partition)."""
+    condition = "pk = :pk AND begins_with(sk, :image)"
+    values = {":pk": {"S": bin_pk(bin_id)}, ":image": {"S": "IMAGE#"}}
+    return list(
+        _items(
+            dynamodb,
+            "query",
+            TableName=table,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
         )
-    return items
+    )
 
 
 def error_items(dynamodb: Any, table: str) -> list[Item]:
     """Every image record that ended as an error."""
     return list(
-        _scan(
+        _items(
             dynamodb,
+            "scan",
             TableName=table,
             FilterExpression="begins_with(sk, :image) AND #outcome = :error",
             ExpressionAttributeNames={"#outcome": "outcome"},
@@ -70,7 +71,7 @@ def error_items(dynamodb: Any, table: str) -> list[Item]:
 
 
 def job_items(dynamodb: Any, table: str) -> list[Item]:
-    return list(_scan(dynamodb, TableName=table))
+    return list(_items(dynamodb, "scan", TableName=table))
 
 
 # -- pure rules ---------------------------------------------------------------------------------

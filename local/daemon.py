@@ -37,19 +37,49 @@ from local.stack_state import (
 log = logging.getLogger("local.daemon")
 
 
-def children_of_this_process() -> list[ChildProcess]:
-    """Every process below this one (moto, the model server and its workers) for `make down`."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
+def started_processes() -> list[psutil.Process]:
+    """Every process this one started, for `make down`: its descendants and their sessions.
+
+    The servers run in sessions of their own; TorchServe's JVM leaves the process tree (its
+    launcher exits and it is re-parented) but stays in the launcher's session, so a session is
+    what names everything a server started.
+    """
+    descendants = psutil.Process().children(recursive=True)
+    sessions = {_session(child.pid) for child in descendants} - {os.getsid(0), None}
+    found = {child.pid: child for child in descendants}
+    for process in psutil.process_iter():
+        if process.pid not in found and _session(process.pid) in sessions:
+            found[process.pid] = process
+    return list(found.values())
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:
+        return None
+
+
+def recorded(processes: list[psutil.Process]) -> tuple[list[ChildProcess], list[int]]:
+    """The processes as the state file keeps them, and the TCP ports they (and we) listen on."""
+    children: list[ChildProcess] = []
+    ports: set[int] = set()
+    for process in [psutil.Process(), *processes]:
         try:
-            found.append(ChildProcess(child.pid, child.create_time(), " ".join(child.cmdline()[:4])))
+            listening = process.net_connections(kind="tcp")
+            if process.pid != os.getpid():
+                children.append(
+                    ChildProcess(process.pid, process.create_time(), " ".join(process.cmdline()[:4]))
+                )
         except psutil.Error:
             continue
-    return found
+        ports.update(conn.laddr.port for conn in listening if conn.status == psutil.CONN_LISTEN)
+    return children, sorted(ports)
 
 
 def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalStackState:
     functions = {logical_id: pipeline.stack.ref(logical_id) for logical_id in pipeline.runtimes}
+    children, listening = recorded(started_processes())
     me = psutil.Process()
     from bincount.timefmt import now
 
@@ -65,7 +95,8 @@ def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalSt
         lambda_url=lambda_url,
         functions=functions,
         log_dir=str(log_dir),
-        children=children_of_this_process(),
+        children=children,
+        listening=listening,
     )
 
 

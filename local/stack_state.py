@@ -50,11 +50,13 @@ class LocalStackState:
     functions: dict[str, str]  # logical id -> function name the Invoke API answers to
     log_dir: str
     children: list[ChildProcess] = field(default_factory=list)
+    listening: list[int] = field(default_factory=list)  # every port its processes listened on at start
 
     @property
     def ports(self) -> list[int]:
-        """The TCP ports the stack listens on (all on 127.0.0.1)."""
-        return [int(url.rsplit(":", 1)[1].split("/", 1)[0]) for url in self.urls.values()]
+        """The TCP ports the stack listens on: its URLs' and any other its processes opened."""
+        named = {int(url.rsplit(":", 1)[1].split("/", 1)[0]) for url in self.urls.values()}
+        return sorted(named | set(self.listening))
 
     @property
     def urls(self) -> dict[str, str]:

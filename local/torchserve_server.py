@@ -40,7 +40,20 @@ def torchserve_unavailable() -> str | None:
         return "sagemaker-pytorch-inference is not installed: pip install --group serving"
     if shutil.which("torchserve", path=_path()) is None:
         return "the torchserve command is not installed: pip install --group serving"
+    if torchserve_running():
+        return "a TorchServe already runs on this machine (one per machine: /opt/ml/model, its pid file)"
     return None
+
+
+def torchserve_running() -> bool:
+    """Is a TorchServe up (e.g. `make up`'s)? It refuses a second one, as its pid file is global."""
+    import psutil
+
+    pid_file = Path(tempfile.gettempdir()) / ".model_server.pid"
+    try:
+        return "org.pytorch.serve.ModelServer" in psutil.Process(int(pid_file.read_text().strip())).cmdline()
+    except (OSError, ValueError, psutil.Error):
+        return False
 
 
 def _path() -> str:
@@ -74,6 +87,11 @@ def torchserve_process(
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
         "TS_MAX_REQUEST_SIZE": "104857600",
         "TS_MAX_RESPONSE_SIZE": "104857600",
+        # TorchServe's gRPC and metrics ports default to fixed numbers (7070, 7071, 8082): free ones
+        # let `make up`'s server and a `make demo` (or a test) run side by side.
+        "TS_GRPC_INFERENCE_PORT": str(free_port()),
+        "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{free_port()}",
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
     }

@@ -171,7 +171,8 @@ def stop(args: argparse.Namespace) -> int:
         _forget(state_path)
         return 0
     if state is not None:
-        print(f"losing (all in moto's memory): {held_in_memory(state.moto_url, state.region)}")
+        held = held_in_memory(state.moto_url, state.region)
+        print(f"losing (all in moto's memory, a new `make up` starts empty): {held}")
     stop_group(daemon.pid, grace_s=60)
     leftovers = [c for c in (state.children if state else []) if process_alive(c.pid, c.create_time)]
     for child in leftovers:

@@ -37,10 +37,13 @@ def test_every_subcommand_has_help(run: Run) -> None:
         assert exit_info.value.code == 0
 
 
-def test_unknown_option_is_a_usage_error(run: Run) -> None:
+def test_unknown_option_is_a_one_line_usage_error(run: Run, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         run("bins", "--colour")
     assert exit_info.value.code == 2
+    assert (
+        capsys.readouterr().err == "bincount: error: unrecognized arguments: --colour (see bincount --help)\n"
+    )
 
 
 def test_no_stack_is_one_line_exit_2(run: Run) -> None:
