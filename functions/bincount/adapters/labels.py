@@ -51,28 +51,23 @@ class DynamoLabelStore:
             raise
         return True
 
-    def bin_items(self, bin_id: str) -> list[dict[str, Any]]:
-        """Every item of one bin (LATEST and its IMAGE# records), with a paginated Query."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(bin_pk(bin_id))}
+    def _items(self, operation: str, **request: Any) -> Iterator[dict[str, Any]]:
+        """Every item a Query or Scan answers, page by page (the resource API has no paginator)."""
+        call = getattr(self.table, operation)
         while True:
-            page = self.table.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def scan(self, condition: ConditionBase | None = None) -> Iterator[dict[str, Any]]:
-        """Every item of the table (matching ``condition``), page by page."""
-        kwargs: dict[str, Any] = {}
-        if condition is not None:
-            kwargs["FilterExpression"] = condition
-        while True:
-            page = self.table.scan(**kwargs)
+            page = call(**request)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def bin_items(self, bin_id: str) -> list[dict[str, Any]]:
+        """Every item of one bin (LATEST and its IMAGE# records): one paginated Query."""
+        return list(self._items("query", KeyConditionExpression=Key("pk").eq(bin_pk(bin_id))))
+
+    def scan(self, condition: ConditionBase | None = None) -> Iterator[dict[str, Any]]:
+        """Every item of the table (matching ``condition``): one paginated Scan."""
+        return self._items("scan", **({"FilterExpression": condition} if condition is not None else {}))
 
     def labelled_images(self, since: str = "") -> Iterator[dict[str, Any]]:
         """IMAGE# records that carry a human label (reviewed at or after ``since``)."""
