@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
 from bincount.corrections import (
     AlreadyLabelled,
+    CorrectionRefused,
     CorrectionStatus,
     HumanLabel,
     LabelOutOfRange,
@@ -217,3 +220,31 @@ def test_sample_event_follows_the_schema(
     service.correct(unsure(seeded).key, "4")
     [delivered] = seeded.events()
     assert set(delivered["detail"]) == set(sample["detail"])
+
+
+class FlakySender:
+    """PutEvents whose first call is refused (a code PutEvents does not retry), then delivers."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+
+    def send(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.calls += 1
+        if self.calls == 1:
+            return [{"ErrorCode": "AccessDeniedException", "ErrorMessage": "not now"} for _ in entries]
+        result: list[dict[str, Any]] = self.real.send(entries)
+        return result
+
+
+def test_an_unpublished_event_is_sent_again_by_saving_again(
+    seeded: ReviewStack, service: ReviewService
+) -> None:
+    corrector = dataclasses.replace(service.corrector, sender=FlakySender(service.corrector.sender))
+    photo = unsure(seeded)
+    with pytest.raises(CorrectionRefused, match="event was not published"):
+        corrector.correct("BIN-1", photo.key, "4", "alice", None)
+    assert seeded.image(photo)["human_count"] == 4 and seeded.events() == []  # the label stands
+    again = corrector.correct("BIN-1", photo.key, "4", "alice", None)
+    assert again.status is CorrectionStatus.ALREADY_SAVED
+    [event] = seeded.events()
+    assert event["detail"]["reviewed_at"] == seeded.image(photo)["reviewed_at"]
