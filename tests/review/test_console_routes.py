@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import boto3
 import pytest
 from bincount.corrections import RecordVersion
-from fastapi.testclient import TestClient
 from bincount.records import image_sk
+from bincount.results import CountResult
+from fastapi.testclient import TestClient
 from review_support import ReviewStack, sk
 
 from cli.review.app import WRITE_HEADER, create_app
@@ -208,3 +210,21 @@ def test_reads_follow_every_page(seeded: ReviewStack, service: ReviewService) ->
     assert sorted(item["sk"] for item in service.labels._items("scan", Limit=2)) == sorted(
         item["sk"] for item in everything
     )
+
+
+def test_an_upload_without_a_version_id_is_shown_only_while_the_key_holds_its_bytes(
+    seeded: ReviewStack, service: ReviewService, client: TestClient
+) -> None:
+    """Identity by ETag (the local stack's notifications carry no versionId): the key is read with
+    IfMatch, so a later upload's bytes are never shown for this record."""
+    photo = seeded.seeded[6]
+    by_etag = dataclasses.replace(photo, version_id="")
+    assert by_etag.version == f"etag:{photo.etag}"
+    seeded.record(by_etag, CountResult(2, 0.4, (0.1, 0.1, 0.4, 0.2, 0.1, 0.1), False, "m"))
+    params = photo_params("BIN-3", sk(by_etag))
+    current = boto3.client("s3").get_object(Bucket=photo.bucket, Key=photo.key)["Body"].read()
+    assert client.get("/photo", params=params).content == current
+    seeded.photo("BIN-3", "20261126T090000Z", 3, 0.9, drawn=3)  # new bytes under the key
+    assert client.get("/photo", params=params).status_code == 404
+    answer = save(client, "BIN-3", sk(by_etag), "2")
+    assert answer.status_code == 404 and "no longer in its bucket" in answer.json()["error"]

@@ -241,6 +241,7 @@ def test_sample_event_follows_the_schema(
     service.correct("BIN-1", sk(unsure(seeded)), "4")
     [delivered] = seeded.events()
     assert set(delivered["detail"]) == set(sample["detail"])
+    assert set(delivered["detail"]["image"]) == set(sample["detail"]["image"])
 
 
 class FlakySender:

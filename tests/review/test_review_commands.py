@@ -45,7 +45,7 @@ def test_correct_refusals_are_one_line_with_exit_codes(seeded: ReviewStack) -> N
     with pytest.raises(UsageError, match=r"outside 0\.\.5") as out_of_range:
         correct_photo(resources, "BIN-1/20261126T120000Z-cam1.jpg", "9", reviewer=None)
     assert out_of_range.value.exit_code == 2
-    with pytest.raises(NotFound, match="no record of photo incoming/BIN-1/nothing.jpg"):
+    with pytest.raises(NotFound, match=r"no record of photo incoming/BIN-1/nothing\.jpg"):
         correct_photo(resources, "BIN-1/nothing.jpg", "1", reviewer=None)
     correct_photo(resources, "BIN-1/20261126T120000Z-cam1.jpg", "2", reviewer=None)
     with pytest.raises(Refused, match="already saved 2"):

@@ -19,7 +19,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
-from bincount.adapters.dynamodb import _condition_failed, _set_expression
+from bincount.adapters.dynamodb import set_if
 from bincount.adapters.s3_versions import GONE_CODES
 from bincount.corrections import PhotoGone, RecordVersion
 from bincount.keys import ImageObject
@@ -36,28 +36,20 @@ class DynamoLabelStore:
 
     def put_label(self, bin_id: str, record_sk: str, attributes: dict[str, Any], seen: RecordVersion) -> bool:
         """One conditional UpdateItem: the record must still be the version the reviewer saw."""
-        expression, names, values = _set_expression(attributes)
-        names.update({"#etag": "etag", "#recorded": "recorded_at", "#reviewed": "reviewed_at"})
-        values.update({":seen_etag": seen.etag, ":seen_recorded": seen.recorded_at})
+        extra: dict[str, Any] = {
+            "#etag": "etag",
+            "#recorded": "recorded_at",
+            "#reviewed": "reviewed_at",
+            ":seen_etag": seen.etag,
+            ":seen_recorded": seen.recorded_at,
+        }
         condition = "#etag = :seen_etag AND #recorded = :seen_recorded AND "
         if seen.reviewed_at:
             condition += "#reviewed = :seen_reviewed"
-            values[":seen_reviewed"] = seen.reviewed_at
+            extra[":seen_reviewed"] = seen.reviewed_at
         else:
             condition += "attribute_not_exists(#reviewed)"
-        try:
-            self.table.update_item(
-                Key={"pk": bin_pk(bin_id), "sk": record_sk},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        return set_if(self.table, {"pk": bin_pk(bin_id), "sk": record_sk}, attributes, condition, extra)
 
     def _items(self, operation: str, **request: Any) -> Iterator[dict[str, Any]]:
         """Every item a Query or Scan answers, page by page (the resource API has no paginator)."""
