@@ -21,6 +21,7 @@ from bincount.corrections import (
     READABLE_ERROR_CODES,
     RecordVersion,
     human_label_of,
+    reviewable,
     top_class,
 )
 from bincount.records import LATEST_SK, LatestState, is_discrepancy
@@ -117,8 +118,9 @@ def build_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
 
 
 def bin_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
-    """Every photo of one bin a reviewer picked, newest first (labelled ones too: they can re-label)."""
-    images = [item for item in items if is_image(item)]
+    """Every photo of one bin a reviewer picked, newest first (labelled ones too: they can re-label;
+    not those the batcher rejected before counting)."""
+    images = [item for item in items if is_image(item) and reviewable(item)]
     picked = [_queue_item(image, PICKED) for image in images]
     return sorted(picked, key=lambda entry: entry.captured_at, reverse=True)
 

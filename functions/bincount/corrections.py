@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from bincount.admission import BATCHER_ERROR_CODES
 from bincount.inventory_events import BinCountCorrected, ImageRef
 from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender
@@ -57,6 +58,17 @@ class LabelOutOfRange(CorrectionRefused):
 
 class PhotoGone(CorrectionRefused):
     status = 404
+
+
+class NotReviewable(CorrectionRefused):
+    """Rejected by the batcher before any model saw it (bad name, suffix, size): no count to correct,
+    and its capture time may be untrusted (``capture_time_in_future``), so LATEST must not follow."""
+
+    status = 422
+
+
+def reviewable(item: Mapping[str, Any]) -> bool:
+    return item.get("error_code") not in BATCHER_ERROR_CODES
 
 
 class StaleRecord(CorrectionRefused):
@@ -252,6 +264,11 @@ class Corrector:
         item = self.counts.get_image(bin_id, record_sk)
         if item is None:
             raise PhotoGone(f"photo {record_sk} of bin {bin_id} no longer exists: nothing saved")
+        if not reviewable(item):
+            raise NotReviewable(
+                f"photo {item.get('image_key')} was rejected before counting ({item.get('error_code')}): "
+                "nothing to correct, nothing saved"
+            )
         label = parse_label(value, top_class(item))
         seen_version = RecordVersion.parse(seen) if seen else RecordVersion.of(item)
         if human_label_of(item) == label:

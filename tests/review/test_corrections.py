@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from bincount.admission import CAPTURE_TIME_IN_FUTURE
 from bincount.corrections import (
     MODEL_WRITE_GUARD,
     AlreadyLabelled,
@@ -16,6 +17,7 @@ from bincount.corrections import (
     CorrectionStatus,
     HumanLabel,
     LabelOutOfRange,
+    NotReviewable,
     PhotoGone,
     RecordVersion,
     StaleRecord,
@@ -270,3 +272,14 @@ def test_an_unpublished_event_is_sent_again_by_saving_again(
     assert again.status is CorrectionStatus.ALREADY_SAVED
     [event] = seeded.events()
     assert event["detail"]["reviewed_at"] == seeded.image(photo)["reviewed_at"]
+
+
+def test_a_photo_the_batcher_rejected_is_not_reviewable(seeded: ReviewStack, service: ReviewService) -> None:
+    """A future-dated name must not move the bin's latest count through a label either."""
+    future = seeded.photo("BIN-1", "20991231T000000Z", None, error=CAPTURE_TIME_IN_FUTURE)
+    before = seeded.latest("BIN-1")
+    with pytest.raises(NotReviewable, match="rejected before counting"):
+        service.correct("BIN-1", sk(future), "3")
+    assert "human_count" not in seeded.image(future) and seeded.latest("BIN-1") == before
+    assert sk(future) not in {entry.sk for entry in service.queue("BIN-1")}
+    assert seeded.events() == []
