@@ -30,6 +30,31 @@ def _set_expression(attributes: dict[str, Any]) -> tuple[str, dict[str, str], di
     return expression, names, values
 
 
+def set_if(
+    table: Any, key: dict[str, str], attributes: dict[str, Any], condition: str, extra: dict[str, Any]
+) -> bool:
+    """SET ``attributes`` on ``key`` if ``condition`` holds; False when it does not.
+
+    ``extra`` holds the condition's own ``#name``/``:value`` placeholders (``#`` keys are names).
+    """
+    expression, names, values = _set_expression(attributes)
+    names.update({k: v for k, v in extra.items() if k.startswith("#")})
+    values.update({k: v for k, v in extra.items() if k.startswith(":")})
+    try:
+        table.update_item(
+            Key=key,
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+    except ClientError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
+
+
 class DynamoCountStore:
     def __init__(self, table: Any) -> None:
         self.table = table
@@ -59,26 +84,13 @@ class DynamoCountStore:
         return item
 
     def put_latest(self, bin_id: str, attributes: dict[str, Any], expected_version: str | None) -> bool:
-        expression, names, values = _set_expression(attributes)
-        names["#version"] = "latest_version"
+        extra: dict[str, Any] = {"#version": "latest_version"}
         if expected_version is None:
             condition = "attribute_not_exists(#version)"
         else:
             condition = "#version = :expected"
-            values[":expected"] = expected_version
-        try:
-            self.table.update_item(
-                Key={"pk": bin_pk(bin_id), "sk": LATEST_SK},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+            extra[":expected"] = expected_version
+        return set_if(self.table, {"pk": bin_pk(bin_id), "sk": LATEST_SK}, attributes, condition, extra)
 
 
 class DynamoJobStore:
