@@ -28,6 +28,9 @@ COMMAND_MODULES = [
     "history",
     "status",
     "redrive",
+    "review",
+    "correct",
+    "export_labels",
 ]
 
 EPILOG = """\

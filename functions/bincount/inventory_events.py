@@ -88,9 +88,36 @@ class InventoryDiscrepancyDetected(InventoryEvent):
     difference: int
 
 
+@dataclass(frozen=True)
+class BinCountCorrected(InventoryEvent):
+    """A person saved the count of a photo (functions/bincount/corrections.py): the record of truth.
+
+    ``count`` is the human count (``count_is_lower_bound``: "more than the model's top class");
+    ``model_count`` the count it replaces (None for a rejected photo); ``latest_updated`` whether
+    the bin's latest count now holds it. Repeated saves of the same count repeat the event with the
+    same ``reviewed_at``: dedupe on (image, reviewed_at).
+    """
+
+    detail_type: ClassVar[str] = "Bin Count Corrected"
+
+    count: int
+    count_is_lower_bound: bool
+    model_count: int | None
+    reviewer: str
+    reviewed_at: str
+    latest_updated: bool
+    expected_quantity: int | None
+
+
 EVENT_TYPES: dict[str, type[InventoryEvent]] = {
     cls.detail_type: cls
-    for cls in (BinCountUpdated, BinCountNeedsReview, BinImageRejected, InventoryDiscrepancyDetected)
+    for cls in (
+        BinCountUpdated,
+        BinCountNeedsReview,
+        BinImageRejected,
+        InventoryDiscrepancyDetected,
+        BinCountCorrected,
+    )
 }
 
 

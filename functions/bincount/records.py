@@ -239,4 +239,5 @@ def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated
         "previous_count": previous_count,
         "latest_version": version_token(image),
         "updated_at": updated_at,
+        "human_label": None,  # a model count: clears the reviewer's mark of an older photo's label
     }

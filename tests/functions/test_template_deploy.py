@@ -332,11 +332,19 @@ def test_reviewer_policy_grants_exactly_a_reviewers_work(template: dict[str, Any
     granted = {s["Sid"]: actions(s) for s in document["Statement"]}
     assert granted == {
         "FindTheStack": {"cloudformation:DescribeStacks"},
-        "ReadCounts": {"dynamodb:GetItem", "dynamodb:Query"},
+        "ReadCounts": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"},
         "CorrectCounts": {"dynamodb:UpdateItem"},
         "SeePhotos": {"s3:GetObject", "s3:GetObjectVersion"},
+        "TellDeletedPhotos": {"s3:ListBucket"},
         "AnnounceCorrections": {"events:PutEvents"},
     }
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    table = {"Fn::GetAtt": ["CountsTable", "Arn"]}
+    assert by_sid["ReadCounts"]["Resource"] == by_sid["CorrectCounts"]["Resource"] == table
+    ingest = "arn:${AWS::Partition}:s3:::bincount-ingest-${Environment}-${AWS::AccountId}-${AWS::Region}"
+    assert by_sid["SeePhotos"]["Resource"] == {"Fn::Sub": f"{ingest}/*"}  # objects, of the ingest bucket only
+    assert by_sid["TellDeletedPhotos"]["Resource"] == {"Fn::Sub": ingest}
+    assert by_sid["FindTheStack"]["Resource"] == {"Ref": "AWS::StackId"}
     (announce,) = [s for s in document["Statement"] if s["Sid"] == "AnnounceCorrections"]
     assert announce["Condition"]["StringEquals"] == {
         "events:source": "bincount",

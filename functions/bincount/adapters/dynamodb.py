@@ -56,6 +56,44 @@ def _set_expression(attributes: dict[str, Any]) -> tuple[str, dict[str, str], di
     return expression, names, values
 
 
+def conditional_set(
+    key: dict[str, str], attributes: dict[str, Any], condition: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """UpdateItem arguments: SET ``attributes`` on ``key`` if ``condition`` holds.
+
+    ``extra`` holds the condition's own ``#name``/``:value`` placeholders (``#`` keys are names).
+    The same arguments serve a single UpdateItem (:func:`set_if`) and an ``Update`` of a
+    transaction (``DynamoCountStore.put_latests``).
+    """
+    expression, names, values = _set_expression(attributes)
+    names.update({k: v for k, v in extra.items() if k.startswith("#")})
+    values.update({k: v for k, v in extra.items() if k.startswith(":")})
+    return {
+        "Key": key,
+        "UpdateExpression": expression,
+        "ConditionExpression": condition,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def set_if(
+    table: Any, key: dict[str, str], attributes: dict[str, Any], condition: str, extra: dict[str, Any]
+) -> bool:
+    """SET ``attributes`` on ``key`` if ``condition`` holds; False when it does not."""
+    return _update_if(table, conditional_set(key, attributes, condition, extra))
+
+
+def _update_if(table: Any, arguments: dict[str, Any]) -> bool:
+    try:
+        table.update_item(**arguments)
+    except ClientError as error:
+        if _condition_failed(error):
+            return False
+        raise
+    return True
+
+
 def image_put(item: dict[str, Any]) -> dict[str, Any]:
     """PutItem arguments of an image record: the record's write rules in one place."""
     return {"Item": item, "ConditionExpression": IMAGE_CONDITION}
@@ -63,20 +101,13 @@ def image_put(item: dict[str, Any]) -> dict[str, Any]:
 
 def latest_update(write: LatestWrite) -> dict[str, Any]:
     """UpdateItem arguments moving a bin's LATEST, if it still holds the version read."""
-    expression, names, values = _set_expression(write.attributes)
-    names["#version"] = "latest_version"
+    extra: dict[str, Any] = {"#version": "latest_version"}
     if write.expected_version is None:
         condition = "attribute_not_exists(#version)"
     else:
         condition = "#version = :expected"
-        values[":expected"] = write.expected_version
-    return {
-        "Key": {"pk": bin_pk(write.bin_id), "sk": LATEST_SK},
-        "UpdateExpression": expression,
-        "ConditionExpression": condition,
-        "ExpressionAttributeNames": names,
-        "ExpressionAttributeValues": values,
-    }
+        extra[":expected"] = write.expected_version
+    return conditional_set({"pk": bin_pk(write.bin_id), "sk": LATEST_SK}, write.attributes, condition, extra)
 
 
 class DynamoCountStore:
@@ -111,13 +142,7 @@ class DynamoCountStore:
         return item
 
     def put_latest(self, bin_id: str, attributes: dict[str, Any], expected_version: str | None) -> bool:
-        try:
-            self.table.update_item(**latest_update(LatestWrite(bin_id, attributes, expected_version)))
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        return _update_if(self.table, latest_update(LatestWrite(bin_id, attributes, expected_version)))
 
     # -- batched ----------------------------------------------------------------------------------
 

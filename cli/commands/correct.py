@@ -1,0 +1,45 @@
+"""``bincount correct KEY COUNT``: save a person's count for one photo, as the review console does
+(same code path): the photo's record gets the human label, the bin's latest count follows when it
+is the newest photo, and a `Bin Count Corrected` event goes out. COUNT is 0..top class or + (more
+than the top class). A photo is one upload: when KEY was uploaded more than once, --version names
+which (the S3 version id, or the record's image_version that `bincount history BIN --json` shows); without it
+the command refuses and lists the uploads. A photo that already has a different human label is
+refused unless --seen names the record version you saw (`bincount review`'s /api/photos shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.output import emit
+from cli.review.commands import check_count, correct_photo
+from cli.stack import stack_for
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "correct",
+        help="save a person's count for one photo",
+        description=__doc__,
+        epilog="examples:\n  bincount correct incoming/BIN-1/20261126T101500Z-cam1.jpg 3\n"
+        "  bincount correct BIN-1/20261126T101500Z-cam1.jpg + --json",
+    )
+    parser.add_argument(
+        "key", metavar="KEY", help="the photo's S3 key (or s3://bucket/key, or relative to the prefix)"
+    )
+    parser.add_argument("count", metavar="COUNT", help="0..top class, or + for more than the top class")
+    parser.add_argument("--version", help="which upload of KEY (S3 version id; needed when KEY has several)")
+    parser.add_argument("--seen", help="the record version you saw (needed to replace another label)")
+    parser.add_argument("--bin", dest="bin_id", default="", help="the bin (default: read from the key)")
+    parser.add_argument("--reviewer", help="name saved with the label (local stack; default: the OS user)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    count = check_count(args.count)
+    answer = correct_photo(
+        stack_for(args), args.key, count, args.reviewer, args.version, args.seen, args.bin_id
+    )
+    emit(answer, f"{answer['bin_id']} {answer['key']}: {answer['message']}", args.json)
+    return 0

@@ -1,0 +1,40 @@
+"""``bincount export-labels OUT_DIR``: the photos people reviewed, as a training set.
+
+Writes OUT_DIR/images/<count>/<key-derived-name>.jpg, OUT_DIR/labels.csv (image,count,... as in
+../shared/abid-train, so `make train DATA=OUT_DIR` reads it) and OUT_DIR/sources.json (bucket,
+key, etag, version id, reviewer, when). Re-running adds only what is new; a re-labelled photo
+moves to its new count folder. Exit 1 when a labelled photo is gone from S3 (the rest is exported).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cli.errors import EXIT_OK, EXIT_REFUSED
+from cli.output import emit
+from cli.review.commands import check_out_dir, export, parse_since
+from cli.stack import stack_for
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "export-labels",
+        help="write reviewed photos + labels.csv for training",
+        description=__doc__,
+        epilog="examples:\n  bincount export-labels build/labels\n"
+        "  bincount export-labels build/labels --since 2026-11-26\n  make train DATA=build/labels",
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", type=Path)
+    parser.add_argument("--since", help="only labels saved at or after this date/time (UTC)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    since = parse_since(args.since)
+    out_dir = check_out_dir(args.out_dir)
+    report = export(stack_for(args), out_dir, since)
+    emit(asdict(report), report.summary(args.out_dir), args.json)
+    return EXIT_REFUSED if report.missing else EXIT_OK

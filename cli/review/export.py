@@ -1,0 +1,218 @@
+"""``bincount export-labels``: reviewed photos become a training set ``make train DATA=`` reads.
+
+``OUT_DIR/images/<count>/<key-derived-name>.<ext>`` plus ``labels.csv`` (``image,count,...``,
+the layout of ``../shared/abid-train`` that ``training/data.py``'s count-folder reader takes) and
+``sources.json``: where each photo came from (bucket, key, etag, the upload's version), who
+labelled it and when (not ``manifest.json``: that name marks a prepared split for train.py). A
+photo is one upload: names derive from key + version, so two uploads of a key are two files, and
+the bytes are that object version's. Re-running adds only what is new: a photo already exported
+with the same label is not downloaded again; a re-labelled photo moves to its new count folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from bincount.corrections import PhotoGone, human_label_of, image_of
+from bincount.keys import ImageObject
+from bincount.timefmt import now
+
+MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
+LABELS = "labels.csv"
+MANIFEST_FORMAT = "bincount-labels/2"  # /2: one entry per upload (key + version)
+SAVE_EVERY = 50
+CSV_COLUMNS = (
+    "image",
+    "count",
+    "count_is_lower_bound",
+    "label_source",
+    "bin_id",
+    "source_bucket",
+    "source_key",
+    "source_etag",
+    "source_version",
+    "reviewer",
+    "reviewed_at",
+    "model_count",
+    "model_version",
+)
+
+
+class PhotoReader(Protocol):
+    def get(self, image: ImageObject) -> tuple[bytes, str]:
+        """(bytes, content type) of that upload; raises PhotoGone when the version is gone."""
+        ...
+
+
+@dataclass(frozen=True)
+class Exported:
+    image: str  # path relative to OUT_DIR, as labels.csv names it
+    count: int
+    count_is_lower_bound: bool
+    bin_id: str
+    bucket: str
+    key: str
+    etag: str
+    version: str  # the upload (record's image_version: S3 version id, else sequencer:/etag:)
+    version_id: str  # the S3 version id read ("" when the identity is not one)
+    reviewer: str
+    reviewed_at: str
+    model_count: int | None
+    model_version: str
+    exported_at: str
+
+    @property
+    def source(self) -> str:
+        return source_of(self.bucket, self.key, self.version)
+
+    def csv_row(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "count": self.count,
+            "count_is_lower_bound": "yes" if self.count_is_lower_bound else "no",
+            "label_source": "human_review",
+            "bin_id": self.bin_id,
+            "source_bucket": self.bucket,
+            "source_key": self.key,
+            "source_etag": self.etag,
+            "source_version": self.version,
+            "reviewer": self.reviewer,
+            "reviewed_at": self.reviewed_at,
+            "model_count": "" if self.model_count is None else self.model_count,
+            "model_version": self.model_version,
+        }
+
+
+@dataclass
+class ExportReport:
+    added: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)  # re-labelled since the last export
+    unchanged: int = 0
+    missing: list[str] = field(default_factory=list)  # labelled, but the photo is gone from S3
+
+    def summary(self, out_dir: Path) -> str:
+        line = (
+            f"{out_dir}: {len(self.added)} added, {len(self.moved)} re-labelled, {self.unchanged} unchanged"
+        )
+        if self.missing:
+            line += f", {len(self.missing)} photos gone from S3 (not exported): " + ", ".join(
+                self.missing[:5]
+            )
+        return line
+
+
+def source_of(bucket: str, key: str, version: str) -> str:
+    """One upload's identity in sources.json (the manifest's key)."""
+    return f"{bucket}/{key}#{version}"
+
+
+def export_name(key: str, version: str, ingest_prefix: str) -> str:
+    """A name that says which photo it is and never collides, also between two uploads of a key:
+    ``BIN-1__20261126T101500Z-cam1-3fa2b1c4d5e6`` (the digest covers key and version)."""
+    relative = key[len(ingest_prefix) :] if ingest_prefix and key.startswith(ingest_prefix) else key
+    stem = str(PurePosixPath(relative).with_suffix("")).replace("/", "__")
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "photo"
+    digest = hashlib.sha256(f"{key}\0{version}".encode()).hexdigest()[:12]
+    return f"{readable[:120]}-{digest}"
+
+
+def suffix_of(key: str) -> str:
+    suffix = PurePosixPath(key).suffix.lower()
+    return ".jpg" if suffix in ("", ".jpeg", ".jpg") else suffix
+
+
+def load_manifest(out_dir: Path) -> dict[str, Exported]:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path} is not a {MANIFEST_FORMAT} manifest")
+    return {entry.source: entry for entry in (Exported(**item) for item in data["photos"])}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
+    """sources.json and labels.csv, rewritten whole from the entries (small; photos are not touched)."""
+    ordered = sorted(entries.values(), key=lambda entry: entry.image)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "updated_at": now(),
+        "photos": [asdict(entry) for entry in ordered],
+    }
+    _write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(entry.csv_row() for entry in ordered)
+    _write_atomic(out_dir / LABELS, buffer.getvalue().encode())
+
+
+def _exported(record: Mapping[str, Any], image: str) -> Exported:
+    label = human_label_of(record)
+    assert label is not None
+    upload = image_of(record)
+    return Exported(
+        image=image,
+        count=label.count,
+        count_is_lower_bound=label.is_lower_bound,
+        bin_id=str(record["bin_id"]),
+        bucket=str(record["image_bucket"]),
+        key=str(record["image_key"]),
+        etag=upload.etag,
+        version=upload.version,
+        version_id=upload.version_id,
+        reviewer=str(record.get("reviewer", "")),
+        reviewed_at=str(record.get("reviewed_at", "")),
+        model_count=None if record.get("count") is None else int(record["count"]),
+        model_version=str(record.get("model_version", "")),
+        exported_at=now(),
+    )
+
+
+def export_labels(
+    records: Iterable[Mapping[str, Any]], photos: PhotoReader, out_dir: Path, ingest_prefix: str
+) -> ExportReport:
+    """Export every labelled record not yet exported with the same label; returns what changed."""
+    entries = load_manifest(out_dir)
+    report = ExportReport()
+    for record in records:
+        upload = image_of(record)
+        source = source_of(upload.bucket, upload.key, upload.version)
+        prior = entries.get(source)
+        if prior and (prior.etag, prior.reviewed_at) == (record.get("etag"), record.get("reviewed_at")):
+            report.unchanged += 1
+            continue
+        label = human_label_of(record)
+        if label is None:
+            continue
+        key = upload.key
+        image = f"images/{label.count}/{export_name(key, upload.version, ingest_prefix)}{suffix_of(key)}"
+        try:
+            body, _ = photos.get(upload)
+        except PhotoGone:
+            report.missing.append(f"{key} ({upload.version})")
+            continue
+        _write_atomic(out_dir / image, body)
+        if prior and prior.image != image:
+            (out_dir / prior.image).unlink(missing_ok=True)
+        (report.moved if prior else report.added).append(image)
+        entries[source] = _exported(record, image)
+        if (len(report.added) + len(report.moved)) % SAVE_EVERY == 0:
+            save(out_dir, entries)  # an interrupted export resumes about where it stopped
+    save(out_dir, entries)
+    return report

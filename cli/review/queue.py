@@ -1,0 +1,244 @@
+"""What the reviewer sees, as pure functions of the counts table's items (no AWS here).
+
+The review queue puts the photos a person should look at first: the model was unsure
+(``needs_review``), the bin's latest count contradicts the expected quantity, or the model
+rejected a photo that is still a readable picture. Photos already labelled by a person leave the
+queue. :func:`photo_view` is everything one photo's panel shows.
+
+A photo is one upload: its record's sort key (``sk``, ``IMAGE#<key>#<version digest>``) names it
+in the queue, the panels and the saves, so two uploads of a key are two photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from bincount.corrections import (
+    MORE_THAN_TOP,
+    READABLE_ERROR_CODES,
+    RecordVersion,
+    human_label_of,
+    reviewable,
+    top_class,
+)
+from bincount.records import LATEST_SK, LatestState, is_discrepancy
+
+IMAGE_PREFIX = "IMAGE#"
+HISTORY_LENGTH = 24
+
+# Queue order: the reasons a photo needs a person, most urgent first.
+LOW_CONFIDENCE = "low confidence"
+DISCREPANCY = "discrepancy with expected quantity"
+REJECTED_READABLE = "rejected by the model, photo readable"
+PICKED = "picked by bin"
+REASON_ORDER = (LOW_CONFIDENCE, DISCREPANCY, REJECTED_READABLE, PICKED)
+
+
+@dataclass(frozen=True, order=True)
+class QueueItem:
+    priority: int
+    captured_at: str
+    bin_id: str
+    key: str
+    sk: str
+    reason: str
+    version: str = ""  # the upload (records.upload_attributes' image_version)
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "bin_id": self.bin_id,
+            "sk": self.sk,
+            "key": self.key,
+            "version": self.version,
+            "reason": self.reason,
+            "captured_at": self.captured_at,
+        }
+
+
+def is_image(item: Mapping[str, Any]) -> bool:
+    return str(item.get("sk", "")).startswith(IMAGE_PREFIX)
+
+
+def holds_latest(image: Mapping[str, Any], latest: LatestState | None) -> bool:
+    """Whether LATEST holds this upload (the key and its version)."""
+    return (
+        latest is not None
+        and latest.image_key == image.get("image_key")
+        and (latest.version_id or "") == (image.get("image_version") or "")
+    )
+
+
+def review_reason(image: Mapping[str, Any], latest: LatestState | None) -> str | None:
+    """Why this photo needs a person, or None (already labelled, or the model is fine)."""
+    if human_label_of(image) is not None:
+        return None
+    if image.get("outcome") == "error":
+        return REJECTED_READABLE if image.get("error_code") in READABLE_ERROR_CODES else None
+    if image.get("needs_review"):
+        return LOW_CONFIDENCE
+    if holds_latest(image, latest) and latest is not None and image.get("count") is not None:
+        lower_bound = bool(image.get("count_is_lower_bound", False))
+        if is_discrepancy(latest.expected_quantity, int(image["count"]), lower_bound):
+            return DISCREPANCY
+    return None
+
+
+def _queue_item(image: Mapping[str, Any], reason: str) -> QueueItem:
+    return QueueItem(
+        priority=REASON_ORDER.index(reason),
+        captured_at=str(image.get("captured_at", "")),
+        bin_id=str(image["bin_id"]),
+        key=str(image["image_key"]),
+        sk=str(image["sk"]),
+        reason=reason,
+        version=str(image.get("image_version") or ""),
+    )
+
+
+def build_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
+    """The review queue from the whole table (one Scan): most urgent reason first, then oldest."""
+    images: list[Mapping[str, Any]] = []
+    latest: dict[str, LatestState] = {}
+    for item in items:
+        if item.get("sk") == LATEST_SK:
+            state = LatestState.from_item(dict(item))
+            if state is not None:
+                latest[str(item["pk"])] = state
+        elif is_image(item):
+            images.append(item)
+    queue = []
+    for image in images:
+        reason = review_reason(image, latest.get(str(image["pk"])))
+        if reason is not None:
+            queue.append(_queue_item(image, reason))
+    return sorted(queue)
+
+
+def bin_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
+    """Every photo of one bin a reviewer picked, newest first (labelled ones too: they can re-label;
+    not those the batcher rejected before counting)."""
+    images = [item for item in items if is_image(item) and reviewable(item)]
+    picked = [_queue_item(image, PICKED) for image in images]
+    return sorted(picked, key=lambda entry: entry.captured_at, reverse=True)
+
+
+def shown_count(image: Mapping[str, Any]) -> str:
+    """The count a person reads for a record: the human label if any, else the model's (``5+``)."""
+    label = human_label_of(image)
+    if label is not None:
+        return str(label)
+    if image.get("count") is None:
+        return ""
+    return f"{int(image['count'])}{MORE_THAN_TOP if image.get('count_is_lower_bound') else ''}"
+
+
+def history(images: Iterable[Mapping[str, Any]], current_sk: str) -> list[dict[str, Any]]:
+    """The bin's last photos in capture order: what the sparkline and the table show."""
+
+    def order(image: Mapping[str, Any]) -> tuple[str, str, str]:
+        return (
+            str(image.get("captured_at", "")),
+            str(image.get("image_key", "")),
+            str(image.get("uploaded_at") or ""),
+        )
+
+    ordered = sorted(images, key=order)[-HISTORY_LENGTH:]
+    rows = []
+    for image in ordered:
+        label = human_label_of(image)
+        value = label.count if label else image.get("count")
+        rows.append(
+            {
+                "captured_at": str(image.get("captured_at", "")),
+                "key": str(image.get("image_key", "")),
+                "value": None if value is None else int(value),
+                "shown": shown_count(image),
+                "human": label is not None,
+                "current": image.get("sk") == current_sk,
+            }
+        )
+    return rows
+
+
+def photo_view(bin_items: Iterable[Mapping[str, Any]], sk: str, photo_url: str) -> dict[str, Any] | None:
+    """Everything one upload's panel shows, from the bin's items (None: no record ``sk``)."""
+    items = list(bin_items)
+    image = next((item for item in items if is_image(item) and item.get("sk") == sk), None)
+    if image is None:
+        return None
+    key = str(image["image_key"])
+    uploads = sum(1 for item in items if is_image(item) and item.get("image_key") == key)
+    latest_item = next((item for item in items if item.get("sk") == LATEST_SK), None)
+    latest = LatestState.from_item(dict(latest_item) if latest_item else None)
+    top = top_class(image)
+    label = human_label_of(image)
+    probabilities = [float(p) for p in image.get("probabilities") or []]
+    rows = history([item for item in items if is_image(item)], sk)
+    return {
+        "bin_id": str(image["bin_id"]),
+        "sk": sk,
+        "key": key,
+        "image_version": str(image.get("image_version") or ""),
+        "uploaded_at": str(image.get("uploaded_at") or ""),
+        "uploads_of_key": uploads,
+        "name": PurePosixPath(key).name,
+        "url": photo_url,
+        "captured_at": str(image.get("captured_at", "")),
+        "outcome": str(image.get("outcome", "")),
+        "model_count": None if image.get("count") is None else int(image["count"]),
+        "model_is_lower_bound": bool(image.get("count_is_lower_bound", False)),
+        "model_shown": shown_count({name: value for name, value in image.items() if name != "human_count"}),
+        "model_version": str(image.get("model_version", "")),
+        "confidence": None if image.get("confidence") is None else float(image["confidence"]),
+        # Bin Count models' top class is open ("5 or more", ModelConfig.top_class_open)
+        "probabilities": [
+            {"label": f"{k}+" if k == top else str(k), "p": p} for k, p in enumerate(probabilities)
+        ],
+        "error_code": str(image.get("error_code", "")),
+        "error_message": str(image.get("error_message", "")),
+        "top": top,
+        "choices": [str(k) for k in range(top + 1)] + [MORE_THAN_TOP],
+        "label": None
+        if label is None
+        else {
+            "shown": str(label),
+            "reviewer": image.get("reviewer", ""),
+            "reviewed_at": image.get("reviewed_at"),
+        },
+        "version": RecordVersion.of(image).token(),
+        "expected_quantity": latest.expected_quantity if latest else None,
+        "holds_latest": holds_latest(image, latest),
+        "reason": review_reason(image, latest) or "",
+        "history": rows,
+        "chart": history_chart(rows, latest.expected_quantity if latest else None),
+    }
+
+
+def history_chart(
+    rows: list[dict[str, Any]], expected: int | None, width: int = 320, height: int = 90
+) -> dict[str, Any]:
+    """SVG coordinates of the bin's counts over time (photo order; human labels marked)."""
+    values = [row["value"] for row in rows if row["value"] is not None]
+    top = max([*values, expected or 0, 1])
+    pad = 8
+
+    def y(value: int) -> float:
+        return round(height - pad - (height - 2 * pad) * value / top, 1)
+
+    step = (width - 2 * pad) / max(len(rows) - 1, 1)
+    points = [
+        {**row, "x": round(pad + i * step, 1), "y": y(row["value"])}
+        for i, row in enumerate(rows)
+        if row["value"] is not None
+    ]
+    return {
+        "width": width,
+        "height": height,
+        "top": top,
+        "points": points,
+        "line": " ".join(f"{p['x']},{p['y']}" for p in points),
+        "expected_y": None if expected is None else y(expected),
+    }

@@ -1,0 +1,353 @@
+"""Human corrections of counts: the rules that make a reviewer's label the record of truth.
+
+A reviewer who looks at a photo and saves a count writes a *human label* on the photo's
+``IMAGE#`` record -- one upload's record (``bin_id`` + ``image_sk(key, version)``): two uploads of
+a key are two photos, each reviewed on its own (``human_count``, ``human_count_is_lower_bound``, ``reviewer``,
+``reviewed_at``, and the model count/version it replaces). From then on:
+
+* a model result never overwrites the label: the collector writes a record once per upload
+  (``attribute_not_exists(sk)``), so it never replaces one, and any write that may replace one (a
+  future re-count) must carry :data:`MODEL_WRITE_GUARD`;
+* the bin's ``LATEST`` follows when this photo is (or is newer than) the one LATEST holds;
+* two reviewers racing on one photo: the first save wins, the second is refused unless it
+  saves the same value (the write is conditional on the record version the reviewer saw);
+* a ``Bin Count Corrected`` event goes to the inventory bus.
+
+Allowed counts come from the model's classes: ``0..top`` where ``top`` is the model's top class
+(``len(probabilities) - 1``; the shipped model's 6 classes give 0..5), plus ``+`` for "more than
+the top class", stored as ``top + 1`` with ``human_count_is_lower_bound``. The save order is
+record (the commit point) → LATEST → event, and a repeated save of the same value redoes the
+last two, so a crash between them is repaired by saving again (events are at-least-once;
+consumers dedupe on ``image`` + ``reviewed_at``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from bincount.admission import BATCHER_ERROR_CODES
+from bincount.inventory_events import BinCountCorrected, ImageRef
+from bincount.keys import ImageObject
+from bincount.ports import CountStore, EventSender
+from bincount.publishing import put_all
+from bincount.records import LatestDecision, LatestState, decide_latest, upload_attributes, version_token
+from bincount.timefmt import now
+
+# Part of any model write that may replace an IMAGE# record (a re-count): a human label stays.
+MODEL_WRITE_GUARD = "attribute_not_exists(human_count)"
+# Classes of the shipped model (model/weights/config.json), for records without probabilities.
+DEFAULT_NUM_CLASSES = 6
+MORE_THAN_TOP = "+"
+# Error records whose photo is still a picture a person can look at (the model, not the photo, failed).
+READABLE_ERROR_CODES = frozenset({"transform_failed", "invalid_output", "internal_error"})
+MAX_LATEST_ATTEMPTS = 8
+
+
+class CorrectionRefused(Exception):
+    """Nothing was written; ``str(error)`` is the one line the reviewer reads."""
+
+    status = 409
+
+
+class LabelOutOfRange(CorrectionRefused):
+    status = 422
+
+
+class PhotoGone(CorrectionRefused):
+    status = 404
+
+
+class NotReviewable(CorrectionRefused):
+    """Rejected by the batcher before any model saw it (bad name, suffix, size): no count to correct,
+    and its capture time may be untrusted (``capture_time_in_future``), so LATEST must not follow."""
+
+    status = 422
+
+
+def reviewable(item: Mapping[str, Any]) -> bool:
+    return item.get("error_code") not in BATCHER_ERROR_CODES
+
+
+class StaleRecord(CorrectionRefused):
+    """The record changed (new model result, another reviewer's label) since the page showed it."""
+
+
+class AlreadyLabelled(StaleRecord):
+    """Another save of a different count came first."""
+
+
+@dataclass(frozen=True)
+class HumanLabel:
+    count: int
+    is_lower_bound: bool = False
+
+    def __str__(self) -> str:
+        """``3``, or ``>5`` for "more than the top class 5" (the model's own ``5+`` reads "5 or more")."""
+        return f">{self.count - 1}" if self.is_lower_bound else str(self.count)
+
+
+def top_class(item: Mapping[str, Any], default_num_classes: int = DEFAULT_NUM_CLASSES) -> int:
+    """The model's top class for this record: its probabilities name the classes it had."""
+    probabilities = item.get("probabilities") or ()
+    return (len(probabilities) if probabilities else default_num_classes) - 1
+
+
+def parse_label(value: object, top: int) -> HumanLabel:
+    """``"0".."top"`` (or an int) is an exact count, ``"+"`` means more than ``top``."""
+    text = str(value).strip()
+    if text == MORE_THAN_TOP:
+        return HumanLabel(top + 1, is_lower_bound=True)
+    if isinstance(value, bool) or not text.isdigit():
+        raise LabelOutOfRange(f"count {text!r} is not a number: use 0..{top}, or + for more than {top}")
+    count = int(text)
+    if count > top:
+        raise LabelOutOfRange(f"count {count} is outside 0..{top}: use + for more than {top}")
+    return HumanLabel(count)
+
+
+def human_label_of(item: Mapping[str, Any]) -> HumanLabel | None:
+    if item.get("human_count") is None:
+        return None
+    return HumanLabel(int(item["human_count"]), bool(item.get("human_count_is_lower_bound", False)))
+
+
+@dataclass(frozen=True)
+class RecordVersion:
+    """What a reviewer saw: the object version, when the model wrote it, and the label's time.
+
+    Rendered into the page as one opaque token and sent back with the save; the write is
+    conditional on all three, so any change in between refuses it.
+    """
+
+    etag: str
+    recorded_at: str
+    reviewed_at: str = ""
+
+    @classmethod
+    def of(cls, item: Mapping[str, Any]) -> RecordVersion:
+        return cls(
+            str(item.get("etag", "")), str(item.get("recorded_at", "")), str(item.get("reviewed_at") or "")
+        )
+
+    @classmethod
+    def parse(cls, token: str) -> RecordVersion:
+        parts = str(token).rsplit("|", 2)
+        if len(parts) != 3:
+            raise StaleRecord("the page sent no valid record version: reload it")
+        return cls(*parts)
+
+    def token(self) -> str:
+        return f"{self.etag}|{self.recorded_at}|{self.reviewed_at}"
+
+
+def label_attributes(
+    item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str
+) -> dict[str, Any]:
+    """Attributes SET on the IMAGE# record; the model's own fields (count, ...) stay as they were."""
+    return {
+        "human_count": label.count,
+        "human_count_is_lower_bound": label.is_lower_bound,
+        "reviewer": reviewer,
+        "reviewed_at": reviewed_at,
+        "replaced_count": item.get("count"),  # None for a rejected photo: the model gave no count
+        "replaced_model_version": item.get("model_version", ""),
+    }
+
+
+# Identity versions that are not S3 version ids (ImageObject.version's fallbacks).
+DERIVED_VERSION_PREFIXES = ("sequencer:", "etag:")
+
+
+def image_of(item: Mapping[str, Any]) -> ImageObject:
+    """The upload an IMAGE# record describes: what LATEST ordering compares and what S3 reads.
+
+    ``image_version`` is ImageObject.version; a real S3 version id comes back as ``version_id``,
+    a ``sequencer:``/``etag:`` identity leaves it empty (so ``.version`` is the same again).
+    """
+    version = str(item.get("image_version") or "")
+    return ImageObject(
+        bucket=str(item["image_bucket"]),
+        key=str(item["image_key"]),
+        etag=str(item.get("etag", "")),
+        size=0,
+        bin_id=str(item["bin_id"]),
+        captured_at=str(item["captured_at"]),
+        content_type="",
+        version_id="" if version.startswith(DERIVED_VERSION_PREFIXES) else version,
+        sequencer=str(item.get("sequencer") or ""),
+        uploaded_at=str(item.get("uploaded_at") or ""),
+    )
+
+
+def latest_label_attributes(
+    item: Mapping[str, Any],
+    label: HumanLabel,
+    reviewer: str,
+    reviewed_at: str,
+    decision: LatestDecision,
+    held: LatestState | None,
+) -> dict[str, Any]:
+    """Attributes SET on LATEST when it follows a label (``human_label`` null means a model count)."""
+    image = image_of(item)
+    attributes: dict[str, Any] = {
+        "count": label.count,
+        "count_is_lower_bound": label.is_lower_bound,
+        "needs_review": False,
+        "human_label": {"reviewer": reviewer, "reviewed_at": reviewed_at, "model_count": item.get("count")},
+        "updated_at": reviewed_at,
+    }
+    if decision is LatestDecision.APPLY:  # a photo LATEST did not hold yet (e.g. a rejected one)
+        attributes.update(
+            bin_id=image.bin_id,
+            image_bucket=image.bucket,
+            image_key=image.key,
+            etag=image.etag,
+            **upload_attributes(image),
+            captured_at=image.captured_at,
+            job_name=item.get("job_name", ""),
+            model_version=item.get("model_version", ""),
+            previous_count=held.count if held else None,
+            latest_version=version_token(image),
+        )
+    return attributes
+
+
+class LabelStore(Protocol):
+    def put_label(self, bin_id: str, record_sk: str, attributes: dict[str, Any], seen: RecordVersion) -> bool:
+        """SET ``attributes`` on the IMAGE# record ``record_sk`` if it is still the version ``seen``."""
+        ...
+
+
+PhotoExists = Callable[[ImageObject], bool]  # the reviewed upload (object version) is still there
+
+
+class CorrectionStatus(Enum):
+    SAVED = "saved"
+    ALREADY_SAVED = "already_saved"  # the same count was saved before (by this or another reviewer)
+
+
+@dataclass(frozen=True)
+class CorrectionResult:
+    status: CorrectionStatus
+    label: HumanLabel
+    record: dict[str, Any]  # the IMAGE# record after the save
+    latest_followed: bool
+    event: BinCountCorrected
+
+    @property
+    def message(self) -> str:
+        who = self.record.get("reviewer", "")
+        if self.status is CorrectionStatus.ALREADY_SAVED:
+            return f"already saved as {self.label} by {who}: nothing changed"
+        return f"saved {self.label}" + (" (bin's latest count updated)" if self.latest_followed else "")
+
+
+@dataclass
+class Corrector:
+    """Applies one correction: validate, conditional record write, LATEST, event."""
+
+    counts: CountStore
+    labels: LabelStore
+    sender: EventSender
+    bus_name: str
+    photo_exists: PhotoExists
+    clock: Callable[[], str] = now
+
+    def correct(
+        self, bin_id: str, record_sk: str, value: object, reviewer: str, seen: str | None
+    ) -> CorrectionResult:
+        """Save ``value`` as the human count of one upload's record (``record_sk``); ``seen`` is the
+        rendered record version (None: the current one)."""
+        item = self.counts.get_image(bin_id, record_sk)
+        if item is None:
+            raise PhotoGone(f"photo {record_sk} of bin {bin_id} no longer exists: nothing saved")
+        if not reviewable(item):
+            raise NotReviewable(
+                f"photo {item.get('image_key')} was rejected before counting ({item.get('error_code')}): "
+                "nothing to correct, nothing saved"
+            )
+        label = parse_label(value, top_class(item))
+        seen_version = RecordVersion.parse(seen) if seen else RecordVersion.of(item)
+        if human_label_of(item) == label:
+            return self._finish(CorrectionStatus.ALREADY_SAVED, item, label)
+        if seen is None and human_label_of(item) is not None:  # replacing a label takes having seen it
+            raise _already_labelled(item, label, hint="pass the record version you saw to replace it")
+        image = image_of(item)
+        if not self.photo_exists(image):
+            raise PhotoGone(f"photo {image.key} ({image.version}) is no longer in its bucket: nothing saved")
+        reviewed_at = self.clock()
+        attributes = label_attributes(item, label, reviewer, reviewed_at)
+        if not self.labels.put_label(bin_id, record_sk, attributes, seen_version):
+            return self._refused(bin_id, record_sk, label)
+        return self._finish(CorrectionStatus.SAVED, {**item, **attributes}, label)
+
+    def _refused(self, bin_id: str, record_sk: str, label: HumanLabel) -> CorrectionResult:
+        """The conditional write failed: say why, or accept when the same count is already saved."""
+        current = self.counts.get_image(bin_id, record_sk)
+        if current is None:
+            raise PhotoGone(f"photo {record_sk} of bin {bin_id} no longer exists: nothing saved")
+        held = human_label_of(current)
+        if held == label:
+            return self._finish(CorrectionStatus.ALREADY_SAVED, current, label)
+        if held is not None:
+            raise _already_labelled(current, label, hint="reload to see it")
+        raise StaleRecord("this photo's record changed since the page was shown: nothing saved, reload it")
+
+    def _finish(
+        self, status: CorrectionStatus, record: dict[str, Any], label: HumanLabel
+    ) -> CorrectionResult:
+        followed, expected = self._follow_latest(record, label)
+        event = corrected_event(record, label, followed, expected)
+        failures = put_all([event.to_eventbridge_entry(self.bus_name)], self.sender.send)
+        if failures:  # the label stands; saving the same count again re-sends the event
+            raise CorrectionRefused(
+                f"label saved but its event was not published ({failures[0].code}): save again"
+            )
+        return CorrectionResult(status, label, record, followed, event)
+
+    def _follow_latest(self, record: Mapping[str, Any], label: HumanLabel) -> tuple[bool, int | None]:
+        """Move LATEST to the label when this is the bin's newest photo; (moved, expected quantity)."""
+        bin_id = str(record["bin_id"])
+        for _ in range(MAX_LATEST_ATTEMPTS):
+            held = LatestState.from_item(self.counts.get_latest(bin_id))
+            expected = held.expected_quantity if held else None
+            decision = decide_latest(held, image_of(record))
+            if decision is LatestDecision.STALE:
+                return False, expected
+            attributes = latest_label_attributes(
+                record, label, str(record["reviewer"]), str(record["reviewed_at"]), decision, held
+            )
+            if self.counts.put_latest(bin_id, attributes, held.version if held else None):
+                return True, expected
+        raise CorrectionRefused(f"bin {bin_id}'s latest count kept changing: label saved, save again")
+
+
+def _already_labelled(item: Mapping[str, Any], label: HumanLabel, hint: str) -> AlreadyLabelled:
+    return AlreadyLabelled(
+        f"{item.get('reviewer')} already saved {human_label_of(item)} for this photo at "
+        f"{item.get('reviewed_at')}; your {label} was not saved ({hint})"
+    )
+
+
+def corrected_event(
+    record: Mapping[str, Any], label: HumanLabel, latest_followed: bool, expected: int | None
+) -> BinCountCorrected:
+    model_count = record.get("count")
+    image = image_of(record)
+    return BinCountCorrected(
+        bin_id=str(record["bin_id"]),
+        image=ImageRef(image.bucket, image.key, image.etag, image.version_id),
+        captured_at=str(record["captured_at"]),
+        model_version=str(record.get("model_version", "")),
+        job_name=str(record.get("job_name", "")),
+        count=label.count,
+        count_is_lower_bound=label.is_lower_bound,
+        model_count=None if model_count is None else int(model_count),
+        reviewer=str(record["reviewer"]),
+        reviewed_at=str(record["reviewed_at"]),
+        latest_updated=latest_followed,
+        expected_quantity=expected,
+    )

@@ -1,0 +1,230 @@
+"""The console's routes (FastAPI TestClient) against the stack in moto."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import boto3
+import pytest
+from bincount.corrections import RecordVersion
+from bincount.records import image_sk
+from bincount.results import CountResult
+from fastapi.testclient import TestClient
+from review_support import ReviewStack, sk
+
+from cli.review.app import WRITE_HEADER, create_app
+from cli.review.queue import DISCREPANCY, LOW_CONFIDENCE, PICKED, REJECTED_READABLE, QueueItem
+from cli.review.service import ReviewService
+
+HEADERS = {WRITE_HEADER: "1"}
+
+
+@pytest.fixture
+def client(service: ReviewService) -> TestClient:
+    return TestClient(create_app(service))
+
+
+def key_of(stack: ReviewStack, bin_id: str, stamp: str) -> str:
+    return f"{stack.resources.ingest_prefix}{bin_id}/{stamp}-cam1.jpg"
+
+
+def sk_of(stack: ReviewStack, bin_id: str, stamp: str) -> str:
+    """The record of the seeded upload of that photo (the newest, when the key has several)."""
+    key = key_of(stack, bin_id, stamp)
+    return sk([image for image in stack.seeded if image.key == key][-1])
+
+
+def missing_sk(stack: ReviewStack, bin_id: str) -> str:
+    return image_sk(key_of(stack, bin_id, "20990101T000000Z"), "no-such-version")
+
+
+def photo_params(bin_id: str, record_sk: str) -> dict[str, str]:
+    return {"bin_id": bin_id, "sk": record_sk}
+
+
+def save(
+    client: TestClient, bin_id: str, record_sk: str, count: str, seen: str | None = None, **headers: str
+) -> Any:
+    body = {"bin_id": bin_id, "sk": record_sk, "count": count, "seen": seen}
+    return client.post("/api/corrections", json=body, headers=headers or HEADERS)
+
+
+def test_queue_orders_unsure_then_discrepancy_then_rejected(seeded: ReviewStack, client: TestClient) -> None:
+    answer = client.get("/api/queue").json()
+    assert answer["reviewer"] == "alice"
+    got = [(item["bin_id"], item["reason"]) for item in answer["items"]]
+    assert got == [
+        ("BIN-1", LOW_CONFIDENCE),
+        ("BIN-1", LOW_CONFIDENCE),
+        ("BIN-3", DISCREPANCY),
+        ("BIN-2", REJECTED_READABLE),
+    ]  # BIN-4 (sure, no expectation) and BIN-1's sure photo are not there
+    assert answer["items"][0]["key"] == key_of(seeded, "BIN-1", "20261126T110000Z")  # oldest first
+
+
+def test_page_renders_the_first_photo_with_everything_a_reviewer_needs(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    assert "BIN-1" in html and "20261126T110000Z-cam1.jpg" in html and LOW_CONFIDENCE in html
+    assert 'class="chart"' in html and html.count('class="col') == 6  # one bar per count
+    assert "<svg" in html and "31% sure" in html
+    assert "/static/console.js" in html and "https://" not in html  # everything served locally
+    assert client.get("/static/console.js").status_code == 200
+    assert client.get("/static/console.css").status_code == 200
+
+
+def test_bin_page_lists_every_photo_of_the_bin_newest_first(seeded: ReviewStack, client: TestClient) -> None:
+    items = client.get("/api/queue", params={"bin": "BIN-4"}).json()["items"]
+    assert [item["key"] for item in items] == [key_of(seeded, "BIN-4", "20261126T090000Z")]
+    assert (
+        "expected"
+        not in client.get("/", params={"bin": "BIN-4"}).text.split("bin history")[0].split("model")[-1]
+    )
+    assert "Bin NOPE has no photos" in client.get("/", params={"bin": "NOPE"}).text
+
+
+def test_panel_and_photo_of_one_record(seeded: ReviewStack, client: TestClient) -> None:
+    params = photo_params("BIN-3", sk_of(seeded, "BIN-3", "20261126T090000Z"))
+    panel = client.get("/panel", params=params)
+    assert panel.status_code == 200 and "expected <b>5</b>" in panel.text
+    photo = client.get("/photo", params=params)
+    assert photo.status_code == 200 and photo.content[:2] == b"\xff\xd8"  # a JPEG, through the console
+    view = client.get("/api/photos", params=params).json()
+    assert view["expected_quantity"] == 5 and view["model_count"] == 2 and view["reason"] == DISCREPANCY
+    assert [row["value"] for row in view["history"]] == [5, 5, 2]
+    assert [row["current"] for row in view["history"]] == [False, False, True]
+
+
+def test_missing_photo_answers_one_clear_line(seeded: ReviewStack, client: TestClient) -> None:
+    params = photo_params("BIN-3", missing_sk(seeded, "BIN-3"))
+    panel = client.get("/panel", params=params)
+    assert panel.status_code == 404 and "no longer exists" in panel.text
+    assert client.get("/photo", params=params).status_code == 404
+
+
+def test_save_through_the_api(seeded: ReviewStack, client: TestClient) -> None:
+    record_sk = sk_of(seeded, "BIN-1", "20261126T120000Z")
+    version = client.get("/api/photos", params=photo_params("BIN-1", record_sk)).json()["version"]
+    answer = save(client, "BIN-1", record_sk, "5", version)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() | {"reviewed_at": None} == {
+        "bin_id": "BIN-1",
+        "sk": record_sk,
+        "key": key_of(seeded, "BIN-1", "20261126T120000Z"),
+        "image_version": seeded.seeded[2].version,
+        "status": "saved",
+        "message": "saved 5 (bin's latest count updated)",
+        "label": "5",
+        "reviewer": "alice",
+        "reviewed_at": None,
+        "latest_updated": True,
+    }
+    assert seeded.latest("BIN-1")["count"] == 5 and len(seeded.events()) == 1
+    assert len(client.get("/api/queue").json()["items"]) == 3  # it left the queue
+
+
+@pytest.mark.parametrize(
+    ("count", "version", "status", "text"),
+    [
+        ("8", None, 422, "outside 0..5"),
+        ("three", None, 422, "not a number"),
+        ("2", "etag|2026-01-01T00:00:00.000Z|", 409, "changed since the page was shown"),
+        ("2", "not-a-version", 409, "no valid record version"),
+    ],
+)
+def test_bad_saves_answer_why_and_write_nothing(
+    seeded: ReviewStack, client: TestClient, count: str, version: str | None, status: int, text: str
+) -> None:
+    params = photo_params("BIN-1", sk_of(seeded, "BIN-1", "20261126T110000Z"))
+    before = client.get("/api/photos", params=params).json()
+    answer = save(client, "BIN-1", params["sk"], count, version)
+    assert answer.status_code == status and text in answer.json()["error"]
+    assert client.get("/api/photos", params=params).json() == before
+    assert seeded.events() == []
+
+
+def test_save_of_a_deleted_photo_is_refused(seeded: ReviewStack, client: TestClient) -> None:
+    photo = seeded.seeded[1]
+    boto3.client("s3").delete_object(Bucket=photo.bucket, Key=photo.key, VersionId=photo.version_id)
+    answer = save(client, "BIN-1", sk(photo), "3")
+    assert answer.status_code == 404 and "no longer in its bucket" in answer.json()["error"]
+    assert "human_count" not in seeded.image(photo)
+
+
+def test_conflicting_second_save_is_refused_same_value_accepted(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    record_sk = sk_of(seeded, "BIN-1", "20261126T110000Z")
+    version = RecordVersion.of(seeded.image(seeded.seeded[1])).token()
+    assert save(client, "BIN-1", record_sk, "4", version).status_code == 200
+    refused = save(client, "BIN-1", record_sk, "3", version)
+    assert refused.status_code == 409 and "alice already saved 4" in refused.json()["error"]
+    again = save(client, "BIN-1", record_sk, "4", version)
+    assert again.status_code == 200 and again.json()["status"] == "already_saved"
+
+
+def test_writes_need_the_console_header_and_a_local_host(seeded: ReviewStack, client: TestClient) -> None:
+    record_sk = sk_of(seeded, "BIN-1", "20261126T110000Z")
+    assert save(client, "BIN-1", record_sk, "3", None, Other="1").status_code == 403
+    assert "human_count" not in seeded.image(seeded.seeded[1])
+    assert client.get("/", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_on_aws_photos_are_presigned_urls_never_a_public_bucket(seeded: ReviewStack) -> None:
+    service = ReviewService.for_stack(seeded.resources, reviewer="alice")  # no endpoint URL: AWS
+    assert service.photo_mode == "presign"
+    photo = seeded.seeded[6]
+    url = service.view("BIN-3", sk(photo))["url"]
+    assert url.startswith("https://") and seeded.resources.ingest_bucket in url and "Signature" in url
+    assert f"versionId={photo.version_id}" in url  # the reviewed upload, not whatever the key holds now
+    panel = TestClient(create_app(service)).get("/panel", params=photo_params("BIN-3", sk(photo))).text
+    assert url.replace("&", "&amp;") in panel
+
+
+def test_a_long_queue_is_cut_and_says_how_many_wait(
+    seeded: ReviewStack, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cli.review.app.PAGE_QUEUE", 2)
+    html = client.get("/").text
+    assert "+2 waiting" in html and '<b id="left">2</b>' in html
+
+
+def test_page_whose_first_photo_vanished_says_so(
+    seeded: ReviewStack, service: ReviewService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = key_of(seeded, "BIN-1", "20990101T000000Z")
+    gone = QueueItem(0, "2026-11-26T00:00:00.000Z", "BIN-1", key, missing_sk(seeded, "BIN-1"), PICKED)
+    monkeypatch.setattr(service, "queue", lambda bin_id="": [gone])  # deleted between Scan and view
+    page = TestClient(create_app(service)).get("/")
+    assert page.status_code == 200 and "no longer exists" in page.text and 'data-gone="1"' in page.text
+
+
+def test_reads_follow_every_page(seeded: ReviewStack, service: ReviewService) -> None:
+    """Queue and export read with paginated Scan/Query: small pages give the same items."""
+    everything = list(service.labels.scan())
+    assert len(everything) == len(seeded.seeded) + 3  # an IMAGE# per photo, LATEST per counted bin
+    assert sorted(item["sk"] for item in service.labels._items("scan", Limit=2)) == sorted(
+        item["sk"] for item in everything
+    )
+
+
+def test_an_upload_without_a_version_id_is_shown_only_while_the_key_holds_its_bytes(
+    seeded: ReviewStack, service: ReviewService, client: TestClient
+) -> None:
+    """Identity by ETag (the local stack's notifications carry no versionId): the key is read with
+    IfMatch, so a later upload's bytes are never shown for this record."""
+    photo = seeded.seeded[6]
+    by_etag = dataclasses.replace(photo, version_id="")
+    assert by_etag.version == f"etag:{photo.etag}"
+    seeded.record(by_etag, CountResult(2, 0.4, (0.1, 0.1, 0.4, 0.2, 0.1, 0.1), False, "m"))
+    params = photo_params("BIN-3", sk(by_etag))
+    current = boto3.client("s3").get_object(Bucket=photo.bucket, Key=photo.key)["Body"].read()
+    assert client.get("/photo", params=params).content == current
+    seeded.photo("BIN-3", "20261126T090000Z", 3, 0.9, drawn=3)  # new bytes under the key
+    assert client.get("/photo", params=params).status_code == 404
+    answer = save(client, "BIN-3", sk(by_etag), "2")
+    assert answer.status_code == 404 and "no longer in its bucket" in answer.json()["error"]
