@@ -46,6 +46,7 @@ help:
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
+	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make up        start the local stack in the background (make down stops it)"
 	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
 	@echo "make lint | typecheck | validate (cfn-lint, and sam validate --lint once make sam ran)"

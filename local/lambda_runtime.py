@@ -78,6 +78,7 @@ class FunctionRuntime:
         self.invocations = 0
         self.errors = 0
         self.busy_s = 0.0  # time spent inside the handler, for per-stage throughput
+        self.completed = 0  # invocations that returned or raised: what the function wrote is written
         self._handler: Handler | None = None
         self._lock = threading.Lock()
 
@@ -108,6 +109,7 @@ class FunctionRuntime:
             raise
         finally:
             self.busy_s += time.monotonic() - started
+            self.completed += 1
 
 
 def sqs_record(message: Mapping[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

@@ -19,12 +19,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 REGION = "us-east-1"
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -83,18 +85,26 @@ def _answers(url: str) -> bool:
 
 @contextlib.contextmanager
 def moto_server(
-    port: int | None = None, startup_timeout: float = 30.0, log_path: str | os.PathLike[str] | None = None
+    port: int | None = None,
+    startup_timeout: float = 30.0,
+    log_path: str | os.PathLike[str] | None = None,
+    tuned: bool = True,
 ) -> Iterator[AwsEndpoint]:
-    """Run ``python -m moto.server`` on 127.0.0.1 for the duration of the ``with`` block.
+    """Run moto's server on 127.0.0.1 for the duration of the ``with`` block.
 
-    The server is stopped on normal exit, on exceptions and on Ctrl-C; its output goes to
-    ``log_path`` (or nowhere) so it cannot interleave with the demo's progress bars.
+    ``tuned``: ``local.moto_launcher`` (moto's server without its per-request backend search and
+    access log); otherwise ``python -m moto.server`` as it comes. The server is stopped on normal
+    exit, on exceptions and on Ctrl-C; its output goes to ``log_path`` (or nowhere) so it cannot
+    interleave with the demo's progress bars.
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    module = "local.moto_launcher" if tuned else "moto.server"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C reaches us, not moto: we stop it in order

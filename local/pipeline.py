@@ -32,7 +32,7 @@ from local.moto_server import AwsEndpoint, moto_server, patched_environ
 from local.serving_server import extract_model, serving_process
 from local.stack import LocalStack
 from local.torchserve_server import torchserve_process
-from local.transform_executor import TransformExecutor, http_invoker
+from local.transform_executor import TransformExecutor, busy_seconds, http_invoker
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,16 @@ class PipelineOptions:
     # "python": the small server with the container's HTTP contract; "torchserve": the real
     # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/torchserve_server.py
     server: str = "python"
+    # Today's design and the previous one side by side (``make bench-pipeline``): the emulator
+    # without local.moto_launcher's per-request savings, and progress polling that reads every
+    # record of the table each time instead of only the ones it has not seen.
+    tuned_emulator: bool = True
+    incremental_records: bool = True
+    # transform jobs run side by side, up to the template's MaxJobsInFlight, as on SageMaker
+    parallel_jobs: bool = True
+    # called once the functions' environment is in place, before any event (benchmarks swap in
+    # a baseline collector here)
+    prepare: Callable[[], None] | None = None
 
 
 @dataclass
@@ -152,6 +162,10 @@ class LocalPipeline:
         self._environment = contextlib.ExitStack()
         self._environment.enter_context(patched_environ(environment))
         reset_handler_caches()
+        if options.prepare is not None:
+            options.prepare()
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}  # image records seen, by (pk, sk)
+        self._records_generation = -1  # collector invocations finished when they were listed
         self.clocks = {name: StageClock() for name in ("upload", "batcher", "transform", "collector")}
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.mappings: list[SqsEventSourceMapping] = []
@@ -173,7 +187,10 @@ class LocalPipeline:
                 name = f"{stack.stack_name}-{spec.logical_id}-{index}"[:70]
                 self.subscriptions.append(EventRuleSubscription(endpoint, runtime, rule, name))
         self.executor = TransformExecutor(
-            endpoint, http_invoker(serving_url), on_record=self.clocks["transform"].tick
+            endpoint,
+            http_invoker(serving_url),
+            on_record=self.clocks["transform"].tick,
+            parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")) if options.parallel_jobs else 1,
         )
         self.consumer_queues = [
             subscribe_queue(
@@ -230,6 +247,7 @@ class LocalPipeline:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+        self.executor.close()
         self._environment.close()
         reset_handler_caches()
 
@@ -241,7 +259,7 @@ class LocalPipeline:
         """
         busy = {
             "upload": self.clocks["upload"].seconds,
-            "transform": sum(outcome.seconds for outcome in self.executor.outcomes),
+            "transform": busy_seconds(self.executor.outcomes),
         }
         for stage, rt_names in (
             ("batcher", self._runtimes_of("sqs")),
@@ -267,12 +285,15 @@ class LocalPipeline:
         sqs = self.endpoint.client("sqs")
         received = 0
         for queue_url in self.consumer_queues:
-            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+            messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
                 "Messages", []
             )
             for message in messages:
                 self.consumed_events.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            if messages:
+                handles = [message["ReceiptHandle"] for message in messages]
+                entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(handles)]
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
             received += len(messages)
         return received
 
@@ -285,19 +306,61 @@ class LocalPipeline:
         self.clocks["upload"].tick()
 
     def image_records(self) -> dict[str, list[dict[str, Any]]]:
-        """Every ``IMAGE#`` record in the counts table, grouped by image key."""
-        table = self.endpoint.client("dynamodb")
+        """Every ``IMAGE#`` record in the counts table, grouped by image key.
+
+        Polled while a run waits, so (with ``incremental_records``) the table is looked at only
+        after a collector invocation finished since the last look (only the collector writes
+        image records), a look lists only the keys and when they were recorded, and only records
+        not seen yet, or written again, are read in full: once, not once per poll.
+        """
+        if not self.options.incremental_records:
+            self._records = {(item["pk"], item["sk"]): item for item in self._scan_records()}
+        elif (generation := self._collector_generation()) != self._records_generation:
+            self._records_generation = generation
+            listed = {(item["pk"], item["sk"]): item for item in self._scan_records("pk, sk, recorded_at")}
+            changed = [
+                key
+                for key, item in listed.items()
+                if self._records.get(key, {}).get("recorded_at") != item.get("recorded_at")
+            ]
+            self._records = {key: self._records[key] for key in listed if key not in changed}
+            self._records.update(self._read_records(changed))
         records: dict[str, list[dict[str, Any]]] = {}
-        for page in table.get_paginator("scan").paginate(
-            TableName=self.wiring.counts_table,
-            FilterExpression="begins_with(sk, :image)",
-            ExpressionAttributeValues={":image": {"S": "IMAGE#"}},
-        ):
-            for item in page["Items"]:
-                plain = _plain(item)
-                key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
-                records.setdefault(key, []).append(plain)
+        for plain in self._records.values():
+            key = str(plain.get("image_key") or str(plain["sk"]).removeprefix("IMAGE#"))
+            records.setdefault(key, []).append(plain)
         return records
+
+    def _collector_generation(self) -> int:
+        return sum(self.runtimes[name].completed for name in self._runtimes_of("rule"))
+
+    def _scan_records(self, projection: str | None = None) -> Iterator[dict[str, Any]]:
+        extra: dict[str, Any] = {} if projection is None else {"ProjectionExpression": projection}
+        for page in (
+            self.endpoint.client("dynamodb")
+            .get_paginator("scan")
+            .paginate(
+                TableName=self.wiring.counts_table,
+                FilterExpression="begins_with(sk, :image)",
+                ExpressionAttributeValues={":image": {"S": "IMAGE#"}},
+                **extra,
+            )
+        ):
+            yield from (_plain(item) for item in page["Items"])
+
+    def _read_records(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        client, table, found = self.endpoint.client("dynamodb"), self.wiring.counts_table, {}
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                table: {"Keys": [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in keys[start : start + 100]]}
+            }
+            while request:
+                response = client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(table, []):
+                    plain = _plain(item)
+                    found[(plain["pk"], plain["sk"])] = plain
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def dead_letters(self) -> list[str]:
         sqs = self.endpoint.client("sqs")
@@ -333,7 +396,7 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         model_dir = Path(stack_of_contexts.enter_context(tempfile.TemporaryDirectory(prefix="opt-ml-model-")))
         extract_model(options.model_artifact, model_dir)
         endpoint = stack_of_contexts.enter_context(
-            moto_server(log_path=log_dir / "moto.log" if log_dir else None)
+            moto_server(log_path=log_dir / "moto.log" if log_dir else None, tuned=options.tuned_emulator)
         )
         serving_log = log_dir / "serving.log" if log_dir else None
         if options.server == "torchserve":

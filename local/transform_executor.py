@@ -20,7 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -60,6 +60,11 @@ def http_invoker(url: str) -> Invoker:
             return int(error.code), error.read()
 
     return invoke
+
+
+def _log_failure(future: Future[JobOutcome]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("transform job runner failed", exc_info=future.exception())
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -139,10 +144,26 @@ class JobOutcome:
     written: int
     failures: list[RecordFailure] = field(default_factory=list)
     seconds: float = 0.0
+    started: float = 0.0  # time.monotonic() when the executor took the job
+
+
+def busy_seconds(outcomes: Iterable[JobOutcome]) -> float:
+    """Time during which at least one job ran (jobs may overlap)."""
+    total, reached = 0.0, float("-inf")
+    for start, end in sorted((o.started, o.started + o.seconds) for o in outcomes):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return total
 
 
 class TransformExecutor:
-    """Runs each transform job moto has stored exactly once, oldest first."""
+    """Runs each transform job moto has stored exactly once, oldest first.
+
+    ``parallel_jobs`` > 1 runs that many jobs at once, as SageMaker does (each job on its own
+    instances; here all share the one model server), and :meth:`poll_once` only hands new jobs
+    over; 1 runs them one after the other inside :meth:`poll_once`.
+    """
 
     def __init__(
         self,
@@ -150,6 +171,7 @@ class TransformExecutor:
         invoker: Invoker,
         on_record: Callable[[], None] | None = None,
         bus_name: str = "default",
+        parallel_jobs: int = 1,
     ) -> None:
         self.s3 = endpoint.client("s3")
         self.sagemaker = endpoint.client("sagemaker")
@@ -160,6 +182,11 @@ class TransformExecutor:
         self.processed: set[str] = set()
         self.outcomes: list[JobOutcome] = []
         self._lock = threading.Lock()
+        self._jobs = (
+            ThreadPoolExecutor(max_workers=parallel_jobs, thread_name_prefix="transform-job")
+            if parallel_jobs > 1
+            else None
+        )
 
     def pending_jobs(self) -> list[str]:
         summaries = []
@@ -171,8 +198,17 @@ class TransformExecutor:
     def poll_once(self) -> int:
         names = self.pending_jobs()
         for name in names:
-            self.run_job(name)
+            if self._jobs is None:
+                self.run_job(name)
+            else:
+                self.processed.add(name)
+                self._jobs.submit(self.run_job, name).add_done_callback(_log_failure)
         return len(names)
+
+    def close(self) -> None:
+        """Let running jobs finish; jobs not started yet are dropped."""
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=True, cancel_futures=True)
 
     def run_job(self, name: str) -> JobOutcome:
         self.processed.add(name)
@@ -200,7 +236,7 @@ class TransformExecutor:
             )[:1024]
         times["TransformEndTime"] = datetime.now(UTC)
         self._emit(job, status, tags, times, reason)
-        outcome = JobOutcome(name, status, len(keys), written, failures, time.monotonic() - started)
+        outcome = JobOutcome(name, status, len(keys), written, failures, time.monotonic() - started, started)
         with self._lock:
             self.outcomes.append(outcome)
         log.info("transform job %s %s: %d/%d records written", name, status, written, len(keys))

@@ -1,10 +1,14 @@
 """What a finished transform job means for the counts: record, publish, re-drive.
 
-Per image, in this order, so a crash at any point is repaired by a retry of the same event:
-1. an image record already exists → "duplicate, safely ignored" (nothing else happens);
-2. move LATEST forward if this photo is newer (optimistic lock on the held version);
-3. publish the image's events;
-4. write the image record — the commit point. Events are at-least-once; records exactly-once.
+Per job, in this order, so a crash at any point is repaired by a retry of the same event:
+1. one consistent batched read of the job's image records and its bins' LATEST; an image
+   record that already exists → "duplicate, safely ignored" (nothing else happens);
+2. per bin, the photos are walked in LATEST's order in memory (``bin_plans``) and LATEST is
+   written once, to the newest photo, conditional on the version read (all bins of the job
+   batched); a bin whose LATEST moved meanwhile is read and planned again;
+3. publish the images' events (PutEvents, ≤ 10 entries a call, only failed entries resent);
+4. write the image records — the commit point (conditional, batched), only for images whose
+   events all went out. Events are at-least-once; records exactly-once.
 Images a failed or stopped job left without output follow the failure's kind (bincount.failures):
 a transient failure (capacity, quota, throttling, a stopped job) queues them whole for a retry with
 backoff, parked once the chunk's retry budget is spent; a per-record failure splits them into new
@@ -29,23 +33,21 @@ from bincount.batching import (
     retry_chunk,
     split_for_redrive,
 )
+from bincount.bin_plans import BinPlan, PhotoStep, plan_bin
 from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
 from bincount.job_events import TransformJobEvent
 from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
 from bincount.publishing import events_for, put_all
 from bincount.records import (
+    CountSnapshot,
     ImageOutcome,
     LatestDecision,
-    LatestState,
-    decide_latest,
     image_item,
     image_record_sk,
-    latest_attributes,
     outcome_for,
-    upload_order,
 )
-from bincount.results import TRANSFORM_FAILED, CountResult, ErrorResult, ResultRecord, parse_result_body
+from bincount.results import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
 from bincount.timefmt import now
 from bincount.waiting import WaitingRoom
@@ -78,13 +80,6 @@ class CollectionReport:
 
 
 @dataclass
-class _PreparedBin:
-    pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = field(default_factory=list)
-    duplicates: int = 0
-    stale: int = 0
-
-
-@dataclass
 class Collector:
     objects: ObjectStore
     counts: CountStore
@@ -96,7 +91,6 @@ class Collector:
     confidence_threshold: float
     job_name_prefix: str
     read_workers: int = 8
-    write_workers: int = 8
     publish_max_attempts: int = 4
     clock: Callable[[], str] = now
     sleep: Callable[[float], None] | None = None
@@ -205,89 +199,86 @@ class Collector:
     # -- recording --------------------------------------------------------------------------------
 
     def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
-        """Steps 1-4 for every image; bins proceed concurrently, images of one bin in capture order.
-
-        LATEST is contended only within a bin, so bins are independent; inside a bin the photos
-        go oldest first (in LATEST's order), so ``previous_count`` in the events follows the bin's history.
-        """
-        by_bin: dict[str, list[ImageOutcome]] = {}
-        for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
-            by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
-        with ThreadPoolExecutor(max_workers=max(1, min(self.write_workers, len(by_bin)))) as pool:
-            prepared_bins = list(pool.map(self._prepare_bin, by_bin.values()))
-            pending: list[tuple[ImageOutcome, list[dict[str, Any]]]] = []
-            for prepared in prepared_bins:
-                pending.extend(prepared.pending)
-                report.duplicates += prepared.duplicates
-                report.stale += prepared.stale
-
-            entries = [entry for _, outcome_entries in pending for entry in outcome_entries]
-            kwargs: dict[str, Any] = {"max_attempts": self.publish_max_attempts}
-            if self.sleep is not None:
-                kwargs["sleep"] = self.sleep
-            failures = put_all(entries, self.sender.send, **kwargs) if entries else []
-            failed_ids = {id(failure.entry) for failure in failures}
-            report.events_published += len(entries) - len(failures)
-            for failure in failures:
-                log.warning(
-                    "event not published",
-                    extra={"code": failure.code, "entry": failure.entry["DetailType"]},
-                )
-
-            recorded_at = self.clock()
-            publishable: list[ImageOutcome] = []
-            for outcome, outcome_entries in pending:
-                if any(id(entry) in failed_ids for entry in outcome_entries):
-                    report.problems.append(f"events for {outcome.image.key} not published")
-                else:  # no image record otherwise: the retried event redoes this image
-                    publishable.append(outcome)
-            written = list(
-                pool.map(lambda outcome: self.counts.put_image(image_item(outcome, recorded_at)), publishable)
-            )
-        for outcome, was_written in zip(publishable, written, strict=True):
+        """Steps 1-4 for the job's images, a few round trips for the whole job."""
+        unique = list({image_record_sk(outcome.image): outcome for outcome in outcomes}.values())
+        snapshot = self.counts.read_state(
+            {o.image.bin_id for o in unique}, [(o.image.bin_id, image_record_sk(o.image)) for o in unique]
+        )
+        fresh: list[ImageOutcome] = []
+        for outcome in unique:
+            if image_record_sk(outcome.image) in snapshot.images:
+                log.info("duplicate, safely ignored", extra={"image_key": outcome.image.key})
+                report.duplicates += 1
+            else:
+                fresh.append(outcome)
+        steps = [step for plan in self._move_latest(fresh, snapshot) for step in plan.steps]
+        for step in steps:
+            if step.decision is LatestDecision.STALE:
+                log.info("older photo, newer count kept", extra={"image_key": step.outcome.image.key})
+                report.stale += 1
+        publishable = self._publish(steps, report)
+        recorded_at = self.clock()
+        written = self.counts.put_images([image_item(step.outcome, recorded_at) for step in publishable])
+        for step, was_written in zip(publishable, written, strict=True):
             if not was_written:
                 report.duplicates += 1
                 continue
-            (report.counted if outcome.is_count else report.rejected).append(outcome)
+            (report.counted if step.outcome.is_count else report.rejected).append(step.outcome)
 
-    def _prepare_bin(self, outcomes: list[ImageOutcome]) -> _PreparedBin:
-        """Steps 1-2 for one bin's images (no image record yet: step 4 commits after publishing)."""
-        prepared = _PreparedBin()
+    def _move_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[BinPlan]:
+        """Step 2: plan every bin, write LATEST once per bin; bins that lost a race are planned again."""
+        by_bin: dict[str, list[ImageOutcome]] = {}
         for outcome in outcomes:
-            if self._already_recorded(outcome.image):
-                log.info("duplicate, safely ignored", extra={"image_key": outcome.image.key})
-                prepared.duplicates += 1
-                continue
-            decision, previous, expected = self._advance_latest(outcome)
-            if decision is LatestDecision.STALE:
-                log.info("older photo, newer count kept", extra={"image_key": outcome.image.key})
-                prepared.stale += 1
-            events = events_for(outcome, decision, previous, expected, self.confidence_threshold)
-            prepared.pending.append(
-                (outcome, [event.to_eventbridge_entry(self.bus_name) for event in events])
-            )
-        return prepared
-
-    def _already_recorded(self, image: ImageObject) -> bool:
-        return self.counts.get_image(image.bin_id, image_record_sk(image)) is not None
-
-    def _advance_latest(self, outcome: ImageOutcome) -> tuple[LatestDecision | None, int | None, int | None]:
-        """(decision, previous count, expected quantity); errors never touch LATEST."""
-        if not isinstance(outcome.result, CountResult):
-            return None, None, None
+            by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
+        latest = snapshot.latest
+        plans: dict[str, BinPlan] = {}
+        contended = set(by_bin)
         for _ in range(MAX_LATEST_ATTEMPTS):
-            state = LatestState.from_item(self.counts.get_latest(outcome.image.bin_id))
-            decision = decide_latest(state, outcome.image)
-            expected = state.expected_quantity if state else None
-            if decision is LatestDecision.STALE:
-                return decision, state.count if state else None, expected
-            if decision is LatestDecision.ALREADY_APPLIED:
-                return decision, state.previous_count if state else None, expected
-            previous = state.count if state else None
-            attributes = latest_attributes(outcome, previous, self.clock())
-            if self.counts.put_latest(outcome.image.bin_id, attributes, state.version if state else None):
-                return decision, previous, expected
-        raise CollectionIncomplete(f"LATEST of bin {outcome.image.bin_id} kept changing under us")
+            updated_at = self.clock()
+            for bin_id in contended:
+                plans[bin_id] = plan_bin(bin_id, latest.get(bin_id), by_bin[bin_id], updated_at)
+            writes = [write for b in sorted(contended) if (write := plans[b].write) is not None]
+            contended = self.counts.put_latests(writes) if writes else set()
+            if not contended:
+                return [plans[bin_id] for bin_id in by_bin]
+            latest = self.counts.read_state(contended, []).latest
+        raise CollectionIncomplete(f"LATEST of bins {sorted(contended)} kept changing under us")
+
+    def _publish(self, steps: list[PhotoStep], report: CollectionReport) -> list[PhotoStep]:
+        """Step 3: every step's events, batched; returns the steps whose events all went out."""
+        pending = [
+            (
+                step,
+                [
+                    event.to_eventbridge_entry(self.bus_name)
+                    for event in events_for(
+                        step.outcome,
+                        step.decision,
+                        step.previous_count,
+                        step.expected_quantity,
+                        self.confidence_threshold,
+                    )
+                ],
+            )
+            for step in steps
+        ]
+        entries = [entry for _, step_entries in pending for entry in step_entries]
+        kwargs: dict[str, Any] = {"max_attempts": self.publish_max_attempts}
+        if self.sleep is not None:
+            kwargs["sleep"] = self.sleep
+        failures = put_all(entries, self.sender.send, **kwargs) if entries else []
+        failed_ids = {id(failure.entry) for failure in failures}
+        report.events_published += len(entries) - len(failures)
+        for failure in failures:
+            extra = {"code": failure.code, "entry": failure.entry["DetailType"]}
+            log.warning("event not published", extra=extra)
+        publishable = []
+        for step, step_entries in pending:
+            if any(id(entry) in failed_ids for entry in step_entries):
+                report.problems.append(f"events for {step.outcome.image.key} not published")
+            else:  # no image record otherwise: the retried event redoes this image
+                publishable.append(step)
+        return publishable
 
     # -- re-drive ---------------------------------------------------------------------------------
 

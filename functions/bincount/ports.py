@@ -3,9 +3,11 @@ tests/functions/fakes.py in memory."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from bincount.records import CountSnapshot, LatestWrite
 
 
 class JobSubmissionError(Exception):
@@ -72,6 +74,19 @@ class CountStore(Protocol):
 
     def put_latest(self, bin_id: str, attributes: dict[str, Any], expected_version: str | None) -> bool:
         """SET ``attributes`` on LATEST if it still holds ``expected_version`` (None: no photo yet)."""
+        ...
+
+    # The collector's batched path: a few round trips per job instead of four per photo.
+    def read_state(self, bin_ids: Collection[str], images: Collection[tuple[str, str]]) -> CountSnapshot:
+        """LATEST of ``bin_ids`` and the records of ``(bin_id, record sort key)``, read consistently."""
+        ...
+
+    def put_latests(self, writes: Sequence[LatestWrite]) -> set[str]:
+        """Apply each write whose expected version still holds; returns the bins that moved on."""
+        ...
+
+    def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
+        """``put_image`` for many records; one flag per item (False: duplicate)."""
         ...
 
 

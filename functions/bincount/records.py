@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from typing import Any
@@ -128,6 +128,23 @@ class LatestState:
             previous_count=as_int("previous_count"),
             expected_quantity=as_int("expected_quantity"),
         )
+
+
+@dataclass(frozen=True)
+class LatestWrite:
+    """SET ``attributes`` on a bin's LATEST if it still holds ``expected_version`` (None: no photo yet)."""
+
+    bin_id: str
+    attributes: dict[str, Any]
+    expected_version: str | None
+
+
+@dataclass(frozen=True)
+class CountSnapshot:
+    """What one consistent batched read found: LATEST by bin, image records by their sort key."""
+
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class LatestDecision(Enum):

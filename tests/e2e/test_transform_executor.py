@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from local.lambda_runtime import subscribe_queue
 from local.moto_server import AwsEndpoint
-from local.transform_executor import TransformExecutor, output_key
+from local.transform_executor import JobOutcome, TransformExecutor, busy_seconds, output_key
 
 
 def test_output_key_is_relative_key_plus_out() -> None:
@@ -18,7 +20,20 @@ def test_output_key_is_relative_key_plus_out() -> None:
     assert output_key("s3://r/", "a.jpg") == ("r", "a.jpg.out")
 
 
-def test_runs_each_job_once_and_fails_only_the_poison_record(moto_endpoint: AwsEndpoint) -> None:
+def test_busy_seconds_counts_overlapping_jobs_once() -> None:
+    jobs = [
+        JobOutcome("a", "Completed", 1, 1, seconds=4, started=0),
+        JobOutcome("b", "Completed", 1, 1, seconds=4, started=2),
+    ]
+    jobs.append(JobOutcome("c", "Completed", 1, 1, seconds=1, started=10))
+    assert busy_seconds(jobs) == 7
+    assert busy_seconds([]) == 0
+
+
+@pytest.mark.parametrize("parallel_jobs", [1, 2], ids=["one-job-at-a-time", "jobs-side-by-side"])
+def test_runs_each_job_once_and_fails_only_the_poison_record(
+    moto_endpoint: AwsEndpoint, parallel_jobs: int
+) -> None:
     suffix = uuid.uuid4().hex[:8]
     s3, sagemaker = moto_endpoint.client("s3"), moto_endpoint.client("sagemaker")
     ingest, results = f"in-{suffix}", f"out-{suffix}"
@@ -70,10 +85,11 @@ def test_runs_each_job_once_and_fails_only_the_poison_record(moto_endpoint: AwsE
             return 500, b"boom"
         return 200, json.dumps({"count": 1, "confidence": 0.9}).encode()
 
-    executor = TransformExecutor(moto_endpoint, fake_server)
+    executor = TransformExecutor(moto_endpoint, fake_server, parallel_jobs=parallel_jobs)
     executor.processed.update(n for n in executor.pending_jobs() if n != job)  # other tests' jobs
     assert executor.poll_once() == 1
     assert executor.poll_once() == 0  # moto says Completed; the executor remembers it ran it
+    executor.close()  # side by side: wait for the job handed over
 
     (outcome,) = executor.outcomes
     assert (outcome.status, outcome.records, outcome.written) == ("Failed", 3, 2)

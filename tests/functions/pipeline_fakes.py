@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from bincount.ports import JobSubmissionError, QueuedMessage
-from bincount.records import LATEST_SK, bin_pk
+from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.timefmt import parse_time
 
 
@@ -88,6 +88,8 @@ class MemoryJobs:
 class MemoryCounts:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.batched_calls: list[str] = []  # which batched calls the collector made, in order
+        self.latest_writes: list[LatestWrite] = []
 
     def get_image(self, bin_id: str, sort_key: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.items.get((bin_pk(bin_id), sort_key)))
@@ -108,6 +110,26 @@ class MemoryCounts:
             return False
         self.items[key] = {"pk": key[0], "sk": key[1], **current, **copy.deepcopy(attributes)}
         return True
+
+    def read_state(self, bin_ids: Collection[str], images: Collection[tuple[str, str]]) -> CountSnapshot:
+        self.batched_calls.append("read_state")
+        snapshot = CountSnapshot()
+        for bin_id in bin_ids:
+            if (latest := self.get_latest(bin_id)) is not None:
+                snapshot.latest[bin_id] = latest
+        for bin_id, sort_key in images:
+            if (image := self.get_image(bin_id, sort_key)) is not None:
+                snapshot.images[sort_key] = image
+        return snapshot
+
+    def put_latests(self, writes: Sequence[LatestWrite]) -> set[str]:
+        self.batched_calls.append("put_latests")
+        self.latest_writes.extend(writes)
+        return {w.bin_id for w in writes if not self.put_latest(w.bin_id, w.attributes, w.expected_version)}
+
+    def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
+        self.batched_calls.append("put_images")
+        return [self.put_image(item) for item in items]
 
     def images(self) -> list[dict[str, Any]]:
         return [item for (_, sk), item in self.items.items() if sk.startswith("IMAGE#")]
