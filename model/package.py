@@ -166,6 +166,23 @@ def resolve_inputs(
     )
 
 
+def unpack_artifact(artifact: str | Path, dest: str | Path, names: tuple[str, ...] | None = None) -> Path:
+    """Extract ``model.tar.gz`` (all of it, or only ``names``) into ``dest``; returns ``dest``.
+
+    The one place an artifact is unpacked: SageMaker's model directory, the trainer's copy of
+    ``model.pt`` + ``config.json`` beside the artifact, a model to fine-tune from.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(artifact, "r:gz") as archive:
+        members = archive.getmembers() if names is None else [archive.getmember(n) for n in names]
+        try:
+            archive.extractall(dest, members=members, filter="data")
+        except TypeError:  # Python without extraction filters (< 3.10.12): our own, trusted archive
+            archive.extractall(dest, members=members)
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where to write model.tar.gz")

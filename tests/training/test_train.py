@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+from cli.errors import Refused, UsageError
 from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, load_state
 from training import dataset, train
@@ -120,7 +121,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     assert "resumed from" in stdout
     assert [line.split()[0] for line in stdout.splitlines() if line.startswith("epoch=")] == ["epoch=2"]
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
-    with pytest.raises(SystemExit, match="another run"):
+    with pytest.raises(Refused, match="another run"):
         _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
 
 
@@ -151,7 +152,7 @@ def test_ema_run_validates_and_ships_the_averaged_weights(
 
 def test_ema_decay_must_be_a_fraction() -> None:
     assert train.make_ema(torch.nn.Linear(2, 2), 0.0) is None
-    with pytest.raises(SystemExit, match="--ema"):
+    with pytest.raises(UsageError, match="--ema"):
         train.make_ema(torch.nn.Linear(2, 2), 1.5)
 
 
@@ -244,3 +245,27 @@ def test_image_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     again = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
     assert torch.equal(first.images, again.images) and again.ids == ["p0", "p1", "p2"]
+
+
+def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
+    pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent_out = tmp_path / "parent"
+    work = tmp_path / "build"
+    common = ["--data", str(pool), "--work-dir", str(work), *TINY]
+    _run([*common, "--out", str(parent_out)], capsys)
+    parent = ModelConfig.load(parent_out / "config.json")
+
+    child_out = tmp_path / "child"
+    argv = [*common, "--out", str(child_out), "--init-from", str(parent_out / "model.tar.gz")]
+    args = train.parse_args([*argv, "--recipe", "finetune", "--epochs", "1", "--image-size", "64"])
+    assert args.freeze_blocks == 5 and args.lr == pytest.approx(3e-4) and args.epochs == 1
+    result = train.main(args)
+    child = ModelConfig.load(child_out / "config.json")
+    assert child.image_size == parent.image_size and child.arch == parent.arch
+    assert result["config"]["training"]["init_from"]["sha256"] == parent.weights_sha256
+    assert child.weights_sha256 != parent.weights_sha256
+    # the frozen stem did not move; the head did
+    before, after = load_state(parent_out)[0].state_dict(), load_state(child_out)[0].state_dict()
+    assert torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
