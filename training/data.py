@@ -458,40 +458,14 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     rejected = list(rejected)
     samples = _dedupe(samples, rejected)
-    previous: dict[str, str] = {}
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        try:
-            previous = {s["path"]: s["sha256"] for s in Manifest.load(manifest_path).samples}
-        except (ValueError, KeyError, json.JSONDecodeError):
-            previous = {}
-
+    previous = _previous_hashes(out / MANIFEST)
     splits = (
         hash_split(samples, fractions) if split_rule == "hash" else stratified_split(samples, seed, fractions)
     )
     assignments = [(split, s) for split, group in splits.items() for s in group]
 
     def materialise(item: tuple[str, Sample]) -> dict[str, Any] | Rejected:
-        split, sample = item
-        relative = f"{split}/{sample.count}/{sample.id}.jpg"
-        target = out / relative
-        if target.is_file():
-            existing = target.read_bytes()
-            digest = sha256_bytes(existing)
-            if previous.get(relative) == digest or verify_image(existing)[1] is None:
-                return {**asdict(sample), "split": split, "path": relative, "sha256": digest}
-        try:
-            data, problem = verify_image(reader.read(sample.source))
-        except SampleUnavailable as exc:
-            return Rejected(sample.id, sample.source, exc.reason, exc.detail)
-        if problem is not None:
-            reason, _, detail = problem.partition(" ")
-            return Rejected(sample.id, sample.source, reason, detail)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return {**asdict(sample), "split": split, "path": relative, "sha256": sha256_bytes(data)}
+        return _materialise(item[0], item[1], out, previous, reader)
 
     records: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -514,8 +488,43 @@ def prepare(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         split_rule=split_rule,
     )
-    manifest.save(manifest_path)
+    manifest.save(out / MANIFEST)
     return manifest
+
+
+def _previous_hashes(manifest_path: Path) -> dict[str, str]:
+    """sha256 of every photo an earlier run of ``prepare`` wrote, by relative path (for resuming)."""
+    if not manifest_path.is_file():
+        return {}
+    try:
+        return {s["path"]: s["sha256"] for s in Manifest.load(manifest_path).samples}
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return {}
+
+
+def _materialise(
+    split: str, sample: Sample, out: Path, previous: Mapping[str, str], reader: Reader
+) -> dict[str, Any] | Rejected:
+    """Fetch, verify and write one photo to ``<split>/<count>/<id>.jpg``, or say why it cannot be."""
+    relative = f"{split}/{sample.count}/{sample.id}.jpg"
+    target = out / relative
+    if target.is_file():
+        existing = target.read_bytes()
+        digest = sha256_bytes(existing)
+        if previous.get(relative) == digest or verify_image(existing)[1] is None:
+            return {**asdict(sample), "split": split, "path": relative, "sha256": digest}
+    try:
+        data, problem = verify_image(reader.read(sample.source))
+    except SampleUnavailable as exc:
+        return Rejected(sample.id, sample.source, exc.reason, exc.detail)
+    if problem is not None:
+        reason, _, detail = problem.partition(" ")
+        return Rejected(sample.id, sample.source, reason, detail)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return {**asdict(sample), "split": split, "path": relative, "sha256": sha256_bytes(data)}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
