@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -247,16 +248,10 @@ def test_the_stratified_split_keeps_old_photos_where_they_were_when_new_counts_j
     assert all(after[i] == split for i, split in before.items())
 
 
-def test_reviewed_folder_is_prepared_by_hash_with_its_gate_split(tmp_path: Path) -> None:
-    root = tmp_path / "labels"
-    rows = ["image,count,key"]
-    for i in range(30):
-        path = root / "images" / str(i % 3) / f"bin-{i}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encode(draw_bin(i % 3, i, size=(60, 40))))
-        rows.append(f"images/{i % 3}/bin-{i}.jpg,{i % 3},uploads/bin-{i}.jpg")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    (root / data.MANIFEST).write_text(json.dumps({"format": data.REVIEWED_FORMAT, "photos": 30}))
+def test_reviewed_folder_is_prepared_by_hash_with_its_gate_split(
+    tmp_path: Path, reviewed_folder: Callable[[int], Path]
+) -> None:
+    root = reviewed_folder(30)
     assert data.is_reviewed(root) and not data.is_prepared(root)
     prepared = data.prepare_source(root, tmp_path / "build")
     assert prepared.name.endswith("-reviewed") and data.is_prepared(prepared)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, build_model
 from model.package import package_model
 from training import gate, registry
-from training.data import MANIFEST, REVIEWED_FORMAT, hash_split, samples_from_count_folder
+from training.data import hash_split, samples_from_count_folder
 from training.evaluate import LabelledImage
 
 
@@ -88,16 +89,8 @@ def test_counts_above_the_open_top_class_are_right_when_answered_as_it() -> None
     assert result["current"]["accuracy"] == 1.0 and result["current"]["rmse"] == 0.0
 
 
-def test_reviewed_photos_give_their_hash_gate_split(tmp_path: Path) -> None:
-    root = tmp_path / "labels"
-    rows = ["image,count"]
-    for i in range(40):
-        path = root / "images" / str(i % 3) / f"photo-{i}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
-        rows.append(f"images/{i % 3}/photo-{i}.jpg,{i % 3}")
-    (root / "labels.csv").write_text("\n".join(rows) + "\n")
-    (root / MANIFEST).write_text(json.dumps({"format": REVIEWED_FORMAT}))
+def test_reviewed_photos_give_their_hash_gate_split(reviewed_folder: Callable[[int], Path]) -> None:
+    root = reviewed_folder(40)
     held_out = gate.load_photo_set(root)
     expected = {s.id for s in hash_split(samples_from_count_folder(root)[0])["test"]}
     assert {p.path.stem for p in held_out} == expected and 0 < len(held_out) < 40
