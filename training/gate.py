@@ -144,8 +144,9 @@ def serve(artifact: Path, photos: Sequence[LabelledImage], workdir: Path) -> Ans
     model_dir = artifact if artifact.is_dir() else unpack_artifact(artifact, workdir)
     run = run_handlers(load_handlers(model_dir), model_dir, photos, batch_size=16)
     counts = {p.item.name: int(p.record["count"]) for p in run.predictions if p.ok}
-    widths = [len(p.record.get("probabilities") or []) for p in run.predictions if p.ok]
-    top = max(widths) - 1 if widths and max(widths) else max(counts.values(), default=0)
+    widths: list[int] = [len(p.record.get("probabilities") or []) for p in run.predictions if p.ok]
+    widest = max(widths, default=0)
+    top = widest - 1 if widest else max(counts.values(), default=0)
     errors = [p.item.name for p in run.predictions if not p.ok]
     return Answers(run.model_version, counts, errors, top)
 

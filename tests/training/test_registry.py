@@ -6,6 +6,7 @@ import io
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -16,13 +17,10 @@ from training import registry
 
 def _artifact(path: Path, version: str, parent: str | None = None) -> Path:
     """A model.tar.gz holding only config.json: all the registry reads."""
-    config = {
-        "version": version,
-        "weights_sha256": "ab" * 32,
-        "training": {"metrics": {"test": {"accuracy": 0.4}}},
-    }
+    training: dict[str, Any] = {"metrics": {"test": {"accuracy": 0.4}}}
     if parent:
-        config["training"]["init_from"] = {"version": parent}
+        training["init_from"] = {"version": parent}
+    config = {"version": version, "weights_sha256": "ab" * 32, "training": training}
     data = json.dumps(config).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
