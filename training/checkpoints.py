@@ -17,7 +17,18 @@ import torch
 from cli.errors import Refused
 
 #: Arguments that must match for a checkpoint to be resumed: a different value is another run.
-RESUME_KEYS = ("arch", "image_size", "loss", "freeze_backbone", "seed", "data", "train", "max_train_images")
+RESUME_KEYS = (
+    "arch",
+    "image_size",
+    "loss",
+    "freeze_backbone",
+    "freeze_blocks",
+    "init_from",
+    "seed",
+    "data",
+    "train",
+    "max_train_images",
+)
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")
 
 
