@@ -54,7 +54,10 @@ def load_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any] | No
         return None
     state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
     saved = state.get("args", {})
-    different = {k: (saved.get(k), getattr(args, k)) for k in RESUME_KEYS if saved.get(k) != getattr(args, k)}
+    # keys a checkpoint predates (older trainer versions) do not count as differences
+    different = {
+        k: (saved[k], getattr(args, k)) for k in RESUME_KEYS if k in saved and saved[k] != getattr(args, k)
+    }
     if different:
         raise Refused(
             f"{path} belongs to another run ({different}); use another --checkpoint-dir or --no-resume"
