@@ -51,8 +51,6 @@ import os
 import random
 import shlex
 import sys
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,15 +68,12 @@ from cli.errors import UsageError, one_line_errors
 from model.network import (
     CONFIG_FILE,
     WEIGHTS_FILE,
-    EfficientNetLite,
     ModelConfig,
-    ModelLoadError,
     backbone_parameters,
     build_model,
     freeze_backbone,
     half_state_dict,
     head_parameters,
-    load_state,
 )
 from model.package import package_model, unpack_artifact
 from model.preprocess import normalise
@@ -97,6 +92,7 @@ from training.dataset import (
     train_cache_size,
     worker_transform,
 )
+from training.finetune import freeze_early_blocks, load_init
 from training.losses import CLASS_WEIGHTINGS, LOSSES, CountLoss, class_weights
 from training.metrics import RMSE_WEIGHT, compute_metrics, validation_score
 from training.progress import progress
@@ -483,35 +479,6 @@ def _bincount(entries: list[Entry]) -> dict[int, int]:
 # --------------------------------------------------------------------------------------------
 
 
-def load_init(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], ModelConfig] | None:
-    """``--init-from``: the existing model's weights and a config for its successor.
-
-    Fine-tuning keeps the parent's architecture, input size and classes (a different ``--arch`` or
-    ``--image-size`` is refused); the successor's config records the parent's version and hash.
-    """
-    if not args.init_from:
-        return None
-    source = Path(args.init_from)
-    if not source.exists():
-        raise UsageError(f"--init-from {source}: no such model (give a model.tar.gz or a model folder)")
-    with tempfile.TemporaryDirectory(prefix="bincount-init-") as tmp:
-        try:
-            folder = source if source.is_dir() else unpack_artifact(source, tmp, (WEIGHTS_FILE, CONFIG_FILE))
-            network, parent = load_state(folder)
-        except (ModelLoadError, tarfile.TarError, KeyError, OSError) as exc:
-            raise UsageError(f"--init-from {source}: not a model ({exc})") from exc
-    if args.arch not in (get_args_parser().get_default("arch"), parent.arch):
-        raise UsageError(f"--arch {args.arch} contradicts --init-from {source} (arch {parent.arch})")
-    if args.image_size not in (None, parent.image_size[0]):
-        raise UsageError(
-            f"--image-size {args.image_size} contradicts --init-from {source} (size {parent.image_size[0]})"
-        )
-    args.arch, args.image_size = parent.arch, parent.image_size[0]
-    parent_record = {"path": str(source), "version": parent.version, "sha256": parent.weights_sha256}
-    config = dataclasses.replace(parent, version="", weights_sha256="", training={"init_from": parent_record})
-    return network.state_dict(), config
-
-
 def model_config(args: argparse.Namespace) -> ModelConfig:
     """The config of a model trained from ImageNet weights: the backbone's, at ``--image-size``."""
     size = args.image_size
@@ -519,26 +486,6 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
     config = ModelConfig.for_arch(args.arch, **overrides)
     args.image_size = config.image_size[0] if size is None else size
     return config
-
-
-def freeze_early_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
-    """Freeze the stem and the first ``blocks`` blocks of an EfficientNet-Lite backbone.
-
-    Returns the frozen modules: the training loop puts them back in eval mode every epoch so their
-    batch-norm statistics stay the parent's as well.
-    """
-    if blocks <= 0:
-        return []
-    backbone = getattr(model, "backbone", None)
-    if not isinstance(backbone, EfficientNetLite):
-        raise UsageError("--freeze-blocks needs an EfficientNet-Lite backbone")
-    if blocks > len(backbone.blocks):
-        raise UsageError(f"--freeze-blocks {blocks}: the backbone has {len(backbone.blocks)} blocks")
-    frozen: list[nn.Module] = [backbone.stem, *backbone.blocks[:blocks]]
-    for module in frozen:
-        for parameter in module.parameters():
-            parameter.requires_grad_(False)
-    return frozen
 
 
 def build_network(
@@ -1056,7 +1003,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    init = load_init(args)
+    init = load_init(args, get_args_parser().get_default("arch"))
     config = init[1] if init is not None else model_config(args)
     splits = load_data(args, config)
     train_labels = class_index(splits.train.counts, config)
