@@ -24,8 +24,11 @@ IMAGES ?=
 SERVER ?= auto
 N ?=
 DATA ?= ../shared/abid-train
-# The shipped model's recipe (model/MODEL_CARD.md)
-TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
+# The shipped model's recipe (model/MODEL_CARD.md); recipes are defined once, in training/recipes.py
+TRAIN_ARGS ?= --recipe shipped
+# make retrain: a short fine-tune of INIT (the shipped model) on DATA (several: A,B or A:1,B:3)
+INIT ?= model/weights
+RETRAIN_ARGS ?= --recipe finetune
 MODEL := build/model/model.tar.gz
 
 # A wrong IMAGES is refused in one line before the install and the model packing (local.demo checks the rest).
@@ -38,13 +41,14 @@ endif
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz
 
-.PHONY: help venv sam test lint typecheck validate model-key demo model train bench bench-pipeline up down bench-realtime clean
+.PHONY: help venv sam test lint typecheck validate model-key demo model train retrain bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
 	@echo "make test      unit, moto-backed and end-to-end tests"
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
+	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
 	@echo "make bench     serving-path throughput vs the seed-style path"
 	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make up        start the local stack in the background (make down stops it)"
@@ -98,6 +102,9 @@ model: $(MODEL)
 
 train: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --out build/train $(TRAIN_ARGS)
+
+retrain: $(STAMP)
+	$(PY) -m training.train --data $(DATA) --init-from $(INIT) --out build/retrain $(RETRAIN_ARGS)
 
 demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))

@@ -9,8 +9,9 @@ review threshold chosen here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -123,3 +124,45 @@ def calibration_report(
         "nll_after": float(F.cross_entropy(logits.float() / temperature, labels)),
         "thresholds": [asdict(r) for r in rows],
     }
+
+
+@dataclass
+class Calibration:
+    """What calibration decided for a model: its temperature, decoding and review threshold."""
+
+    temperature: float
+    decoding: str
+    threshold: ThresholdRow
+    report: dict[str, Any]  # calibration_report() on the validation split
+    scores: dict[str, dict[str, Any]]  # the validation metrics of each decoding tried
+
+
+def calibrate(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    decodings: Sequence[str],
+    score: Callable[[str, float], dict[str, Any]],
+    max_flagged: float = MAX_FLAGGED,
+) -> Calibration:
+    """Fit the temperature, pick the decoding and the review threshold, all on validation.
+
+    ``score(decoding, temperature)`` returns that decoding's validation metrics with a ``score``
+    (the trainer's validation score); the best wins, ties going to ``argmax`` (what serving does
+    by default). The threshold is chosen on the temperature-scaled probabilities of that decoding.
+    """
+    temperature = fit_temperature(logits, labels)
+    scores = {d: score(d, temperature) for d in decodings}
+    decoding = max(decodings, key=lambda d: (scores[d]["score"], d == "argmax"))
+    report = calibration_report(logits, labels, decoding, temperature)
+    rows = threshold_table(probabilities(logits, temperature), labels, decoding)
+    return Calibration(temperature, decoding, choose_threshold(rows, max_flagged), report, scores)
+
+
+def review_on(
+    logits: torch.Tensor, labels: torch.Tensor, calibration: Calibration
+) -> tuple[float, dict[str, Any]]:
+    """ECE and the chosen threshold's flag rates on another split (test): how the choice generalises."""
+    probs = probabilities(logits, calibration.temperature)
+    ece = expected_calibration_error(probs.numpy(), labels.tolist())
+    row = threshold_table(probs, labels, calibration.decoding, [calibration.threshold.threshold])[0]
+    return ece, asdict(row)

@@ -44,6 +44,13 @@ CHANNELS = {"train": "train", "valid": "validation", "test": "test"}
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bincount-split/1"
+#: A folder of reviewed photos (``bincount export-labels``, cli/review/export.py) holds
+#: ``sources.json`` whose format starts with this (not ``manifest.json``, which marks a prepared split).
+REVIEWED_MANIFEST = "sources.json"
+REVIEWED_FORMAT = "bincount-labels/"
+#: Reviewed photos go to train / valid / test by a hash of the photo; their test split is the
+#: gate set (``training.gate``), large enough for a paired test on a few hundred reviews.
+REVIEWED_FRACTIONS = (0.65, 0.10, 0.25)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 ABID_BUCKET = "aft-vbi-pds"
@@ -89,6 +96,7 @@ class Manifest:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     format: str = MANIFEST_FORMAT
     created: str = ""
+    split_rule: str = "stratified"  # or "hash": reviewed photos, stable by photo across retrains
 
     def split_counts(self) -> dict[str, dict[str, int]]:
         table: dict[str, Counter[int]] = {split: Counter() for split in SPLITS}
@@ -120,6 +128,7 @@ class Manifest:
             samples=data["samples"],
             rejected=data["rejected"],
             created=data.get("created", ""),
+            split_rule=data.get("split_rule", "stratified"),
         )
 
     def summary(self) -> str:
@@ -390,6 +399,31 @@ def stratified_split(
     return out
 
 
+def hash_fraction(key: str) -> float:
+    """A photo's fixed place in [0, 1): the first 60 bits of the SHA-256 of its id."""
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:15], 16) / 16**15
+
+
+def hash_split(
+    samples: Iterable[Sample], fractions: Sequence[float] = REVIEWED_FRACTIONS
+) -> dict[str, list[Sample]]:
+    """Split by a hash of each photo's id: a photo stays in its split however many photos join.
+
+    The stratified split reshuffles a class when photos are added to it, which would move a
+    reviewed photo from the gate set into training on the next retrain; this one never does.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or len(fractions) != 3:
+        raise ValueError(f"fractions must be three numbers summing to 1, got {fractions}")
+    out: dict[str, list[Sample]] = {split: [] for split in SPLITS}
+    for sample in sorted(samples, key=lambda s: s.id):
+        place = hash_fraction(sample.id)
+        split = (
+            "train" if place < fractions[0] else "valid" if place < fractions[0] + fractions[1] else "test"
+        )
+        out[split].append(sample)
+    return out
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -415,44 +449,25 @@ def prepare(
     seed: int = 0,
     fractions: Sequence[float] = DEFAULT_FRACTIONS,
     workers: int = 16,
+    split_rule: str = "stratified",
 ) -> Manifest:
-    """Split, fetch, verify and write every sample; resume by skipping files already verified."""
+    """Split, fetch, verify and write every sample; resume by skipping files already verified.
+
+    ``split_rule`` "stratified" splits each count class at random for ``seed``
+    (:func:`stratified_split`); "hash" puts each photo where the hash of its id says
+    (:func:`hash_split`), whatever the other photos are.
+    """
     out.mkdir(parents=True, exist_ok=True)
     rejected = list(rejected)
     samples = _dedupe(samples, rejected)
-    previous: dict[str, str] = {}
-    manifest_path = out / MANIFEST
-    if manifest_path.is_file():
-        try:
-            previous = {s["path"]: s["sha256"] for s in Manifest.load(manifest_path).samples}
-        except (ValueError, KeyError, json.JSONDecodeError):
-            previous = {}
-
-    assignments = [
-        (split, s) for split, group in stratified_split(samples, seed, fractions).items() for s in group
-    ]
+    previous = _previous_hashes(out / MANIFEST)
+    splits = (
+        hash_split(samples, fractions) if split_rule == "hash" else stratified_split(samples, seed, fractions)
+    )
+    assignments = [(split, s) for split, group in splits.items() for s in group]
 
     def materialise(item: tuple[str, Sample]) -> dict[str, Any] | Rejected:
-        split, sample = item
-        relative = f"{split}/{sample.count}/{sample.id}.jpg"
-        target = out / relative
-        if target.is_file():
-            existing = target.read_bytes()
-            digest = sha256_bytes(existing)
-            if previous.get(relative) == digest or verify_image(existing)[1] is None:
-                return {**asdict(sample), "split": split, "path": relative, "sha256": digest}
-        try:
-            data, problem = verify_image(reader.read(sample.source))
-        except SampleUnavailable as exc:
-            return Rejected(sample.id, sample.source, exc.reason, exc.detail)
-        if problem is not None:
-            reason, _, detail = problem.partition(" ")
-            return Rejected(sample.id, sample.source, reason, detail)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        return {**asdict(sample), "split": split, "path": relative, "sha256": sha256_bytes(data)}
+        return _materialise(item[0], item[1], out, previous, reader)
 
     records: list[dict[str, Any]] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -473,9 +488,45 @@ def prepare(
         samples=records,
         rejected=[asdict(r) for r in sorted(rejected, key=lambda r: r.id)],
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        split_rule=split_rule,
     )
-    manifest.save(manifest_path)
+    manifest.save(out / MANIFEST)
     return manifest
+
+
+def _previous_hashes(manifest_path: Path) -> dict[str, str]:
+    """sha256 of every photo an earlier run of ``prepare`` wrote, by relative path (for resuming)."""
+    if not manifest_path.is_file():
+        return {}
+    try:
+        return {s["path"]: s["sha256"] for s in Manifest.load(manifest_path).samples}
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return {}
+
+
+def _materialise(
+    split: str, sample: Sample, out: Path, previous: Mapping[str, str], reader: Reader
+) -> dict[str, Any] | Rejected:
+    """Fetch, verify and write one photo to ``<split>/<count>/<id>.jpg``, or say why it cannot be."""
+    relative = f"{split}/{sample.count}/{sample.id}.jpg"
+    target = out / relative
+    if target.is_file():
+        existing = target.read_bytes()
+        digest = sha256_bytes(existing)
+        if previous.get(relative) == digest or verify_image(existing)[1] is None:
+            return {**asdict(sample), "split": split, "path": relative, "sha256": digest}
+    try:
+        data, problem = verify_image(reader.read(sample.source))
+    except SampleUnavailable as exc:
+        return Rejected(sample.id, sample.source, exc.reason, exc.detail)
+    if problem is not None:
+        reason, _, detail = problem.partition(" ")
+        return Rejected(sample.id, sample.source, reason, detail)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return {**asdict(sample), "split": split, "path": relative, "sha256": sha256_bytes(data)}
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
@@ -498,6 +549,96 @@ def prepare_local(root: Path, out: Path, seed: int = 0, workers: int = 8) -> Man
     return prepare(
         samples, rejected, LocalReader(), out, source=str(root.resolve()), seed=seed, workers=workers
     )
+
+
+def is_prepared(root: Path) -> bool:
+    """A folder already split by :func:`prepare` (its manifest says so)."""
+    return _manifest_format(root) == MANIFEST_FORMAT
+
+
+def is_reviewed(root: Path) -> bool:
+    """A folder of reviewed photos written by ``bincount export-labels`` (any version of its format)."""
+    return (_manifest_format(root, REVIEWED_MANIFEST) or "").startswith(REVIEWED_FORMAT)
+
+
+def _manifest_format(root: Path, name: str = MANIFEST) -> str | None:
+    try:
+        data = json.loads((root / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("format") if isinstance(data, dict) else None
+
+
+def prepare_source(root: Path, work_dir: Path, seed: int = 0) -> Path:
+    """The prepared split folder for one ``--data`` folder, preparing it under ``work_dir`` first.
+
+    A prepared folder is used as is; reviewed photos are split by hash
+    (:data:`REVIEWED_FRACTIONS`, their test split is the gate set); any other folder is split
+    stratified 80/10/10 with ``seed``. Raises ValueError when the folder holds no labelled photo.
+    """
+    if is_prepared(root):
+        return root
+    reviewed = is_reviewed(root)
+    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
+    name = f"{root.resolve().name}-{digest}-" + ("reviewed" if reviewed else f"seed{seed}")
+    prepared = work_dir / "data" / name
+    rule = "by photo hash 65/10/25, test = gate set" if reviewed else f"stratified 80/10/10, seed {seed}"
+    print(f"preparing {root} into {prepared} ({rule})", flush=True)
+    samples, rejected = discover_local(root)
+    if not samples:
+        raise ValueError(f"no labelled photos found in {root}")
+    manifest = prepare(
+        samples,
+        rejected,
+        LocalReader(),
+        prepared,
+        source=str(root.resolve()),
+        seed=seed,
+        fractions=REVIEWED_FRACTIONS if reviewed else DEFAULT_FRACTIONS,
+        workers=8,
+        split_rule="hash" if reviewed else "stratified",
+    )
+    print(manifest.summary(), flush=True)
+    return prepared
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One ``--data`` folder and how much each of its photos weighs in sampling."""
+
+    path: Path
+    weight: float = 1.0
+
+
+def parse_sources(data: str, weights: str | None = None) -> list[DataSource]:
+    """``A,B`` with ``--data-weights 1,3``, or ``A:1,B:3``; a weight is per photo (default 1)."""
+    parts = [p.strip() for p in data.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("--data is empty")
+    sources = []
+    for part in parts:
+        path, sep, weight = part.rpartition(":")
+        if sep and _is_number(weight):
+            sources.append(DataSource(Path(path), float(weight)))
+        else:
+            sources.append(DataSource(Path(part)))
+    if weights is not None:
+        values = [w.strip() for w in weights.split(",")]
+        if len(values) != len(sources) or not all(_is_number(v) for v in values):
+            raise ValueError(f"--data-weights {weights}: give one number per --data folder ({len(sources)})")
+        sources = [DataSource(s.path, float(v)) for s, v in zip(sources, values, strict=True)]
+    bad = [s for s in sources if not s.weight > 0]
+    if bad:
+        raise ValueError(f"data weights must be positive: {bad[0].path} has {bad[0].weight:g}")
+    return sources
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def upload_channels(out: Path, uri: str, workers: int = 16, client: Any = None) -> dict[str, str]:

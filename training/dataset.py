@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from model.network import ModelConfig
 from training.data import MANIFEST, Manifest
+from training.losses import class_weights
 from training.progress import progress
 
 CACHE_VERSION = 1
@@ -82,6 +83,44 @@ def list_split(root: Path, split: str | None) -> list[Entry]:
             stat = path.stat()
             entries.append(Entry(path.stem, int(folder.name), path, f"{stat.st_size}:{stat.st_mtime_ns}"))
     return entries
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for one epoch: a permutation, or draws weighted by class (oversampling rare counts).
+
+    ``photo_weights`` multiplies each photo's chance (``--data A,B --data-weights 1,3``: a photo
+    of B is drawn three times as often as one of A); any non-uniform weight makes the epoch draws
+    with replacement. Seeded by (seed, epoch), so a resumed run sees the same order as an
+    uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        num_classes: int,
+        mode: str,
+        seed: int,
+        photo_weights: torch.Tensor | None = None,
+    ) -> None:
+        self.n = int(labels.shape[0])
+        self.seed = seed
+        self.epoch = 0
+        weights = None if mode == "shuffle" else class_weights(labels, num_classes, mode)[labels]
+        if photo_weights is not None and not bool((photo_weights == photo_weights[0]).all()):
+            weights = photo_weights.double() * (1.0 if weights is None else weights.double())
+        self.weights = weights
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.weights is None:
+            return iter(torch.randperm(self.n, generator=generator).tolist())
+        return iter(torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist())
 
 
 def cache_key(entries: Sequence[Entry], size: tuple[int, int], resize: str) -> str:

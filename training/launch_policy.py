@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 import secrets
-import shlex
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,29 +34,11 @@ def unique_job_name(prefix: str, max_length: int = TRAINING_NAME_MAX, *, now: fl
     return f"{base}-{suffix}"
 
 
-def shipped_recipe(makefile: Path = REPO_ROOT / "Makefile") -> dict[str, str]:
-    """The shipped model's recipe as hyperparameters (``--name value`` -> ``{name: value}``).
+def shipped_recipe() -> dict[str, str]:
+    """The shipped model's recipe as hyperparameters, from training/recipes.py (as ``make train``)."""
+    from training.recipes import recipe_hyperparameters
 
-    Read from the Makefile's ``TRAIN_ARGS``, the one place ``make train`` takes it from; to switch
-    to ``training/recipes.py`` once that module holds the recipe.
-    """
-    for line in makefile.read_text(encoding="utf-8").splitlines():
-        name, sep, value = line.partition("?=")
-        if sep and name.strip() == "TRAIN_ARGS":
-            return flags_to_hyperparameters(shlex.split(value))
-    raise LookupError(f"{makefile} has no TRAIN_ARGS line")
-
-
-def flags_to_hyperparameters(flags: Sequence[str]) -> dict[str, str]:
-    """``["--epochs", "14", ...]`` -> ``{"epochs": "14"}``; a flag without a value cannot travel."""
-    out: dict[str, str] = {}
-    items = list(flags)
-    for index in range(0, len(items), 2):
-        name = items[index]
-        if not name.startswith("--") or index + 1 >= len(items) or items[index + 1].startswith("--"):
-            raise ValueError(f"{name!r}: hyperparameters travel as --name value pairs")
-        out[name[2:]] = items[index + 1]
-    return out
+    return recipe_hyperparameters("shipped")
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,10 @@ _IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxrunti
 # (training.train.METRIC_DEFINITIONS); SageMaker scrapes the job's log with them and the tuner reads
 # its objective from them. Names look like ``valid:accuracy`` (CloudWatch style).
 #: The kept checkpoint's validation score, printed once as the trainer's last metric line
-#: (``best:valid_score=<float>``): the tuner's objective is the *last* value its regex captures, so
-#: only this line makes the objective the model the job actually keeps.
+#: (``best_valid_score=<float>``, named ``best:valid_score`` in training.train.METRIC_DEFINITIONS):
+#: the tuner's objective is the *last* value its regex captures, so only this line makes the
+#: objective the model the job actually keeps.
 BEST_OBJECTIVE = "best:valid_score"
-BEST_OBJECTIVE_REGEX = r"\bbest:valid_score=([-+0-9.eE]+|nan|inf)"
 
 
 def metric_definitions() -> list[dict[str, str]]:
@@ -82,8 +82,8 @@ def metric_definitions() -> list[dict[str, str]]:
     from training.train import METRIC_DEFINITIONS
 
     found = [{"Name": str(m["Name"]), "Regex": str(m["Regex"])} for m in METRIC_DEFINITIONS]
-    if all(m["Name"] != BEST_OBJECTIVE for m in found):
-        found.append({"Name": BEST_OBJECTIVE, "Regex": BEST_OBJECTIVE_REGEX})
+    if all(m["Name"] != BEST_OBJECTIVE for m in found):  # the trainer and the objective drifted apart
+        raise LookupError(f"training.train.METRIC_DEFINITIONS lacks the objective {BEST_OBJECTIVE}")
     return found
 
 

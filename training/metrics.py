@@ -28,6 +28,16 @@ ABID_CHALLENGE_PER_CLASS_ACCURACY: dict[int, float] = {
 }
 
 
+#: How much RMSE weighs against accuracy in the one score checkpoints are chosen by.
+RMSE_WEIGHT = 0.25
+
+
+def validation_score(accuracy: float, rmse: float) -> float:
+    """The one number checkpoints and early stopping are chosen by (higher is better):
+    ``accuracy - 0.25 * rmse``, so 0.1 of RMSE is worth 2.5 points of accuracy."""
+    return accuracy - RMSE_WEIGHT * rmse
+
+
 @dataclass(frozen=True)
 class PublicBaseline:
     """A published result quoted beside ours; ``rmse`` is None where the source gave none."""

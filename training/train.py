@@ -1,29 +1,43 @@
 """Train the counting network: the SageMaker PyTorch entry point and the local trainer, one script.
 
-Shaped like torchvision's ``references/classification/train.py`` (``get_args_parser``,
-``load_data``, ``train_one_epoch``, ``evaluate``, ``main``). Argparse defaults come from the
-``SM_*`` variables, so on SageMaker it reads its channels and writes the model directory with no
-flags, and locally the same script runs with ``--data DIR --out DIR``::
+Shaped like torchvision's ``references/classification/train.py``: :func:`get_args_parser`,
+:func:`load_data`, :func:`train_one_epoch`, :func:`evaluate` and :func:`main`, whose epoch loop
+(:func:`fit`) is the one place training happens. What happens around it lives where it belongs:
+data preparation in ``training.data``/``training.dataset``, checkpoints in
+``training.checkpoints``, temperature/decoding/review threshold in ``training.calibration``, the
+files and lines a run reports in ``training.report``, the artifact in ``model.package``.
 
-    python -m training.train --data ../shared/abid-train --out build/train
+Argparse defaults come from the ``SM_*`` variables, so on SageMaker it reads its channels and
+writes the model directory with no flags, and locally the same script runs with
+``--data DIR --out DIR``::
 
-``--data`` takes a prepared split folder (``training.data`` output, with ``manifest.json``) or a
-raw folder of count classes / ABID metadata, which is first run through ``training.data`` into
-``build/data``. Photos are decoded once into memory (``training.dataset``), cached in
-``build/cache``.
+    python -m training.train --data ../shared/abid-train --out build/train --recipe shipped
+    python -m training.train --data ../shared/abid-train,build/labels:3 --init-from model/weights \\
+        --recipe finetune --out build/retrain
+
+``--data`` takes one or more folders (comma-separated, each with an optional ``:weight`` or the
+weights in ``--data-weights``): a prepared split folder (``training.data`` output), reviewed
+photos exported by ``bincount export-labels`` (split by photo hash; their test split is the gate
+set ``training.gate`` judges on, never trained on), or a raw folder of count classes / ABID
+metadata, which is first run through ``training.data`` into ``build/data``. Photos are decoded
+once into memory (``training.dataset``), cached in ``build/cache``. ``--init-from`` fine-tunes an
+existing model; ``--recipe`` names a recipe of ``training.recipes``.
 
 Every epoch prints ONE metric line with stable names (:data:`METRIC_LINE_FORMAT`), the target of
-SageMaker ``metric_definitions`` and the tuner's objective (:data:`METRIC_DEFINITIONS`)::
+SageMaker ``metric_definitions`` (:data:`METRIC_DEFINITIONS`)::
 
-    epoch=3 train_loss=0.9123 train_accuracy=0.6012 valid_loss=1.0345 valid_accuracy=0.4512 \
+    epoch=3 train_loss=0.9123 train_accuracy=0.6012 valid_loss=1.0345 valid_accuracy=0.4512 \\
 valid_rmse=1.0231 valid_mae=0.7100 valid_score=0.1954 lr=0.000300 epoch_seconds=98.1 images_per_second=30.9
 
-and once at the end :data:`RESULT_LINE_FORMAT` (``best_*`` = the shipped checkpoint on validation,
-after calibration; ``test_*`` = the test split, reported, never used for choosing).
+then once :data:`~training.report.RESULT_LINE_FORMAT` (``best_*`` = the shipped checkpoint on
+validation, after calibration; ``test_*`` = the test split, reported, never used for choosing),
+and last ``best_valid_score=...``: the kept model's validation score, the tuner's objective
+(``best:valid_score``), whose last value is then the model that ships rather than the last epoch.
 
 The checkpoint kept is the epoch with the best validation score
-``valid_score = valid_accuracy - 0.25 * valid_rmse`` (:func:`validation_score`): accuracy and
-RMSE together, 0.1 of RMSE worth 2.5 points of accuracy. Early stopping watches the same score.
+``valid_score = valid_accuracy - 0.25 * valid_rmse`` (:func:`training.metrics.validation_score`):
+accuracy and RMSE together, 0.1 of RMSE worth 2.5 points of accuracy. Early stopping watches the
+same score.
 """
 
 from __future__ import annotations
@@ -31,28 +45,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import random
 import shlex
 import sys
-import tarfile
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 if __package__ in (None, ""):  # run as a script (SageMaker: python training/train.py): find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cli.errors import UsageError, one_line_errors
 from model.network import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -63,37 +75,52 @@ from model.network import (
     half_state_dict,
     head_parameters,
 )
+from model.package import package_model, unpack_artifact
 from model.preprocess import normalise
-from training import calibration
-from training.data import MANIFEST, prepare_local
+from training import calibration, report
+from training.checkpoints import checkpoint_dir, load_checkpoint, save_checkpoint
+from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import (
     AUGMENT_PRESETS,
     BinAugment,
     CachedDataset,
     Entry,
+    EpochSampler,
     ImageSet,
     list_split,
     load_images,
     train_cache_size,
     worker_transform,
 )
+from training.finetune import freeze_early_blocks, load_init
 from training.losses import CLASS_WEIGHTINGS, LOSSES, CountLoss, class_weights
-from training.metrics import compute_metrics, expected_calibration_error
+from training.metrics import RMSE_WEIGHT, compute_metrics, validation_score
+from training.precision import autocast_dtype_for
 from training.progress import progress
+from training.recipes import RECIPES, recipe
+from training.report import PREDICTIONS_FILE, RESULT_LINE_FORMAT
 
+__all__ = [
+    "METRIC_DEFINITIONS",
+    "METRIC_LINE_FORMAT",
+    "PREDICTIONS_FILE",
+    "RESULT_LINE_FORMAT",
+    "EpochSampler",
+    "get_args_parser",
+    "main",
+    "validation_score",
+]
+
+PROG = "python -m training.train"
 METRIC_LINE_FORMAT = (
     "epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} "
     "valid_loss={valid_loss:.4f} valid_accuracy={valid_accuracy:.4f} valid_rmse={valid_rmse:.4f} "
     "valid_mae={valid_mae:.4f} valid_score={valid_score:.4f} lr={lr:.6f} "
     "epoch_seconds={epoch_seconds:.1f} images_per_second={images_per_second:.1f}"
 )
-RESULT_LINE_FORMAT = (
-    "result best_epoch={best_epoch} best_accuracy={best_accuracy:.4f} best_rmse={best_rmse:.4f} "
-    "best_score={best_score:.4f} test_accuracy={test_accuracy:.4f} test_rmse={test_rmse:.4f} "
-    "ece_before={ece_before:.4f} ece_after={ece_after:.4f} temperature={temperature:.4f} "
-    "review_threshold={review_threshold:.2f}"
-)
-#: Regexes for SageMaker ``metric_definitions``; no name is a substring of another's ``name=``.
+#: Regexes for SageMaker ``metric_definitions``; no name is a substring of another's ``name=``
+#: (``best_valid_score=`` has no word boundary before ``valid_score=``). ``best:valid_score`` is
+#: the last line of a run: the kept model's validation score, the tuning objective.
 METRIC_DEFINITIONS = [
     {"Name": name.replace("_", ":", 1), "Regex": rf"\b{name}=([-+0-9.eE]+|nan|inf)"}
     for name in (
@@ -109,9 +136,9 @@ METRIC_DEFINITIONS = [
         "best_score",
         "test_accuracy",
         "test_rmse",
+        "best_valid_score",
     )
 ]
-RMSE_WEIGHT = 0.25
 MALLOC_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "2000000000",
     "MALLOC_TRIM_THRESHOLD_": "4000000000",
@@ -120,21 +147,36 @@ MALLOC_ENV = {
 QUICK = {"epochs": 2, "image_size": 96, "batch_size": 16, "max_train_images": 96, "max_eval_images": 48}
 
 
-def validation_score(accuracy: float, rmse: float) -> float:
-    """The one number checkpoints and early stopping are chosen by (higher is better)."""
-    return accuracy - RMSE_WEIGHT * rmse
-
-
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+# --------------------------------------------------------------------------------------------
+# Arguments
+# --------------------------------------------------------------------------------------------
+
+
 def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    _data_arguments(p.add_argument_group("data"))
+    _model_arguments(p.add_argument_group("model"))
+    _optimisation_arguments(p.add_argument_group("optimisation"))
+    _runtime_arguments(p.add_argument_group("runtime"))
+    return p
+
+
+def _data_arguments(data: argparse._ArgumentGroup) -> None:
     on_sagemaker = "SM_MODEL_DIR" in os.environ
-    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
-    data = p.add_argument_group("data")
     data.add_argument(
-        "--data", default=_env("SM_CHANNEL_TRAINING"), help="prepared split folder or raw count-class folder"
+        "--data",
+        default=_env("SM_CHANNEL_TRAINING"),
+        help="prepared split folder, reviewed photos or raw count-class folder; several: A,B or A:1,B:3",
+    )
+    data.add_argument(
+        "--data-weights",
+        default=None,
+        metavar="W1,W2",
+        help="per-photo sampling weight of each --data folder",
     )
     data.add_argument("--train", default=_env("SM_CHANNEL_TRAIN"), help="train channel (<count>/*.jpg)")
     data.add_argument("--validation", default=_env("SM_CHANNEL_VALIDATION"), help="validation channel")
@@ -164,12 +206,27 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--no-cache", action="store_true", help="decode photos without the cache file")
 
-    model = p.add_argument_group("model")
+
+def _model_arguments(model: argparse._ArgumentGroup) -> None:
     model.add_argument("--arch", default="efficientnet_lite0")
     model.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
     model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True)
     model.add_argument(
+        "--init-from",
+        default=None,
+        metavar="MODEL",
+        help="fine-tune an existing model (model.tar.gz or a folder with model.pt + config.json): "
+        "its architecture, input size and classes, its weights instead of ImageNet's",
+    )
+    model.add_argument(
         "--freeze-backbone", action="store_true", help="train the head only (the seed's recipe)"
+    )
+    model.add_argument(
+        "--freeze-blocks",
+        type=int,
+        default=0,
+        metavar="N",
+        help="EfficientNet-Lite: keep the stem and the first N blocks as they are (fine-tuning)",
     )
     model.add_argument(
         "--bn-momentum",
@@ -185,7 +242,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="auto: the better on validation after calibration",
     )
 
-    opt = p.add_argument_group("optimisation")
+
+def _optimisation_arguments(opt: argparse._ArgumentGroup) -> None:
     opt.add_argument("--epochs", type=int, default=12)
     opt.add_argument("--batch-size", type=int, default=32)
     opt.add_argument("--lr", type=float, default=1e-3, help="head learning rate (AdamW)")
@@ -230,7 +288,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="strength of the crop/rotation/colour augmentation",
     )
 
-    run = p.add_argument_group("runtime")
+
+def _runtime_arguments(run: argparse._ArgumentGroup) -> None:
     run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     run.add_argument(
         "--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="auto: bf16/fp16 on CUDA"
@@ -248,9 +307,23 @@ def get_args_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (timing)")
     run.add_argument("--quick", action="store_true", help="CI-sized run: " + json.dumps(QUICK))
     run.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        default=None,
+        help="take a named recipe's values as defaults (training/recipes.py; flags still win)",
+    )
+    run.add_argument(
         "--num-gpus", type=int, default=int(_env("SM_NUM_GPUS", "0") or 0), help=argparse.SUPPRESS
     )
-    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``--recipe NAME`` first turns that recipe's values into defaults."""
+    parser = get_args_parser()
+    known, _ = parser.parse_known_args(argv)
+    if known.recipe:
+        parser.set_defaults(**recipe(known.recipe))
+    return parser.parse_args(argv)
 
 
 def apply_quick(args: argparse.Namespace) -> None:
@@ -261,6 +334,28 @@ def apply_quick(args: argparse.Namespace) -> None:
     for key, value in QUICK.items():
         if getattr(args, key) == getattr(defaults, key):
             setattr(args, key, value)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run: every flag whose value differs from its default."""
+    parser = get_args_parser()
+    defaults = parser.parse_args([])
+    parts = [PROG]
+    for action in parser._actions:
+        key = action.dest
+        if key in ("help", "num_gpus") or not action.option_strings:
+            continue
+        value = getattr(args, key, None)
+        if value == getattr(defaults, key) or (args.quick and key in QUICK and key != "quick"):
+            continue
+        flag = action.option_strings[0]
+        if isinstance(action, argparse.BooleanOptionalAction):
+            parts.append(flag if value else f"--no-{flag[2:]}")
+        elif action.nargs == 0:
+            parts.append(flag)
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,29 +369,62 @@ class Splits:
     valid: ImageSet
     test: ImageSet | None
     description: dict[str, Any]
+    train_weights: torch.Tensor | None = None  # per-photo sampling weight (several --data folders)
 
 
-def resolve_entries(args: argparse.Namespace) -> tuple[dict[str, list[Entry]], dict[str, Any]]:
-    """The photos of each split from --data (prepared or raw) or the train/validation/test channels."""
+def resolve_entries(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[Entry]], dict[Entry, float], dict[str, Any]]:
+    """The photos of each split, each photo's sampling weight, and where they came from.
+
+    From ``--data`` (one or more folders, prepared, reviewed or raw) or the
+    train/validation/test channels (``SM_CHANNEL_*``).
+    """
     if args.data:
-        root = Path(args.data)
-        if not (root / MANIFEST).is_file():
-            digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]
-            prepared = Path(args.work_dir) / "data" / f"{root.resolve().name}-{digest}-seed{args.seed}"
-            print(f"preparing {root} into {prepared} (stratified 80/10/10, seed {args.seed})", flush=True)
-            manifest = prepare_local(root, prepared, seed=args.seed)
-            print(manifest.summary(), flush=True)
-            root = prepared
-        entries = {split: list_split(root, split) for split in ("train", "valid", "test")}
-        return entries, {"data": str(Path(args.data)), "prepared": str(root)}
+        return _entries_from_sources(args)
     if args.train and args.validation:
+        for flag, folder in (
+            ("--train", args.train),
+            ("--validation", args.validation),
+            ("--test", args.test),
+        ):
+            if folder and not Path(folder).is_dir():
+                raise UsageError(f"{flag} {folder}: no such folder")
         entries = {
             "train": list_split(Path(args.train), None),
             "valid": list_split(Path(args.validation), None),
+            "test": list_split(Path(args.test), None) if args.test else [],
         }
-        entries["test"] = list_split(Path(args.test), None) if args.test else []
-        return entries, {"data": {"train": args.train, "validation": args.validation, "test": args.test}}
-    raise SystemExit("no data: give --data DIR, or --train and --validation (SM_CHANNEL_TRAIN/VALIDATION)")
+        channels = {"train": args.train, "validation": args.validation, "test": args.test}
+        return entries, {}, {"data": channels}
+    raise UsageError("no data: give --data DIR, or --train and --validation (SM_CHANNEL_TRAIN/VALIDATION)")
+
+
+def _entries_from_sources(
+    args: argparse.Namespace,
+) -> tuple[dict[str, list[Entry]], dict[Entry, float], dict[str, Any]]:
+    try:
+        sources = parse_sources(args.data, args.data_weights)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    entries: dict[str, list[Entry]] = {split: [] for split in SPLITS}
+    weights: dict[Entry, float] = {}
+    described = []
+    for source in sources:
+        if not source.path.is_dir():
+            raise UsageError(f"--data {source.path}: no such folder")
+        try:
+            prepared = prepare_source(source.path, Path(args.work_dir), args.seed)
+        except ValueError as exc:
+            raise UsageError(f"--data {source.path}: {exc}") from exc
+        for split in SPLITS:
+            found = list_split(prepared, split)
+            entries[split] += found
+            weights.update(dict.fromkeys(found, source.weight))
+        described.append({"data": str(source.path), "prepared": str(prepared), "weight": source.weight})
+    if len(described) == 1:
+        return entries, weights, {"data": described[0]["data"], "prepared": described[0]["prepared"]}
+    return entries, weights, {"data": args.data, "sources": described}
 
 
 def stratified_subset(entries: list[Entry], limit: int | None, seed: int) -> list[Entry]:
@@ -322,12 +450,13 @@ def class_index(counts: torch.Tensor, config: ModelConfig) -> torch.Tensor:
 
 
 def load_data(args: argparse.Namespace, config: ModelConfig) -> Splits:
-    entries, description = resolve_entries(args)
+    entries, weights, description = resolve_entries(args)
     entries["train"] = stratified_subset(entries["train"], args.max_train_images, args.seed)
     for split in ("valid", "test"):
         entries[split] = stratified_subset(entries[split], args.max_eval_images, args.seed)
     if not entries["train"] or not entries["valid"]:
-        raise SystemExit(f"need photos in train and valid, got { {k: len(v) for k, v in entries.items()} }")
+        sizes = {k: len(v) for k, v in entries.items()}
+        raise UsageError(f"need photos in train and valid, got {sizes} (too few labelled photos?)")
     cache = None if args.no_cache else Path(args.work_dir) / "cache"
     train = load_images(entries["train"], config, train_cache_size(config.image_size), cache, "train")
     valid = load_images(entries["valid"], config, config.image_size, cache, "valid")
@@ -335,7 +464,8 @@ def load_data(args: argparse.Namespace, config: ModelConfig) -> Splits:
     description["split_counts"] = {
         split: {str(k): v for k, v in sorted(_bincount(e).items())} for split, e in entries.items()
     }
-    return Splits(train, valid, test, description)
+    train_weights = torch.tensor([weights.get(e, 1.0) for e in entries["train"]], dtype=torch.float64)
+    return Splits(train, valid, test, description, train_weights)
 
 
 def _bincount(entries: list[Entry]) -> dict[int, int]:
@@ -345,29 +475,35 @@ def _bincount(entries: list[Entry]) -> dict[int, int]:
     return out
 
 
-class EpochSampler(Sampler[int]):
-    """Indices for one epoch: a permutation, or draws weighted by class (oversampling rare counts).
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
 
-    Seeded by (seed, epoch), so a resumed run sees the same order as an uninterrupted one.
-    """
 
-    def __init__(self, labels: torch.Tensor, num_classes: int, mode: str, seed: int) -> None:
-        self.n = int(labels.shape[0])
-        self.seed = seed
-        self.epoch = 0
-        self.weights = None if mode == "shuffle" else class_weights(labels, num_classes, mode)[labels]
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    """The config of a model trained from ImageNet weights: the backbone's, at ``--image-size``."""
+    size = args.image_size
+    overrides: dict[str, Any] = {"image_size": (size, size)} if size else {}
+    config = ModelConfig.for_arch(args.arch, **overrides)
+    args.image_size = config.image_size[0] if size is None else size
+    return config
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.weights is None:
-            return iter(torch.randperm(self.n, generator=generator).tolist())
-        return iter(torch.multinomial(self.weights, self.n, replacement=True, generator=generator).tolist())
+def build_network(
+    args: argparse.Namespace, config: ModelConfig, init: dict[str, torch.Tensor] | None, device: torch.device
+) -> tuple[nn.Module, list[nn.Module]]:
+    """The network to train (ImageNet backbone or ``--init-from`` weights) and its frozen blocks."""
+    model = build_model(config, pretrained=args.pretrained and init is None)
+    if init is not None:
+        model.load_state_dict(init)
+    if args.freeze_backbone:
+        freeze_backbone(model, True)
+    frozen = freeze_early_blocks(model, args.freeze_blocks)
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = args.bn_momentum  # a training setting: not part of the state dict
+    model = model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model, frozen
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,11 +512,8 @@ class EpochSampler(Sampler[int]):
 
 
 def autocast_dtype(args: argparse.Namespace, device: torch.device) -> torch.dtype | None:
-    if args.amp == "off" or (args.amp == "auto" and device.type != "cuda"):
-        return None
-    if args.amp == "fp16" or (args.amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+    """bf16 only where the GPU computes it natively, fp16 below (a T4), none on CPU."""
+    return autocast_dtype_for(args.amp, device)
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
@@ -432,6 +565,7 @@ class TrainContext:
     device: torch.device
     amp_dtype: torch.dtype | None
     ema: AveragedModel | None = None
+    frozen: list[nn.Module] = field(default_factory=list)  # blocks kept as they are (--freeze-blocks)
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
@@ -439,7 +573,7 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
     if not decay:
         return None
     if not 0 < decay < 1:
-        raise SystemExit(f"--ema must be in (0, 1), got {decay}")
+        raise UsageError(f"--ema must be in (0, 1), got {decay}")
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
@@ -455,6 +589,51 @@ def eval_context(ctx: TrainContext) -> TrainContext:
     return dataclasses.replace(ctx, model=ctx.ema.module, forward=ctx.ema.module)
 
 
+def build_training(
+    args: argparse.Namespace,
+    config: ModelConfig,
+    splits: Splits,
+    init: dict[str, torch.Tensor] | None,
+    device: torch.device,
+) -> tuple[TrainContext, DataLoader[Any], EpochSampler]:
+    """Network, loss, sampler, loader, optimizer, schedule and augmentation for one run."""
+    num_classes = config.num_classes
+    train_labels = class_index(splits.train.counts, config)
+    model, frozen = build_network(args, config, init, device)
+    amp_dtype = autocast_dtype(args, device)
+    weights = class_weights(train_labels, num_classes, args.class_weights)
+    loss = CountLoss(args.loss, num_classes, weights, args.smoothing, args.sigma, args.empty_apart)
+    sampler = EpochSampler(train_labels, num_classes, args.sampler, args.seed, splits.train_weights)
+    augment_settings = AUGMENT_PRESETS[args.augment_preset]
+    transform = worker_transform(config.image_size, augment_settings) if args.augment == "workers" else None
+    loader = DataLoader(
+        CachedDataset(splits.train.images, train_labels, transform),
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=len(splits.train) > args.batch_size,  # a batch of one breaks batch norm
+        persistent_workers=args.workers > 0,
+    )
+    steps_per_epoch = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
+    optimizer = make_optimizer(model, args)
+    ctx = TrainContext(
+        model=model,
+        forward=torch.compile(model) if args.compile else model,  # type: ignore[arg-type]
+        config=config,
+        criterion=loss.to(device),
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, steps_per_epoch, args),
+        scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
+        augment=BinAugment(config.image_size, augment_settings) if args.augment == "device" else None,
+        device=device,
+        amp_dtype=amp_dtype,
+        ema=make_ema(model, args.ema),
+        frozen=frozen,
+    )
+    return ctx, loader, sampler
+
+
 def train_one_epoch(
     ctx: TrainContext,
     loader: DataLoader[Any],
@@ -463,6 +642,8 @@ def train_one_epoch(
     profiler: Any = None,
 ) -> dict[str, float]:
     ctx.model.train()
+    for module in ctx.frozen:  # frozen blocks keep their batch-norm statistics too
+        module.eval()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     non_blocking = ctx.device.type == "cuda"
@@ -544,196 +725,118 @@ def score_logits(
 
 
 # --------------------------------------------------------------------------------------------
-# Checkpoints
-# --------------------------------------------------------------------------------------------
-
-RESUME_KEYS = ("arch", "image_size", "loss", "freeze_backbone", "seed", "data", "train", "max_train_images")
-
-
-def checkpoint_dir(args: argparse.Namespace) -> Path:
-    if args.checkpoint_dir:
-        return Path(args.checkpoint_dir)
-    if Path("/opt/ml/checkpoints").is_dir():
-        return Path("/opt/ml/checkpoints")
-    return Path(args.out) / "checkpoints"
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a spot interruption never leaves half a checkpoint
-
-
-def load_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any] | None:
-    if args.no_resume or not path.is_file():
-        return None
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    saved = state.get("args", {})
-    different = {k: (saved.get(k), getattr(args, k)) for k in RESUME_KEYS if saved.get(k) != getattr(args, k)}
-    if different:
-        raise SystemExit(
-            f"{path} belongs to another run ({different}); use another --checkpoint-dir or --no-resume"
-        )
-    return state
-
-
-# --------------------------------------------------------------------------------------------
-# Main
+# The epoch loop
 # --------------------------------------------------------------------------------------------
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
+@dataclass
+class LoopState:
+    """Where the loop stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": -math.inf, "epoch": 0, "state": None})
+    epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
 
 
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    apply_quick(args)
-    seed_everything(args.seed)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    size = args.image_size
-    overrides: dict[str, Any] = {"image_size": (size, size)} if size else {}
-    config = ModelConfig.for_arch(args.arch, **overrides)
-    args.image_size = config.image_size[0] if size is None else size
-
-    splits = load_data(args, config)
-    num_classes = config.num_classes
-    train_labels = class_index(splits.train.counts, config)
-    print(
-        f"train {len(splits.train)} / valid {len(splits.valid)} / test {len(splits.test or [])} photos; "
-        f"train per class {torch.bincount(train_labels, minlength=num_classes).tolist()}",
-        flush=True,
-    )
-
-    model = build_model(config, pretrained=args.pretrained)
-    if args.freeze_backbone:
-        freeze_backbone(model, True)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = args.bn_momentum  # a training setting: not part of the state dict
-    model = model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    forward: nn.Module = torch.compile(model) if args.compile else model  # type: ignore[assignment]
-    amp_dtype = autocast_dtype(args, device)
-    weights = class_weights(train_labels, num_classes, args.class_weights)
-    criterion = CountLoss(args.loss, num_classes, weights, args.smoothing, args.sigma, args.empty_apart).to(
-        device
-    )
-
-    sampler = EpochSampler(train_labels, num_classes, args.sampler, args.seed)
-    augment_settings = AUGMENT_PRESETS[args.augment_preset]
-    transform = worker_transform(config.image_size, augment_settings) if args.augment == "workers" else None
-    loader = DataLoader(
-        CachedDataset(splits.train.images, train_labels, transform),
-        batch_size=args.batch_size,
-        sampler=sampler,
-        num_workers=args.workers,
-        pin_memory=device.type == "cuda",
-        drop_last=len(splits.train) > args.batch_size,  # a batch of one breaks batch norm
-        persistent_workers=args.workers > 0,
-    )
-    steps_per_epoch = len(loader) if args.max_steps is None else min(len(loader), args.max_steps)
-    optimizer = make_optimizer(model, args)
-    scheduler = make_scheduler(optimizer, steps_per_epoch, args)
-    ctx = TrainContext(
-        model=model,
-        forward=forward,
-        config=config,
-        criterion=criterion,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None,
-        augment=BinAugment(config.image_size, augment_settings) if args.augment == "device" else None,
-        device=device,
-        amp_dtype=amp_dtype,
-        ema=make_ema(model, args.ema),
-    )
-    ema = ctx.ema
+def fit(
+    ctx: TrainContext,
+    loader: DataLoader[Any],
+    sampler: EpochSampler,
+    splits: Splits,
+    args: argparse.Namespace,
+) -> LoopState:
+    """Train epoch after epoch, validate each, keep the best, checkpoint, stop early; resumable."""
+    path = checkpoint_dir(args) / "last.pt"
+    state = resume(ctx, path, args)
     epoch_decoding = "expected" if args.decoding == "expected" else "argmax"
-    ckpt_path = checkpoint_dir(args) / "last.pt"
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "state": None}
-    start_epoch, bad_epochs, stopped = 1, 0, False
-    resumed = load_checkpoint(ckpt_path, args)
-    if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        if ctx.scaler is not None and resumed.get("scaler"):
-            ctx.scaler.load_state_dict(resumed["scaler"])
-        if ema is not None and resumed.get("ema"):
-            ema.load_state_dict(resumed["ema"])
-        history, best = resumed["history"], resumed["best"]
-        start_epoch, bad_epochs, stopped = resumed["epoch"] + 1, resumed["bad_epochs"], resumed["stopped"]
-        torch.set_rng_state(resumed["rng"])
-        print(f"resumed from {ckpt_path} after epoch {resumed['epoch']}", flush=True)
-
-    for epoch in range(start_epoch, args.epochs + 1):
-        if stopped:
+    for epoch in range(state.epoch + 1, args.epochs + 1):
+        if state.stopped:
             break
         sampler.set_epoch(epoch)
-        profile = _profiler(args, out) if args.profile and epoch == start_epoch else contextlib.nullcontext()
+        first = epoch == state.epoch + 1
+        profile = _profiler(args) if args.profile and first else contextlib.nullcontext()
         with profile as profiler:
             stats = train_one_epoch(ctx, loader, epoch, args.max_steps, profiler)
         if profiler is not None:
-            _report_profile(profiler, out)
+            _report_profile(profiler, Path(args.out))
         valid, _ = evaluate(eval_context(ctx), splits.valid, epoch_decoding)
-        record = {
-            "epoch": epoch,
-            **stats,
-            "valid_loss": valid["loss"],
-            "valid_accuracy": valid["accuracy"],
-            "valid_rmse": valid["rmse"],
-            "valid_mae": valid["mae"],
-            "valid_score": valid["score"],
-            "valid_class0_recall": valid["recall"].get("0"),
-            "lr": optimizer.param_groups[-1]["lr"],
-        }
-        history.append(record)
+        record = epoch_record(epoch, stats, valid, ctx.optimizer.param_groups[-1]["lr"])
+        state.history.append(record)
         print(METRIC_LINE_FORMAT.format(**record), flush=True)
-        if valid["score"] > best["score"]:
-            best = {
-                "score": valid["score"],
-                "epoch": epoch,
-                "state": {k: v.detach().cpu().clone() for k, v in shipped_module(ctx).state_dict().items()},
-            }
-            bad_epochs = 0
-        else:
-            bad_epochs += 1
-        stopped = bad_epochs >= args.patience
-        if stopped:
-            print(
-                f"early stop: no better valid_score for {args.patience} epochs (best epoch {best['epoch']})",
-                flush=True,
-            )
-        save_checkpoint(
-            ckpt_path,
-            {
-                "epoch": epoch,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
-                "ema": ema.state_dict() if ema is not None else None,
-                "args": vars(args),
-                "history": history,
-                "best": best,
-                "bad_epochs": bad_epochs,
-                "stopped": stopped,
-                "rng": torch.get_rng_state(),
-            },
-        )
-
-    if best["state"] is None:
-        raise SystemExit("no epoch was trained (--epochs 0?)")
-    return finish(ctx, args, splits, best, history, out)
+        keep_if_best(ctx, state, epoch, valid["score"], args.patience)
+        save_checkpoint(path, checkpoint_state(ctx, state, args))
+    if state.best["state"] is None:
+        raise UsageError("no epoch was trained (--epochs 0?)")
+    return state
 
 
-def _profiler(args: argparse.Namespace, out: Path) -> Any:
+def epoch_record(epoch: int, stats: dict[str, float], valid: dict[str, Any], lr: float) -> dict[str, Any]:
+    """One epoch's line of ``history.json`` (and of :data:`METRIC_LINE_FORMAT`)."""
+    return {
+        "epoch": epoch,
+        **stats,
+        "valid_loss": valid["loss"],
+        "valid_accuracy": valid["accuracy"],
+        "valid_rmse": valid["rmse"],
+        "valid_mae": valid["mae"],
+        "valid_score": valid["score"],
+        "valid_class0_recall": valid["recall"].get("0"),
+        "lr": lr,
+    }
+
+
+def keep_if_best(ctx: TrainContext, state: LoopState, epoch: int, score: float, patience: int) -> None:
+    """Keep a copy of the shipped weights when the score improved; count epochs without it."""
+    state.epoch = epoch
+    if score > state.best["score"]:
+        weights = {k: v.detach().cpu().clone() for k, v in shipped_module(ctx).state_dict().items()}
+        state.best = {"score": score, "epoch": epoch, "state": weights}
+        state.bad_epochs = 0
+    else:
+        state.bad_epochs += 1
+    state.stopped = state.bad_epochs >= patience
+    if state.stopped:
+        best = state.best["epoch"]
+        print(f"early stop: no better valid_score for {patience} epochs (best epoch {best})", flush=True)
+
+
+def checkpoint_state(ctx: TrainContext, state: LoopState, args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "epoch": state.epoch,
+        "model": ctx.model.state_dict(),
+        "optimizer": ctx.optimizer.state_dict(),
+        "scheduler": ctx.scheduler.state_dict(),
+        "scaler": ctx.scaler.state_dict() if ctx.scaler is not None else None,
+        "ema": ctx.ema.state_dict() if ctx.ema is not None else None,
+        "args": vars(args),
+        "history": state.history,
+        "best": state.best,
+        "bad_epochs": state.bad_epochs,
+        "stopped": state.stopped,
+        "rng": torch.get_rng_state(),
+    }
+
+
+def resume(ctx: TrainContext, path: Path, args: argparse.Namespace) -> LoopState:
+    """The loop state of the checkpoint at ``path`` (loaded into ``ctx``), or a fresh one."""
+    saved = load_checkpoint(path, args)
+    if saved is None:
+        return LoopState()
+    ctx.model.load_state_dict(saved["model"])
+    ctx.optimizer.load_state_dict(saved["optimizer"])
+    ctx.scheduler.load_state_dict(saved["scheduler"])
+    if ctx.scaler is not None and saved.get("scaler"):
+        ctx.scaler.load_state_dict(saved["scaler"])
+    if ctx.ema is not None and saved.get("ema"):
+        ctx.ema.load_state_dict(saved["ema"])
+    torch.set_rng_state(saved["rng"])
+    print(f"resumed from {path} after epoch {saved['epoch']}", flush=True)
+    return LoopState(saved["history"], saved["best"], saved["epoch"], saved["bad_epochs"], saved["stopped"])
+
+
+def _profiler(args: argparse.Namespace) -> Any:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
@@ -756,62 +859,85 @@ def _report_profile(profiler: Any, out: Path) -> None:
         print(f"no profile recorded: {exc}", flush=True)
 
 
-def finish(
-    ctx: TrainContext,
-    args: argparse.Namespace,
-    splits: Splits,
-    best: dict[str, Any],
-    history: list[dict[str, Any]],
-    out: Path,
-) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------
+# After the loop: calibrate, test, package, report
+# --------------------------------------------------------------------------------------------
+
+
+def finish(ctx: TrainContext, args: argparse.Namespace, splits: Splits, state: LoopState) -> dict[str, Any]:
     """Best checkpoint -> fp16 weights (as shipped) -> calibration, decoding, threshold -> test, artifact."""
-    config = ctx.config
-    ctx.model.load_state_dict(best["state"])
+    out = Path(args.out)
+    half = load_shipped_weights(ctx, state.best["state"])
+    valid_labels = class_index(splits.valid.counts, ctx.config)
+    valid_logits = predict_logits(ctx, splits.valid.images)
+    decodings = ["argmax", "expected"] if args.decoding == "auto" else [args.decoding]
+    chosen = calibration.calibrate(
+        valid_logits,
+        valid_labels,
+        decodings,
+        lambda decoding, t: score_logits(ctx, splits.valid, valid_logits, decoding, t),
+        args.max_flagged,
+    )
+    test, test_logits = evaluate_test(ctx, splits.test, chosen)
+    metrics = build_metrics(chosen, state.best["epoch"], test, splits)
+    describe_model(ctx.config, chosen, metrics, splits, args)
+    artifact = package(out, half, ctx.config)  # sets config.weights_sha256
+    report.write_run_files(out, metrics, state.history)
+    predicted = {"valid": (splits.valid, valid_logits)}
+    if splits.test is not None and test_logits is not None:
+        predicted["test"] = (splits.test, test_logits)
+    report.write_predictions(out / PREDICTIONS_FILE, chosen.temperature, predicted)
+    report.plot_run(state.history, metrics, out)
+    if args.model_dir:  # SageMaker tars SM_MODEL_DIR into model.tar.gz itself: give it the artifact's files
+        unpack_artifact(artifact, args.model_dir)
+    print(report.result_line(metrics), flush=True)
+    print(report.summary(metrics), flush=True)
+    print(report.final_line(metrics), flush=True)  # last: the tuner's objective is its last value
+    return {
+        "out": str(out),
+        "artifact": str(artifact),
+        "config": ctx.config.to_dict(),
+        "metrics": metrics,
+        "history": state.history,
+    }
+
+
+def load_shipped_weights(ctx: TrainContext, best: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Load the kept weights rounded to fp16 (as they ship), so everything after is measured on them."""
+    ctx.model.load_state_dict(best)
     half = half_state_dict(ctx.model)
     ctx.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
+    return half
 
-    valid_labels = class_index(splits.valid.counts, config)
-    valid_logits = predict_logits(ctx, splits.valid.images)
-    temperature = calibration.fit_temperature(valid_logits, valid_labels)
-    decodings = ["argmax", "expected"] if args.decoding == "auto" else [args.decoding]
-    candidates = {d: score_logits(ctx, splits.valid, valid_logits, d, temperature) for d in decodings}
-    decoding = max(decodings, key=lambda d: (candidates[d]["score"], d == "argmax"))
-    valid = candidates[decoding]
-    report = calibration.calibration_report(valid_logits, valid_labels, decoding, temperature)
-    rows = calibration.threshold_table(
-        calibration.probabilities(valid_logits, temperature), valid_labels, decoding
+
+def evaluate_test(
+    ctx: TrainContext, test: ImageSet | None, chosen: calibration.Calibration
+) -> tuple[dict[str, Any] | None, torch.Tensor | None]:
+    """The test split's figures with the chosen decoding, temperature and review threshold."""
+    if test is None:
+        return None, None
+    result, logits = evaluate(ctx, test, chosen.decoding, chosen.temperature)
+    result["ece"], result["review"] = calibration.review_on(
+        logits, class_index(test.counts, ctx.config), chosen
     )
-    chosen = calibration.choose_threshold(rows, args.max_flagged)
+    return result, logits
 
-    test: dict[str, Any] | None = None
-    test_logits: torch.Tensor | None = None
-    if splits.test is not None:
-        test, test_logits = evaluate(ctx, splits.test, decoding, temperature)
-        test_labels = class_index(splits.test.counts, config)
-        test["ece"] = expected_calibration_error(
-            calibration.probabilities(test_logits, temperature).numpy(), test_labels.tolist()
-        )
-        test_rows = calibration.threshold_table(
-            calibration.probabilities(test_logits, temperature), test_labels, decoding, [chosen.threshold]
-        )
-        test["review"] = test_rows[0].__dict__
 
-    hyperparameters = {
-        k: v
-        for k, v in vars(args).items()
-        if k not in ("data", "train", "validation", "test", "out", "model_dir")
-    }
-    metrics = {
-        "best_epoch": best["epoch"],
-        "decoding": decoding,
-        "temperature": temperature,
+def build_metrics(
+    chosen: calibration.Calibration, best_epoch: int, test: dict[str, Any] | None, splits: Splits
+) -> dict[str, Any]:
+    """``metrics.json``: validation (as chosen), test (reported), calibration, review, empty bins."""
+    valid = chosen.scores[chosen.decoding]
+    keys = ("accuracy", "rmse", "mae", "score")
+    return {
+        "best_epoch": best_epoch,
+        "decoding": chosen.decoding,
+        "temperature": chosen.temperature,
         "valid": valid,
-        "valid_by_decoding": {
-            d: {k: candidates[d][k] for k in ("accuracy", "rmse", "mae", "score")} for d in decodings
-        },
+        "valid_by_decoding": {d: {k: s[k] for k in keys} for d, s in chosen.scores.items()},
         "test": test,
-        "calibration": report,
-        "review_threshold": chosen.__dict__,
+        "calibration": chosen.report,
+        "review_threshold": chosen.threshold.__dict__,
         "class0": {
             "train_photos": int((splits.train.counts == 0).sum()),
             "valid": {"n": valid["support"].get("0"), "recall": valid["recall"].get("0")},
@@ -822,166 +948,78 @@ def finish(
         "split_counts": splits.description.get("split_counts"),
         "score_rule": f"valid_accuracy - {RMSE_WEIGHT} * valid_rmse",
     }
-    config.decoding = decoding
-    config.temperature = temperature
+
+
+def describe_model(
+    config: ModelConfig,
+    chosen: calibration.Calibration,
+    metrics: dict[str, Any],
+    splits: Splits,
+    args: argparse.Namespace,
+) -> None:
+    """Write what serving needs (decoding, temperature, version) and the training record into ``config``."""
+    excluded = ("data", "train", "validation", "test", "out", "model_dir")
+    valid, test = metrics["valid"], metrics["test"]
+    config.decoding = chosen.decoding
+    config.temperature = chosen.temperature
     # Minute resolution: two models trained the same day must not share a version in the records.
     config.version = f"bincount-{config.arch}-{time.strftime('%Y.%m.%d-%H%M', time.gmtime())}"
     config.training = {
+        **config.training,  # the parent model of a fine-tune (--init-from)
         "data": splits.description,
         "command": command_line(args),
-        "hyperparameters": hyperparameters,
-        "best_epoch": best["epoch"],
-        "metrics": {"valid": _headline(valid), "test": _headline(test) if test else None},
-        "ece": {"before": report["ece_before"], "after": report["ece_after"]},
-        "review_threshold": chosen.threshold,
-        "review": chosen.__dict__,
-    }
-    artifact = _package(out, half, config)  # sets config.weights_sha256
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n", encoding="utf-8")
-    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
-    predicted = {"valid": (splits.valid, valid_logits)}
-    if splits.test is not None and test_logits is not None:
-        predicted["test"] = (splits.test, test_logits)
-    write_predictions(out / PREDICTIONS_FILE, temperature, predicted)
-    _plots(history, valid, test, out)
-    if args.model_dir:
-        _unpack(artifact, Path(args.model_dir))
-
-    print(
-        RESULT_LINE_FORMAT.format(
-            best_epoch=best["epoch"],
-            best_accuracy=valid["accuracy"],
-            best_rmse=valid["rmse"],
-            best_score=valid["score"],
-            test_accuracy=test["accuracy"] if test else float("nan"),
-            test_rmse=test["rmse"] if test else float("nan"),
-            ece_before=report["ece_before"],
-            ece_after=report["ece_after"],
-            temperature=temperature,
-            review_threshold=chosen.threshold,
-        ),
-        flush=True,
-    )
-    print(_summary(metrics), flush=True)
-    return {
-        "out": str(out),
-        "artifact": str(artifact),
-        "config": config.to_dict(),
-        "metrics": metrics,
-        "history": history,
+        "hyperparameters": {k: v for k, v in vars(args).items() if k not in excluded},
+        "best_epoch": metrics["best_epoch"],
+        "metrics": {"valid": report.headline(valid), "test": report.headline(test) if test else None},
+        "ece": {"before": chosen.report["ece_before"], "after": chosen.report["ece_after"]},
+        "review_threshold": chosen.threshold.threshold,
+        "review": chosen.threshold.__dict__,
     }
 
 
-PREDICTIONS_FILE = "predictions.json"
-
-
-def write_predictions(
-    path: Path, temperature: float, splits: dict[str, tuple[ImageSet, torch.Tensor]]
-) -> None:
-    """The shipped weights' raw logits per photo of each split, for comparing runs and ensembles
-    afterwards without the photos (``training.compare``)."""
-    data = {
-        "temperature": temperature,
-        "splits": {
-            name: {
-                "ids": images.ids,
-                "counts": images.counts.tolist(),
-                "logits": [[round(float(v), 5) for v in row] for row in logits.tolist()],
-            }
-            for name, (images, logits) in splits.items()
-        },
-    }
-    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run: every flag whose value differs from its default."""
-    parser = get_args_parser()
-    defaults = parser.parse_args([])
-    parts = ["python -m training.train"]
-    for action in parser._actions:
-        key = action.dest
-        if key in ("help", "num_gpus") or not action.option_strings:
-            continue
-        value = getattr(args, key, None)
-        if value == getattr(defaults, key) or (args.quick and key in QUICK and key != "quick"):
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            parts.append(flag if value else f"--no-{flag[2:]}")
-        elif action.nargs == 0:
-            parts.append(flag)
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
-
-
-def _headline(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: result[k] for k in ("n", "accuracy", "rmse", "mae", "per_class_accuracy")}
-
-
-def _plots(
-    history: list[dict[str, Any]], valid: dict[str, Any], test: dict[str, Any] | None, out: Path
-) -> None:
-    try:
-        from training.plots import plot_confusion, plot_training_curves
-    except ImportError as exc:  # matplotlib missing in a slim container: the numbers are in metrics.json
-        print(f"no plots: {exc}", flush=True)
-        return
-    plot_training_curves(history, out / "training_curves.png")
-    plot_confusion(valid["confusion"], out / "confusion_valid.png", "validation split")
-    if test is not None:
-        plot_confusion(test["confusion"], out / "confusion_test.png", "test split")
-
-
-def _package(out: Path, state: dict[str, torch.Tensor], config: ModelConfig) -> Path:
+def package(out: Path, state: dict[str, torch.Tensor], config: ModelConfig) -> Path:
     """``model.tar.gz`` via model.package, and its ``model.pt`` + ``config.json`` (same bytes) beside it."""
-    from model.package import package_model
-
-    artifact = Path(package_model(out / "model.tar.gz", state, config))
-    with tarfile.open(artifact) as tar:
-        for name in (WEIGHTS_FILE, CONFIG_FILE):
-            member = tar.extractfile(name)
-            if member is None:
-                raise RuntimeError(f"{artifact} holds no {name}")
-            (out / name).write_bytes(member.read())
+    artifact = package_model(out / "model.tar.gz", state, config)
+    unpack_artifact(artifact, out, (WEIGHTS_FILE, CONFIG_FILE))
     return artifact
 
 
-def _unpack(artifact: Path, model_dir: Path) -> None:
-    """SageMaker tars SM_MODEL_DIR into model.tar.gz itself: give it the artifact's contents."""
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(artifact) as tar:
-        try:
-            tar.extractall(model_dir, filter="data")
-        except TypeError:  # Python without extraction filters (< 3.10.12): our own, trusted archive
-            tar.extractall(model_dir)
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
 
 
-def _summary(metrics: dict[str, Any]) -> str:
-    valid, test, review = metrics["valid"], metrics["test"], metrics["review_threshold"]
-    lines = [
-        f"best epoch {metrics['best_epoch']}, decoding {metrics['decoding']}, "
-        f"temperature {metrics['temperature']:.3f}",
-        f"valid: accuracy {valid['accuracy']:.3f}, RMSE {valid['rmse']:.3f} (n={valid['n']})",
-    ]
-    if test:
-        lines.append(f"test:  accuracy {test['accuracy']:.3f}, RMSE {test['rmse']:.3f} (n={test['n']})")
-        lines.append(
-            "test per class: "
-            + ", ".join(
-                f"{k}: {v:.2f}" if v is not None else f"{k}: -" for k, v in test["per_class_accuracy"].items()
-            )
-        )
-    cal = metrics["calibration"]
-    lines.append(f"ECE (valid) {cal['ece_before']:.3f} -> {cal['ece_after']:.3f} after temperature scaling")
-    lines.append(
-        f"review threshold {review['threshold']:.2f}: flags {review['flagged']:.0%} of photos, "
-        f"catches {review['wrong_caught']:.0%} of wrong counts (valid)"
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    apply_quick(args)
+    seed_everything(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    init = load_init(args, get_args_parser().get_default("arch"))
+    config = init[1] if init is not None else model_config(args)
+    splits = load_data(args, config)
+    train_labels = class_index(splits.train.counts, config)
+    print(
+        f"train {len(splits.train)} / valid {len(splits.valid)} / test {len(splits.test or [])} photos; "
+        f"train per class {torch.bincount(train_labels, minlength=config.num_classes).tolist()}",
+        flush=True,
     )
-    c0 = metrics["class0"]
-    lines.append(f"empty bins: {c0['train_photos']} in train; valid {c0['valid']}; test {c0['test']}")
-    return "\n".join(lines)
+    ctx, loader, sampler = build_training(args, config, splits, init[0] if init else None, device)
+    state = fit(ctx, loader, sampler, splits, args)
+    return finish(ctx, args, splits, state)
+
+
+@one_line_errors(PROG)
+def cli(argv: list[str] | None = None) -> int:
+    """The command line: bad paths and options end in one line on stderr (exit 2), not a traceback."""
+    main(parse_args(argv))
+    return 0
 
 
 def ensure_malloc_env() -> None:
@@ -999,4 +1037,4 @@ def ensure_malloc_env() -> None:
 
 if __name__ == "__main__":
     ensure_malloc_env()
-    main(get_args_parser().parse_args())
+    sys.exit(cli())

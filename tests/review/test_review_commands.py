@@ -27,7 +27,7 @@ from cli.review.commands import (
 from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
 from training.data import MANIFEST as DATA_MANIFEST
-from training.data import prepare_local, samples_from_count_folder
+from training.data import is_reviewed, prepare_local, samples_from_count_folder
 
 MOTO_PRINCIPAL = "arn:aws:sts::123456789012:user/moto"
 
@@ -157,6 +157,7 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
     assert [i.split("/")[1] for i in images] == ["1", "3", "6"]  # the re-labelled photo moved from 4 to 3
     assert len(read_labels(out)) == 3
     assert not (out / DATA_MANIFEST).exists()  # so train.py --data prepares it as a count folder
+    assert is_reviewed(out)  # ... split by photo hash, its test part the gate set (training.data)
     prepared = prepare_local(out, tmp_path / "prepared", workers=1)
     assert len(prepared.samples) == 3 and not prepared.rejected
     third = export(resources, out, "")

@@ -61,3 +61,18 @@ def test_threshold_table_and_choice() -> None:
     assert rows[1].accuracy_unflagged == 1.0
     assert calibration.choose_threshold(rows).threshold == 0.6
     assert calibration.choose_threshold(rows, max_flagged=0.3).threshold == 0.5
+
+
+def test_calibrate_picks_the_better_decoding_and_a_threshold_then_reports_it_on_another_split() -> None:
+    torch.manual_seed(0)
+    labels = torch.randint(0, 4, (200,))
+    logits = torch.nn.functional.one_hot(labels, 4).float() * 3 + torch.randn(200, 4)
+    scores = {"argmax": 0.5, "expected": 0.4}
+    chosen = calibration.calibrate(logits, labels, ["argmax", "expected"], lambda d, t: {"score": scores[d]})
+    assert chosen.decoding == "argmax" and chosen.temperature > 0
+    assert set(chosen.scores) == {"argmax", "expected"} and chosen.report["temperature"] == chosen.temperature
+    assert chosen.threshold.flagged <= calibration.MAX_FLAGGED
+    tie = calibration.calibrate(logits, labels, ["expected", "argmax"], lambda d, t: {"score": 0.5})
+    assert tie.decoding == "argmax"  # ties go to what serving does by default
+    ece, review = calibration.review_on(logits[:50], labels[:50], chosen)
+    assert 0 <= ece <= 1 and review["threshold"] == chosen.threshold.threshold

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -224,3 +225,50 @@ def test_bad_metadata_is_a_reason_not_a_crash() -> None:
     with pytest.raises(SampleUnavailable) as info:
         data.expected_quantity(b"{}", "x.json")
     assert info.value.reason == "bad_metadata"
+
+
+def test_hash_split_keeps_every_photo_in_its_split_when_photos_join() -> None:
+    first = [Sample(f"photo-{i}", i % 4, f"/x/{i}.jpg") for i in range(300)]
+    before = {s.id: split for split, group in data.hash_split(first).items() for s in group}
+    more = first + [Sample(f"late-{i}", 1, f"/y/{i}.jpg") for i in range(200)]
+    after = {s.id: split for split, group in data.hash_split(more).items() for s in group}
+    assert all(after[i] == split for i, split in before.items())
+    sizes = Counter(before.values())
+    assert 0.2 <= sizes["test"] / 300 <= 0.3 and 0.55 <= sizes["train"] / 300 <= 0.75
+    # a reviewer correcting the count moves nothing either: the split depends on the id only
+    relabelled = [Sample(s.id, 5, s.source) for s in first]
+    assert {s.id: split for split, g in data.hash_split(relabelled).items() for s in g} == before
+
+
+def test_the_stratified_split_keeps_old_photos_where_they_were_when_new_counts_join() -> None:
+    old = [Sample(f"{c}-{i}", c, "") for c in range(6) for i in range(30)]
+    new = [Sample(f"n{c}-{i}", c, "") for c in range(6, 9) for i in range(5)]
+    before = {s.id: split for split, g in stratified_split(old, seed=0).items() for s in g}
+    after = {s.id: split for split, g in stratified_split(old + new, seed=0).items() for s in g}
+    assert all(after[i] == split for i, split in before.items())
+
+
+def test_reviewed_folder_is_prepared_by_hash_with_its_gate_split(
+    tmp_path: Path, reviewed_folder: Callable[[int], Path]
+) -> None:
+    root = reviewed_folder(30)
+    assert data.is_reviewed(root) and not data.is_prepared(root)
+    prepared = data.prepare_source(root, tmp_path / "build")
+    assert prepared.name.endswith("-reviewed") and data.is_prepared(prepared)
+    manifest = data.Manifest.load(prepared / data.MANIFEST)
+    assert manifest.split_rule == "hash" and len(manifest.samples) == 30
+    expected = {s.id for s in data.hash_split(data.samples_from_count_folder(root)[0])["test"]}
+    assert {s["id"] for s in manifest.samples if s["split"] == "test"} == expected
+    assert data.prepare_source(prepared, tmp_path / "other") == prepared  # prepared: used as is
+
+
+def test_parse_sources_reads_weights_either_way() -> None:
+    assert data.parse_sources("a,b", "1,3") == [
+        data.DataSource(Path("a"), 1.0),
+        data.DataSource(Path("b"), 3.0),
+    ]
+    assert data.parse_sources("a:2, b") == [data.DataSource(Path("a"), 2.0), data.DataSource(Path("b"), 1.0)]
+    with pytest.raises(ValueError, match="one number per --data folder"):
+        data.parse_sources("a,b", "1")
+    with pytest.raises(ValueError, match="positive"):
+        data.parse_sources("a:-1")

@@ -424,7 +424,7 @@ def test_default_objective_is_the_kept_models_score() -> None:
         d["Name"]: d["Regex"]
         for d in request["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
     }
-    log = "epoch=14 valid_score=0.1000\nresult best_epoch=9 best_score=0.2100\nbest:valid_score=0.2345\n"
+    log = "epoch=14 valid_score=0.1000\nresult best_epoch=9 best_score=0.2100\nbest_valid_score=0.2345\n"
     assert [float(v) for v in re.findall(sent["best:valid_score"], log)] == [
         0.2345
     ]  # one value: the kept model's

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import torch
 
+from cli.errors import Refused, UsageError
 from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, load_state
-from training import dataset, train
+from training import dataset, recipes, report, train
 from training.data import MANIFEST
 
 TINY = [
@@ -120,7 +121,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     assert "resumed from" in stdout
     assert [line.split()[0] for line in stdout.splitlines() if line.startswith("epoch=")] == ["epoch=2"]
     assert [h["epoch"] for h in json.loads((out / "history.json").read_text())] == [1, 2]
-    with pytest.raises(SystemExit, match="another run"):
+    with pytest.raises(Refused, match="another run"):
         _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
 
 
@@ -151,7 +152,7 @@ def test_ema_run_validates_and_ships_the_averaged_weights(
 
 def test_ema_decay_must_be_a_fraction() -> None:
     assert train.make_ema(torch.nn.Linear(2, 2), 0.0) is None
-    with pytest.raises(SystemExit, match="--ema"):
+    with pytest.raises(UsageError, match="--ema"):
         train.make_ema(torch.nn.Linear(2, 2), 1.5)
 
 
@@ -244,3 +245,122 @@ def test_image_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     )
     again = dataset.load_images(entries, config, (48, 48), tmp_path / "cache", "t")
     assert torch.equal(first.images, again.images) and again.ids == ["p0", "p1", "p2"]
+
+
+def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
+    pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent_out = tmp_path / "parent"
+    work = tmp_path / "build"
+    common = ["--data", str(pool), "--work-dir", str(work), *TINY]
+    _run([*common, "--out", str(parent_out)], capsys)
+    parent = ModelConfig.load(parent_out / "config.json")
+
+    child_out = tmp_path / "child"
+    argv = [*common, "--out", str(child_out), "--init-from", str(parent_out / "model.tar.gz")]
+    args = train.parse_args([*argv, "--recipe", "finetune", "--epochs", "1", "--image-size", "64"])
+    assert args.freeze_blocks == 5 and args.lr == pytest.approx(3e-4) and args.epochs == 1
+    result = train.main(args)
+    child = ModelConfig.load(child_out / "config.json")
+    assert child.image_size == parent.image_size and child.arch == parent.arch
+    assert result["config"]["training"]["init_from"]["sha256"] == parent.weights_sha256
+    assert child.weights_sha256 != parent.weights_sha256
+    # the frozen stem did not move; the head did
+    before, after = load_state(parent_out)[0].state_dict(), load_state(child_out)[0].state_dict()
+    assert torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
+    assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data", "{tmp}/missing"], "--data {tmp}/missing: no such folder"),
+        (["--data", "{tmp}/empty"], "--data {tmp}/empty: no labelled photos found in {tmp}/empty"),
+        ([], "no data: give --data DIR, or --train and --validation (SM_CHANNEL_TRAIN/VALIDATION)"),
+        (["--data", "{tmp}/empty,{tmp}/empty", "--data-weights", "1"], "--data-weights 1: give one number"),
+        (["--data", "{tmp}/empty:0"], "data weights must be positive"),
+        (
+            ["--data", "{tmp}/empty", "--init-from", "{tmp}/none.tar.gz"],
+            "--init-from {tmp}/none.tar.gz: no such",
+        ),
+        (
+            ["--train", "{tmp}/missing", "--validation", "{tmp}/empty"],
+            "--train {tmp}/missing: no such folder",
+        ),
+    ],
+)
+def test_bad_inputs_end_in_one_line_without_a_traceback(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SM_CHANNEL_TRAINING", "SM_CHANNEL_TRAIN", "SM_CHANNEL_VALIDATION", "SM_CHANNEL_TEST"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "empty").mkdir()
+    args = [a.format(tmp=tmp_path) for a in argv]
+    code = train.cli([*args, "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "build")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("python -m training.train: error: " + message.format(tmp=tmp_path))
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_several_data_folders_are_merged_with_their_weights(
+    pool: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    second = _count_folder(tmp_path_factory.mktemp("second"))
+    args = train.parse_args(
+        [
+            "--data",
+            f"{pool},{second}",
+            "--data-weights",
+            "1,3",
+            "--work-dir",
+            str(tmp_path),
+            "--image-size",
+            "48",
+        ]
+    )
+    config = train.model_config(args)
+    splits = train.load_data(args, config)
+    sources = splits.description["sources"]
+    assert [s["weight"] for s in sources] == [1.0, 3.0]
+    assert len(splits.train) == 2 * len(dataset.list_split(Path(sources[0]["prepared"]), "train"))
+    assert splits.train_weights is not None
+    assert sorted(set(splits.train_weights.tolist())) == [1.0, 3.0]
+    assert int((splits.train_weights == 3.0).sum()) == len(splits.train) // 2
+
+
+def test_photo_weights_make_the_sampler_draw_a_source_more_often() -> None:
+    labels = torch.tensor([1] * 100)
+    weights = torch.tensor([1.0] * 50 + [3.0] * 50, dtype=torch.float64)
+    sampler = train.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=weights)
+    drawn = list(sampler)
+    assert 60 <= sum(1 for i in drawn if i >= 50) <= 90  # ~75 % from the weighted half
+    uniform = train.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=torch.ones(100))
+    assert sorted(uniform) == list(range(100))  # equal weights: still a permutation
+
+
+def test_recipes_are_the_defaults_and_flags_still_win() -> None:
+    args = train.parse_args(["--recipe", "shipped", "--epochs", "3"])
+    assert (args.image_size, args.ema, args.sampler, args.epochs) == (224, 0.997, "balanced", 3)
+    assert recipes.recipe_args("shipped") == [
+        "--image-size", "224", "--epochs", "14", "--backbone-lr-mult", "0.3", "--sampler", "balanced",
+        "--patience", "5", "--ema", "0.997",
+    ]  # fmt: skip
+    assert recipes.recipe_hyperparameters("finetune")["freeze-blocks"] == "5"
+    parser = train.get_args_parser()
+    for name in recipes.RECIPES:  # every recipe key is a trainer flag
+        assert all(
+            parser.get_default(key) is not None or key in ("image_size",) for key in recipes.recipe(name)
+        )
+
+
+def test_final_line_is_the_kept_models_score_for_the_tuner() -> None:
+    definition = next(d for d in train.METRIC_DEFINITIONS if d["Name"] == "best:valid_score")
+    line = report.final_line({"valid": {"score": 0.1234}})
+    assert re.search(definition["Regex"], line).group(1) == "0.1234"  # type: ignore[union-attr]
+    valid_score = next(d for d in train.METRIC_DEFINITIONS if d["Name"] == "valid:score")
+    assert re.search(valid_score["Regex"], line) is None  # the per-epoch series is not polluted

@@ -1,0 +1,117 @@
+"""What a training run reports: ``metrics.json``, ``history.json``, ``predictions.json``, plots, the
+printed summary and the lines SageMaker's metric definitions read.
+
+Kept apart from the loop so the trainer reads as a loop and the files a person or a tuner reads
+have one home. The metrics dictionary is built from plain results (dicts of numbers), not from
+the model, so it is cheap to test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from training.dataset import ImageSet
+
+PREDICTIONS_FILE = "predictions.json"
+RESULT_LINE_FORMAT = (
+    "result best_epoch={best_epoch} best_accuracy={best_accuracy:.4f} best_rmse={best_rmse:.4f} "
+    "best_score={best_score:.4f} test_accuracy={test_accuracy:.4f} test_rmse={test_rmse:.4f} "
+    "ece_before={ece_before:.4f} ece_after={ece_after:.4f} temperature={temperature:.4f} "
+    "review_threshold={review_threshold:.2f}"
+)
+#: The run's last line: the kept model's validation score, the tuning objective's last value.
+FINAL_LINE_FORMAT = "best_valid_score={score:.4f}"
+
+
+def headline(result: dict[str, Any]) -> dict[str, Any]:
+    """The few figures of a split that go into ``config.json`` (the model card's numbers)."""
+    return {k: result[k] for k in ("n", "accuracy", "rmse", "mae", "per_class_accuracy")}
+
+
+def result_line(metrics: dict[str, Any]) -> str:
+    """:data:`RESULT_LINE_FORMAT` filled from :func:`training.train.finish`'s metrics."""
+    valid, test, calibration = metrics["valid"], metrics["test"], metrics["calibration"]
+    return RESULT_LINE_FORMAT.format(
+        best_epoch=metrics["best_epoch"],
+        best_accuracy=valid["accuracy"],
+        best_rmse=valid["rmse"],
+        best_score=valid["score"],
+        test_accuracy=test["accuracy"] if test else float("nan"),
+        test_rmse=test["rmse"] if test else float("nan"),
+        ece_before=calibration["ece_before"],
+        ece_after=calibration["ece_after"],
+        temperature=metrics["temperature"],
+        review_threshold=metrics["review_threshold"]["threshold"],
+    )
+
+
+def final_line(metrics: dict[str, Any]) -> str:
+    return FINAL_LINE_FORMAT.format(score=metrics["valid"]["score"])
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """The human-readable end of a run: chosen epoch, decoding, valid/test figures, review flag."""
+    valid, test, review = metrics["valid"], metrics["test"], metrics["review_threshold"]
+    lines = [
+        f"best epoch {metrics['best_epoch']}, decoding {metrics['decoding']}, "
+        f"temperature {metrics['temperature']:.3f}",
+        f"valid: accuracy {valid['accuracy']:.3f}, RMSE {valid['rmse']:.3f} (n={valid['n']})",
+    ]
+    if test:
+        lines.append(f"test:  accuracy {test['accuracy']:.3f}, RMSE {test['rmse']:.3f} (n={test['n']})")
+        lines.append(
+            "test per class: "
+            + ", ".join(
+                f"{k}: {v:.2f}" if v is not None else f"{k}: -" for k, v in test["per_class_accuracy"].items()
+            )
+        )
+    cal = metrics["calibration"]
+    lines.append(f"ECE (valid) {cal['ece_before']:.3f} -> {cal['ece_after']:.3f} after temperature scaling")
+    lines.append(
+        f"review threshold {review['threshold']:.2f}: flags {review['flagged']:.0%} of photos, "
+        f"catches {review['wrong_caught']:.0%} of wrong counts (valid)"
+    )
+    c0 = metrics["class0"]
+    lines.append(f"empty bins: {c0['train_photos']} in train; valid {c0['valid']}; test {c0['test']}")
+    return "\n".join(lines)
+
+
+def write_predictions(
+    path: Path, temperature: float, splits: dict[str, tuple[ImageSet, torch.Tensor]]
+) -> None:
+    """The shipped weights' raw logits per photo of each split, for comparing runs and ensembles
+    afterwards without the photos (``training.compare``)."""
+    data = {
+        "temperature": temperature,
+        "splits": {
+            name: {
+                "ids": images.ids,
+                "counts": images.counts.tolist(),
+                "logits": [[round(float(v), 5) for v in row] for row in logits.tolist()],
+            }
+            for name, (images, logits) in splits.items()
+        },
+    }
+    path.write_text(json.dumps(data) + "\n", encoding="utf-8")
+
+
+def write_run_files(out: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, default=float) + "\n", encoding="utf-8")
+    (out / "history.json").write_text(json.dumps(history, indent=1) + "\n", encoding="utf-8")
+
+
+def plot_run(history: list[dict[str, Any]], metrics: dict[str, Any], out: Path) -> None:
+    """Training curves and confusion matrices (training.plots), skipped where matplotlib is absent."""
+    try:
+        from training.plots import plot_confusion, plot_training_curves
+    except ImportError as exc:  # matplotlib missing in a slim container: the numbers are in metrics.json
+        print(f"no plots: {exc}", flush=True)
+        return
+    plot_training_curves(history, out / "training_curves.png")
+    plot_confusion(metrics["valid"]["confusion"], out / "confusion_valid.png", "validation split")
+    if metrics["test"] is not None:
+        plot_confusion(metrics["test"]["confusion"], out / "confusion_test.png", "test split")
