@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from local.synthetic import draw_bin, encode
 from cli.review.export import MANIFEST, MANIFEST_FORMAT
+from local.synthetic import draw_bin, encode
 
 
 @pytest.fixture
