@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 from bincount.keys import ImageObject
-from bincount.recounts import recount_image
 from bincount.records import image_sk
+from bincount.recounts import recount_image
 from bincount.staging import staged_name
 from cli_support import REGION, Run
 
@@ -27,7 +27,7 @@ def put_photo(
     image = ImageObject(
         stack.ingest_bucket, key, "etag", 10, bin_id, "2026-11-26T10:00:00.000Z", "image/jpeg", version_id
     )
-    item = {
+    item: dict[str, Any] = {
         "pk": f"BIN#{bin_id}",
         "sk": image_sk(key, image.version),
         "bin_id": bin_id,

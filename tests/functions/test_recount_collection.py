@@ -15,8 +15,8 @@ from bincount.batching import Chunk, JobLayout, TransformConfig, output_key_for,
 from bincount.collection import Collector
 from bincount.job_events import TransformJobEvent
 from bincount.keys import ImageObject
-from bincount.recounts import recount_chunks, recount_image
 from bincount.records import image_record_sk
+from bincount.recounts import recount_chunks, recount_image
 from bincount.submission import Submitter
 from moto import mock_aws
 from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender

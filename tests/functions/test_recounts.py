@@ -6,6 +6,7 @@ from typing import Any
 
 from bincount.batching import chunk_from_images_document, images_document, plan_chunks
 from bincount.keys import ImageObject
+from bincount.records import LatestDecision, image_item, latest_attributes, outcome_for
 from bincount.recounts import (
     chunk_prefix,
     recount_chunks,
@@ -14,7 +15,6 @@ from bincount.recounts import (
     recount_prefix,
     select_records,
 )
-from bincount.records import LatestDecision, image_item, latest_attributes, outcome_for
 from bincount.results import CountResult
 from bincount.staging import staged_name
 
