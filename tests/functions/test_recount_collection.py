@@ -5,7 +5,6 @@ its bin's LATEST."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,8 +17,8 @@ from bincount.keys import ImageObject
 from bincount.records import image_record_sk
 from bincount.recounts import recount_chunks, recount_image
 from bincount.submission import Submitter
-from moto import mock_aws
 from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
+from pipeline_support import REGION
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -32,22 +31,10 @@ NEW = ImageObject(
 
 
 @pytest.fixture
-def counts() -> Iterator[DynamoCountStore]:
-    with mock_aws():
-        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        table = dynamodb.create_table(
-            TableName="counts",
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield DynamoCountStore(table, sleep=lambda _: None)
+def counts(stack: Any) -> DynamoCountStore:
+    """The counts table of template.yaml (moto)."""
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.outputs["CountsTableName"])
+    return DynamoCountStore(table, sleep=lambda _: None)
 
 
 class Pipeline:
