@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "review",
     "correct",
     "export_labels",
+    "recount",
 ]
 
 EPILOG = """\

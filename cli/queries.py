@@ -57,6 +57,13 @@ def image_items_of_bin(dynamodb: Any, table: str, bin_id: str) -> list[Item]:
     )
 
 
+def image_items(dynamodb: Any, table: str) -> list[Item]:
+    """Every IMAGE# record of every bin (one scan)."""
+    values = {":image": {"S": "IMAGE#"}}
+    request = {"FilterExpression": "begins_with(sk, :image)", "ExpressionAttributeValues": values}
+    return list(_items(dynamodb, "scan", TableName=table, **request))
+
+
 def error_items(dynamodb: Any, table: str) -> list[Item]:
     """Every image record that ended as an error."""
     return list(

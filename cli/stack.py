@@ -56,6 +56,20 @@ class StackResources:
             )
         return boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
 
+    def resource(self, service: str) -> Any:
+        """A boto3 resource (e.g. ``dynamodb``) for this stack, reached as :meth:`client` is."""
+        import boto3
+
+        if self.endpoint_url:
+            return boto3.resource(
+                service,  # type: ignore[call-overload]
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return boto3.resource(service, region_name=self.region)  # type: ignore[call-overload]
+
     def output(self, name: str) -> str:
         """A further stack output by its name in template.yaml (empty when absent)."""
         return dict(self.extra).get(name, "")

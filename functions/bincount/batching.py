@@ -32,6 +32,8 @@ class Chunk:
     message_ids: frozenset[str] = field(default_factory=frozenset)
     attempt: int = 0  # whole retries of these images after transient failures (part of the job name)
     unknown_splits: int = 0  # splits for failures of unknown reason in this chunk's ancestry
+    purpose: str = ""  # "recount": the photos have records; the collector re-counts them (bincount.recounts)
+    target_model_version: str = ""  # a re-count's model version (part of its job names)
 
 
 def dedupe(images_by_message: Mapping[str, Sequence[ImageObject]]) -> dict[ImageObject, set[str]]:
@@ -263,7 +265,7 @@ def create_transform_job_request(
 
 def images_document(chunk: Chunk, parent_job: str | None = None) -> dict[str, Any]:
     """The ``images.json`` written next to the manifest."""
-    return {
+    document: dict[str, Any] = {
         "job_name": chunk.job_name,
         "bucket": chunk.bucket,
         "content_type": chunk.content_type,
@@ -272,6 +274,9 @@ def images_document(chunk: Chunk, parent_job: str | None = None) -> dict[str, An
         "unknown_splits": chunk.unknown_splits,
         "images": [image.to_dict() for image in chunk.images],
     }
+    if chunk.purpose:  # only re-counts say it: a normal job's document stays as it was
+        document.update(purpose=chunk.purpose, target_model_version=chunk.target_model_version)
+    return document
 
 
 def chunk_from_images_document(document: Mapping[str, Any]) -> Chunk:
@@ -283,4 +288,6 @@ def chunk_from_images_document(document: Mapping[str, Any]) -> Chunk:
         images=images,
         attempt=int(document.get("attempt") or 0),
         unknown_splits=int(document.get("unknown_splits") or 0),
+        purpose=str(document.get("purpose") or ""),
+        target_model_version=str(document.get("target_model_version") or ""),
     )

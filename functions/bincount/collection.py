@@ -43,9 +43,19 @@ from bincount.records import (
     CountSnapshot,
     ImageOutcome,
     LatestDecision,
+    LatestState,
     image_item,
     image_record_sk,
     outcome_for,
+)
+from bincount.recounts import (
+    RecountWrite,
+    chunk_prefix,
+    history_entry,
+    is_duplicate_recount,
+    is_recount,
+    recount_attributes,
+    recount_latest,
 )
 from bincount.results import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
@@ -70,6 +80,8 @@ class CollectionReport:
     rejected: list[ImageOutcome] = field(default_factory=list)
     duplicates: int = 0
     stale: int = 0
+    recounted: int = 0  # re-count results written onto existing records (also in ``counted``)
+    recount_errors: int = 0  # re-counts that failed: the record keeps its count
     events_published: int = 0
     redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
     redriven_images: int = 0
@@ -127,7 +139,10 @@ class Collector:
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
             outcomes.append(outcome_for(missing[0], failed, job.job_name, self.confidence_threshold))
             missing = []
-        self._record(outcomes, report)
+        if is_recount(chunk):
+            self._record_recounts(outcomes, report)
+        else:
+            self._record(outcomes, report)
         if missing and action is FailureAction.SPLIT:
             self._redrive(job, self._split(chunk, missing, report.failure_kind), report)
         elif missing:
@@ -225,6 +240,78 @@ class Collector:
                 continue
             (report.counted if step.outcome.is_count else report.rejected).append(step.outcome)
 
+    def _record_recounts(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
+        """A re-count job's results (bincount.recounts): onto the existing records, history kept;
+        LATEST only for the photo it holds; photos without a record are recorded as usual."""
+        unique = list({image_record_sk(outcome.image): outcome for outcome in outcomes}.values())
+        snapshot = self.counts.read_state(
+            {o.image.bin_id for o in unique}, [(o.image.bin_id, image_record_sk(o.image)) for o in unique]
+        )
+        fresh, pending = [], []
+        for outcome in unique:
+            item = snapshot.images.get(image_record_sk(outcome.image))
+            if item is None:
+                fresh.append(outcome)
+            elif not outcome.is_count:
+                log.warning("re-count failed, count kept", extra={"image_key": outcome.image.key})
+                report.recount_errors += 1
+            elif is_duplicate_recount(item, outcome):
+                report.duplicates += 1
+            else:  # a human label is the truth: its photo needs no second review
+                pending.append(
+                    (
+                        replace(outcome, needs_review=False)
+                        if item.get("human_count") is not None
+                        else outcome,
+                        item,
+                    )
+                )
+        if fresh:
+            self._record(fresh, report)
+        steps = self._recount_latest([outcome for outcome, _ in pending], snapshot)
+        publishable = {id(step.outcome) for step in self._publish(steps, report)}
+        recorded_at = self.clock()
+        done = [(outcome, item) for outcome, item in pending if id(outcome) in publishable]
+        writes = [
+            RecountWrite(
+                outcome.image.bin_id,
+                image_record_sk(outcome.image),
+                recount_attributes(outcome, recorded_at),
+                history_entry(item),
+                item.get("model_version"),
+            )
+            for outcome, item in done
+        ]
+        for (outcome, _), written in zip(
+            done, self.counts.put_recounts(writes) if writes else [], strict=True
+        ):
+            if written:
+                report.recounted += 1
+                report.counted.append(outcome)
+            else:
+                report.duplicates += 1
+
+    def _recount_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[PhotoStep]:
+        """LATEST of each bin whose photo is re-counted (once per bin: one photo holds it)."""
+        latest, steps = snapshot.latest, {}
+        todo = {id(outcome): outcome for outcome in outcomes}
+        for _ in range(MAX_LATEST_ATTEMPTS):
+            updated_at, writes = self.clock(), {}
+            for key, outcome in todo.items():
+                held = latest.get(outcome.image.bin_id)
+                write, decision, previous = recount_latest(held, outcome, updated_at)
+                state = LatestState.from_item(held)
+                expected = state.expected_quantity if state else None
+                steps[key] = PhotoStep(outcome, decision, previous, expected)
+                if write is not None:
+                    writes[key] = write
+            contended = self.counts.put_latests(list(writes.values())) if writes else set()
+            todo = {key: todo[key] for key, write in writes.items() if write.bin_id in contended}
+            if not todo:
+                return [steps[id(outcome)] for outcome in outcomes]
+            latest = self.counts.read_state(contended, []).latest
+        raise CollectionIncomplete(f"LATEST of bins {sorted(contended)} kept changing under us")
+
     def _move_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[BinPlan]:
         """Step 2: plan every bin, write LATEST once per bin; bins that lost a race are planned again."""
         by_bin: dict[str, list[ImageOutcome]] = {}
@@ -285,15 +372,24 @@ class Collector:
     def _split(self, chunk: Chunk, missing: list[ImageObject], kind: FailureKind | None) -> list[Chunk]:
         """Halves of the photos left without output; unknown-reason splits count against their budget."""
         splits = chunk.unknown_splits + (1 if kind is FailureKind.UNKNOWN else 0)
-        halves = split_for_redrive(missing, prefix=self.job_name_prefix)
-        return [replace(half, unknown_splits=splits) for half in halves]
+        halves = split_for_redrive(missing, prefix=chunk_prefix(chunk, self.job_name_prefix))
+        return [
+            replace(
+                half,
+                unknown_splits=splits,
+                purpose=chunk.purpose,
+                target_model_version=chunk.target_model_version,
+            )
+            for half in halves
+        ]
 
     def _retry_whole(
         self, job: TransformJobEvent, chunk: Chunk, missing: list[ImageObject], report: CollectionReport
     ) -> None:
         """The same photos under the next attempt's job name, after the attempt's backoff."""
         attempt = chunk.attempt + 1
-        retry = retry_chunk(missing, self.job_name_prefix, attempt, chunk.unknown_splits)
+        retry = retry_chunk(missing, chunk_prefix(chunk, self.job_name_prefix), attempt, chunk.unknown_splits)
+        retry = replace(retry, purpose=chunk.purpose, target_model_version=chunk.target_model_version)
         reason = job.failure_reason or f"transform job {job.status}"
         policy = self.retry_policy
         self._wait(retry, job, reason, policy.delay_s(attempt), policy.is_parked(attempt), report)

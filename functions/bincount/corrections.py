@@ -6,8 +6,9 @@ a key are two photos, each reviewed on its own (``human_count``, ``human_count_i
 ``reviewed_at``, and the model count/version it replaces). From then on:
 
 * a model result never overwrites the label: the collector writes a record once per upload
-  (``attribute_not_exists(sk)``), so it never replaces one, and any write that may replace one (a
-  future re-count) must carry :data:`MODEL_WRITE_GUARD`;
+  (``attribute_not_exists(sk)``), so it never replaces one; a re-count (``bincount.recounts``)
+  SETs only the model's own fields and appends the old result to ``model_history``, so the label
+  stays; a write that replaces a whole record must carry :data:`MODEL_WRITE_GUARD`;
 * the bin's ``LATEST`` follows when this photo is (or is newer than) the one LATEST holds;
 * two reviewers racing on one photo: the first save wins, the second is refused unless it
   saves the same value (the write is conditional on the record version the reviewer saw);

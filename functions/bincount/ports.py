@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bincount.records import CountSnapshot, LatestWrite
+from bincount.recounts import RecountWrite
 
 
 class JobSubmissionError(Exception):
@@ -87,6 +88,10 @@ class CountStore(Protocol):
 
     def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
         """``put_image`` for many records; one flag per item (False: duplicate)."""
+        ...
+
+    def put_recounts(self, writes: Sequence[RecountWrite]) -> list[bool]:
+        """Re-count results onto existing records (history kept); False: the version moved, a duplicate."""
         ...
 
 

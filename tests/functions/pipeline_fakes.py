@@ -9,6 +9,7 @@ from typing import Any
 
 from bincount.ports import JobSubmissionError, QueuedMessage
 from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.recounts import RecountWrite
 from bincount.timefmt import parse_time
 
 
@@ -130,6 +131,20 @@ class MemoryCounts:
     def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
         self.batched_calls.append("put_images")
         return [self.put_image(item) for item in items]
+
+    def put_recounts(self, writes: Sequence[RecountWrite]) -> list[bool]:
+        """As ``recount_update``: conditional on the model version read, history appended."""
+        self.batched_calls.append("put_recounts")
+        done = []
+        for write in writes:
+            item = self.items.get((bin_pk(write.bin_id), write.sort_key))
+            if item is None or item.get("model_version") != write.expected_version:
+                done.append(False)
+                continue
+            item.update(copy.deepcopy(write.attributes))
+            item["model_history"] = [*item.get("model_history", []), copy.deepcopy(write.history)]
+            done.append(True)
+        return done
 
     def images(self) -> list[dict[str, Any]]:
         return [item for (_, sk), item in self.items.items() if sk.startswith("IMAGE#")]

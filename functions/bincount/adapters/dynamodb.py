@@ -18,6 +18,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.recounts import HISTORY_ATTRIBUTE, RecountWrite
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
 
 # Sparse index of the jobs table (template.yaml): only jobs not yet collected carry ``in_flight``.
@@ -110,6 +111,23 @@ def latest_update(write: LatestWrite) -> dict[str, Any]:
     return conditional_set({"pk": bin_pk(write.bin_id), "sk": LATEST_SK}, write.attributes, condition, extra)
 
 
+def recount_update(write: RecountWrite) -> dict[str, Any]:
+    """UpdateItem arguments of a re-count (bincount.recounts): the model fields SET, the previous
+    result appended to the history, if the record still holds the model version read."""
+    extra: dict[str, Any] = {"#mv": "model_version"}
+    if write.expected_version is None:
+        condition = "attribute_not_exists(#mv)"
+    else:
+        condition, extra[":expected"] = "#mv = :expected", write.expected_version
+    arguments = conditional_set(
+        {"pk": bin_pk(write.bin_id), "sk": write.sort_key}, write.attributes, condition, extra
+    )
+    arguments["UpdateExpression"] += ", #history = list_append(if_not_exists(#history, :empty), :entry)"
+    arguments["ExpressionAttributeNames"]["#history"] = HISTORY_ATTRIBUTE
+    arguments["ExpressionAttributeValues"].update({":empty": [], ":entry": [write.history]})
+    return arguments
+
+
 class DynamoCountStore:
     def __init__(self, table: Any, sleep: Callable[[float], None] = time.sleep) -> None:
         self.table = table
@@ -167,6 +185,11 @@ class DynamoCountStore:
     def put_images(self, items: Sequence[dict[str, Any]]) -> list[bool]:
         """Write each record unless one of the same or a newer version exists (False: duplicate)."""
         actions = [{"Put": {"TableName": self.table.name, **image_put(item)}} for item in items]
+        return [reason is None for reason in self._transact(actions)]
+
+    def put_recounts(self, writes: Sequence[RecountWrite]) -> list[bool]:
+        """Apply each re-count whose record still holds the version read (False: a duplicate)."""
+        actions = [{"Update": {"TableName": self.table.name, **recount_update(write)}} for write in writes]
         return [reason is None for reason in self._transact(actions)]
 
     def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
