@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_the_newest_record_of_a_key_wins() -> None:
 
 def test_the_report_has_one_entry_per_upload_with_before_after_and_human(photos: list[Path]) -> None:
     uploads = [LoopUpload(path, f"incoming/BIN-1/{path.name}", "BIN-1") for path in photos]
-    first = {
+    first: dict[str, dict[str, Any]] = {
         "incoming/BIN-1/p0.jpg": {"count": 2, "model_version": "v1"},
         "incoming/BIN-1/p1.jpg": {"count": 1, "model_version": "v1"},
         "incoming/BIN-1/p2.jpg": {"outcome": "error", "model_version": "v1"},
