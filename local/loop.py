@@ -182,10 +182,18 @@ def retrain(args: argparse.Namespace, current: Path, labels_dir: Path, base_dir:
         *args.train_args,
     ]  # fmt: skip
     say(f"retraining: {' '.join(command[3:])}")
-    with (args.out / "retrain.log").open("w") as log:
-        done = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, check=False)
+    tail: list[str] = []
+    with (args.out / "retrain.log").open("w") as log:  # its progress lines shown as they come
+        done = subprocess.Popen(
+            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert done.stdout is not None
+        for line in done.stdout:
+            log.write(line)
+            print(f"  train | {line.rstrip()}", flush=True)
+            tail = [*tail[-2:], line.strip()]
+        done.wait()
     if done.returncode != 0 or not (out / "model.tar.gz").is_file():
-        tail = (args.out / "retrain.log").read_text(errors="replace").strip().splitlines()[-3:]
         raise Refused(f"retraining failed ({done.returncode}): {' | '.join(tail)}")
     return out / "model.tar.gz"
 
