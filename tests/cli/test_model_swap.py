@@ -84,11 +84,17 @@ def fake_artifact(folder: Path, version: str) -> Path:
     return path
 
 
-def test_the_watcher_serves_each_promotion_and_rollback_once(tmp_path: Path) -> None:
-    reg = tmp_path / "registry"
+@pytest.fixture
+def reg(tmp_path: Path) -> Path:
+    """A registry with two approved versions, v1 served."""
+    folder = tmp_path / "registry"
     for version in ("v1", "v2"):
-        registry.register(reg, fake_artifact(tmp_path / version, version), "approved", "test")
-    registry.promote(reg, "v1")
+        registry.register(folder, fake_artifact(tmp_path / version, version), "approved", "test")
+    registry.promote(folder, "v1")
+    return folder
+
+
+def test_the_watcher_serves_each_promotion_and_rollback_once(reg: Path) -> None:
     served: list[str] = []
     watcher = RegistryWatcher(
         reg, registry.served_artifact(reg), lambda artifact: served.append(artifact.parent.name)
@@ -101,11 +107,7 @@ def test_the_watcher_serves_each_promotion_and_rollback_once(tmp_path: Path) -> 
     assert served == ["v2", "v1"]
 
 
-def test_a_model_that_does_not_start_leaves_the_old_one_serving_and_is_not_retried(tmp_path: Path) -> None:
-    reg = tmp_path / "registry"
-    for version in ("v1", "v2"):
-        registry.register(reg, fake_artifact(tmp_path / version, version), "approved", "test")
-    registry.promote(reg, "v1")
+def test_a_model_that_does_not_start_leaves_the_old_one_serving_and_is_not_retried(reg: Path) -> None:
     calls: list[Path] = []
 
     def broken(artifact: Path) -> None:
