@@ -354,8 +354,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model-local.tar.gz")
     parser.add_argument("--base", type=Path, default=REPO_ROOT.parent / "shared/abid-train", help="base data")
     parser.add_argument("--base-photos", type=int, default=600, help="stratified subset of the base data")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-steps", type=int, default=60, help="training steps per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="the finetune recipe's 3")
+    parser.add_argument("--max-steps", type=int, default=40, help="training steps per epoch at most")
     parser.add_argument("--max-eval-images", type=int, default=200, help="validation photos (calibration)")
     parser.add_argument(
         "--accuracy-tolerance",

@@ -128,19 +128,19 @@ def build_report(
 
 
 def accuracy_rows(report: Mapping[str, Any]) -> list[tuple[str, int, str, str]]:
-    """Exact-count accuracy against the human labels, before and after: (who, n, before, after)."""
+    """Exact-count accuracy against the human labels, before and after: (photos, n, before, after).
+
+    Only reviewed photos have a truth; the unreviewed ones say how many counts the re-count changed.
+    """
+    reviewed = [i for i in report["images"] if i["human_count"] is not None]
+    others = [i for i in report["images"] if i["human_count"] is None]
     rows = []
-    for name, chosen in (
-        ("reviewed photos", [i for i in report["images"] if i["human_count"] is not None]),
-        ("all photos", list(report["images"])),
-    ):
-        judged = [i for i in chosen if i["human_count"] is not None]
-        if not judged:
-            rows.append((name, len(chosen), "-", "-"))
-            continue
-        before = sum(i["first_count"] == i["human_count"] for i in judged) / len(judged)
-        after = sum(i["count"] == i["human_count"] for i in judged) / len(judged)
-        rows.append((name, len(chosen), f"{before:.0%}", f"{after:.0%}"))
+    if reviewed:
+        before = sum(i["first_count"] == i["human_count"] for i in reviewed) / len(reviewed)
+        after = sum(i["count"] == i["human_count"] for i in reviewed) / len(reviewed)
+        rows.append(("reviewed (acc.)", len(reviewed), f"{before:.0%}", f"{after:.0%}"))
+    changed = sum(i["first_count"] != i["count"] for i in others)
+    rows.append(("unreviewed", len(others), "-", f"{changed} changed"))
     return rows
 
 
@@ -157,9 +157,9 @@ def render_table(report: Mapping[str, Any], limit: int = 20) -> str:
     if len(report["images"]) > limit:
         lines.append(f"... {len(report['images']) - limit} more photos in report.json")
     lines.append(f"model before {report['model_before']}, after {report['model_after']}")
-    lines.append("exact count vs human label (judged only where a human labelled the photo):")
+    lines.append("exact count vs the human label where there is one:")
     for who, n, before, after in accuracy_rows(report):
-        lines.append(f"  {who:<16} n={n:<5} before {before:>4}  after {after:>4}")
+        lines.append(f"  {who:<16} n={n:<5} before {before:>4}  after {after}")
     return "\n".join(lines)
 
 

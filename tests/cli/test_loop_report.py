@@ -99,7 +99,8 @@ def test_the_report_has_one_entry_per_upload_with_before_after_and_human(photos:
          "count": None, "model_version": "v1", "human_count": None},
     ]  # fmt: skip
     table = render_table(report)
-    assert "reviewed photos  n=1     before   0%  after 100%" in table
+    assert "reviewed (acc.)  n=1     before   0%  after 100%" in table
+    assert "unreviewed       n=2     before    -  after 0 changed" in table
     assert "err" in table
 
 
