@@ -1,19 +1,16 @@
-"""Switching the local stack's model server: nothing in flight is lost, the registry is followed."""
+"""Switching the local stack's model server: nothing in flight is lost (the registry watcher is
+tested with the registry, tests/training/test_registry.py)."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
-from local.model_swap import RegistryWatcher, SwitchingInvoker
-from training import registry
+from local.model_swap import SwitchingInvoker
 
 
 class FakeModelServer:
@@ -71,51 +68,3 @@ def test_a_request_in_flight_finishes_on_the_old_server_and_later_ones_go_to_the
     assert invoker.drain(old.url, timeout_s=30)
     in_flight.join(30)
     assert [json.loads(answer)["model_version"] for answer in answers] == ["v1"]
-
-
-def fake_artifact(folder: Path, version: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.tar.gz"
-    config = json.dumps({"version": version}).encode()
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("config.json")
-        info.size = len(config)
-        tar.addfile(info, io.BytesIO(config))
-    return path
-
-
-@pytest.fixture
-def reg(tmp_path: Path) -> Path:
-    """A registry with two approved versions, v1 served."""
-    folder = tmp_path / "registry"
-    for version in ("v1", "v2"):
-        registry.register(folder, fake_artifact(tmp_path / version, version), "approved", "test")
-    registry.promote(folder, "v1")
-    return folder
-
-
-def test_the_watcher_serves_each_promotion_and_rollback_once(reg: Path) -> None:
-    served: list[str] = []
-    watcher = RegistryWatcher(
-        reg, registry.served_artifact(reg), lambda artifact: served.append(artifact.parent.name)
-    )
-    assert not watcher.check_once()
-    registry.promote(reg, "v2")
-    assert watcher.check_once() and not watcher.check_once()
-    registry.rollback(reg)
-    assert watcher.check_once()
-    assert served == ["v2", "v1"]
-
-
-def test_a_model_that_does_not_start_leaves_the_old_one_serving_and_is_not_retried(reg: Path) -> None:
-    calls: list[Path] = []
-
-    def broken(artifact: Path) -> None:
-        calls.append(artifact)
-        raise RuntimeError("serving process exited before /ping answered")
-
-    watcher = RegistryWatcher(reg, registry.served_artifact(reg), broken)
-    registry.promote(reg, "v2")
-    assert not watcher.check_once() and not watcher.check_once()
-    assert len(calls) == 1
-    assert watcher.serving is not None and watcher.serving.parent.name == "v1"
