@@ -37,11 +37,19 @@ ifeq ($(wildcard $(IMAGES)),)
 $(error IMAGES=$(IMAGES): no such file or folder; give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders, or leave IMAGES empty for generated photos)
 endif
 endif
+# make loop-demo: both inputs are checked in one line before the install and the model packing.
+ifneq ($(filter loop-demo,$(MAKECMDGOALS)),)
+ifeq ($(and $(IMAGES),$(LABELS)),)
+$(error make loop-demo needs IMAGES=<folder of photos or <bin>/<photo> subfolders> and LABELS=<CSV image,count, image relative to it>)
+endif
+endif
+LABELS ?=
+LOOP_ARGS ?=
 # The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz
 
-.PHONY: help venv sam test lint typecheck validate model-key demo model train retrain bench bench-pipeline up down bench-realtime clean
+.PHONY: help venv sam test lint typecheck validate model-key demo loop-demo model train retrain bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
@@ -49,6 +57,7 @@ help:
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
+	@echo "make loop-demo IMAGES=dir LABELS=csv  upload, review, retrain, gate, promote, re-count"
 	@echo "make bench     serving-path throughput vs the seed-style path"
 	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make up        start the local stack in the background (make down stops it)"
@@ -109,6 +118,10 @@ retrain: $(STAMP)
 demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
+# The model lifecycle on one fresh local stack (local/loop.py); report in build/loop/report.json
+loop-demo: $(STAMP) $(MODEL_LOCAL)
+	$(PY) -m local.loop --images $(IMAGES) --labels $(LABELS) --model $(MODEL_LOCAL) --base $(DATA) $(LOOP_ARGS)
+
 bench: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m model.bench --model $(MODEL_LOCAL)
 
@@ -118,7 +131,7 @@ bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
 up: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER)
+	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER) $(if $(REGISTRY),--registry $(REGISTRY))
 
 down: $(STAMP)
 	$(PY) -m local.updown down

@@ -23,6 +23,7 @@ import psutil
 
 from local.demo import choose_server, quiet_handlers
 from local.lambda_invoke_server import lambda_invoke_server
+from local.model_swap import RegistryWatcher
 from local.moto_server import free_port
 from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
 from local.stack_state import (
@@ -100,9 +101,19 @@ def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalSt
     )
 
 
-def serve_until_stopped(options: PipelineOptions, state_path: Path, stop: threading.Event) -> None:
-    """Bring everything up, publish the state file, wait for ``stop``, tear down, remove the file."""
+def serve_until_stopped(
+    options: PipelineOptions, state_path: Path, stop: threading.Event, registry: Path | None = None
+) -> None:
+    """Bring everything up, publish the state file, wait for ``stop``, tear down, remove the file.
+
+    With ``registry``, the stack serves that registry's served version (``--model`` only while
+    it serves none) and follows each promotion or rollback (:mod:`local.model_swap`).
+    """
     log_dir = options.log_dir or STATE_DIR
+    if registry is not None:
+        from training.registry import served_artifact
+
+        options.model_artifact = served_artifact(registry) or options.model_artifact
     with local_pipeline(options) as pipeline:
         runtimes = {}
         for logical_id, runtime in pipeline.runtimes.items():
@@ -112,6 +123,8 @@ def serve_until_stopped(options: PipelineOptions, state_path: Path, stop: thread
             state = state_of(pipeline, lambda_url, log_dir)
             write_state(state_path, state)
             log.info("local stack up: %s (state %s)", state.urls, state_path)
+            if registry is not None:
+                follow_registry(pipeline, registry, lambda_url, log_dir, state_path, stop)
             try:
                 stop.wait()
                 log.info("stopping the local stack")
@@ -119,6 +132,30 @@ def serve_until_stopped(options: PipelineOptions, state_path: Path, stop: thread
                 recorded = read_state(state_path)
                 if recorded is not None and recorded.daemon_pid == os.getpid():
                     state_path.unlink(missing_ok=True)
+
+
+def follow_registry(
+    pipeline: LocalPipeline,
+    registry: Path,
+    lambda_url: str,
+    log_dir: Path,
+    state_path: Path,
+    stop: threading.Event,
+) -> None:
+    """A thread that serves each version the registry promotes and republishes the state file
+    (the operator tools find the model server's new URL there)."""
+
+    def publish(url: str) -> None:
+        write_state(state_path, state_of(pipeline, lambda_url, log_dir))
+        log.info("model server %s takes every request now", url)
+
+    def serve(artifact: Path) -> None:
+        url = pipeline.serve(artifact, publish)
+        write_state(state_path, state_of(pipeline, lambda_url, log_dir))  # without the old server
+        log.info("now serving %s at %s", artifact, url)
+
+    watcher = RegistryWatcher(registry, pipeline.options.model_artifact, serve)
+    threading.Thread(target=watcher.run, args=(stop,), name="registry-watcher", daemon=True).start()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,6 +168,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--log-dir", type=Path, default=None, help="logs (default: beside the state file)")
     parser.add_argument("--server", choices=("auto", "python", "torchserve"), default="python")
     parser.add_argument("--stack-name", default="bincount-local")
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="serve this model registry's served version, follow promotions",
+    )
     parser.add_argument("--verbose", action="store_true", help="keep the handlers' own JSON logs")
     return parser.parse_args(argv)
 
@@ -158,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         environment_overrides=quiet_handlers(args.verbose),
         server=choose_server(args.server),
     )
-    serve_until_stopped(options, state_path, stop)
+    serve_until_stopped(options, state_path, stop, args.registry)
     log.info("local stack stopped")
     return 0
 

@@ -28,11 +28,12 @@ from local.lambda_runtime import (
     reset_handler_caches,
     subscribe_queue,
 )
+from local.model_swap import SwitchingInvoker
 from local.moto_server import AwsEndpoint, moto_server, patched_environ
 from local.serving_server import extract_model, serving_process
 from local.stack import LocalStack
 from local.torchserve_server import torchserve_process
-from local.transform_executor import TransformExecutor, busy_seconds, http_invoker
+from local.transform_executor import TransformExecutor, busy_seconds
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,9 @@ class LocalPipeline:
         self.stack = stack
         self.options = options
         self.serving_url = serving_url  # the model server's /invocations (the local real-time endpoint)
+        # every model server up, by URL: a promotion starts one and closes the previous one's
+        self.servers: dict[str, contextlib.ExitStack] = {}
+        self.invoker = SwitchingInvoker(serving_url)
         self.wiring = derive_wiring(stack)
         functions = stack.functions()
         environment = {**process_environment(functions, endpoint), **options.environment_overrides}
@@ -188,7 +192,7 @@ class LocalPipeline:
                 self.subscriptions.append(EventRuleSubscription(endpoint, runtime, rule, name))
         self.executor = TransformExecutor(
             endpoint,
-            http_invoker(serving_url),
+            self.invoker,
             on_record=self.clocks["transform"].tick,
             parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")) if options.parallel_jobs else 1,
         )
@@ -242,6 +246,30 @@ class LocalPipeline:
                 log.exception("worker %s failed", name)
                 self.worker_errors.append(f"{name}: {type(error).__name__}: {error}")
                 self._stop.wait(1.0)
+
+    def serve(
+        self, artifact: Path, on_switch: Callable[[str], None] | None = None, drain_timeout_s: float = 600.0
+    ) -> str:
+        """Serve ``artifact`` without losing a record in flight: a new model server, answering
+        /ping, takes every request from now on (``on_switch(url)`` tells the world, while the old
+        server still answers); the previous one stops once its requests are done."""
+        server = contextlib.ExitStack()
+        try:
+            url = server.enter_context(model_server(artifact, self.options))
+        except BaseException:
+            server.close()
+            raise
+        self.servers[url] = server
+        previous = self.invoker.switch(url)
+        self.serving_url = url
+        if on_switch is not None:
+            on_switch(url)
+        if not self.invoker.drain(previous, drain_timeout_s):
+            log.warning("model server %s still busy after %.0f s: stopped anyway", previous, drain_timeout_s)
+        old = self.servers.pop(previous, None)
+        if old is not None:
+            old.close()
+        return url
 
     def stop(self) -> None:
         self._stop.set()
@@ -387,25 +415,45 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
+def model_server(artifact: Path, options: PipelineOptions) -> Iterator[str]:
+    """A model server on ``artifact`` (unpacked as SageMaker fills /opt/ml/model), yielding its URL."""
+    log_dir = options.log_dir
+    with tempfile.TemporaryDirectory(prefix="opt-ml-model-") as folder:
+        model_dir = extract_model(artifact, Path(folder))
+        serving_log = log_dir / "serving.log" if log_dir else None
+        if options.server == "torchserve":
+            serving = torchserve_process(model_dir, log_path=serving_log)
+        else:
+            serving = serving_process(model_dir, options.torch_threads, serving_log)
+        with serving as url:
+            yield url
+
+
+@contextlib.contextmanager
 def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
     """Everything up, yielded running; torn down in reverse order whatever happens."""
     log_dir = options.log_dir
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack_of_contexts:
-        model_dir = Path(stack_of_contexts.enter_context(tempfile.TemporaryDirectory(prefix="opt-ml-model-")))
-        extract_model(options.model_artifact, model_dir)
+        servers: dict[str, contextlib.ExitStack] = {}
+        stack_of_contexts.callback(pipeline_servers_close, servers)
+        server = contextlib.ExitStack()
+        serving_url = server.enter_context(model_server(options.model_artifact, options))
+        servers[serving_url] = server
         endpoint = stack_of_contexts.enter_context(
             moto_server(log_path=log_dir / "moto.log" if log_dir else None, tuned=options.tuned_emulator)
         )
-        serving_log = log_dir / "serving.log" if log_dir else None
-        if options.server == "torchserve":
-            serving = torchserve_process(model_dir, log_path=serving_log)
-        else:
-            serving = serving_process(model_dir, options.torch_threads, serving_log)
-        serving_url = stack_of_contexts.enter_context(serving)
         stack = LocalStack(endpoint, options.template, options.stack_name, options.parameters).create()
         pipeline = LocalPipeline(endpoint, stack, serving_url, options)
+        pipeline.servers = servers
         pipeline.start()
         stack_of_contexts.callback(pipeline.stop)
         yield pipeline
+
+
+def pipeline_servers_close(servers: dict[str, contextlib.ExitStack]) -> None:
+    """Stop every model server still up (the first one, or the last one a promotion started)."""
+    for server in list(servers.values()):
+        server.close()
+    servers.clear()

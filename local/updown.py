@@ -69,6 +69,8 @@ def start(args: argparse.Namespace) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "local.daemon", "--state", str(state_path), "--model", str(args.model)]
     command += ["--server", args.server]
+    if args.registry is not None:
+        command += ["--registry", str(args.registry.resolve())]
     python_path = os.pathsep.join(
         [str(REPO_ROOT), str(REPO_ROOT / "functions"), os.environ.get("PYTHONPATH", "")]
     )
@@ -228,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, default=None, help="state file (default: build/local-stack)")
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model.tar.gz")
     parser.add_argument("--server", choices=("auto", "python", "torchserve"), default="python")
+    parser.add_argument(
+        "--registry",
+        type=Path,
+        default=None,
+        help="serve this registry's served version and follow promotions",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
     args = parser.parse_args(argv)
     args.state = args.state or default_state_path()

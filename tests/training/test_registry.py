@@ -113,3 +113,37 @@ def test_create_model_package_request_is_valid_for_sagemaker(reg: Path) -> None:
         )
         assert client.create_model_package(**request)["ModelPackageArn"] == arn
         client.update_model_package(**registry.update_approval_request(arn, "rejected"))
+
+
+# --- the local stack follows the registry (local.model_swap) ---------------------------------------
+def test_the_stack_watcher_serves_each_promotion_and_rollback_once(reg: Path, tmp_path: Path) -> None:
+    from local.model_swap import RegistryWatcher
+
+    registry.register(reg, _artifact(tmp_path / "b" / "model.tar.gz", "v2"), "approved", "bob")
+    served: list[str] = []
+    watcher = RegistryWatcher(reg, registry.served_artifact(reg), lambda a: served.append(a.parent.name))
+    assert not watcher.check_once()
+    registry.promote(reg, "v2")
+    assert watcher.check_once() and not watcher.check_once()
+    registry.rollback(reg)
+    assert watcher.check_once()
+    assert served == ["v2", "v1"]
+
+
+def test_a_model_that_does_not_start_leaves_the_old_one_serving_and_is_not_retried(
+    reg: Path, tmp_path: Path
+) -> None:
+    from local.model_swap import RegistryWatcher
+
+    registry.register(reg, _artifact(tmp_path / "b" / "model.tar.gz", "v2"), "approved", "bob")
+    calls: list[Path] = []
+
+    def broken(artifact: Path) -> None:
+        calls.append(artifact)
+        raise RuntimeError("serving process exited before /ping answered")
+
+    watcher = RegistryWatcher(reg, registry.served_artifact(reg), broken)
+    registry.promote(reg, "v2")
+    assert not watcher.check_once() and not watcher.check_once()
+    assert len(calls) == 1
+    assert watcher.serving is not None and watcher.serving.parent.name == "v1"
