@@ -22,11 +22,19 @@ DATA ?= ../shared/abid-train
 TRAIN_ARGS ?= --image-size 224 --epochs 14 --backbone-lr-mult 0.3 --sampler balanced --patience 5 --ema 0.997
 MODEL := build/model/model.tar.gz
 
-.PHONY: help venv test lint typecheck validate demo model train bench bench-pipeline clean
+FN_VENV := .venv-functions
+FN_STAMP := $(FN_VENV)/.installed-functions-test
+# What `make test-fast` leaves out: the local pipeline end to end and everything that packs,
+# trains or serves a real model (marked in tests/conftest.py); `make test` runs it all.
+FAST_TESTS := not e2e and not slow
+
+.PHONY: help venv test test-fast test-functions lint typecheck validate demo model train bench bench-pipeline clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
-	@echo "make test      unit, moto-backed and end-to-end tests"
+	@echo "make test      unit, moto-backed and end-to-end tests (what CI runs)"
+	@echo "make test-fast unit and moto-backed tests, no model packing, training or e2e"
+	@echo "make test-functions  the Lambda tests alone in $(FN_VENV) (functions' dependencies, no torch)"
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make bench     serving-path throughput vs the seed-style path"
@@ -42,6 +50,18 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "$(FAST_TESTS)"
+
+$(FN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FN_VENV)
+	$(FN_VENV)/bin/pip install -q --upgrade "pip>=25.1"
+	$(FN_VENV)/bin/pip install -q --group functions-test
+	touch $@
+
+test-functions: $(FN_STAMP)
+	$(FN_VENV)/bin/python -m pytest -q tests/functions
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -71,4 +91,4 @@ bench-pipeline: $(STAMP) $(MODEL)
 	$(PY) -m local.bench --model $(MODEL) --count 2000
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache $(FN_VENV)

@@ -11,10 +11,10 @@ import csv
 import mimetypes
 from pathlib import Path
 
+from bincount.image_formats import IMAGE_SUFFIXES
+
 from local.report import Upload
 from local.synthetic import generate
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def synthetic_uploads(

@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bincount.image_formats import CONTENT_TYPES, IMAGE_SUFFIXES
+
 from training.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
     PUBLIC_BASELINES,
@@ -39,8 +41,6 @@ from training.metrics import (
 )
 
 LOG = logging.getLogger("training.evaluate")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 # --- labelled images ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto_baseline import Baseline, transform_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -30,6 +31,8 @@ for _name, _value in {
     "POWERTOOLS_SERVICE_NAME": "bincount",
     "POWERTOOLS_METRICS_NAMESPACE": "BinCount/test",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
+    # the shared stack's queues are purged before every test (moto_baseline), not once a minute
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
@@ -61,15 +64,8 @@ class Stack:
         return self.outputs["ResultsBucketName"]
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """template.yaml created in moto's CloudFormation; the functions' env vars from its outputs."""
+def create_stack() -> dict[str, str]:
+    """template.yaml created in moto's CloudFormation; returns the stack's outputs."""
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(
         StackName="bincount-test",
@@ -78,8 +74,12 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
     )
     description = cloudformation.describe_stacks(StackName="bincount-test")["Stacks"][0]
     assert description["StackStatus"] == "CREATE_COMPLETE", description.get("StackStatusReason")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in description["Outputs"]}
-    env = {
+    return {o["OutputKey"]: o["OutputValue"] for o in description["Outputs"]}
+
+
+def function_env(outputs: dict[str, str]) -> dict[str, str]:
+    """The functions' environment as the template gives it, from the stack's outputs."""
+    return {
         "ENVIRONMENT": "dev",
         "INGEST_PREFIX": outputs["IngestPrefix"],
         "RESULTS_BUCKET": outputs["ResultsBucketName"],
@@ -95,12 +95,46 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "INGEST_QUEUE_URL": outputs["IngestQueueUrl"],
         "RETRY_QUEUE_URL": outputs["RetryQueueUrl"],
     }
-    for name, value in env.items():
+
+
+class SharedStack:
+    """One moto account holding the stack for a whole test module, reset to its baseline per test."""
+
+    def __init__(self) -> None:
+        self.mock = mock_aws()
+        self.start()
+
+    def start(self) -> None:
+        self.mock.start()
+        self.outputs = create_stack()
+        self.baseline = Baseline.capture()
+
+    def fresh(self) -> Stack:
+        if transform_jobs():  # they cannot be deleted: start again from an empty account
+            self.mock.stop()
+            self.start()
+        else:
+            self.baseline.restore()
+        return Stack(outputs=self.outputs, env=function_env(self.outputs))
+
+
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[SharedStack]:
+    shared = SharedStack()
+    yield shared
+    shared.mock.stop()
+
+
+@pytest.fixture
+def stack(shared_stack: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """template.yaml's stack in moto, as if just created; the functions' env vars from its outputs."""
+    stack = shared_stack.fresh()
+    for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     from bincount.settings import get_settings
 
     get_settings.cache_clear()
-    return Stack(outputs=outputs, env=env)
+    return stack
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from imaging import draw_bin, encode
 
-from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, load_state
 from training import dataset, train
 from training.data import MANIFEST

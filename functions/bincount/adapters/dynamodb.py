@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from bincount.records import LATEST_SK, bin_pk, image_sk
@@ -32,10 +31,6 @@ def _set_expression(attributes: dict[str, Any]) -> tuple[str, dict[str, str], di
 class DynamoCountStore:
     def __init__(self, table: Any) -> None:
         self.table = table
-
-    @classmethod
-    def from_env(cls, table_name: str) -> DynamoCountStore:
-        return cls(boto3.resource("dynamodb").Table(table_name))
 
     def get_image(self, bin_id: str, image_key: str) -> dict[str, Any] | None:
         key = {"pk": bin_pk(bin_id), "sk": image_sk(image_key)}
@@ -87,10 +82,6 @@ class DynamoCountStore:
 class DynamoJobStore:
     def __init__(self, table: Any) -> None:
         self.table = table
-
-    @classmethod
-    def from_env(cls, table_name: str) -> DynamoJobStore:
-        return cls(boto3.resource("dynamodb").Table(table_name))
 
     def get(self, job_name: str) -> dict[str, Any] | None:
         response = self.table.get_item(Key={"pk": job_name}, ConsistentRead=True)
