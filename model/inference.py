@@ -10,7 +10,7 @@ turns every problem with a request into a :class:`RequestError`, ``predict_fn`` 
 error record (``{"error": {"code", "message"}, "model_version"}``), and a log line says why. Only a
 model that cannot load raises, from ``model_fn``, so the container never reports healthy with it.
 The records' schema has one home, ``functions/bincount/serving_record.schema.json`` (the collector
-reads it); ``tests/model/test_serving_contract.py`` holds these handlers to it.
+reads it); ``tests/model/test_serving_record_writer.py`` holds these handlers to it.
 
 There is deliberately no URL fetching: a request carries the image bytes, nothing else.
 

@@ -22,6 +22,17 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 EVENTS_DIR = REPO_ROOT / "events"
 
 
+#: A test that uses one of these packs, loads or serves a real network: marked ``slow`` (make test-fast
+#: leaves it out). Tests that train or build networks without them carry the mark themselves.
+MODEL_FIXTURES = frozenset({"packed_model", "model_dir", "torch_model", "shipped_artifact"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

@@ -15,6 +15,8 @@ import torch
 from model import package
 from model.network import ModelConfig, build_model, half_state_dict, sha256_file
 
+pytestmark = pytest.mark.slow  # every test here packs or builds a network
+
 EXPECTED_MEMBERS = {
     "model.pt",
     "config.json",

@@ -26,6 +26,7 @@ def test_shipped_weights_are_small_and_match_their_checksum() -> None:
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
 
 
+@pytest.mark.slow
 def test_shipped_weights_load_into_the_one_network_definition() -> None:
     network, config = load_state(WEIGHTS_DIR)
     assert config.num_classes == 6 and config.top_class_open

@@ -1,7 +1,7 @@
 """The reader side of the serving contract: ``bincount.results`` accepts exactly the schema's records.
 
 The writer side (the model's real handlers against the same schema) is
-``tests/model/test_serving_contract.py``.
+``tests/model/test_serving_record_writer.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The writer side of the serving contract: what the real handlers answer follows the schema.
 
 The schema (``functions/bincount/serving_record.schema.json``) is the one home of the record; the
-reader side is ``tests/functions/test_serving_contract.py``. Either side drifting fails here or there.
+reader side is ``tests/functions/test_serving_record_reader.py``. Either side drifting fails here or there.
 """
 
 from __future__ import annotations
