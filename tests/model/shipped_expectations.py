@@ -1,6 +1,6 @@
 """Record what the shipped model answers on fixed generated photos (run after replacing the weights).
 
-    PYTHONPATH=.:tests python tests/model/shipped_expectations.py
+    PYTHONPATH=.:tests:functions python tests/model/shipped_expectations.py
 
 The test in ``test_shipped_weights.py`` compares the shipped weights against this record, so a
 silent change of ``model/weights/`` (or of preprocessing) fails until the record is redone on
