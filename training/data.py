@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bincount.image_formats import IMAGE_SUFFIXES
 from PIL import Image
 
 from training.progress import progress
@@ -44,7 +45,6 @@ CHANNELS = {"train": "train", "valid": "validation", "test": "test"}
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bincount-split/1"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 ABID_BUCKET = "aft-vbi-pds"
 ABID_REGION = "us-east-1"

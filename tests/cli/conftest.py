@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from cli_support import REGION, REPO, STACK, Result, Run, python_env
+from cli_support import REGION, REPO, STACK, Result, Run
 from moto import mock_aws
 
 from cli.main import main
@@ -26,16 +24,6 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
-
-
-@pytest.fixture(scope="session")
-def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped model packed by the project's own packager (``make model``)."""
-    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    subprocess.run(
-        [sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO, env=python_env()
-    )
-    return out
 
 
 @pytest.fixture

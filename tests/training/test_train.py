@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
+from imaging import draw_bin, encode
 
-from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, load_state
 from training import dataset, train
 from training.data import MANIFEST
@@ -57,6 +57,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _count_folder(tmp_path_factory.mktemp("pool"))
 
 
+@pytest.mark.slow
 def test_training_run_writes_a_servable_artifact_and_resumes(
     pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -124,6 +125,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
         _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
 
 
+@pytest.mark.slow
 def test_ema_run_validates_and_ships_the_averaged_weights(
     pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
