@@ -18,6 +18,8 @@ SCHEMA_FILE = Path(__file__).with_name("serving_record.schema.json")
 SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
 #: The error codes the model writes, exactly: the reader accepts these and no others.
 ERROR_CODES = frozenset(SCHEMA["$defs"]["error_code"]["enum"])
+#: The schema's code for a failure of the model, not of the photo (the review tools still show it).
+INTERNAL_ERROR = "internal_error"
 # Codes the pipeline itself assigns (not the model).
 INVALID_OUTPUT = "invalid_output"
 TRANSFORM_FAILED = "transform_failed"

@@ -45,3 +45,10 @@ def test_a_code_outside_the_schema_is_invalid_output_that_names_it() -> None:
     parsed = parse_result_body(json.dumps(record))
     assert isinstance(parsed, ErrorResult) and parsed.code == INVALID_OUTPUT
     assert "gremlins" in parsed.message and "why" in parsed.message
+
+
+def test_the_readers_named_codes_are_the_schemas_or_the_pipelines_own() -> None:
+    """``INTERNAL_ERROR`` (the review tools keep such photos reviewable) is one the model writes;
+    the pipeline's own codes never collide with the model's."""
+    assert results.INTERNAL_ERROR in results.ERROR_CODES
+    assert not {results.INVALID_OUTPUT, results.TRANSFORM_FAILED} & results.ERROR_CODES
