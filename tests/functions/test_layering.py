@@ -20,6 +20,8 @@ NOT_IN_LAMBDA = frozenset(
 #: the standard library and the functions-test group alone (checked below). ``local.template``
 #: reads template.yaml's CloudFormation tags; the deployment tests read the template through it.
 TEST_HELPERS = frozenset({"local.template"})
+#: Files under tests/ that the Lambda tests load as well.
+SHARED_TEST_FILES = ("conftest.py", "moto_baseline.py")
 
 
 def imported_modules(statements: list[ast.stmt]) -> set[str]:
@@ -49,7 +51,7 @@ def test_lambda_code_imports_nothing_the_lambda_lacks(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [*sorted((REPO / "tests" / "functions").glob("*.py")), REPO / "tests" / "conftest.py"],
+    [*sorted((REPO / "tests" / "functions").glob("*.py")), *(REPO / "tests" / n for n in SHARED_TEST_FILES)],
     ids=lambda p: str(p.relative_to(REPO)),
 )
 def test_lambda_tests_import_only_the_functions_dependencies_when_loaded(path: Path) -> None:
