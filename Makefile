@@ -49,11 +49,19 @@ LOOP_ARGS ?=
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz
 
-.PHONY: help venv sam test lint typecheck validate model-key demo loop-demo model train retrain bench bench-pipeline up down bench-realtime clean
+FN_VENV := .venv-functions
+FN_STAMP := $(FN_VENV)/.installed-functions-test
+# What `make test-fast` leaves out: the local pipeline end to end and everything that packs,
+# trains or serves a real model (marked in tests/conftest.py); `make test` runs it all.
+FAST_TESTS := not e2e and not slow
+
+.PHONY: help venv sam test test-fast test-functions lint typecheck validate model-key demo loop-demo model train retrain bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
-	@echo "make test      unit, moto-backed and end-to-end tests"
+	@echo "make test      unit, moto-backed and end-to-end tests (what CI runs)"
+	@echo "make test-fast unit and moto-backed tests, no model packing, training or e2e"
+	@echo "make test-functions  the Lambda tests alone in $(FN_VENV) (functions' dependencies, no torch)"
 	@echo "make model     pack the shipped trained model into $(MODEL)"
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
@@ -76,6 +84,18 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "$(FAST_TESTS)"
+
+$(FN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FN_VENV)
+	$(FN_VENV)/bin/pip install -q --upgrade "pip>=25.1"
+	$(FN_VENV)/bin/pip install -q --group functions-test
+	touch $@
+
+test-functions: $(FN_STAMP)
+	$(FN_VENV)/bin/python -m pytest -q tests/functions
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -140,4 +160,4 @@ bench-realtime: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache $(FN_VENV)

@@ -299,9 +299,6 @@ class LocalStack:
             for logical_id in resources_of_type(self.template, "AWS::Events::EventBus")
         ]
 
-    def physical_of_type(self, resource_type: str) -> dict[str, str]:
-        return {lid: self.ref(lid) for lid in resources_of_type(self.template, resource_type)}
-
 
 def _names_function(value: Any, logical_id: str) -> bool:
     if isinstance(value, dict):

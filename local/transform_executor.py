@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bincount.job_events import DETAIL_TYPE as EVENT_DETAIL_TYPE
+
 from local.moto_server import AwsEndpoint
 
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "aws.sagemaker"
-EVENT_DETAIL_TYPE = "SageMaker Transform Job State Change"
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_TIMEOUT_S = 600
 

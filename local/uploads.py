@@ -13,15 +13,15 @@ folder, as in the S3 key).
 from __future__ import annotations
 
 import csv
-import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+
+from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
 from cli.errors import UsageError
 from local.report import Upload
 from local.synthetic import generate
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LABELS_FILE = "labels.csv"
 WHAT_WORKS = (
     "give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders "
@@ -124,7 +124,7 @@ def photo_uploads(photos: list[Photo], prefix: str) -> list[Upload]:
             f"{prefix}{photo.bin_id}/{photo.path.name}",
             photo.bin_id,
             photo.path.read_bytes(),
-            mimetypes.guess_type(photo.path.name)[0] or "application/x-image",
+            content_type_for(photo.path.name),
             photo.expected,
         )
         for photo in photos

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+from bincount.image_formats import IMAGE_SUFFIXES
 
 from cli.errors import UsageError, one_line_errors
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
@@ -62,7 +63,7 @@ def synthetic_jpegs(n: int, seed: int = 0) -> list[bytes]:
 
 
 def folder_images(folder: Path, n: int) -> list[bytes]:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise UsageError(f"--images {folder}: no .jpg/.png photos in it or below it")
     return [files[i % len(files)].read_bytes() for i in range(n)]

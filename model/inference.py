@@ -9,6 +9,8 @@ Bad input never raises: in Batch Transform one failing request fails the whole j
 turns every problem with a request into a :class:`RequestError`, ``predict_fn`` turns it into an
 error record (``{"error": {"code", "message"}, "model_version"}``), and a log line says why. Only a
 model that cannot load raises, from ``model_fn``, so the container never reports healthy with it.
+The records' schema has one home, ``functions/bincount/serving_record.schema.json`` (the collector
+reads it); ``tests/model/test_serving_record_writer.py`` holds these handlers to it.
 
 There is deliberately no URL fetching: a request carries the image bytes, nothing else.
 
@@ -48,6 +50,10 @@ from model.preprocess import (  # noqa: E402
 from model.runtime import Runtime, select_runtime  # noqa: E402
 
 log = logging.getLogger("bincount.inference")
+
+INTERNAL_ERROR = "internal_error"
+#: Every error code a record from this module can carry: the schema's ``error_code`` enum, exactly.
+ERROR_CODES = frozenset({kind.code for kind in InputError.__subclasses__()} | {INTERNAL_ERROR})
 
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
@@ -184,7 +190,7 @@ def input_fn(request_body: Any, request_content_type: str | None = None, context
         return RequestError(error.code, error.message)
     except Exception as error:  # anything unforeseen is still one bad record, not a failed job
         log.exception("unexpected error while decoding a request")
-        return RequestError("internal_error", f"{type(error).__name__}: {error}")
+        return RequestError(INTERNAL_ERROR, f"{type(error).__name__}: {error}")
 
 
 def predict_fn(input_data: InputData | Sequence[InputData], model: CountingModel, context: Any = None) -> Any:
@@ -222,7 +228,7 @@ def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
             records[index] = error_record(item.code, item.message, model.version)
         else:
             records[index] = error_record(
-                "internal_error", f"predict_fn got {type(item).__name__}", model.version
+                INTERNAL_ERROR, f"predict_fn got {type(item).__name__}", model.version
             )
     step = model.settings.max_batch
     for start in range(0, len(images), step):
@@ -233,7 +239,7 @@ def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
             log.exception("forward pass failed for %d image(s)", len(chunk))
             for index, _ in chunk:
                 records[index] = error_record(
-                    "internal_error", f"{type(error).__name__}: {error}", model.version
+                    INTERNAL_ERROR, f"{type(error).__name__}: {error}", model.version
                 )
             continue
         for (index, _), row in zip(chunk, probabilities, strict=True):

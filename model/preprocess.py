@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +40,11 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
 
 
 class InputError(ValueError):
-    """A request the model cannot answer; ``code`` is the stable error code of the result record."""
+    """A request the model cannot answer; raise a subclass: its ``code`` is the record's error code.
+
+    The subclasses' codes are the serving contract's input error codes
+    (``functions/bincount/serving_record.schema.json``); a new subclass needs a new code there.
+    """
 
     code = "invalid_input"
 
@@ -245,10 +248,3 @@ def normalise(batch: torch.Tensor, config: ModelConfig, dtype: torch.dtype = tor
     mean = torch.tensor([255.0 * m for m in config.mean], device=batch.device).view(shape)
     scale = torch.tensor([1.0 / (255.0 * s) for s in config.std], device=batch.device).view(shape)
     return batch.float().sub_(mean).mul_(scale).to(dtype)
-
-
-def preprocess_batch(
-    images: Sequence[torch.Tensor], config: ModelConfig, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """Decoded ``uint8`` images of any size -> one normalised ``(N, 3, H, W)`` batch."""
-    return normalise(torch.stack([resize_for_model(image, config) for image in images]), config, dtype)

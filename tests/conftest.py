@@ -1,15 +1,21 @@
-"""Fixtures shared by every test area; area-specific ones live in tests/<area>/conftest.py."""
+"""Fixtures shared by every test area; area-specific ones live in tests/<area>/conftest.py.
+
+Nothing here imports Pillow, torch or the model at import time: ``make test-functions`` runs the
+Lambda tests with only the functions' dependencies. Test photos come from ``tests/imaging.py``.
+"""
 
 from __future__ import annotations
 
-import io
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from PIL import Image
 
-from local.synthetic import draw_bin, encode
+if TYPE_CHECKING:
+    from PIL import Image
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -18,6 +24,17 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 ABID_DIR = Path(os.environ.get("BINCOUNT_ABID_DIR") or SHARED_DIR / "abid")
 ABID_TRAIN_DIR = Path(os.environ.get("BINCOUNT_ABID_TRAIN_DIR") or SHARED_DIR / "abid-train")
 EVENTS_DIR = REPO_ROOT / "events"
+
+
+#: A test that uses one of these packs, loads or serves a real network: marked ``slow`` (make test-fast
+#: leaves it out). Tests that train or build networks without them carry the mark themselves.
+MODEL_FIXTURES = frozenset({"packed_model", "model_dir", "torch_model", "shipped_artifact"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -33,20 +50,50 @@ def events_dir() -> Path:
 @pytest.fixture(scope="session")
 def bin_jpeg() -> bytes:
     """A realistic-size generated bin photo (JPEG) holding three items."""
-    return encode(draw_bin(3, seed=1))
+    from imaging import jpeg_photo
+
+    return jpeg_photo(3, seed=1)
 
 
 @pytest.fixture(scope="session")
 def bin_png() -> bytes:
     """The same kind of photo as PNG with an alpha channel, to exercise conversion."""
-    buffer = io.BytesIO()
-    draw_bin(2, seed=2).convert("RGBA").save(buffer, format="PNG")
-    return buffer.getvalue()
+    from imaging import draw_bin, encode
+
+    return encode(draw_bin(2, seed=2).convert("RGBA"), "PNG")
 
 
 @pytest.fixture(scope="session")
 def bin_image() -> Image.Image:
+    from imaging import draw_bin
+
     return draw_bin(1, seed=3)
+
+
+@pytest.fixture(scope="session")
+def shipped_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make model``'s artifact, built once per run by ``python -m model.package`` in its own process.
+
+    The evaluation, the shipped-weights and the end-to-end tests all serve this one file.
+    """
+    out = tmp_path_factory.mktemp("shipped-model") / "model.tar.gz"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")]),
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "model.package", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"model.package failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from bincount.image_formats import IMAGE_SUFFIXES
 from PIL import Image
 
 from training.progress import progress
@@ -51,7 +52,6 @@ REVIEWED_FORMAT = "bincount-labels/"
 #: Reviewed photos go to train / valid / test by a hash of the photo; their test split is the
 #: gate set (``training.gate``), large enough for a paired test on a few hundred reviews.
 REVIEWED_FRACTIONS = (0.65, 0.10, 0.25)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 ABID_BUCKET = "aft-vbi-pds"
 ABID_REGION = "us-east-1"

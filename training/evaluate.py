@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
+
 from cli.errors import UsageError, one_line_errors
 from training.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
@@ -40,8 +42,6 @@ from training.metrics import (
 )
 
 LOG = logging.getLogger("training.evaluate")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
 
 
 # --- labelled images ------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def run_handlers(
 
     def one(item: LabelledImage) -> dict[str, Any]:
         try:
-            content_type = CONTENT_TYPES.get(item.path.suffix.lower(), "application/x-image")
+            content_type = content_type_for(item.path.name)
             data = handlers.input_fn(item.path.read_bytes(), content_type)
             return _decode_body(handlers.output_fn(handlers.predict_fn(data, model), "application/json"))
         except Exception as exc:  # one bad image must not end the evaluation
@@ -238,12 +238,7 @@ def run_handlers(
 
     def batched(group: Sequence[LabelledImage]) -> list[dict[str, Any]] | None:
         try:
-            inputs = [
-                handlers.input_fn(
-                    i.path.read_bytes(), CONTENT_TYPES.get(i.path.suffix.lower(), "application/x-image")
-                )
-                for i in group
-            ]
+            inputs = [handlers.input_fn(i.path.read_bytes(), content_type_for(i.path.name)) for i in group]
             outputs = handlers.predict_fn(inputs, model)
             if not isinstance(outputs, list) or len(outputs) != len(group):
                 return None

@@ -213,8 +213,9 @@ runpy.run_module("training.train", run_name="__main__", alter_sys=True)
 def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
     """Copy what the training container needs (``training/``, ``model/``) plus the entry shim.
 
-    Only these two packages travel: the rest of the repository (Lambdas, tests, build output,
-    the virtualenv) has no business in a training job and would slow every upload.
+    Only these two packages and ``bincount/image_formats.py`` travel: the rest of the repository
+    (Lambdas, tests, build output, the virtualenv) has no business in a training job and would slow
+    every upload.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
     for package in ("training", "model"):
@@ -222,6 +223,10 @@ def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
         if not (src / "train.py").exists() and package == "training":
             LOG.warning("training/train.py is missing in %s: the job would fail", repo_root)
         shutil.copytree(src, dest / package, ignore=ignore, dirs_exist_ok=True)
+    # training.data reads the image suffixes from their one, torch-free home in the Lambda package.
+    (dest / "bincount").mkdir(exist_ok=True)
+    for name in ("__init__.py", "image_formats.py"):
+        shutil.copy2(repo_root / "functions" / "bincount" / name, dest / "bincount" / name)
     (dest / ENTRY_SCRIPT).write_text(_ENTRY_SHIM)
     (dest / "requirements.txt").write_text(
         "\n".join(container_requirements(repo_root / "pyproject.toml")) + "\n"

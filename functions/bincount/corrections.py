@@ -35,6 +35,7 @@ from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender
 from bincount.publishing import put_all
 from bincount.records import LatestDecision, LatestState, decide_latest, upload_attributes, version_token
+from bincount.results import INTERNAL_ERROR, INVALID_OUTPUT, TRANSFORM_FAILED
 from bincount.timefmt import now
 
 # Part of any model write that may replace an IMAGE# record (a re-count): a human label stays.
@@ -43,7 +44,7 @@ MODEL_WRITE_GUARD = "attribute_not_exists(human_count)"
 DEFAULT_NUM_CLASSES = 6
 MORE_THAN_TOP = "+"
 # Error records whose photo is still a picture a person can look at (the model, not the photo, failed).
-READABLE_ERROR_CODES = frozenset({"transform_failed", "invalid_output", "internal_error"})
+READABLE_ERROR_CODES = frozenset({TRANSFORM_FAILED, INVALID_OUTPUT, INTERNAL_ERROR})
 MAX_LATEST_ATTEMPTS = 8
 
 

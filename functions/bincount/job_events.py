@@ -12,6 +12,7 @@ from typing import Any
 
 from bincount.timefmt import canonical_time, parse_time
 
+#: The one home of the detail-type (the local Batch Transform emits it too, local/transform_executor.py).
 DETAIL_TYPE = "SageMaker Transform Job State Change"
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -52,9 +53,7 @@ class TransformJobEvent:
     created_at: str | None = None
     ended_at: str | None = None
     manifest_uri: str | None = None
-    output_uri: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    event_id: str = ""
 
     @property
     def is_terminal(self) -> bool:
@@ -77,7 +76,6 @@ def parse_job_event(event: Mapping[str, Any]) -> TransformJobEvent:
     if not name or not status:
         raise NotATransformJobEvent("detail lacks TransformJobName or TransformJobStatus")
     source = ((detail.get("TransformInput") or {}).get("DataSource") or {}).get("S3DataSource") or {}
-    output = detail.get("TransformOutput") or {}
     return TransformJobEvent(
         job_name=str(name),
         status=str(status),
@@ -85,9 +83,7 @@ def parse_job_event(event: Mapping[str, Any]) -> TransformJobEvent:
         created_at=_optional_time(detail.get("CreationTime")),
         ended_at=_optional_time(detail.get("TransformEndTime")) or _optional_time(event.get("time")),
         manifest_uri=source.get("S3Uri"),
-        output_uri=output.get("S3OutputPath"),
         tags=parse_tags(detail.get("Tags")),
-        event_id=str(event.get("id", "")),
     )
 
 
@@ -105,5 +101,4 @@ def job_from_description(description: Mapping[str, Any]) -> TransformJobEvent:
         ended_at=_optional_time(description.get("TransformEndTime"))
         or _optional_time(description.get("LastModifiedTime")),
         manifest_uri=source.get("S3Uri"),
-        output_uri=(description.get("TransformOutput") or {}).get("S3OutputPath"),
     )

@@ -14,18 +14,17 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import unquote_plus
 
+# The image suffixes and content types live in image_formats; re-exported under their old names.
+from bincount.image_formats import CONTENT_TYPES as CONTENT_TYPES
+from bincount.image_formats import FALLBACK_CONTENT_TYPE, content_type_for
+from bincount.image_formats import IMAGE_SUFFIXES as DEFAULT_IMAGE_SUFFIXES
 from bincount.timefmt import canonical_time
-
-DEFAULT_IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 
 # Applied to the key relative to the ingest prefix: `<bin_id>/<anything>.<ext>`; a file name that
 # starts with a compact UTC timestamp (`20261126T101500Z-...`) gives the capture time.
 DEFAULT_KEY_PATTERN = (
     r"^(?P<bin_id>[^/]+)/(?:.*/)?(?:(?P<captured_at>\d{8}T\d{6}(?:\.\d+)?Z)[^/]*|[^/]+)\.[A-Za-z0-9]+$"
 )
-
-CONTENT_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png"}
-FALLBACK_CONTENT_TYPE = "application/x-image"
 
 
 class MalformedNotification(ValueError):
@@ -138,11 +137,6 @@ class KeyRules:
     def is_ingested(self, key: str) -> bool:
         """Under the prefix and not a folder marker: every such object ends as a count or an error."""
         return key.startswith(self.prefix) and not key.endswith("/")
-
-
-def content_type_for(key: str) -> str:
-    """The transform job's ContentType for a key; unknown suffixes get SageMaker's generic type."""
-    return CONTENT_TYPES.get(PurePosixPath(key).suffix.lower(), FALLBACK_CONTENT_TYPE)
 
 
 def bin_and_name_time(key: str, rules: KeyRules) -> tuple[str, str | None]:

@@ -1,5 +1,5 @@
 """The storage and service seams of the domain services; adapters/ implements them with boto3,
-tests/functions/fakes.py in memory."""
+tests/functions/pipeline_fakes.py in memory."""
 
 from __future__ import annotations
 

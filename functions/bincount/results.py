@@ -1,7 +1,8 @@
-"""The serving contract's result records (docs/ARCHITECTURE.md, "Serving contract"), parsed.
+"""The serving contract's result records, parsed: the reader side of ``serving_record.schema.json``.
 
-A ``.out`` body is one JSON record: a count or an error. Anything else (truncated file, HTML
-error page) becomes an ``invalid_output`` error so the image still ends with exactly one record.
+A ``.out`` body is one JSON record: a count or an error with one of the schema's error codes.
+Anything else (truncated file, HTML error page, a code the model cannot write) becomes an
+``invalid_output`` error so the image still ends with exactly one record.
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-ERROR_CODES = frozenset(
-    {"empty_body", "unsupported_content_type", "corrupt_image", "image_too_large", "internal_error"}
-)
+#: The serving record's one home (docs/ARCHITECTURE.md, "Serving contract"); shipped with the Lambda code.
+SCHEMA_FILE = Path(__file__).with_name("serving_record.schema.json")
+SCHEMA: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+#: The error codes the model writes, exactly: the reader accepts these and no others.
+ERROR_CODES = frozenset(SCHEMA["$defs"]["error_code"]["enum"])
+#: The schema's code for a failure of the model, not of the photo (the review tools still show it).
+INTERNAL_ERROR = "internal_error"
 # Codes the pipeline itself assigns (not the model).
 INVALID_OUTPUT = "invalid_output"
 TRANSFORM_FAILED = "transform_failed"
@@ -55,6 +61,8 @@ def parse_record(record: Any) -> ResultRecord:
         if not isinstance(error, dict) or "code" not in error:
             raise ValueError("error without a code")
         message = str(error.get("message", ""))
+        if error["code"] not in ERROR_CODES:
+            raise ValueError(f"unknown error code {error['code']!r} ({message})")
         return ErrorResult(code=str(error["code"]), message=message, model_version=version)
     count = record["count"]
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from cli_support import REGION, REPO, STACK, Result, Run, python_env
+from cli_support import REGION, REPO, STACK, Result, Run
 from moto import mock_aws
+from moto_baseline import Baseline, transform_jobs
 
 from cli.main import main
 from cli.stack import StackResources, resolve_stack
@@ -23,19 +22,11 @@ for _name, _value in {
     "AWS_SECURITY_TOKEN": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_DEFAULT_REGION": REGION,
+    # the shared stack's queues are purged before every test (moto_baseline), not once a minute
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
-
-
-@pytest.fixture(scope="session")
-def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped model packed by the project's own packager (``make model``)."""
-    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    subprocess.run(
-        [sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO, env=python_env()
-    )
-    return out
 
 
 @pytest.fixture
@@ -58,18 +49,46 @@ def run(capsys: pytest.CaptureFixture[str], no_local_stack: Path) -> Run:
     return invoke
 
 
+class SharedAccount:
+    """template.yaml's stack in one moto account per test module, put back to its baseline per test
+    (tests/moto_baseline.py): creating the stack costs more than most CLI tests."""
+
+    def __init__(self) -> None:
+        self.mock = mock_aws()
+        self.mock.start()
+        self.baseline: Baseline | None = None
+
+    def fresh(self) -> None:
+        if self.baseline is None or transform_jobs():
+            self.mock.stop()  # moto resets when its mock restarts
+            self.mock.start()
+            create_cli_stack()
+            self.baseline = Baseline.capture()
+        else:
+            self.baseline.restore()
+
+
+def create_cli_stack() -> None:
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName=STACK,
+        TemplateBody=(REPO / "template.yaml").read_text(),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in LOCAL_PARAMETER_VALUES.items()],
+    )
+
+
+@pytest.fixture(scope="module")
+def shared_account() -> Iterator[SharedAccount]:
+    account = SharedAccount()
+    yield account
+    account.mock.stop()
+
+
 @pytest.fixture
-def deployed(no_local_stack: Path) -> Iterator[StackResources]:
+def deployed(no_local_stack: Path, shared_account: SharedAccount) -> StackResources:
     """template.yaml created in moto's CloudFormation, reached as a deployed stack would be."""
-    with mock_aws():
-        cloudformation = boto3.client("cloudformation", region_name=REGION)
-        cloudformation.create_stack(
-            StackName=STACK,
-            TemplateBody=(REPO / "template.yaml").read_text(),
-            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in LOCAL_PARAMETER_VALUES.items()],
-        )
-        yield resolve_stack(STACK, REGION)
+    shared_account.fresh()
+    return resolve_stack(STACK, REGION)
 
 
 @pytest.fixture

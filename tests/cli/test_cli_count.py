@@ -22,14 +22,14 @@ from cli.errors import NotFound, Refused
 
 
 def test_count_in_process_prints_every_photo_and_fails_for_the_bad_ones(
-    run: Run, model_artifact: Path, tmp_path: Path, bin_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
+    run: Run, shipped_artifact: Path, tmp_path: Path, bin_jpeg: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BINCOUNT_THREADS", "1")  # restored afterwards: the counter sets its own
     good = tmp_path / "bin.jpg"
     good.write_bytes(bin_jpeg)
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
-    argv = ["count", str(good), str(text), str(tmp_path / "gone.jpg"), "--model", str(model_artifact)]
+    argv = ["count", str(good), str(text), str(tmp_path / "gone.jpg"), "--model", str(shipped_artifact)]
     result = run(*argv, "--threads", "2", "--json")
     assert result.code == 1
     records = json.loads(result.out)

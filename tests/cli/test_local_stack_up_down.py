@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 from cli_support import REPO, python_env
+from imaging import jpeg_photo
 
 from local.stack_state import LocalStackState, process_alive, read_state
-from local.synthetic import generate
 from local.updown import open_ports
 
 pytestmark = pytest.mark.e2e
@@ -42,10 +42,10 @@ def updown(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def local_stack(tmp_path: Path, model_artifact: Path) -> Iterator[tuple[Path, LocalStackState]]:
+def local_stack(tmp_path: Path, shipped_artifact: Path) -> Iterator[tuple[Path, LocalStackState]]:
     state_path = tmp_path / "local-stack" / "state.json"
     started = updown(
-        state_path, "up", "--model", str(model_artifact), "--server", "python", "--timeout", "300"
+        state_path, "up", "--model", str(shipped_artifact), "--server", "python", "--timeout", "300"
     )
     assert started.returncode == 0, started.stdout + started.stderr
     state = read_state(state_path)
@@ -75,8 +75,8 @@ def test_upload_is_counted_and_down_leaves_nothing_behind(
     state_path, state = local_stack
     photos = tmp_path / "photos"
     photos.mkdir()
-    for photo in generate(3, seed=5):
-        (photos / f"{photo.name}.jpg").write_bytes(photo.jpeg)
+    for index in range(3):
+        (photos / f"photo-{index}.jpg").write_bytes(jpeg_photo(index + 1, seed=5))
     uploaded = bincount(state_path, "upload", str(photos), "--bin", "BIN-E2E")
     assert uploaded.returncode == 0, uploaded.stderr
     rows = wait_for_history(state_path, "BIN-E2E", 3)

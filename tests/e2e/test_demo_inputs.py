@@ -195,6 +195,8 @@ def test_make_demo_refuses_a_missing_images_path_before_installing_anything(tmp_
         text=True,
         cwd=REPO_ROOT,
         timeout=60,
+        # run under `make test`: not a sub-make (it would print "Entering directory" on stdout)
+        env={k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")},
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

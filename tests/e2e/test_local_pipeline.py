@@ -7,16 +7,13 @@ the local Batch Transform with our model artifact, and the collector.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from local.demo import run
-from local.pipeline import REPO_ROOT, PipelineOptions
+from local.pipeline import PipelineOptions
 from local.report import Upload
 from local.uploads import synthetic_uploads
 
@@ -24,18 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The model artifact built by the project's own packager (``make model``)."""
-    out = tmp_path_factory.mktemp("model") / "model.tar.gz"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")])}
-    subprocess.run(
-        [sys.executable, "-m", "model.package", "--out", str(out)], check=True, cwd=REPO_ROOT, env=env
-    )
-    return out
-
-
-@pytest.fixture(scope="session")
-def report(model_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def report(shipped_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     uploads: list[Upload] = []
 
     def make_uploads(prefix: str) -> list[Upload]:
@@ -43,7 +29,7 @@ def report(model_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> di
         return uploads
 
     options = PipelineOptions(
-        model_artifact=model_artifact,
+        model_artifact=shipped_artifact,
         stack_name="bincount-e2e",
         batching_window_s=1.0,
         torch_threads=2,
@@ -113,7 +99,7 @@ def test_expected_quantities_raise_discrepancy_events_where_the_count_differs(re
 
 
 def test_the_real_sagemaker_serving_stack_gives_the_same_records(
-    model_artifact: Path, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+    shipped_artifact: Path, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """TorchServe + sagemaker-pytorch-inference (the container's code path) serve our handlers."""
     from local.torchserve_server import torchserve_unavailable
@@ -126,7 +112,7 @@ def test_the_real_sagemaker_serving_stack_gives_the_same_records(
         return list(synthetic_uploads(4, prefix, seed=7))
 
     options = PipelineOptions(
-        model_artifact=model_artifact,
+        model_artifact=shipped_artifact,
         stack_name="bincount-e2e-ts",
         batching_window_s=1.0,
         log_dir=tmp_path_factory.mktemp("logs-ts"),

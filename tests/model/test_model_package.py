@@ -15,6 +15,8 @@ import torch
 from model import package
 from model.network import ModelConfig, build_model, half_state_dict, sha256_file
 
+pytestmark = pytest.mark.slow  # every test here packs or builds a network
+
 EXPECTED_MEMBERS = {
     "model.pt",
     "config.json",
@@ -103,7 +105,7 @@ def test_cli_round_trip_packs_given_weights(tmp_path: Path) -> None:
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), network.eval()(x), rtol=2e-2, atol=2e-2)
     served = load_model(extracted, SETTINGS)
-    from local.synthetic import draw_bin, encode
+    from imaging import draw_bin, encode
 
     record = predict_fn(input_fn(encode(draw_bin(4, seed=2)), "image/jpeg"), served)
     assert len(record["probabilities"]) == 5 and record["model_version"] == "trained-1"

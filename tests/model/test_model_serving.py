@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from imaging import draw_bin
 from PIL import Image, ImageOps
 
 import model.inference as inference
-from local.synthetic import draw_bin
 from model.inference import (
     CountingModel,
     RequestError,

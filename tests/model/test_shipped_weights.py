@@ -6,6 +6,7 @@ Accuracy is measured by ``python -m training.evaluate`` (README, model card), ne
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +26,7 @@ def test_shipped_weights_are_small_and_match_their_checksum() -> None:
     assert {t.dtype for t in state.values() if t.is_floating_point()} == {torch.float16}
 
 
+@pytest.mark.slow
 def test_shipped_weights_load_into_the_one_network_definition() -> None:
     network, config = load_state(WEIGHTS_DIR)
     assert config.num_classes == 6 and config.top_class_open
@@ -43,12 +45,12 @@ def test_a_tampered_weights_file_is_refused(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnx"])
-def test_shipped_model_gives_the_recorded_answers(runtime: str) -> None:
+def test_shipped_model_gives_the_recorded_answers(runtime: str, shipped_artifact: Path) -> None:
     recorded = json.loads(RECORD.read_text())
     assert recorded["weights_sha256"] == ModelConfig.load(WEIGHTS_DIR / "config.json").weights_sha256, (
-        "model/weights changed: rerun `python tests/model/shipped_expectations.py` and update the model card"
+        "model/weights changed: rerun tests/model/shipped_expectations.py and update the model card"
     )
-    records = predict_shipped(runtime)
+    records = predict_shipped(runtime, shipped_artifact)
     for got, want in zip(records, recorded["records"], strict=True):
         assert got["count"] == want["count"]
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=2e-3)

@@ -24,11 +24,11 @@ from bincount.records import (
 )
 from bincount.results import CountResult, ErrorResult, ResultRecord
 from bincount.timefmt import now
+from imaging import draw_bin, encode
 
 from cli.review.service import counts_table
 from cli.stack import StackResources, resolve_deployed
 from local.stack import LOCAL_PARAMETER_VALUES
-from local.synthetic import draw_bin, encode
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

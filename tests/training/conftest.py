@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from imaging import draw_bin, encode
 
 from cli.review.export import MANIFEST, MANIFEST_FORMAT
-from local.synthetic import draw_bin, encode
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from imaging import draw_bin, encode
 from moto import mock_aws
 
-from local.synthetic import draw_bin, encode
 from training import data
 from training.data import Sample, SampleUnavailable, split_sizes, stratified_split
 

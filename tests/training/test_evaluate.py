@@ -8,7 +8,6 @@ evaluated too when that module exists, and ``../shared/abid`` when it is present
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -92,30 +91,6 @@ def fake_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for path in sorted(staging.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(staging)))
     return archive
-
-
-@pytest.fixture(scope="session")
-def real_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The artifact ``python -m model.package`` writes (the real handlers and network)."""
-    if (
-        importlib.util.find_spec("model.package") is None
-        or importlib.util.find_spec("model.inference") is None
-    ):
-        pytest.skip("model.package / model.inference are not in the repository yet")
-    out = tmp_path_factory.mktemp("real-artifact") / "model.tar.gz"
-    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'functions'}", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "model.package", "--out", str(out)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"model.package failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return out
 
 
 def run_evaluate(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
@@ -269,12 +244,12 @@ def test_manifest_test_split_only(labelled_set: LabelledSet, fake_artifact: Path
 
 
 def test_real_artifact_through_real_handlers(
-    real_artifact: Path, labelled_set: LabelledSet, tmp_path: Path
+    shipped_artifact: Path, labelled_set: LabelledSet, tmp_path: Path
 ) -> None:
     report = _json(
         run_evaluate(
             "--model",
-            str(real_artifact),
+            str(shipped_artifact),
             "--labels",
             str(labelled_set.csv),
             "--out",
@@ -290,11 +265,11 @@ def test_real_artifact_through_real_handlers(
 
 
 @pytest.mark.shared_data
-def test_shared_abid_runs(real_artifact: Path, shared_abid: Path, tmp_path: Path) -> None:
+def test_shared_abid_runs(shipped_artifact: Path, shared_abid: Path, tmp_path: Path) -> None:
     report = _json(
         run_evaluate(
             "--model",
-            str(real_artifact),
+            str(shipped_artifact),
             "--images",
             str(shared_abid),
             "--labels",

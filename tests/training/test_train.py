@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
+from imaging import draw_bin, encode
 
 from cli.errors import Refused, UsageError
-from local.synthetic import draw_bin, encode
 from model.network import ModelConfig, load_state
 from training import dataset, recipes, report, train
 from training.data import MANIFEST
@@ -58,6 +58,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _count_folder(tmp_path_factory.mktemp("pool"))
 
 
+@pytest.mark.slow
 def test_training_run_writes_a_servable_artifact_and_resumes(
     pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -125,6 +126,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
         _run([*argv, "--epochs", "2", "--arch", "mobilenet_v3_large"], capsys)
 
 
+@pytest.mark.slow
 def test_ema_run_validates_and_ships_the_averaged_weights(
     pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
@@ -132,10 +131,6 @@ class DynamoCountStore:
     def __init__(self, table: Any, sleep: Callable[[float], None] = time.sleep) -> None:
         self.table = table
         self.sleep = sleep
-
-    @classmethod
-    def from_env(cls, table_name: str) -> DynamoCountStore:
-        return cls(boto3.resource("dynamodb").Table(table_name))
 
     # -- one item at a time -----------------------------------------------------------------------
 
@@ -257,10 +252,6 @@ class DynamoCountStore:
 class DynamoJobStore:
     def __init__(self, table: Any) -> None:
         self.table = table
-
-    @classmethod
-    def from_env(cls, table_name: str) -> DynamoJobStore:
-        return cls(boto3.resource("dynamodb").Table(table_name))
 
     def get(self, job_name: str) -> dict[str, Any] | None:
         response = self.table.get_item(Key={"pk": job_name}, ConsistentRead=True)

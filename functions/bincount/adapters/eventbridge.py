@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-
 
 class EventBridgeSender:
     def __init__(self, client: Any) -> None:
         self.client = client
-
-    @classmethod
-    def from_env(cls) -> EventBridgeSender:
-        return cls(boto3.client("events"))
 
     def send(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         response = self.client.put_events(Entries=entries)

@@ -5,17 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 
 class S3ObjectStore:
     def __init__(self, client: Any) -> None:
         self.client = client
-
-    @classmethod
-    def from_env(cls) -> S3ObjectStore:
-        return cls(boto3.client("s3"))
 
     def put_json_if_absent(self, bucket: str, key: str, document: Any) -> bool:
         # Conditional write (If-None-Match: *): a retried batch never rewrites a running job's manifest.

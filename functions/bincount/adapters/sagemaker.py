@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
 from bincount.ports import JobSubmissionError
@@ -19,10 +18,6 @@ RETRYABLE = frozenset(
 class SageMakerTransformJobs:
     def __init__(self, client: Any) -> None:
         self.client = client
-
-    @classmethod
-    def from_env(cls) -> SageMakerTransformJobs:
-        return cls(boto3.client("sagemaker"))
 
     def create(self, request: dict[str, Any]) -> bool:
         try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
-
 from bincount.ports import QueuedMessage
 
 MAX_VISIBILITY_S = 900
@@ -22,10 +20,6 @@ class SqsVisibility:
     def __init__(self, client: Any, queue_url: str) -> None:
         self.client = client
         self.queue_url = queue_url
-
-    @classmethod
-    def from_env(cls, queue_url: str) -> SqsVisibility:
-        return cls(boto3.client("sqs"), queue_url)
 
     def defer(self, receipts: Sequence[tuple[str, int]]) -> None:
         """``receipts``: (receipt handle, ApproximateReceiveCount). Best effort: Lambda still redelivers."""
