@@ -50,11 +50,11 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[s
 
 
 def run_loop(
-    photos: tuple[Path, Path, dict[str, int], Path], model_artifact: Path, out: Path, *extra: str
+    photos: tuple[Path, Path, dict[str, int], Path], shipped_artifact: Path, out: Path, *extra: str
 ) -> dict[str, Any]:
     images, labels, _, base = photos
     command = [sys.executable, "-m", "local.loop", "--images", str(images), "--labels", str(labels)]
-    command += ["--model", str(model_artifact), "--base", str(base), "--out", str(out), *TINY, *extra]
+    command += ["--model", str(shipped_artifact), "--base", str(base), "--out", str(out), *TINY, *extra]
     done = subprocess.run(command, cwd=REPO, env=python_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "model before" in done.stdout  # the before/after table
@@ -74,9 +74,9 @@ def check_shape(report: dict[str, Any], labels: dict[str, int]) -> None:
 
 
 def test_a_promoted_candidate_recounts_everything_and_human_labels_survive(
-    photos: tuple[Path, Path, dict[str, int], Path], model_artifact: Path, tmp_path: Path
+    photos: tuple[Path, Path, dict[str, int], Path], shipped_artifact: Path, tmp_path: Path
 ) -> None:
-    report = run_loop(photos, model_artifact, tmp_path / "loop", "--override-gate")
+    report = run_loop(photos, shipped_artifact, tmp_path / "loop", "--override-gate")
     check_shape(report, photos[2])
     assert report["promoted"] is True and report["model_after"] != report["model_before"]
     assert {image["model_version"] for image in report["images"]} == {report["model_after"]}
@@ -84,9 +84,9 @@ def test_a_promoted_candidate_recounts_everything_and_human_labels_survive(
 
 
 def test_a_refused_gate_leaves_the_old_model_serving(
-    photos: tuple[Path, Path, dict[str, int], Path], model_artifact: Path, tmp_path: Path
+    photos: tuple[Path, Path, dict[str, int], Path], shipped_artifact: Path, tmp_path: Path
 ) -> None:
-    report = run_loop(photos, model_artifact, tmp_path / "loop", "--accuracy-tolerance", "-1")
+    report = run_loop(photos, shipped_artifact, tmp_path / "loop", "--accuracy-tolerance", "-1")
     check_shape(report, photos[2])
     assert report["promoted"] is False and report["model_after"] == report["model_before"]
     assert report["gate"]["verdict"] == "refuse" and report["gate"]["reasons"]
