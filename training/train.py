@@ -75,9 +75,10 @@ from model.network import (
     half_state_dict,
     head_parameters,
 )
-from model.package import package_model, unpack_artifact
+from model.package import package_model
 from model.preprocess import normalise
 from training import calibration, report
+from training.artifact import unpack_artifact
 from training.checkpoints import checkpoint_dir, load_checkpoint, save_checkpoint
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import (
