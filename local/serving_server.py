@@ -29,15 +29,9 @@ from typing import Any
 
 from local.moto_server import free_port
 from training.artifact import load_inference_module, unpack_artifact
+from training.malloc import with_malloc_env
 
 log = logging.getLogger(__name__)
-
-# ENGINEERING.md: glibc malloc returning torch's buffers to the OS after each step costs 1.5-3x.
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "2000000000",
-    "MALLOC_TRIM_THRESHOLD_": "4000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
 
 
 class InferenceService:
@@ -145,8 +139,7 @@ def serving_process(
     port = free_port()
     threads = torch_threads or os.cpu_count() or 1
     env = {
-        **os.environ,
-        **MALLOC_ENV,
+        **with_malloc_env(os.environ),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONPATH": os.pathsep.join(
