@@ -57,13 +57,12 @@ class InProcessCounter:
         os.environ["BINCOUNT_THREADS"] = str(threads)
         self._tmp = tempfile.TemporaryDirectory(prefix="bincount-model-")
         model_dir = Path(self._tmp.name)
+        from training.artifact import load_inference_module, unpack_artifact
+
         try:
-            with tarfile.open(artifact, "r:gz") as archive:
-                archive.extractall(model_dir, filter="data")
+            unpack_artifact(artifact, model_dir)
         except (tarfile.TarError, OSError) as error:
             raise UsageError(f"{artifact} is not a model.tar.gz: {error}") from error
-        from local.serving_server import load_inference_module
-
         self.module = load_inference_module(model_dir)
         logging.getLogger("bincount.inference").setLevel(logging.ERROR)  # rejections are in the records
         self.model = self.module.model_fn(str(model_dir))

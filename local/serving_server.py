@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 import urllib.error
@@ -27,33 +25,13 @@ import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from local.moto_server import free_port
+from training.artifact import load_inference_module, unpack_artifact
+from training.malloc import with_malloc_env
 
 log = logging.getLogger(__name__)
-
-# ENGINEERING.md: glibc malloc returning torch's buffers to the OS after each step costs 1.5-3x.
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "2000000000",
-    "MALLOC_TRIM_THRESHOLD_": "4000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
-
-
-def load_inference_module(model_dir: Path) -> ModuleType:
-    """Import ``code/inference.py`` with ``code/`` on ``sys.path``, as the container does."""
-    code_dir = model_dir / "code"
-    if str(code_dir) not in sys.path:
-        sys.path.insert(0, str(code_dir))
-    spec = importlib.util.spec_from_file_location("inference", code_dir / "inference.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"{code_dir / 'inference.py'} not found in the model artifact")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inference"] = module  # dataclasses and pickling look their module up here
-    spec.loader.exec_module(module)
-    return module
 
 
 class InferenceService:
@@ -129,10 +107,7 @@ def serve(model_dir: Path, port: int, host: str = "127.0.0.1") -> None:
 
 def extract_model(artifact: Path, destination: Path) -> Path:
     """Unpack ``model.tar.gz`` the way SageMaker fills ``/opt/ml/model``."""
-    destination.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(artifact, "r:gz") as archive:
-        archive.extractall(destination, filter="data")
-    return destination
+    return unpack_artifact(artifact, destination)
 
 
 def wait_until_pinged(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
@@ -164,8 +139,7 @@ def serving_process(
     port = free_port()
     threads = torch_threads or os.cpu_count() or 1
     env = {
-        **os.environ,
-        **MALLOC_ENV,
+        **with_malloc_env(os.environ),
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONPATH": os.pathsep.join(

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from local.moto_server import free_port
-from local.serving_server import MALLOC_ENV, server_process
+from local.serving_server import server_process
+from training.malloc import with_malloc_env
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 START = (
@@ -78,8 +79,7 @@ def torchserve_process(
     )
     workdir.mkdir(parents=True, exist_ok=True)
     env = {
-        **os.environ,
-        **MALLOC_ENV,
+        **with_malloc_env(os.environ),
         "PATH": _path(),
         "SAGEMAKER_PROGRAM": "inference.py",
         "SAGEMAKER_SUBMIT_DIRECTORY": str(SAGEMAKER_MODEL_DIR / "code"),

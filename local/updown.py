@@ -22,7 +22,6 @@ from typing import Any
 
 import psutil
 
-from local.serving_server import MALLOC_ENV
 from local.stack_state import (
     REPO_ROOT,
     ChildProcess,
@@ -31,6 +30,7 @@ from local.stack_state import (
     process_alive,
     read_state,
 )
+from training.malloc import with_malloc_env
 
 
 def pid_file(state_path: Path) -> Path:
@@ -74,7 +74,7 @@ def start(args: argparse.Namespace) -> int:
     python_path = os.pathsep.join(
         [str(REPO_ROOT), str(REPO_ROOT / "functions"), os.environ.get("PYTHONPATH", "")]
     )
-    env = {**os.environ, **MALLOC_ENV, "PYTHONPATH": python_path}
+    env = {**with_malloc_env(os.environ), "PYTHONPATH": python_path}
     with (log_dir / "daemon.log").open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

@@ -23,7 +23,6 @@ import platform
 import random
 import statistics
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from cli.errors import UsageError, one_line_errors
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
 from model.network import ModelConfig, build_model
 from model.package import package_model
+from training.artifact import unpack_artifact
 
 ABID_LIKE_SIZES = ((470, 350), (520, 400), (400, 300), (640, 480), (350, 260))
 
@@ -153,12 +153,6 @@ def workers_path(models: list[CountingModel]) -> Callable[[list[bytes]], None]:
     return run
 
 
-def extract(artifact: Path, into: Path) -> Path:
-    with tarfile.open(artifact) as archive:
-        archive.extractall(into, filter="data")
-    return into
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """Paths and numbers checked before any model loads: one line for each mistake."""
     if not args.model.is_file():
@@ -207,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  {results[-1].name}: {results[-1].rate:.1f} img/s", flush=True)
     with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
-        model_dir = extract(args.model, Path(tmp) / "default")
+        model_dir = unpack_artifact(args.model, Path(tmp) / "default")
         for runtime in ("auto", "torch"):
             model = load_model(model_dir, replace(settings, runtime=runtime))
             first = len(results)
@@ -232,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             config = ModelConfig.for_arch("resnet50", num_classes=5, version="bench-resnet50")
             network = settle_batchnorm(build_model(config))
             artifact = package_model(Path(tmp) / "resnet50.tar.gz", network.state_dict(), config, onnx=True)
-            model = load_model(extract(artifact, Path(tmp) / "resnet50"), settings)
+            model = load_model(unpack_artifact(artifact, Path(tmp) / "resnet50"), settings)
             label = f"ours resnet50 [{model.runtime.name}]"
             resnet_images = images[: max(args.seed_count, 2 * args.batch)]
             results.append(timed(f"{label}, 1 per request", resnet_images, per_request_path(model), warmup))

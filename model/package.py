@@ -193,23 +193,6 @@ def resolve_inputs(
     )
 
 
-def unpack_artifact(artifact: str | Path, dest: str | Path, names: tuple[str, ...] | None = None) -> Path:
-    """Extract ``model.tar.gz`` (all of it, or only ``names``) into ``dest``; returns ``dest``.
-
-    The one place an artifact is unpacked: SageMaker's model directory, the trainer's copy of
-    ``model.pt`` + ``config.json`` beside the artifact, a model to fine-tune from.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(artifact, "r:gz") as archive:
-        members = archive.getmembers() if names is None else [archive.getmember(n) for n in names]
-        try:
-            archive.extractall(dest, members=members, filter="data")
-        except TypeError:  # Python without extraction filters (< 3.10.12): our own, trusted archive
-            archive.extractall(dest, members=members)
-    return dest
-
-
 def check_arguments(args: argparse.Namespace) -> None:
     """Paths and names checked before torch does any work: one line for each mistake."""
     for flag, path in (("--weights", args.weights), ("--config", args.config)):

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import logging
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +29,7 @@ from typing import Any
 from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
 from cli.errors import UsageError, one_line_errors
+from training.artifact import load_inference_module, unpack_artifact
 from training.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
     PUBLIC_BASELINES,
@@ -127,11 +126,7 @@ class Handlers:
 
 def extract_artifact(model: Path, workdir: Path) -> Path:
     """A ``model.tar.gz`` is unpacked into ``workdir``; a folder is used as is."""
-    if model.is_dir():
-        return model
-    with tarfile.open(model, "r:gz") as archive:
-        archive.extractall(workdir, filter="data")
-    return workdir
+    return model if model.is_dir() else unpack_artifact(model, workdir)
 
 
 def load_handlers(model_dir: Path) -> Handlers:
@@ -149,13 +144,7 @@ def load_handlers(model_dir: Path) -> Handlers:
                 "package 'model' already imported from %s; the artifact's code/model is not used",
                 getattr(sys.modules["model"], "__file__", "?"),
             )
-        sys.path.insert(0, str(code))
-        spec = importlib.util.spec_from_file_location("bincount_artifact_inference", script)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {script}")
-        module: ModuleType = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look their module up by name
-        spec.loader.exec_module(module)
+        module: ModuleType = load_inference_module(model_dir)
         source = str(script)
     else:
         import model.inference as module  # the repository's handlers

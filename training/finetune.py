@@ -20,7 +20,7 @@ from torch import nn
 
 from cli.errors import UsageError
 from model.network import CONFIG_FILE, WEIGHTS_FILE, EfficientNetLite, ModelConfig, ModelLoadError, load_state
-from model.package import unpack_artifact
+from training.artifact import unpack_artifact
 
 
 def load_init(

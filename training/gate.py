@@ -48,6 +48,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.errors import NotFound, UsageError, one_line_errors
+from training.artifact import unpack_artifact
 from training.data import MANIFEST, discover_local, hash_split, is_prepared, is_reviewed
 from training.evaluate import (
     LabelledImage,
@@ -139,8 +140,6 @@ class Answers:
 
 def serve(artifact: Path, photos: Sequence[LabelledImage], workdir: Path) -> Answers:
     """Count every photo with the artifact's own handlers."""
-    from model.package import unpack_artifact
-
     model_dir = artifact if artifact.is_dir() else unpack_artifact(artifact, workdir)
     run = run_handlers(load_handlers(model_dir), model_dir, photos, batch_size=16)
     counts = {p.item.name: int(p.record["count"]) for p in run.predictions if p.ok}

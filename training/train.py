@@ -75,9 +75,10 @@ from model.network import (
     half_state_dict,
     head_parameters,
 )
-from model.package import package_model, unpack_artifact
+from model.package import package_model
 from model.preprocess import normalise
 from training import calibration, report
+from training.artifact import unpack_artifact
 from training.checkpoints import checkpoint_dir, load_checkpoint, save_checkpoint
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import (
@@ -94,6 +95,7 @@ from training.dataset import (
 )
 from training.finetune import freeze_early_blocks, load_init
 from training.losses import CLASS_WEIGHTINGS, LOSSES, CountLoss, class_weights
+from training.malloc import MALLOC_ENV
 from training.metrics import RMSE_WEIGHT, compute_metrics, validation_score
 from training.precision import autocast_dtype_for
 from training.progress import progress
@@ -139,11 +141,6 @@ METRIC_DEFINITIONS = [
         "best_valid_score",
     )
 ]
-MALLOC_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "2000000000",
-    "MALLOC_TRIM_THRESHOLD_": "4000000000",
-    "MALLOC_TOP_PAD_": "1000000000",
-}
 QUICK = {"epochs": 2, "image_size": 96, "batch_size": 16, "max_train_images": 96, "max_eval_images": 48}
 
 

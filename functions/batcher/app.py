@@ -16,8 +16,6 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from bincount.adapters.s3_versions import S3VersionCopier
 from bincount.adapters.sqs import SqsDeadLetters, SqsVisibility
 from bincount.batching import sanitize_prefix
@@ -30,10 +28,6 @@ from bincount.wiring import build_collector, build_submitter
 
 logger = Logger()
 metrics = Metrics()
-
-
-class MessageNotHandedOver(Exception):
-    """Raised for a message whose images must wait in SQS (reported as a batch item failure)."""
 
 
 @dataclass
@@ -202,15 +196,20 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
     )
     emit_metrics(plan, report)
 
-    def record_handler(record: SQSRecord) -> None:
-        if record.message_id in failing:
-            raise MessageNotHandedOver(record.message_id)
+    return partial_batch_response(records, failing)
 
-    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response = process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
-    return dict(response)
+
+def partial_batch_response(records: list[dict[str, Any]], failing: set[str]) -> dict[str, Any]:
+    """``ReportBatchItemFailures``: the failing messages, in delivery order, stay in SQS.
+
+    Built directly: the outcome of every message is decided for the batch as a whole above, so
+    Powertools' per-record ``BatchProcessor`` would only format this.
+    """
+    return {
+        "batchItemFailures": [
+            {"itemIdentifier": record["messageId"]} for record in records if record["messageId"] in failing
+        ]
+    }
 
 
 @metrics.log_metrics

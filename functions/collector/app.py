@@ -8,17 +8,19 @@ without it the per-image conditional writes still make a replay harmless.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent, event_source
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
 from bincount.results import CountResult
@@ -31,11 +33,34 @@ metrics = Metrics()
 IDEMPOTENCY_KEY = "[detail.TransformJobName, detail.TransformJobStatus]"
 
 
+IDEMPOTENCY_TTL_S = 7 * 24 * 3600
+
+
 @dataclass
 class CollectorRuntime:
+    """Wired once per Lambda environment, the idempotent ``collect`` included (not once per event)."""
+
     settings: Settings
     collector: Collector
     idempotency: DynamoDBPersistenceLayer | None = None
+    idempotency_config: IdempotencyConfig = field(
+        default_factory=lambda: IdempotencyConfig(
+            event_key_jmespath=IDEMPOTENCY_KEY, expires_after_seconds=IDEMPOTENCY_TTL_S
+        )
+    )
+    collect: Callable[..., dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.collect = (
+            collect_job
+            if self.idempotency is None
+            else idempotent_function(
+                collect_job,
+                data_keyword_argument="job_event",
+                persistence_store=self.idempotency,
+                config=self.idempotency_config,
+            )
+        )
 
 
 def build_runtime(
@@ -106,10 +131,10 @@ def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
         metrics.add_metric(name="CountConfidence", unit=MetricUnit.NoUnit, value=outcome.result.confidence)
 
 
-def collect(job_event: dict[str, Any], runtime: CollectorRuntime) -> dict[str, Any]:
-    job = parse_job_event(job_event)
+def collect_job(*, job_event: dict[str, Any], job: TransformJobEvent, collector: Collector) -> dict[str, Any]:
+    """One job's results recorded; ``job_event`` (the raw event) is only the idempotency key's source."""
     logger.append_keys(job=job.job_name, status=job.status)
-    report = runtime.collector.collect(job)
+    report = collector.collect(job)
     summary = summary_of(report)
     if not report.ignored:
         emit_metrics(job, report)
@@ -117,29 +142,21 @@ def collect(job_event: dict[str, Any], runtime: CollectorRuntime) -> dict[str, A
     return summary
 
 
-def process(event: dict[str, Any], context: Any, runtime: CollectorRuntime) -> dict[str, Any]:
+def process(
+    event: EventBridgeEvent, context: LambdaContext | None, runtime: CollectorRuntime
+) -> dict[str, Any]:
     metrics.add_metric(name="StateChangeEvents", unit=MetricUnit.Count, value=1)  # replays included
     try:
-        parse_job_event(event)
+        job = parse_job_event(event)
     except NotATransformJobEvent as error:
         logger.warning("not a transform job state change, ignored", error=str(error))
         return {"ignored": True}
-    if runtime.idempotency is None:
-        return collect(event, runtime)
-    config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY, expires_after_seconds=7 * 24 * 3600)
     if context is not None:
-        config.register_lambda_context(context)
-
-    @idempotent_function(
-        data_keyword_argument="job_event", persistence_store=runtime.idempotency, config=config
-    )
-    def collect_once(job_event: dict[str, Any]) -> dict[str, Any]:
-        return collect(job_event, runtime)
-
-    result: dict[str, Any] = collect_once(job_event=event)
-    return result
+        runtime.idempotency_config.register_lambda_context(context)
+    return runtime.collect(job_event=event.raw_event, job=job, collector=runtime.collector)
 
 
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+@event_source(data_class=EventBridgeEvent)
+def handler(event: EventBridgeEvent, context: LambdaContext | None = None) -> dict[str, Any]:
     return process(event, context, get_runtime())

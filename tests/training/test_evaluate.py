@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from training.malloc import with_malloc_env
+
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 
@@ -97,12 +99,9 @@ def run_evaluate(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[
     """``python -m training.evaluate`` in a fresh process, as a user runs it (the artifact's code/model
     can only shadow the repository's package in a process that has not imported it)."""
     env = {
-        **os.environ,
+        **with_malloc_env(os.environ),
         "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'functions'}",
         "OMP_NUM_THREADS": "1",
-        "MALLOC_MMAP_THRESHOLD_": "2000000000",
-        "MALLOC_TRIM_THRESHOLD_": "4000000000",
-        "MALLOC_TOP_PAD_": "1000000000",
     }
     return subprocess.run(
         [sys.executable, "-m", "training.evaluate", *args],
