@@ -86,8 +86,9 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# One pytest worker per core (pytest-xdist): measured 116 s -> 71 s on this 2-core machine, idle.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "$(FAST_TESTS)"
+	$(PY) -m pytest -q -n auto -m "$(FAST_TESTS)"
 
 $(FN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(FN_VENV)
