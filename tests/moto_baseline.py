@@ -8,10 +8,12 @@ be deleted (in AWS nor in moto), so a test that left one gets the next test a fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import boto3
+from moto import mock_aws
 
 REGION = "us-east-1"
 
@@ -98,3 +100,38 @@ class Baseline:
         for bus in events.list_event_buses()["EventBuses"]:
             if bus["Name"] not in self.buses:
                 events.delete_event_bus(Name=bus["Name"])
+
+
+T = TypeVar("T")
+
+
+class ModuleAccount(Generic[T]):
+    """One moto account for a whole test module: ``create`` (the stack) runs once and every test
+    starts from the baseline taken right after it, or from a new account when there is none yet or
+    a test left transform jobs (they cannot be deleted)."""
+
+    def __init__(self, create: Callable[[], T]) -> None:
+        self.create = create
+        self.mock = mock_aws()
+        self.mock.start()
+        self.created: tuple[T] | None = None  # a tuple, so a ``create`` returning None still counts
+        self.baseline: Baseline | None = None
+
+    def fresh(self) -> T:
+        """What ``create`` returned, with the account as it was right after it."""
+        if self.created is None or self.baseline is None or transform_jobs():
+            self.blank()
+            self.created = (self.create(),)
+            self.baseline = Baseline.capture()
+        else:
+            self.baseline.restore()
+        return self.created[0]
+
+    def blank(self) -> None:
+        """An empty account (moto resets when its mock restarts); the next :meth:`fresh` creates again."""
+        self.mock.stop()
+        self.mock.start()
+        self.created = self.baseline = None
+
+    def close(self) -> None:
+        self.mock.stop()

@@ -9,8 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 from cli_support import REGION, REPO, STACK, Result, Run
-from moto import mock_aws
-from moto_baseline import Baseline, transform_jobs
+from moto_baseline import ModuleAccount
 
 from cli.main import main
 from cli.stack import StackResources, resolve_stack
@@ -49,25 +48,6 @@ def run(capsys: pytest.CaptureFixture[str], no_local_stack: Path) -> Run:
     return invoke
 
 
-class SharedAccount:
-    """template.yaml's stack in one moto account per test module, put back to its baseline per test
-    (tests/moto_baseline.py): creating the stack costs more than most CLI tests."""
-
-    def __init__(self) -> None:
-        self.mock = mock_aws()
-        self.mock.start()
-        self.baseline: Baseline | None = None
-
-    def fresh(self) -> None:
-        if self.baseline is None or transform_jobs():
-            self.mock.stop()  # moto resets when its mock restarts
-            self.mock.start()
-            create_cli_stack()
-            self.baseline = Baseline.capture()
-        else:
-            self.baseline.restore()
-
-
 def create_cli_stack() -> None:
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName=STACK,
@@ -78,14 +58,16 @@ def create_cli_stack() -> None:
 
 
 @pytest.fixture(scope="module")
-def shared_account() -> Iterator[SharedAccount]:
-    account = SharedAccount()
+def shared_account() -> Iterator[ModuleAccount[None]]:
+    """template.yaml's stack in one moto account per test module: creating it costs more than most
+    CLI tests; each test starts from the baseline (tests/moto_baseline.py)."""
+    account = ModuleAccount(create_cli_stack)
     yield account
-    account.mock.stop()
+    account.close()
 
 
 @pytest.fixture
-def deployed(no_local_stack: Path, shared_account: SharedAccount) -> StackResources:
+def deployed(no_local_stack: Path, shared_account: ModuleAccount[None]) -> StackResources:
     """template.yaml created in moto's CloudFormation, reached as a deployed stack would be."""
     shared_account.fresh()
     return resolve_stack(STACK, REGION)

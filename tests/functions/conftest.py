@@ -13,8 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
-from moto_baseline import Baseline, transform_jobs
+from moto_baseline import ModuleAccount
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
@@ -105,50 +104,25 @@ def function_env(outputs: dict[str, str]) -> dict[str, str]:
     }
 
 
-class SharedStack:
-    """One moto account for a whole test module: the stack created once, reset to its baseline per test."""
-
-    def __init__(self) -> None:
-        self.mock = mock_aws()
-        self.mock.start()
-        self.outputs: dict[str, str] | None = None
-        self.baseline: Baseline | None = None
-
-    def fresh(self) -> Stack:
-        """The stack as if just created: restored to the baseline, or created in a new account when
-        there is none yet or a test left transform jobs (they cannot be deleted)."""
-        if self.outputs is None or self.baseline is None or transform_jobs():
-            self.blank()
-            self.outputs = create_stack()
-            self.baseline = Baseline.capture()
-        else:
-            self.baseline.restore()
-        return Stack(outputs=self.outputs, env=function_env(self.outputs))
-
-    def blank(self) -> None:
-        """An empty account (moto resets when its mock restarts); the next :meth:`fresh` creates the stack."""
-        self.mock.stop()
-        self.mock.start()
-        self.outputs = self.baseline = None
-
-
 @pytest.fixture(scope="module")
-def shared_stack() -> Iterator[SharedStack]:
-    shared = SharedStack()
+def shared_stack() -> Iterator[ModuleAccount[dict[str, str]]]:
+    """One moto account per test module holding template.yaml's stack (its outputs)."""
+    shared = ModuleAccount(create_stack)
     yield shared
-    shared.mock.stop()
+    shared.close()
 
 
 @pytest.fixture
-def aws(shared_stack: SharedStack) -> None:
+def aws(shared_stack: ModuleAccount[dict[str, str]]) -> None:
     """An empty moto account of the test's own, for tests that create stacks themselves."""
     shared_stack.blank()
 
 
 @pytest.fixture
-def stack(shared_stack: SharedStack, monkeypatch: pytest.MonkeyPatch) -> Stack:
+def stack(shared_stack: ModuleAccount[dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> Stack:
     """template.yaml's stack in moto, as if just created; the functions' env vars from its outputs."""
-    stack = shared_stack.fresh()
+    outputs = shared_stack.fresh()
+    stack = Stack(outputs=outputs, env=function_env(outputs))
     for name, value in stack.env.items():
         monkeypatch.setenv(name, value)
     from bincount.settings import get_settings
