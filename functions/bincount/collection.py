@@ -20,10 +20,10 @@ else they wait in the retry queue too. No photo is rejected because of AWS's cap
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from bincount.batching import (
     Chunk,
@@ -44,6 +44,7 @@ from bincount.records import (
     ImageOutcome,
     LatestDecision,
     LatestState,
+    LatestWrite,
     image_item,
     image_record_sk,
     outcome_for,
@@ -62,6 +63,7 @@ from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, avail
 from bincount.timefmt import now
 from bincount.waiting import WaitingRoom
 
+K = TypeVar("K")  # what one LATEST planner plans by: a bin, or one re-counted photo
 log = logging.getLogger(__name__)
 
 MAX_LATEST_ATTEMPTS = 8
@@ -213,12 +215,23 @@ class Collector:
 
     # -- recording --------------------------------------------------------------------------------
 
-    def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
-        """Steps 1-4 for the job's images, a few round trips for the whole job."""
+    def _read(self, outcomes: list[ImageOutcome]) -> tuple[list[ImageOutcome], CountSnapshot]:
+        """The outcomes once per upload, with their records and their bins' LATEST: one read."""
         unique = list({image_record_sk(outcome.image): outcome for outcome in outcomes}.values())
         snapshot = self.counts.read_state(
             {o.image.bin_id for o in unique}, [(o.image.bin_id, image_record_sk(o.image)) for o in unique]
         )
+        return unique, snapshot
+
+    def _record(
+        self,
+        outcomes: list[ImageOutcome],
+        report: CollectionReport,
+        read: tuple[list[ImageOutcome], CountSnapshot] | None = None,
+    ) -> None:
+        """Steps 1-4 for the job's images, a few round trips for the whole job (``read``: what
+        :meth:`_read` already answered for them)."""
+        unique, snapshot = read or self._read(outcomes)
         fresh: list[ImageOutcome] = []
         for outcome in unique:
             if image_record_sk(outcome.image) in snapshot.images:
@@ -243,10 +256,7 @@ class Collector:
     def _record_recounts(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
         """A re-count job's results (bincount.recounts): onto the existing records, history kept;
         LATEST only for the photo it holds; photos without a record are recorded as usual."""
-        unique = list({image_record_sk(outcome.image): outcome for outcome in outcomes}.values())
-        snapshot = self.counts.read_state(
-            {o.image.bin_id for o in unique}, [(o.image.bin_id, image_record_sk(o.image)) for o in unique]
-        )
+        unique, snapshot = self._read(outcomes)
         fresh, pending = [], []
         for outcome in unique:
             item = snapshot.images.get(image_record_sk(outcome.image))
@@ -266,8 +276,8 @@ class Collector:
                         item,
                     )
                 )
-        if fresh:
-            self._record(fresh, report)
+        if fresh:  # the read above covers them: no second read
+            self._record(fresh, report, (fresh, snapshot))
         steps = self._recount_latest([outcome for outcome, _ in pending], snapshot)
         publishable = {id(step.outcome) for step in self._publish(steps, report)}
         recorded_at = self.clock()
@@ -293,41 +303,50 @@ class Collector:
 
     def _recount_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[PhotoStep]:
         """LATEST of each bin whose photo is re-counted (once per bin: one photo holds it)."""
-        latest, steps = snapshot.latest, {}
-        todo = {id(outcome): outcome for outcome in outcomes}
-        for _ in range(MAX_LATEST_ATTEMPTS):
-            updated_at, writes = self.clock(), {}
-            for key, outcome in todo.items():
-                held = latest.get(outcome.image.bin_id)
-                write, decision, previous = recount_latest(held, outcome, updated_at)
-                state = LatestState.from_item(held)
-                expected = state.expected_quantity if state else None
-                steps[key] = PhotoStep(outcome, decision, previous, expected)
-                if write is not None:
-                    writes[key] = write
-            contended = self.counts.put_latests(list(writes.values())) if writes else set()
-            todo = {key: todo[key] for key, write in writes.items() if write.bin_id in contended}
-            if not todo:
-                return [steps[id(outcome)] for outcome in outcomes]
-            latest = self.counts.read_state(contended, []).latest
-        raise CollectionIncomplete(f"LATEST of bins {sorted(contended)} kept changing under us")
+        steps: dict[int, PhotoStep] = {}
+        by_key = {id(outcome): outcome for outcome in outcomes}
+
+        def plan(key: int, latest: Mapping[str, Any], updated_at: str) -> LatestWrite | None:
+            outcome = by_key[key]
+            held = latest.get(outcome.image.bin_id)
+            write, decision, previous = recount_latest(held, outcome, updated_at)
+            state = LatestState.from_item(held)
+            steps[key] = PhotoStep(outcome, decision, previous, state.expected_quantity if state else None)
+            return write
+
+        self._settle_latest(list(by_key), plan, snapshot.latest)
+        return [steps[id(outcome)] for outcome in outcomes]
 
     def _move_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[BinPlan]:
         """Step 2: plan every bin, write LATEST once per bin; bins that lost a race are planned again."""
         by_bin: dict[str, list[ImageOutcome]] = {}
         for outcome in outcomes:
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
-        latest = snapshot.latest
         plans: dict[str, BinPlan] = {}
-        contended = set(by_bin)
+
+        def plan(bin_id: str, latest: Mapping[str, Any], updated_at: str) -> LatestWrite | None:
+            plans[bin_id] = plan_bin(bin_id, latest.get(bin_id), by_bin[bin_id], updated_at)
+            return plans[bin_id].write
+
+        self._settle_latest(sorted(by_bin), plan, snapshot.latest)
+        return [plans[bin_id] for bin_id in by_bin]
+
+    def _settle_latest(
+        self,
+        keys: list[K],
+        plan: Callable[[K, Mapping[str, Any], str], LatestWrite | None],
+        latest: Mapping[str, Any],
+    ) -> None:
+        """Write what ``plan`` decides for each key against LATEST as read; the keys whose bin moved
+        on meanwhile (optimistic lock) are planned again against a fresh read, a bounded number of times."""
+        todo = keys
         for _ in range(MAX_LATEST_ATTEMPTS):
             updated_at = self.clock()
-            for bin_id in contended:
-                plans[bin_id] = plan_bin(bin_id, latest.get(bin_id), by_bin[bin_id], updated_at)
-            writes = [write for b in sorted(contended) if (write := plans[b].write) is not None]
-            contended = self.counts.put_latests(writes) if writes else set()
-            if not contended:
-                return [plans[bin_id] for bin_id in by_bin]
+            writes = {key: write for key in todo if (write := plan(key, latest, updated_at)) is not None}
+            contended = self.counts.put_latests(list(writes.values())) if writes else set()
+            todo = [key for key, write in writes.items() if write.bin_id in contended]
+            if not todo:
+                return
             latest = self.counts.read_state(contended, []).latest
         raise CollectionIncomplete(f"LATEST of bins {sorted(contended)} kept changing under us")
 
