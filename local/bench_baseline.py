@@ -17,6 +17,7 @@ from typing import Any
 from bincount.bin_plans import PhotoStep
 from bincount.collection import MAX_LATEST_ATTEMPTS, CollectionIncomplete, CollectionReport, Collector
 from bincount.records import (
+    CountSnapshot,
     ImageOutcome,
     LatestDecision,
     LatestState,
@@ -34,7 +35,13 @@ WRITE_WORKERS = 8
 class PerPhotoCollector(Collector):
     """Steps 1-4 photo by photo: one read pair and one conditional write pair per photo."""
 
-    def _record(self, outcomes: list[ImageOutcome], report: CollectionReport) -> None:
+    def _record(
+        self,
+        outcomes: list[ImageOutcome],
+        report: CollectionReport,
+        read: tuple[list[ImageOutcome], CountSnapshot] | None = None,
+    ) -> None:
+        """``read`` is the batched design's: the per-photo design reads each photo itself."""
         by_bin: dict[str, list[ImageOutcome]] = {}
         for outcome in sorted(outcomes, key=lambda o: upload_order(o.image)):
             by_bin.setdefault(outcome.image.bin_id, []).append(outcome)
