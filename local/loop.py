@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -32,6 +33,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bincount.image_formats import IMAGE_SUFFIXES
+
 from cli.errors import NotFound, Refused, UsageError, one_line_errors
 from local.loop_report import LoopUpload, build_report, latest_record, read_labels, render_table, review_plan
 from local.stack_state import REPO_ROOT, STATE_ENV
@@ -39,7 +42,6 @@ from local.uploads import find_photos
 
 PROG = "make loop-demo"
 REVIEWER = "loop-demo"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def say(message: str) -> None:
@@ -151,13 +153,24 @@ def apply_reviews(resources: Any, uploads: Sequence[LoopUpload], labels: dict[Pa
     return applied
 
 
-def base_subset(base: Path, out: Path, limit: int, seed: int = 0) -> Path:
-    """A stratified subset of the base training data as ``<count>/<photo>`` links (built once)."""
+def content_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def base_subset(
+    base: Path, out: Path, limit: int, seed: int = 0, exclude: frozenset[str] = frozenset()
+) -> Path:
+    """A stratified subset of the base training data as ``<count>/<photo>`` links (built once).
+
+    Photos whose bytes are in ``exclude`` (the loop's own uploads) are left out: when IMAGES come
+    from the base data, a reviewed photo would otherwise reach training through the base subset
+    and the gate would judge the candidate on photos it was trained on.
+    """
     by_count: dict[str, list[Path]] = {}
     for folder in sorted(p for p in (base / "images" if (base / "images").is_dir() else base).iterdir()):
         if folder.is_dir() and folder.name.isdigit():
             photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            by_count[folder.name] = photos
+            by_count[folder.name] = [p for p in photos if not exclude or content_digest(p) not in exclude]
     total = sum(len(photos) for photos in by_count.values())
     if not total:
         raise UsageError(f"--base {base}: no <count>/<photo> folders to mix into the retraining")
@@ -288,7 +301,11 @@ def first_count(
 
 
 def learn(
-    args: argparse.Namespace, resolve: Callable[[], Any], current: Path, registry: Path
+    args: argparse.Namespace,
+    resolve: Callable[[], Any],
+    current: Path,
+    registry: Path,
+    uploaded: frozenset[str],
 ) -> dict[str, Any]:
     """Export the reviews, retrain, gate, promote: the loop's summary of it."""
     from cli.review.commands import export
@@ -296,7 +313,7 @@ def learn(
     labels_dir = args.out / "labels"
     exported = export(resolve(), labels_dir, "")
     say(exported.summary(labels_dir))
-    base_dir = base_subset(args.base, args.out / "base", args.base_photos)
+    base_dir = base_subset(args.base, args.out / "base", args.base_photos, exclude=uploaded)
     candidate = retrain(args, current, labels_dir, base_dir)
     verdict = gate(args, candidate, current, labels_dir, base_dir)
     from training.registry import artifact_config
@@ -328,7 +345,8 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     with loop_stack(args.out, args.model, registry) as resolve:
         uploads, first = first_count(resolve, photos, args.timeout)
         say(f"reviews applied: {apply_reviews(resolve(), uploads, labels)}")
-        learned = learn(args, resolve, Path(before["artifact"]), registry)
+        uploaded = frozenset(content_digest(photo.path) for photo in photos)
+        learned = learn(args, resolve, Path(before["artifact"]), registry, uploaded)
         served = served_version(resolve, learned["candidate"] if learned["promoted"] else None)
         if learned["promoted"]:
             recount_all(resolve, served, [upload.key for upload in uploads])

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cli.errors import UsageError
-from local.loop import main
+from local.loop import base_subset, content_digest, main
 from local.loop_report import (
     LoopUpload,
     build_report,
@@ -117,3 +117,20 @@ def test_bad_images_are_one_line_before_anything_starts(
     )
     assert code == 2 and "LABELS=" in capsys.readouterr().err
     assert not (out / "stack").exists() and not (out / "registry").exists()
+
+
+def test_the_base_subset_leaves_out_the_loops_own_photos(tmp_path: Path) -> None:
+    """A photo the loop uploads (and may review into the gate set) never reaches training through
+    the base data, even when IMAGES were taken from the base folder."""
+    base = tmp_path / "base" / "images"
+    for count in ("1", "2"):
+        (base / count).mkdir(parents=True)
+        for i in range(4):
+            (base / count / f"{count}-{i}.jpg").write_bytes(f"photo {count}-{i}".encode())
+    uploaded = frozenset({content_digest(base / "1" / "1-0.jpg"), content_digest(base / "2" / "2-3.jpg")})
+
+    kept = base_subset(base.parent, tmp_path / "subset", limit=100, exclude=uploaded)
+
+    names = sorted(p.name for p in kept.rglob("*.jpg"))
+    assert names == ["1-1.jpg", "1-2.jpg", "1-3.jpg", "2-0.jpg", "2-1.jpg", "2-2.jpg"]
+    assert len(list(base_subset(base.parent, tmp_path / "all", limit=100).rglob("*.jpg"))) == 8
