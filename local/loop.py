@@ -137,18 +137,24 @@ def served_version(resolve: Callable[[], Any], expected: str | None, timeout_s: 
 # -- reviews, retraining, gate ------------------------------------------------------------------
 
 
-def apply_reviews(resources: Any, uploads: Sequence[LoopUpload], labels: dict[Path, int]) -> int:
-    """Each label as a review through the console's code path; photos with an error record are
-    not reviewable and are said so (they keep human_count null)."""
+def apply_reviews(
+    resources: Any, uploads: Sequence[LoopUpload], labels: dict[Path, int], records: dict[str, dict[str, Any]]
+) -> int:
+    """Each label as a review through the console's code path, answered as a person at the console
+    would (``+`` beyond the model's top class); photos with an error record are not reviewable and
+    are said so (they keep human_count null)."""
+    from bincount.corrections import answer_for, top_class
+
     from cli.review.commands import correct_photo
     from training.progress import progress
 
     applied = 0
     for review in progress(review_plan(uploads, labels), desc="reviewed", unit="img"):
+        answer = answer_for(review.count, top_class(records.get(review.key, {})))
         try:
-            correct_photo(resources, review.key, str(review.count), REVIEWER)
+            correct_photo(resources, review.key, answer, REVIEWER)
             applied += 1
-        except UsageError as error:  # out of the model's range, an error record, ...: one line each
+        except UsageError as error:  # an error record, a photo gone, ...: one line each
             say(f"review of {review.key} not applied: {error}")
     return applied
 
@@ -344,7 +350,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     models.promote(registry, before["version"], REVIEWER)
     with loop_stack(args.out, args.model, registry) as resolve:
         uploads, first = first_count(resolve, photos, args.timeout)
-        say(f"reviews applied: {apply_reviews(resolve(), uploads, labels)}")
+        say(f"reviews applied: {apply_reviews(resolve(), uploads, labels, first)}")
         uploaded = frozenset(content_digest(photo.path) for photo in photos)
         learned = learn(args, resolve, Path(before["artifact"]), registry, uploaded)
         served = served_version(resolve, learned["candidate"] if learned["promoted"] else None)

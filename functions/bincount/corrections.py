@@ -97,6 +97,12 @@ def top_class(item: Mapping[str, Any], default_num_classes: int = DEFAULT_NUM_CL
     return (len(probabilities) if probabilities else default_num_classes) - 1
 
 
+def answer_for(count: int, top: int) -> str:
+    """What a person who counted ``count`` objects answers for a record whose classes are 0..top:
+    the exact count, or ``+`` beyond the top class (the console has no key for 8)."""
+    return MORE_THAN_TOP if count > top else str(count)
+
+
 def parse_label(value: object, top: int) -> HumanLabel:
     """``"0".."top"`` (or an int) is an exact count, ``"+"`` means more than ``top``."""
     text = str(value).strip()

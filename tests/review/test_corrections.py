@@ -21,6 +21,7 @@ from bincount.corrections import (
     PhotoGone,
     RecordVersion,
     StaleRecord,
+    answer_for,
     parse_label,
     top_class,
 )
@@ -60,6 +61,16 @@ def test_top_class_comes_from_the_record_then_the_shipped_model(repo_root: Path)
     assert top_class({"outcome": "error"}) == 5  # no probabilities: the shipped model's 6 classes
     config = json.loads((repo_root / "model" / "weights" / "config.json").read_text())
     assert top_class({}) == config["num_classes"] - 1
+
+
+@pytest.mark.parametrize(
+    ("count", "answer", "label"),
+    [(0, "0", HumanLabel(0)), (5, "5", HumanLabel(5)), (8, "+", HumanLabel(6, True))],
+)
+def test_a_counted_photo_is_answered_as_at_the_console(count: int, answer: str, label: HumanLabel) -> None:
+    """The loop's reviewer knows exact counts; beyond the top class the console only has ``+``."""
+    assert answer_for(count, top=5) == answer
+    assert parse_label(answer_for(count, top=5), top=5) == label
 
 
 def test_human_label_reads_more_than_top_apart_from_the_models_open_class() -> None:
