@@ -62,8 +62,8 @@ DEFAULT_FRAMEWORK_VERSION = "2.8"  # newest PyTorch training container on Python
 DEFAULT_PY_VERSION = "py312"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 #: Container dependencies beyond the PyTorch image: read from pyproject's ``model`` group minus what
-#: the image already ships.
-_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxruntime")
+#: the image already ships (boto3 and botocore with the SageMaker training toolkit it runs on).
+_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxruntime", "boto3", "botocore")
 
 
 # --- metric definitions -------------------------------------------------------------------------
@@ -210,12 +210,25 @@ runpy.run_module("training.train", run_name="__main__", alter_sys=True)
 '''
 
 
+#: Single torch-free modules the staged packages import, from their one home elsewhere in the
+#: repository: the image suffixes (training.data) and one-line errors and atomic writes (training.*).
+#: Only these files travel, not their packages: the Lambda code and the operator CLI stay home.
+STAGED_FILES = (
+    ("functions/bincount/__init__.py", "bincount/__init__.py"),
+    ("functions/bincount/image_formats.py", "bincount/image_formats.py"),
+    ("cli/__init__.py", "cli/__init__.py"),
+    ("cli/errors.py", "cli/errors.py"),
+    ("cli/files.py", "cli/files.py"),
+)
+
+
 def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
     """Copy what the training container needs (``training/``, ``model/``) plus the entry shim.
 
-    Only these two packages and ``bincount/image_formats.py`` travel: the rest of the repository
-    (Lambdas, tests, build output, the virtualenv) has no business in a training job and would slow
-    every upload.
+    Only these two packages and the few :data:`STAGED_FILES` they import travel: the rest of the
+    repository (Lambdas, tests, build output, the virtualenv) has no business in a training job and
+    would slow every upload. ``tests/training/test_source_dir.py`` imports the staged tree on its
+    own, so a new import of an unstaged module fails there rather than in the container.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
     for package in ("training", "model"):
@@ -223,10 +236,9 @@ def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
         if not (src / "train.py").exists() and package == "training":
             LOG.warning("training/train.py is missing in %s: the job would fail", repo_root)
         shutil.copytree(src, dest / package, ignore=ignore, dirs_exist_ok=True)
-    # training.data reads the image suffixes from their one, torch-free home in the Lambda package.
-    (dest / "bincount").mkdir(exist_ok=True)
-    for name in ("__init__.py", "image_formats.py"):
-        shutil.copy2(repo_root / "functions" / "bincount" / name, dest / "bincount" / name)
+    for source, target in STAGED_FILES:
+        (dest / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo_root / source, dest / target)
     (dest / ENTRY_SCRIPT).write_text(_ENTRY_SHIM)
     (dest / "requirements.txt").write_text(
         "\n".join(container_requirements(repo_root / "pyproject.toml")) + "\n"
