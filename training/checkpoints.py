@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from cli.errors import Refused
+from cli.files import replacing
 
 #: Arguments that must match for a checkpoint to be resumed: a different value is another run.
 RESUME_KEYS = (
@@ -42,10 +43,8 @@ def checkpoint_dir(args: argparse.Namespace) -> Path:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part")
-    torch.save(state, tmp)
-    tmp.replace(path)  # atomic: a spot interruption never leaves half a checkpoint
+    with replacing(path) as partial:  # a spot interruption never leaves half a checkpoint
+        torch.save(state, partial)
 
 
 def load_checkpoint(path: Path, args: argparse.Namespace) -> dict[str, Any] | None:

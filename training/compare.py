@@ -103,7 +103,8 @@ def score(probabilities: torch.Tensor, counts: list[int], num_classes: int) -> d
     }
 
 
-def evaluate(members: Sequence[Run]) -> dict[str, dict[str, float]]:
+def score_ensemble(members: Sequence[Run]) -> dict[str, dict[str, float]]:
+    """Each split's figures for the members' averaged probabilities (one member: that run alone)."""
     first = members[0]
     out = {}
     for split in first.probabilities:
@@ -114,10 +115,10 @@ def evaluate(members: Sequence[Run]) -> dict[str, dict[str, float]]:
 
 def compare(runs: Sequence[Run], max_members: int = 1, top: int = 5) -> list[dict]:
     """Every single run, then the ``top`` best ensembles of each size up to ``max_members``."""
-    rows: list[dict[str, Any]] = [{"members": [r.name], **evaluate([r])} for r in runs]
+    rows: list[dict[str, Any]] = [{"members": [r.name], **score_ensemble([r])} for r in runs]
     for size in range(2, max_members + 1):
         candidates: list[dict[str, Any]] = [
-            {"members": [r.name for r in combo], **evaluate(combo)}
+            {"members": [r.name for r in combo], **score_ensemble(combo)}
             for combo in itertools.combinations(runs, size)
         ]
         candidates.sort(key=lambda row: row["valid"]["score"], reverse=True)

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from bincount.image_formats import IMAGE_SUFFIXES
 from PIL import Image
 
+from cli.files import write_atomically
 from training.progress import progress
 
 SPLITS = ("train", "valid", "test")
@@ -112,9 +113,7 @@ class Manifest:
         return data
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
@@ -522,10 +521,7 @@ def _materialise(
     if problem is not None:
         reason, _, detail = problem.partition(" ")
         return Rejected(sample.id, sample.source, reason, detail)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
-    tmp.write_bytes(data)
-    tmp.replace(target)
+    write_atomically(target, data)
     return {**asdict(sample), "split": split, "path": relative, "sha256": sha256_bytes(data)}
 
 

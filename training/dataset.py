@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
+from cli.files import replacing
 from model.network import ModelConfig
 from training.data import MANIFEST, Manifest
 from training.losses import class_weights
@@ -170,10 +171,8 @@ def load_images(
         images, torch.tensor([e.count for e in entries], dtype=torch.long), [e.id for e in entries]
     )
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".part")
-        torch.save({"images": result.images, "counts": result.counts, "ids": result.ids}, tmp)
-        tmp.replace(cache_file)
+        with replacing(cache_file) as partial:
+            torch.save({"images": result.images, "counts": result.counts, "ids": result.ids}, partial)
     return result
 
 

@@ -62,8 +62,8 @@ DEFAULT_FRAMEWORK_VERSION = "2.8"  # newest PyTorch training container on Python
 DEFAULT_PY_VERSION = "py312"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 #: Container dependencies beyond the PyTorch image: read from pyproject's ``model`` group minus what
-#: the image already ships.
-_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxruntime")
+#: the image already ships (boto3 and botocore with the SageMaker training toolkit it runs on).
+_IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxruntime", "boto3", "botocore")
 
 
 # --- metric definitions -------------------------------------------------------------------------
@@ -210,12 +210,25 @@ runpy.run_module("training.train", run_name="__main__", alter_sys=True)
 '''
 
 
+#: Single torch-free modules the staged packages import, from their one home elsewhere in the
+#: repository: the image suffixes (training.data) and one-line errors and atomic writes (training.*).
+#: Only these files travel, not their packages: the Lambda code and the operator CLI stay home.
+STAGED_FILES = (
+    ("functions/bincount/__init__.py", "bincount/__init__.py"),
+    ("functions/bincount/image_formats.py", "bincount/image_formats.py"),
+    ("cli/__init__.py", "cli/__init__.py"),
+    ("cli/errors.py", "cli/errors.py"),
+    ("cli/files.py", "cli/files.py"),
+)
+
+
 def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
     """Copy what the training container needs (``training/``, ``model/``) plus the entry shim.
 
-    Only these two packages and ``bincount/image_formats.py`` travel: the rest of the repository
-    (Lambdas, tests, build output, the virtualenv) has no business in a training job and would slow
-    every upload.
+    Only these two packages and the few :data:`STAGED_FILES` they import travel: the rest of the
+    repository (Lambdas, tests, build output, the virtualenv) has no business in a training job and
+    would slow every upload. ``tests/training/test_source_dir.py`` imports the staged tree on its
+    own, so a new import of an unstaged module fails there rather than in the container.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
     for package in ("training", "model"):
@@ -223,10 +236,9 @@ def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
         if not (src / "train.py").exists() and package == "training":
             LOG.warning("training/train.py is missing in %s: the job would fail", repo_root)
         shutil.copytree(src, dest / package, ignore=ignore, dirs_exist_ok=True)
-    # training.data reads the image suffixes from their one, torch-free home in the Lambda package.
-    (dest / "bincount").mkdir(exist_ok=True)
-    for name in ("__init__.py", "image_formats.py"):
-        shutil.copy2(repo_root / "functions" / "bincount" / name, dest / "bincount" / name)
+    for source, target in STAGED_FILES:
+        (dest / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo_root / source, dest / target)
     (dest / ENTRY_SCRIPT).write_text(_ENTRY_SHIM)
     (dest / "requirements.txt").write_text(
         "\n".join(container_requirements(repo_root / "pyproject.toml")) + "\n"
@@ -249,21 +261,11 @@ def build_model_trainer(
     cfg: LaunchConfig, session: Any, source_dir: str, *, checkpoints: bool = True, job_name: str = ""
 ) -> Any:
     """A ``ModelTrainer`` for ``training/train.py``: image, compute, channels, metrics, checkpoints."""
-    from sagemaker.core.shapes import (
-        Channel,
-        CheckpointConfig,
-        DataSource,
-        MetricDefinition,
-        OutputDataConfig,
-        S3DataSource,
-    )
-    from sagemaker.core.training.configs import Compute, SourceCode, StoppingCondition
+    from sagemaker.core.shapes import CheckpointConfig, MetricDefinition, OutputDataConfig
+    from sagemaker.core.training.configs import Compute, SourceCode
     from sagemaker.train import ModelTrainer
 
     cfg.validate()
-    stopping = StoppingCondition(max_runtime_in_seconds=cfg.max_run_s)
-    if cfg.use_spot:
-        stopping.max_wait_time_in_seconds = cfg.max_wait_s or cfg.max_run_s * 2
     trainer = ModelTrainer(
         sagemaker_session=session,
         role=cfg.role,
@@ -278,21 +280,9 @@ def build_model_trainer(
             volume_size_in_gb=cfg.volume_size_gb,
             enable_managed_spot_training=cfg.use_spot,
         ),
-        stopping_condition=stopping,
+        stopping_condition=_stopping_condition(cfg),
         hyperparameters=dict(cfg.hyperparameters),
-        # Channel shapes, not InputData: the tuner copies these verbatim into its job definition.
-        input_data_config=[
-            Channel(
-                channel_name=name,
-                data_source=DataSource(
-                    s3_data_source=S3DataSource(
-                        s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
-                    )
-                ),
-                input_mode="File",
-            )
-            for name, uri in cfg.channels.items()
-        ],
+        input_data_config=_input_channels(cfg),
         output_data_config=OutputDataConfig(s3_output_path=f"{cfg.s3_root}/output"),
         environment=dict(cfg.environment) or None,
     )
@@ -309,6 +299,36 @@ def build_model_trainer(
     return trainer
 
 
+def _stopping_condition(cfg: LaunchConfig) -> Any:
+    """``--max-run``; spot jobs also wait for capacity up to ``--max-wait`` (default twice the run)."""
+    from sagemaker.core.training.configs import StoppingCondition
+
+    stopping = StoppingCondition(max_runtime_in_seconds=cfg.max_run_s)
+    if cfg.use_spot:
+        stopping.max_wait_time_in_seconds = cfg.max_wait_s or cfg.max_run_s * 2
+    return stopping
+
+
+def _input_channels(cfg: LaunchConfig) -> list[Any]:
+    """One fully replicated S3 prefix channel per ``--data``/``--channel``, copied to the instance.
+
+    Channel shapes, not ``InputData``: the tuner copies these verbatim into its job definition."""
+    from sagemaker.core.shapes import Channel, DataSource, S3DataSource
+
+    return [
+        Channel(
+            channel_name=name,
+            data_source=DataSource(
+                s3_data_source=S3DataSource(
+                    s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
+                )
+            ),
+            input_mode="File",
+        )
+        for name, uri in cfg.channels.items()
+    ]
+
+
 def debugger_settings(cfg: LaunchConfig, *, sagemaker_profiler: bool = False) -> dict[str, Any]:
     """Debugger rules, the ProfilerReport rule and system monitoring for ``TrainingJob.create``.
 
@@ -320,17 +340,22 @@ def debugger_settings(cfg: LaunchConfig, *, sagemaker_profiler: bool = False) ->
     monitoring and ProfilerReport need nothing in the container (and CloudWatch has the
     instance's metrics without Debugger).
     """
+    output = f"{cfg.s3_root}/debug/{cfg.job_prefix}"
+    rules, hook = _debug_rules_and_hook(cfg, f"{output}/tensors")
+    return {
+        "debug_hook_config": hook,
+        "debug_rule_configurations": rules,
+        "profiler_config": _profiler_config(f"{output}/profiler", sagemaker_profiler),
+        "profiler_rule_configurations": [_profiler_report_rule(cfg)],
+    }
+
+
+def _debug_rules_and_hook(cfg: LaunchConfig, tensors_uri: str) -> tuple[list[Any], Any]:
+    """The built-in tensor rules, and the hook configuration saving the collections they read."""
     import smdebug_rulesconfig as rule_configs
     from sagemaker.core.debugger import get_rule_container_image_uri
-    from sagemaker.core.shapes import (
-        CollectionConfiguration,
-        DebugHookConfig,
-        DebugRuleConfiguration,
-        ProfilerConfig,
-        ProfilerRuleConfiguration,
-    )
+    from sagemaker.core.shapes import CollectionConfiguration, DebugHookConfig, DebugRuleConfiguration
 
-    output = f"{cfg.s3_root}/debug/{cfg.job_prefix}"
     rules = []
     collections: dict[str, dict[str, str]] = {}
     for builder in (rule_configs.loss_not_decreasing, rule_configs.overfit, rule_configs.vanishing_gradient):
@@ -346,33 +371,42 @@ def debugger_settings(cfg: LaunchConfig, *, sagemaker_profiler: bool = False) ->
         )
         for collection in spec.get("CollectionConfigurations", []):
             collections[collection["CollectionName"]] = dict(collection.get("CollectionParameters", {}))
-    report = rule_configs.ProfilerReport()
-    profiler_params: dict[str, str] | None = None
+    hook = DebugHookConfig(
+        s3_output_path=tensors_uri,
+        collection_configurations=[
+            CollectionConfiguration(collection_name=name, collection_parameters=params)
+            for name, params in sorted(collections.items())
+        ],
+    )
+    return rules, hook
+
+
+def _profiler_config(profiler_uri: str, sagemaker_profiler: bool) -> Any:
+    """System monitoring every 500 ms; with ``sagemaker_profiler`` the SageMaker Profiler's parameters."""
+    from sagemaker.core.shapes import ProfilerConfig
+
+    profiler = ProfilerConfig(s3_output_path=profiler_uri, profiling_interval_in_milliseconds=500)
     if sagemaker_profiler:
         from sagemaker.core.debugger import Profiler
 
         profiler_params = {k: str(v) for k, v in Profiler().profiling_parameters.items()}
-    profiler = ProfilerConfig(s3_output_path=f"{output}/profiler", profiling_interval_in_milliseconds=500)
-    if profiler_params:
-        profiler.profiling_parameters = profiler_params
-    return {
-        "debug_hook_config": DebugHookConfig(
-            s3_output_path=f"{output}/tensors",
-            collection_configurations=[
-                CollectionConfiguration(collection_name=name, collection_parameters=params)
-                for name, params in sorted(collections.items())
-            ],
-        ),
-        "debug_rule_configurations": rules,
-        "profiler_config": profiler,
-        "profiler_rule_configurations": [
-            ProfilerRuleConfiguration(
-                rule_configuration_name=report.rule_name,
-                rule_evaluator_image=get_rule_container_image_uri(report.rule_name, cfg.region),
-                rule_parameters={k: str(v) for k, v in report.rule_parameters.items()},
-            )
-        ],
-    }
+        if profiler_params:
+            profiler.profiling_parameters = profiler_params
+    return profiler
+
+
+def _profiler_report_rule(cfg: LaunchConfig) -> Any:
+    """The built-in ProfilerReport rule (it reads the system metrics, nothing in the container)."""
+    import smdebug_rulesconfig as rule_configs
+    from sagemaker.core.debugger import get_rule_container_image_uri
+    from sagemaker.core.shapes import ProfilerRuleConfiguration
+
+    report = rule_configs.ProfilerReport()
+    return ProfilerRuleConfiguration(
+        rule_configuration_name=report.rule_name,
+        rule_evaluator_image=get_rule_container_image_uri(report.rule_name, cfg.region),
+        rule_parameters={k: str(v) for k, v in report.rule_parameters.items()},
+    )
 
 
 def start_training_job(
@@ -690,7 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,tune,best}")
+    _add_train_command(sub)
+    _add_tune_command(sub)
+    _add_best_command(sub)
+    return parser
 
+
+def _add_train_command(sub: Any) -> None:
     train = _subparser(
         sub, "train", "one SageMaker training job (the shipped recipe unless --hp says otherwise)"
     )
@@ -708,6 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--sagemaker-profiler", action="store_true", help="with --debugger: SageMaker Profiler"
     )
 
+
+def _add_tune_command(sub: Any) -> None:
     tune = _subparser(sub, "tune", "a hyperparameter tuning job over train.py")
     _common(tune)
     tune.add_argument(
@@ -732,13 +774,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="Hyperband: early stopping Off, static epochs; Grid: categorical ranges only",
     )
 
+
+def _add_best_command(sub: Any) -> None:
     best = _subparser(sub, "best", "print the best job's model artifact and how to deploy it")
     group = best.add_mutually_exclusive_group(required=True)
     group.add_argument("--tuning-job")
     group.add_argument("--training-job")
     best.add_argument("--region", default="us-east-1", help="AWS region")
     best.add_argument("--json", action="store_true")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> LaunchConfig:

@@ -41,6 +41,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.errors import NotFound, Refused, UsageError, one_line_errors
+from cli.files import write_atomically
 
 PROG = "python -m training.registry"
 DEFAULT_REGISTRY = Path("build/registry")
@@ -68,10 +69,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half an entry
+    write_atomically(path, json.dumps(data, indent=1) + "\n")  # a reader never sees half an entry
 
 
 def artifact_config(artifact: Path) -> dict[str, Any]:

@@ -106,12 +106,14 @@ def write_run_files(out: Path, metrics: dict[str, Any], history: list[dict[str, 
 
 def plot_run(history: list[dict[str, Any]], metrics: dict[str, Any], out: Path) -> None:
     """Training curves and confusion matrices (training.plots), skipped where matplotlib is absent."""
+    # training.plots imports matplotlib only when it draws, so a missing one raises in the calls, not
+    # at the import; the model is not in SM_MODEL_DIR yet, and a figure must not fail the job.
     try:
         from training.plots import plot_confusion, plot_training_curves
+
+        plot_training_curves(history, out / "training_curves.png")
+        plot_confusion(metrics["valid"]["confusion"], out / "confusion_valid.png", "validation split")
+        if metrics["test"] is not None:
+            plot_confusion(metrics["test"]["confusion"], out / "confusion_test.png", "test split")
     except ImportError as exc:  # matplotlib missing in a slim container: the numbers are in metrics.json
         print(f"no plots: {exc}", flush=True)
-        return
-    plot_training_curves(history, out / "training_curves.png")
-    plot_confusion(metrics["valid"]["confusion"], out / "confusion_valid.png", "validation split")
-    if metrics["test"] is not None:
-        plot_confusion(metrics["test"]["confusion"], out / "confusion_test.png", "test split")

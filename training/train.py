@@ -1,11 +1,12 @@
 """Train the counting network: the SageMaker PyTorch entry point and the local trainer, one script.
 
 Shaped like torchvision's ``references/classification/train.py``: :func:`get_args_parser`,
-:func:`load_data`, :func:`train_one_epoch`, :func:`evaluate` and :func:`main`, whose epoch loop
-(:func:`fit`) is the one place training happens. What happens around it lives where it belongs:
-data preparation in ``training.data``/``training.dataset``, checkpoints in
-``training.checkpoints``, temperature/decoding/review threshold in ``training.calibration``, the
-files and lines a run reports in ``training.report``, the artifact in ``model.package``.
+:func:`load_data`, :func:`train_one_epoch`, :func:`score_split` (torchvision's ``evaluate``) and
+:func:`main`, whose epoch loop (:func:`fit`) is the one place training happens. What happens
+around it lives where it belongs: data preparation in ``training.data``/``training.dataset``,
+checkpoints in ``training.checkpoints``, temperature/decoding/review threshold in
+``training.calibration``, the files and lines a run reports in ``training.report``, the artifact
+in ``model.package``.
 
 Argparse defaults come from the ``SM_*`` variables, so on SageMaker it reads its channels and
 writes the model directory with no flags, and locally the same script runs with
@@ -697,7 +698,7 @@ def predict_logits(ctx: TrainContext, images: torch.Tensor, batch_size: int = 64
     return torch.cat(outputs)
 
 
-def evaluate(
+def score_split(
     ctx: TrainContext, data: ImageSet, decoding: str, temperature: float = 1.0
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """Loss and count metrics of one split; also returns the logits for calibration."""
@@ -708,7 +709,7 @@ def evaluate(
 def score_logits(
     ctx: TrainContext, data: ImageSet, logits: torch.Tensor, decoding: str, temperature: float = 1.0
 ) -> dict[str, Any]:
-    """:func:`evaluate` for logits already predicted (one forward pass serves several decodings)."""
+    """:func:`score_split` for logits already predicted (one forward pass serves several decodings)."""
     labels = class_index(data.counts, ctx.config)
     probs = calibration.probabilities(logits, temperature)
     predicted = calibration.decode(probs, decoding)
@@ -758,7 +759,7 @@ def fit(
             stats = train_one_epoch(ctx, loader, epoch, args.max_steps, profiler)
         if profiler is not None:
             _report_profile(profiler, Path(args.out))
-        valid, _ = evaluate(eval_context(ctx), splits.valid, epoch_decoding)
+        valid, _ = score_split(eval_context(ctx), splits.valid, epoch_decoding)
         record = epoch_record(epoch, stats, valid, ctx.optimizer.param_groups[-1]["lr"])
         state.history.append(record)
         print(METRIC_LINE_FORMAT.format(**record), flush=True)
@@ -875,7 +876,7 @@ def finish(ctx: TrainContext, args: argparse.Namespace, splits: Splits, state: L
         lambda decoding, t: score_logits(ctx, splits.valid, valid_logits, decoding, t),
         args.max_flagged,
     )
-    test, test_logits = evaluate_test(ctx, splits.test, chosen)
+    test, test_logits = score_test_split(ctx, splits.test, chosen)
     metrics = build_metrics(chosen, state.best["epoch"], test, splits)
     describe_model(ctx.config, chosen, metrics, splits, args)
     artifact = package(out, half, ctx.config)  # sets config.weights_sha256
@@ -907,13 +908,13 @@ def load_shipped_weights(ctx: TrainContext, best: dict[str, torch.Tensor]) -> di
     return half
 
 
-def evaluate_test(
+def score_test_split(
     ctx: TrainContext, test: ImageSet | None, chosen: calibration.Calibration
 ) -> tuple[dict[str, Any] | None, torch.Tensor | None]:
     """The test split's figures with the chosen decoding, temperature and review threshold."""
     if test is None:
         return None, None
-    result, logits = evaluate(ctx, test, chosen.decoding, chosen.temperature)
+    result, logits = score_split(ctx, test, chosen.decoding, chosen.temperature)
     result["ece"], result["review"] = calibration.review_on(
         logits, class_index(test.counts, ctx.config), chosen
     )

@@ -74,3 +74,18 @@ def test_curves_put_loss_accuracy_and_rmse_on_their_own_axes(tmp_path: Path, fig
     assert error.get_legend_handles_labels()[1][0] == "RMSE"
     plots.plot_training_curves(HISTORY, tmp_path / "k.png", kept_epoch=3)
     assert "kept: epoch 3" in figures[1]["axes"][0].get_legend_handles_labels()[1]
+
+
+def test_a_run_without_matplotlib_skips_its_figures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A slim training container without matplotlib: plot_run (before the model reaches
+    SM_MODEL_DIR) says so in one line instead of failing the job."""
+    import sys
+
+    from training import report
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    report.plot_run(HISTORY, {"valid": {"confusion": [[1, 0], [0, 1]]}, "test": None}, tmp_path)
+    assert "no plots:" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
