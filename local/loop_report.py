@@ -38,9 +38,11 @@ class Review:
 def read_labels(labels_csv: Path, photos: Iterable[Path]) -> dict[Path, int]:
     """``image,count`` rows (``image`` relative to the CSV's folder) of the photos in IMAGES.
 
-    One :class:`UsageError` line for a missing or unreadable file, a missing column, a count that
-    is not a whole number >= 0, or a row whose photo is not among IMAGES (a typo would otherwise
-    silently label nothing).
+    Rows of photos that exist but are not among IMAGES are left out, so one labels file can serve
+    any subfolder of a data set (``LABELS=../shared/abid-train/labels.csv`` with
+    ``IMAGES=../shared/abid-train/images/7``). One :class:`UsageError` line for a missing or
+    unreadable file, a missing column, a count that is not a whole number >= 0, a row naming no
+    file at all (a typo would otherwise silently label nothing), or no row for any photo of IMAGES.
     """
     if not labels_csv.is_file():
         raise UsageError(f"LABELS={labels_csv}: no such file; give a CSV image,count (image relative to it)")
@@ -55,21 +57,26 @@ def read_labels(labels_csv: Path, photos: Iterable[Path]) -> dict[Path, int]:
                     f"LABELS={labels_csv} has no column {', '.join(missing)}: it needs image,count"
                 )
             for line, row in enumerate(reader, start=2):
-                labels.update([_label_row(labels_csv, line, row, known)])
+                path, count = _label_row(labels_csv, line, row)
+                if path in known:
+                    labels[path] = count
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise UsageError(f"LABELS={labels_csv}: cannot read it ({error})") from error
     if not labels:
-        raise UsageError(f"LABELS={labels_csv} labels no photo: give at least one row image,count")
+        raise UsageError(
+            f"LABELS={labels_csv} labels no photo of IMAGES: give at least one row image,count "
+            "(image relative to the CSV's folder)"
+        )
     return labels
 
 
-def _label_row(labels_csv: Path, line: int, row: Mapping[str, str], known: set[Path]) -> tuple[Path, int]:
+def _label_row(labels_csv: Path, line: int, row: Mapping[str, str]) -> tuple[Path, int]:
     image, count = (row.get("image") or "").strip(), (row.get("count") or "").strip()
     if not count.isdigit():
         raise UsageError(f"LABELS={labels_csv} line {line}: count {count!r} is not a whole number >= 0")
     path = (labels_csv.parent / image).resolve()
-    if not image or path not in known:
-        raise UsageError(f"LABELS={labels_csv} line {line}: {image!r} is not one of the photos in IMAGES")
+    if not image or not path.is_file():
+        raise UsageError(f"LABELS={labels_csv} line {line}: {image!r} names no photo (relative to the CSV)")
     return path, int(count)
 
 

@@ -47,13 +47,24 @@ def test_labels_are_read_relative_to_the_csv(tmp_path: Path, photos: list[Path])
         ("picture,count\nimages/BIN-1/p0.jpg,3\n", "no column image"),
         ("image,count\nimages/BIN-1/p0.jpg,three\n", "line 2: count 'three'"),
         ("image,count\nimages/BIN-1/p0.jpg,-1\n", "not a whole number"),
-        ("image,count\nimages/BIN-1/typo.jpg,1\n", "'images/BIN-1/typo.jpg' is not one of the photos"),
+        ("image,count\nimages/BIN-1/typo.jpg,1\n", "'images/BIN-1/typo.jpg' names no photo"),
         ("image,count\n", "labels no photo"),
     ],
 )
 def test_bad_labels_are_one_line(tmp_path: Path, photos: list[Path], text: str, says: str) -> None:
     with pytest.raises(UsageError, match=says):
         read_labels(write_csv(tmp_path / "labels.csv", text), photos)
+
+
+def test_a_labels_file_may_cover_more_photos_than_images(tmp_path: Path, photos: list[Path]) -> None:
+    """One data set's labels.csv serves any of its subfolders; labelling none of IMAGES is refused."""
+    other = tmp_path / "images" / "BIN-2" / "q.jpg"
+    other.parent.mkdir()
+    other.write_bytes(b"jpeg")
+    labels = write_csv(tmp_path / "labels.csv", "image,count\nimages/BIN-2/q.jpg,2\nimages/BIN-1/p1.jpg,4\n")
+    assert read_labels(labels, photos) == {photos[1].resolve(): 4}
+    with pytest.raises(UsageError, match="labels no photo of IMAGES"):
+        read_labels(write_csv(tmp_path / "only-other.csv", "image,count\nimages/BIN-2/q.jpg,2\n"), photos)
 
 
 def test_a_missing_labels_file_is_refused(tmp_path: Path, photos: list[Path]) -> None:
