@@ -29,8 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bincount.batching import Chunk, plan_chunks, sanitize_prefix
-from bincount.keys import CONTENT_TYPES, FALLBACK_CONTENT_TYPE, ImageObject
-from bincount.records import (
+from bincount.count_records import (
     ImageOutcome,
     LatestDecision,
     LatestState,
@@ -38,7 +37,9 @@ from bincount.records import (
     image_item,
     version_token,
 )
-from bincount.results import CountResult
+from bincount.image_formats import CONTENT_TYPES, FALLBACK_CONTENT_TYPE
+from bincount.serving_records import CountResult
+from bincount.uploads import ImageObject
 
 RECOUNT = "recount"
 VERSION_MARKER_HEX = 8

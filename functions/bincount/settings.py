@@ -15,7 +15,8 @@ from functools import lru_cache
 from bincount.admission import AdmissionRules
 from bincount.batching import JobLayout, TransformConfig
 from bincount.failures import RetryPolicy
-from bincount.keys import DEFAULT_IMAGE_SUFFIXES, DEFAULT_KEY_PATTERN, KeyRules
+from bincount.image_formats import IMAGE_SUFFIXES
+from bincount.uploads import DEFAULT_KEY_PATTERN, KeyRules
 
 # SageMaker refuses a transform job whose MaxConcurrentTransforms x MaxPayloadInMB exceeds this.
 MAX_CONCURRENCY_TIMES_PAYLOAD_MB = 100
@@ -49,7 +50,7 @@ class Settings:
     model_name: str
     environment: str = "dev"
     ingest_prefix: str = "incoming/"
-    image_suffixes: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
+    image_suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     key_pattern: str = DEFAULT_KEY_PATTERN
     manifest_prefix: str = "manifests/"
     output_prefix: str = "transform-output/"
@@ -143,7 +144,7 @@ class Settings:
             integer("MAX_PAYLOAD_MB", cls.max_payload_mb),
         )
         suffixes = tuple(
-            s.strip().lower() for s in env.get("IMAGE_SUFFIXES", ",".join(DEFAULT_IMAGE_SUFFIXES)).split(",")
+            s.strip().lower() for s in env.get("IMAGE_SUFFIXES", ",".join(IMAGE_SUFFIXES)).split(",")
         )
         key_pattern = env.get("KEY_PATTERN", "").strip() or DEFAULT_KEY_PATTERN
         try:

@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 from bincount.settings import Settings, get_settings
 from bincount.wiring import build_collecting
 

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from batcher import app
 from bincount.batching import job_name
-from bincount.keys import ImageObject
 from bincount.settings import Settings
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
 from botocore.stub import Stubber
 from pipeline_support import REGION, sqs_event, uploaded
 

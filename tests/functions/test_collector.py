@@ -14,10 +14,10 @@ import boto3
 import pytest
 from bincount.batching import plan_chunks
 from bincount.collection import CollectionIncomplete
+from bincount.count_records import image_record_sk
 from bincount.inventory_events import BinCountUpdated, ImageRef
-from bincount.keys import ImageObject
-from bincount.records import image_record_sk
 from bincount.settings import Settings
+from bincount.uploads import ImageObject
 from botocore.stub import ANY, Stubber
 from collector import app
 from pipeline_support import REGION, count_record, drain, job_event, stage_job

@@ -11,10 +11,10 @@ import boto3
 import pytest
 from batcher import app as batcher
 from bincount.batching import output_key_for
-from bincount.keys import ImageObject
-from bincount.records import image_sk
+from bincount.count_records import image_sk
 from bincount.settings import Settings
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
 from botocore.stub import Stubber
 from collector import app as collector
 from pipeline_support import REGION, count_record, drain, job_event, s3_notification, sqs_event, uploaded

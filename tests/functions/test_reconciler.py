@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from bincount.records import image_record_sk
+from bincount.count_records import image_record_sk
 from bincount.settings import Settings
 from botocore.stub import ANY, Stubber
 from collector import app as collector_app

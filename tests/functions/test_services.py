@@ -9,10 +9,10 @@ from bincount.adapters.sqs import backoff_seconds
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
 from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, SettingsError, transform_limits
 from bincount.submission import Submitted, Submitter, submit_chunks
+from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
 
 LAYOUT = JobLayout("results")

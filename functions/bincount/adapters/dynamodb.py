@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.count_records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.recounts import HISTORY_ATTRIBUTE, RecountWrite
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
 

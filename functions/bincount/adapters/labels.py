@@ -22,8 +22,8 @@ from botocore.exceptions import ClientError
 from bincount.adapters.dynamodb import set_if
 from bincount.adapters.s3_versions import GONE_CODES
 from bincount.corrections import PhotoGone, RecordVersion
-from bincount.keys import ImageObject
-from bincount.records import bin_pk
+from bincount.count_records import bin_pk
+from bincount.uploads import ImageObject
 
 IMAGE_PREFIX = "IMAGE#"
 

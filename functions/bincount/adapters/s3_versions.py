@@ -6,8 +6,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bincount.keys import ImageObject
 from bincount.staging import VersionGone
+from bincount.uploads import ImageObject
 
 # NoSuchKey/NoSuchVersion: deleted; PreconditionFailed: overwritten (unversioned, ETag check);
 # InvalidArgument: S3's answer to a malformed or foreign version id.
