@@ -37,7 +37,7 @@ from bincount.count_records import (
     image_item,
     version_token,
 )
-from bincount.image_formats import CONTENT_TYPES, FALLBACK_CONTENT_TYPE
+from bincount.image_formats import content_type_for
 from bincount.serving_records import CountResult
 from bincount.uploads import ImageObject
 
@@ -139,11 +139,6 @@ def select_records(
     return selection
 
 
-def content_type_of(key: str) -> str:
-    suffix = key[key.rfind(".") :].lower() if "." in key else ""
-    return CONTENT_TYPES.get(suffix, FALLBACK_CONTENT_TYPE)
-
-
 # -- what a result does ------------------------------------------------------------------------------
 
 
@@ -205,5 +200,5 @@ def recount_image(item: Mapping[str, Any]) -> ImageObject:
     from bincount.staging import staged_name
 
     image = image_of(item)
-    image = replace(image, content_type=content_type_of(image.key))
+    image = replace(image, content_type=content_type_for(image.key))
     return replace(image, staged_key=staged_name(image))

@@ -61,20 +61,21 @@ def stripped(env: Mapping[str, str], name: str, default: str) -> str:
     return env.get(name, default).strip()
 
 
-def integer(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    try:
-        return int(raw) if raw else default
-    except ValueError as error:
-        raise SettingsError(f"{name} must be an integer, got {raw!r}") from error
+def converted(convert: Callable[[str], Any], kind: str) -> Reader:
+    """A reader of numbers: blank means the default, anything else must convert."""
+
+    def read(env: Mapping[str, str], name: str, default: Any) -> Any:
+        raw = env.get(name, "").strip()
+        try:
+            return convert(raw) if raw else default
+        except ValueError as error:
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from error
+
+    return read
 
 
-def number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    try:
-        return float(raw) if raw else default
-    except ValueError as error:
-        raise SettingsError(f"{name} must be a number, got {raw!r}") from error
+integer = converted(int, "an integer")
+number = converted(float, "a number")
 
 
 def folder(env: Mapping[str, str], name: str, default: str) -> str:
