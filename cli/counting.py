@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from bincount.keys import content_type_for
+from bincount.image_formats import content_type_for
 
 from cli.errors import NotFound, Refused, UsageError
 

@@ -1,7 +1,7 @@
 """Which files a command works on, what they are, and the ingest keys they are uploaded under.
 
 Pure functions (plus reading files): expanding folders, telling an image from a text file by its
-first bytes, and building keys in the layout the pipeline parses (functions/bincount/keys.py:
+first bytes, and building keys in the layout the pipeline parses (functions/bincount/uploads.py:
 ``<prefix><bin_id>/<capture time>-<name>.<ext>``, the capture time a compact UTC timestamp the
 key pattern reads back).
 """
@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bincount.keys import DEFAULT_IMAGE_SUFFIXES, KeyRules, bin_and_capture_time
+from bincount.image_formats import IMAGE_SUFFIXES as DEFAULT_IMAGE_SUFFIXES
 from bincount.timefmt import canonical_time
+from bincount.uploads import KeyRules, bin_and_capture_time
 
 from cli.errors import UsageError
 

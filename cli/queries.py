@@ -2,7 +2,7 @@
 
 The counts table holds ``BIN#<id> / LATEST`` (the latest count of a bin) and
 ``BIN#<id> / IMAGE#<key>#<version digest>`` (one per upload, a count or an error: a re-upload
-of a key is a record of its own), see functions/bincount/records.py. Both readers match the
+of a key is a record of its own), see functions/bincount/count_records.py. Both readers match the
 ``IMAGE#`` prefix, so they find every upload. Listing bins scans for the LATEST items (paginated); a bin's
 history is one query on its partition.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from bincount.records import LATEST_SK, bin_pk, is_discrepancy
+from bincount.count_records import LATEST_SK, bin_pk, is_discrepancy
 
 Item = dict[str, Any]
 SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")

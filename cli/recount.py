@@ -20,7 +20,6 @@ from bincount.adapters.s3 import S3ObjectStore
 from bincount.adapters.s3_versions import S3VersionCopier
 from bincount.adapters.sagemaker import SageMakerTransformJobs
 from bincount.batching import Chunk
-from bincount.keys import ImageObject
 from bincount.recounts import (
     Selection,
     Skipped,
@@ -32,6 +31,7 @@ from bincount.recounts import (
 from bincount.settings import Settings, SettingsError
 from bincount.staging import stage_images
 from bincount.submission import Submitted, Submitter, available_slots, submit_chunks
+from bincount.uploads import ImageObject
 from botocore.exceptions import ClientError
 
 from cli.errors import Refused, UsageError

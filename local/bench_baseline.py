@@ -16,7 +16,7 @@ from typing import Any
 
 from bincount.bin_plans import PhotoStep
 from bincount.collection import MAX_LATEST_ATTEMPTS, CollectionIncomplete, CollectionReport, Collector
-from bincount.records import (
+from bincount.count_records import (
     CountSnapshot,
     ImageOutcome,
     LatestDecision,
@@ -27,7 +27,7 @@ from bincount.records import (
     latest_attributes,
     upload_order,
 )
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 
 WRITE_WORKERS = 8
 

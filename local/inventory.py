@@ -1,7 +1,7 @@
 """Play the inventory system: write each bin's expected quantity before its photos arrive.
 
 In production the warehouse's inventory system keeps ``expected_quantity`` on the bin's
-``LATEST`` item of the counts table (functions/bincount/records.py); the collector reads it when
+``LATEST`` item of the counts table (functions/bincount/count_records.py); the collector reads it when
 a count lands and publishes ``Inventory Discrepancy Detected`` when the two disagree. The demo
 knows the true counts (labels.csv, or the generated photos), so it writes them the way such a
 system would, an ``UpdateItem`` that sets only its own attributes, and the discrepancy events
@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from bincount.records import LATEST_SK, bin_pk
+from bincount.count_records import LATEST_SK, bin_pk
 
 from local.report import Upload
 

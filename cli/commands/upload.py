@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bincount.keys import content_type_for
+from bincount.image_formats import content_type_for
 
 from cli.errors import EXIT_OK, UsageError
 from cli.output import Column, emit, table

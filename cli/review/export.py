@@ -22,8 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from bincount.corrections import PhotoGone, human_label_of, image_of
-from bincount.keys import ImageObject
 from bincount.timefmt import now
+from bincount.uploads import ImageObject
 
 MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
 LABELS = "labels.csv"

@@ -24,7 +24,7 @@ from bincount.corrections import (
     reviewable,
     top_class,
 )
-from bincount.records import LATEST_SK, LatestState, is_discrepancy
+from bincount.count_records import LATEST_SK, LatestState, is_discrepancy
 
 IMAGE_PREFIX = "IMAGE#"
 HISTORY_LENGTH = 24

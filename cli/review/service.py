@@ -22,7 +22,7 @@ from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.labels import DynamoLabelStore, S3Photos
 from bincount.corrections import CorrectionRefused, CorrectionResult, Corrector, PhotoGone, image_of
-from bincount.keys import KeyRules, bin_and_capture_time
+from bincount.uploads import KeyRules, bin_and_capture_time
 
 from cli.review.queue import QueueItem, bin_queue, build_queue, is_image, photo_view
 from cli.stack import StackResources

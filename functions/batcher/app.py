@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from bincount.adapters.s3_versions import S3VersionCopier
@@ -24,7 +23,7 @@ from bincount.intake import IntakePlan, Staging, plan_intake
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, get_settings
 from bincount.submission import BatchReport, Submitted, Submitter, submit_chunks
-from bincount.wiring import build_collector, build_submitter
+from bincount.wiring import Clients, build_collector
 
 logger = Logger()
 metrics = Metrics()
@@ -40,34 +39,20 @@ class BatcherRuntime:
     dead_letters: SqsDeadLetters | None = None
 
 
-def build_runtime(
-    settings: Settings,
-    *,
-    s3: Any = None,
-    sagemaker: Any = None,
-    dynamodb: Any = None,
-    sqs: Any = None,
-    events: Any = None,
-) -> BatcherRuntime:
+def build_runtime(settings: Settings, clients: Clients | None = None) -> BatcherRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
-    dynamodb = dynamodb or boto3.resource("dynamodb")
-    s3 = s3 or boto3.client("s3")
-    sqs = sqs or boto3.client("sqs")
-    submitter = build_submitter(
-        settings, s3=s3, sagemaker=sagemaker or boto3.client("sagemaker"), dynamodb=dynamodb
-    )
-    recorder = build_collector(
-        settings, submitter, dynamodb=dynamodb, events=events or boto3.client("events")
-    )
+    clients = clients or Clients()
+    recorder = build_collector(settings, clients, retry_queue=False)
     staging = Staging(
-        copier=S3VersionCopier(s3),
+        copier=S3VersionCopier(clients.s3),
         results_bucket=settings.results_bucket,
         prefix=settings.staging_prefix,
         workers=settings.staging_workers,
     )
+    sqs = clients.sqs
     return BatcherRuntime(
         settings=settings,
-        submitter=submitter,
+        submitter=recorder.submitter,
         staging=staging,
         recorder=recorder,
         visibility=SqsVisibility(sqs, settings.ingest_queue_url) if settings.ingest_queue_url else None,

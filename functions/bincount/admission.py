@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from bincount.keys import ImageObject, KeyRules, bin_and_capture_time
-from bincount.records import sort_key_fits
-from bincount.results import ErrorResult
+from bincount.count_records import sort_key_fits
+from bincount.serving_records import ErrorResult
 from bincount.timefmt import format_time, parse_time
+from bincount.uploads import ImageObject, KeyRules, bin_and_capture_time
 
 UNSUPPORTED_SUFFIX = "unsupported_suffix"
 KEY_TOO_LONG = "key_too_long"

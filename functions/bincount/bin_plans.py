@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bincount.records import (
+from bincount.count_records import (
     ImageOutcome,
     LatestDecision,
     LatestState,
@@ -23,7 +23,7 @@ from bincount.records import (
     latest_attributes,
     upload_order,
 )
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 
 
 @dataclass(frozen=True)

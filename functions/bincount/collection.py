@@ -34,12 +34,7 @@ from bincount.batching import (
     split_for_redrive,
 )
 from bincount.bin_plans import BinPlan, PhotoStep, plan_bin
-from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
-from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
-from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
-from bincount.publishing import events_for, put_all
-from bincount.records import (
+from bincount.count_records import (
     CountSnapshot,
     ImageOutcome,
     LatestDecision,
@@ -49,6 +44,10 @@ from bincount.records import (
     image_record_sk,
     outcome_for,
 )
+from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.job_events import TransformJobEvent
+from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
+from bincount.publishing import events_for, put_all
 from bincount.recounts import (
     RecountWrite,
     chunk_prefix,
@@ -58,9 +57,10 @@ from bincount.recounts import (
     recount_attributes,
     recount_latest,
 )
-from bincount.results import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
+from bincount.serving_records import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
 from bincount.timefmt import now
+from bincount.uploads import ImageObject
 from bincount.waiting import WaitingRoom
 
 K = TypeVar("K")  # what one LATEST planner plans by: a bin, or one re-counted photo

@@ -30,13 +30,19 @@ from enum import Enum
 from typing import Any, Protocol
 
 from bincount.admission import BATCHER_ERROR_CODES
+from bincount.count_records import (
+    LatestDecision,
+    LatestState,
+    decide_latest,
+    upload_attributes,
+    version_token,
+)
 from bincount.inventory_events import BinCountCorrected, ImageRef
-from bincount.keys import ImageObject
 from bincount.ports import CountStore, EventSender
 from bincount.publishing import put_all
-from bincount.records import LatestDecision, LatestState, decide_latest, upload_attributes, version_token
-from bincount.results import INTERNAL_ERROR, INVALID_OUTPUT, TRANSFORM_FAILED
+from bincount.serving_records import INTERNAL_ERROR, INVALID_OUTPUT, TRANSFORM_FAILED
 from bincount.timefmt import now
+from bincount.uploads import ImageObject
 
 # Part of any model write that may replace an IMAGE# record (a re-count): a human label stays.
 MODEL_WRITE_GUARD = "attribute_not_exists(human_count)"

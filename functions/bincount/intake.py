@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 
 from bincount.admission import AdmissionRules, rejection_for
 from bincount.batching import Chunk, dedupe, plan_chunks
-from bincount.keys import ImageObject, MalformedNotification, parse_notification
-from bincount.results import ErrorResult
+from bincount.notifications import MalformedNotification, parse_notification
+from bincount.serving_records import ErrorResult
 from bincount.staging import VersionCopier, stage_images
+from bincount.uploads import ImageObject
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bincount.records import CountSnapshot, LatestWrite
+from bincount.count_records import CountSnapshot, LatestWrite
 from bincount.recounts import RecountWrite
 
 

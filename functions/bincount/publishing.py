@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bincount.count_records import ImageOutcome, LatestDecision, is_discrepancy
 from bincount.inventory_events import (
     BinCountNeedsReview,
     BinCountUpdated,
@@ -19,8 +20,7 @@ from bincount.inventory_events import (
     InventoryDiscrepancyDetected,
     InventoryEvent,
 )
-from bincount.records import ImageOutcome, LatestDecision, is_discrepancy
-from bincount.results import CountResult, ErrorResult
+from bincount.serving_records import CountResult, ErrorResult
 
 MAX_ENTRIES_PER_CALL = 10
 RETRYABLE_CODES = frozenset({"ThrottlingException", "InternalFailure", "InternalException"})

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bincount.batching import Chunk, plan_chunks, sanitize_prefix
-from bincount.keys import CONTENT_TYPES, FALLBACK_CONTENT_TYPE, ImageObject
-from bincount.records import (
+from bincount.count_records import (
     ImageOutcome,
     LatestDecision,
     LatestState,
@@ -38,7 +37,9 @@ from bincount.records import (
     image_item,
     version_token,
 )
-from bincount.results import CountResult
+from bincount.image_formats import content_type_for
+from bincount.serving_records import CountResult
+from bincount.uploads import ImageObject
 
 RECOUNT = "recount"
 VERSION_MARKER_HEX = 8
@@ -138,11 +139,6 @@ def select_records(
     return selection
 
 
-def content_type_of(key: str) -> str:
-    suffix = key[key.rfind(".") :].lower() if "." in key else ""
-    return CONTENT_TYPES.get(suffix, FALLBACK_CONTENT_TYPE)
-
-
 # -- what a result does ------------------------------------------------------------------------------
 
 
@@ -204,5 +200,5 @@ def recount_image(item: Mapping[str, Any]) -> ImageObject:
     from bincount.staging import staged_name
 
     image = image_of(item)
-    image = replace(image, content_type=content_type_of(image.key))
+    image = replace(image, content_type=content_type_for(image.key))
     return replace(image, staged_key=staged_name(image))

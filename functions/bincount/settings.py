@@ -1,21 +1,24 @@
 """Configuration read once from environment variables (set by template.yaml or the local stack).
 
 Every variable is listed in docs/pipeline.md. Defaults are what a developer wants locally; the
-template sets all of them explicitly.
+template sets all of them explicitly. Each field of :class:`Settings` names its variable and the
+reader that parses it (``field(metadata=variable(...))``), so adding a setting is one line here.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
+from typing import Any
 
 from bincount.admission import AdmissionRules
 from bincount.batching import JobLayout, TransformConfig
 from bincount.failures import RetryPolicy
-from bincount.keys import DEFAULT_IMAGE_SUFFIXES, DEFAULT_KEY_PATTERN, KeyRules
+from bincount.image_formats import IMAGE_SUFFIXES
+from bincount.uploads import DEFAULT_KEY_PATTERN, KeyRules
 
 # SageMaker refuses a transform job whose MaxConcurrentTransforms x MaxPayloadInMB exceeds this.
 MAX_CONCURRENCY_TIMES_PAYLOAD_MB = 100
@@ -38,47 +41,115 @@ def transform_limits(max_concurrent: int, max_payload_mb: int) -> tuple[int, int
     return min(max_concurrent, MAX_CONCURRENCY_TIMES_PAYLOAD_MB // max_payload_mb), max_payload_mb
 
 
+# -- readers: (environment, variable name, the field's default) -> the field's value ---------------
+Reader = Callable[[Mapping[str, str], str, Any], Any]
+
+
+def required(env: Mapping[str, str], name: str, _default: Any) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required")
+    return value
+
+
+def text(env: Mapping[str, str], name: str, default: str) -> str:
+    """As set (an empty value stays empty), else the default."""
+    return env.get(name, default)
+
+
+def stripped(env: Mapping[str, str], name: str, default: str) -> str:
+    return env.get(name, default).strip()
+
+
+def converted(convert: Callable[[str], Any], kind: str) -> Reader:
+    """A reader of numbers: blank means the default, anything else must convert."""
+
+    def read(env: Mapping[str, str], name: str, default: Any) -> Any:
+        raw = env.get(name, "").strip()
+        try:
+            return convert(raw) if raw else default
+        except ValueError as error:
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from error
+
+    return read
+
+
+integer = converted(int, "an integer")
+number = converted(float, "a number")
+
+
+def folder(env: Mapping[str, str], name: str, default: str) -> str:
+    """A key prefix ends with ``/`` (an empty one means the whole bucket)."""
+    prefix = env.get(name, default)
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def suffix_list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated, case-insensitive, with or without the dot: ``jpg,.PNG``."""
+    listed = (s.strip().lower() for s in env.get(name, ",".join(default)).split(","))
+    return tuple(s if s.startswith(".") else "." + s for s in listed if s)
+
+
+def bin_pattern(env: Mapping[str, str], name: str, default: str) -> str:
+    """A regular expression with a ``bin_id`` group: refused at cold start, not on the first photo."""
+    pattern = env.get(name, "").strip() or default
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise SettingsError(f"{name} is not a valid regular expression: {error}") from error
+    if "bin_id" not in compiled.groupindex:
+        raise SettingsError(f"{name} must define a named group (?P<bin_id>...)")
+    return pattern
+
+
+def variable(name: str, reader: Reader = text) -> dict[str, Any]:
+    """A field's metadata: the environment variable it is read from, and how."""
+    return {"env": name, "reader": reader}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything both functions need; unused fields are harmless for the other function."""
 
-    results_bucket: str
-    counts_table: str
-    jobs_table: str
-    event_bus_name: str
-    model_name: str
-    environment: str = "dev"
-    ingest_prefix: str = "incoming/"
-    image_suffixes: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
-    key_pattern: str = DEFAULT_KEY_PATTERN
-    manifest_prefix: str = "manifests/"
-    output_prefix: str = "transform-output/"
-    job_name_prefix: str = "bincount"
-    instance_type: str = "ml.g4dn.xlarge"
-    instance_count: int = 1
-    max_images_per_job: int = 500
-    max_jobs_in_flight: int = 4
-    max_concurrent_transforms: int = 4
-    max_payload_mb: int = 20
-    invocation_timeout_s: int = 600
-    invocation_max_retries: int = 1
-    confidence_threshold: float = 0.5
-    idempotency_table: str = ""
-    ingest_queue_url: str = ""
-    publish_max_attempts: int = 4
-    result_read_workers: int = 8
-    retry_queue_url: str = ""
-    max_transient_retries: int = 3
-    retry_base_delay_s: int = 60
-    parked_retry_delay_s: int = 3600
-    max_unknown_splits: int = 3
-    reconcile_settle_s: int = 300
-    job_timeout_minutes: int = 120
-    ingest_bucket: str = ""
-    max_capture_skew_s: int = 900
-    staging_prefix: str = "staging/"
-    staging_workers: int = 16
-    ingest_dlq_url: str = ""
+    results_bucket: str = field(metadata=variable("RESULTS_BUCKET", required))
+    counts_table: str = field(metadata=variable("COUNTS_TABLE", required))
+    jobs_table: str = field(metadata=variable("JOBS_TABLE", required))
+    event_bus_name: str = field(metadata=variable("EVENT_BUS_NAME", required))
+    model_name: str = field(metadata=variable("MODEL_NAME", required))
+    environment: str = field(default="dev", metadata=variable("ENVIRONMENT"))
+    ingest_prefix: str = field(default="incoming/", metadata=variable("INGEST_PREFIX", folder))
+    image_suffixes: tuple[str, ...] = field(
+        default=IMAGE_SUFFIXES, metadata=variable("IMAGE_SUFFIXES", suffix_list)
+    )
+    key_pattern: str = field(default=DEFAULT_KEY_PATTERN, metadata=variable("KEY_PATTERN", bin_pattern))
+    manifest_prefix: str = field(default="manifests/", metadata=variable("MANIFEST_PREFIX"))
+    output_prefix: str = field(default="transform-output/", metadata=variable("OUTPUT_PREFIX"))
+    job_name_prefix: str = field(default="bincount", metadata=variable("JOB_NAME_PREFIX"))
+    instance_type: str = field(default="ml.g4dn.xlarge", metadata=variable("TRANSFORM_INSTANCE_TYPE"))
+    instance_count: int = field(default=1, metadata=variable("TRANSFORM_INSTANCE_COUNT", integer))
+    max_images_per_job: int = field(default=500, metadata=variable("MAX_IMAGES_PER_JOB", integer))
+    max_jobs_in_flight: int = field(default=4, metadata=variable("MAX_JOBS_IN_FLIGHT", integer))
+    max_concurrent_transforms: int = field(default=4, metadata=variable("MAX_CONCURRENT_TRANSFORMS", integer))
+    max_payload_mb: int = field(default=20, metadata=variable("MAX_PAYLOAD_MB", integer))
+    invocation_timeout_s: int = field(default=600, metadata=variable("INVOCATION_TIMEOUT_S", integer))
+    invocation_max_retries: int = field(default=1, metadata=variable("INVOCATION_MAX_RETRIES", integer))
+    confidence_threshold: float = field(default=0.5, metadata=variable("CONFIDENCE_THRESHOLD", number))
+    idempotency_table: str = field(default="", metadata=variable("IDEMPOTENCY_TABLE"))
+    ingest_queue_url: str = field(default="", metadata=variable("INGEST_QUEUE_URL"))
+    publish_max_attempts: int = field(default=4, metadata=variable("PUBLISH_MAX_ATTEMPTS", integer))
+    result_read_workers: int = field(default=8, metadata=variable("RESULT_READ_WORKERS", integer))
+    retry_queue_url: str = field(default="", metadata=variable("RETRY_QUEUE_URL"))
+    max_transient_retries: int = field(default=3, metadata=variable("MAX_TRANSIENT_RETRIES", integer))
+    retry_base_delay_s: int = field(default=60, metadata=variable("RETRY_BASE_DELAY_S", integer))
+    parked_retry_delay_s: int = field(default=3600, metadata=variable("PARKED_RETRY_DELAY_S", integer))
+    max_unknown_splits: int = field(default=3, metadata=variable("MAX_UNKNOWN_SPLITS", integer))
+    reconcile_settle_s: int = field(default=300, metadata=variable("RECONCILE_SETTLE_S", integer))
+    job_timeout_minutes: int = field(default=120, metadata=variable("JOB_TIMEOUT_MINUTES", integer))
+    ingest_bucket: str = field(default="", metadata=variable("INGEST_BUCKET", stripped))
+    max_capture_skew_s: int = field(default=900, metadata=variable("MAX_CAPTURE_SKEW_S", integer))
+    staging_prefix: str = field(default="staging/", metadata=variable("STAGING_PREFIX"))
+    staging_workers: int = field(default=16, metadata=variable("STAGING_WORKERS", integer))
+    ingest_dlq_url: str = field(default="", metadata=variable("INGEST_DLQ_URL", stripped))
 
     def layout(self) -> JobLayout:
         return JobLayout(self.results_bucket, self.manifest_prefix, self.output_prefix, self.staging_prefix)
@@ -116,106 +187,44 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from its variable, fit the transform limits, then check the whole."""
         env = os.environ if env is None else env
-
-        def required(name: str) -> str:
-            value = env.get(name, "").strip()
-            if not value:
-                raise SettingsError(f"environment variable {name} is required")
-            return value
-
-        def integer(name: str, default: int) -> int:
-            raw = env.get(name, "").strip()
-            try:
-                return int(raw) if raw else default
-            except ValueError as error:
-                raise SettingsError(f"{name} must be an integer, got {raw!r}") from error
-
-        def number(name: str, default: float) -> float:
-            raw = env.get(name, "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError as error:
-                raise SettingsError(f"{name} must be a number, got {raw!r}") from error
-
-        concurrent, payload = transform_limits(
-            integer("MAX_CONCURRENT_TRANSFORMS", cls.max_concurrent_transforms),
-            integer("MAX_PAYLOAD_MB", cls.max_payload_mb),
+        values = {
+            spec.name: spec.metadata["reader"](env, spec.metadata["env"], spec.default)
+            for spec in fields(cls)
+        }
+        values["max_concurrent_transforms"], values["max_payload_mb"] = transform_limits(
+            values["max_concurrent_transforms"], values["max_payload_mb"]
         )
-        suffixes = tuple(
-            s.strip().lower() for s in env.get("IMAGE_SUFFIXES", ",".join(DEFAULT_IMAGE_SUFFIXES)).split(",")
-        )
-        key_pattern = env.get("KEY_PATTERN", "").strip() or DEFAULT_KEY_PATTERN
-        try:
-            compiled = re.compile(key_pattern)
-        except re.error as error:
-            raise SettingsError(f"KEY_PATTERN is not a valid regular expression: {error}") from error
-        if "bin_id" not in compiled.groupindex:
-            raise SettingsError("KEY_PATTERN must define a named group (?P<bin_id>...)")
-        prefix = env.get("INGEST_PREFIX", cls.ingest_prefix)
-        settings = cls(
-            results_bucket=required("RESULTS_BUCKET"),
-            counts_table=required("COUNTS_TABLE"),
-            jobs_table=required("JOBS_TABLE"),
-            event_bus_name=required("EVENT_BUS_NAME"),
-            model_name=required("MODEL_NAME"),
-            environment=env.get("ENVIRONMENT", cls.environment),
-            ingest_prefix=prefix if not prefix or prefix.endswith("/") else prefix + "/",
-            image_suffixes=tuple(s if s.startswith(".") else "." + s for s in suffixes if s),
-            key_pattern=key_pattern,
-            manifest_prefix=env.get("MANIFEST_PREFIX", cls.manifest_prefix),
-            output_prefix=env.get("OUTPUT_PREFIX", cls.output_prefix),
-            job_name_prefix=env.get("JOB_NAME_PREFIX", cls.job_name_prefix),
-            instance_type=env.get("TRANSFORM_INSTANCE_TYPE", cls.instance_type),
-            instance_count=integer("TRANSFORM_INSTANCE_COUNT", cls.instance_count),
-            max_images_per_job=integer("MAX_IMAGES_PER_JOB", cls.max_images_per_job),
-            max_jobs_in_flight=integer("MAX_JOBS_IN_FLIGHT", cls.max_jobs_in_flight),
-            max_concurrent_transforms=concurrent,
-            max_payload_mb=payload,
-            invocation_timeout_s=integer("INVOCATION_TIMEOUT_S", cls.invocation_timeout_s),
-            invocation_max_retries=integer("INVOCATION_MAX_RETRIES", cls.invocation_max_retries),
-            confidence_threshold=number("CONFIDENCE_THRESHOLD", cls.confidence_threshold),
-            idempotency_table=env.get("IDEMPOTENCY_TABLE", ""),
-            ingest_queue_url=env.get("INGEST_QUEUE_URL", ""),
-            publish_max_attempts=integer("PUBLISH_MAX_ATTEMPTS", cls.publish_max_attempts),
-            result_read_workers=integer("RESULT_READ_WORKERS", cls.result_read_workers),
-            retry_queue_url=env.get("RETRY_QUEUE_URL", ""),
-            max_transient_retries=integer("MAX_TRANSIENT_RETRIES", cls.max_transient_retries),
-            retry_base_delay_s=integer("RETRY_BASE_DELAY_S", cls.retry_base_delay_s),
-            parked_retry_delay_s=integer("PARKED_RETRY_DELAY_S", cls.parked_retry_delay_s),
-            max_unknown_splits=integer("MAX_UNKNOWN_SPLITS", cls.max_unknown_splits),
-            reconcile_settle_s=integer("RECONCILE_SETTLE_S", cls.reconcile_settle_s),
-            job_timeout_minutes=integer("JOB_TIMEOUT_MINUTES", cls.job_timeout_minutes),
-            ingest_bucket=env.get("INGEST_BUCKET", "").strip(),
-            max_capture_skew_s=integer("MAX_CAPTURE_SKEW_S", cls.max_capture_skew_s),
-            staging_prefix=env.get("STAGING_PREFIX", cls.staging_prefix),
-            staging_workers=integer("STAGING_WORKERS", cls.staging_workers),
-            ingest_dlq_url=env.get("INGEST_DLQ_URL", "").strip(),
-        )
-        if settings.max_capture_skew_s < 0:
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Rules across fields and SageMaker's ranges; raises SettingsError naming the variable."""
+        if self.max_capture_skew_s < 0:
             raise SettingsError("MAX_CAPTURE_SKEW_S must be >= 0")
-        if not settings.staging_prefix.endswith("/") or settings.staging_prefix in (
-            settings.manifest_prefix,
-            settings.output_prefix,
+        if not self.staging_prefix.endswith("/") or self.staging_prefix in (
+            self.manifest_prefix,
+            self.output_prefix,
         ):
             raise SettingsError("STAGING_PREFIX must end with / and differ from the other prefixes")
-        if settings.max_images_per_job < 1:
+        if self.max_images_per_job < 1:
             raise SettingsError("MAX_IMAGES_PER_JOB must be >= 1")
-        if not 1 <= settings.invocation_timeout_s <= 3600:
+        if not 1 <= self.invocation_timeout_s <= 3600:
             raise SettingsError("INVOCATION_TIMEOUT_S must be within 1..3600 (SageMaker's range)")
         retry_numbers = (
-            settings.max_transient_retries,
-            settings.retry_base_delay_s,
-            settings.parked_retry_delay_s,
-            settings.max_unknown_splits,
-            settings.reconcile_settle_s,
-            settings.job_timeout_minutes,
+            self.max_transient_retries,
+            self.retry_base_delay_s,
+            self.parked_retry_delay_s,
+            self.max_unknown_splits,
+            self.reconcile_settle_s,
+            self.job_timeout_minutes,
         )
         if min(retry_numbers) < 0:
             raise SettingsError("retry budgets and delays must be >= 0")
-        if not 0 <= settings.invocation_max_retries <= 3:
+        if not 0 <= self.invocation_max_retries <= 3:
             raise SettingsError("INVOCATION_MAX_RETRIES must be within 0..3 (SageMaker's range)")
-        return settings
 
 
 @lru_cache(maxsize=1)

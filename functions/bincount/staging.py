@@ -20,8 +20,8 @@ from pathlib import PurePosixPath
 from typing import Protocol
 
 from bincount.admission import IMAGE_UNAVAILABLE
-from bincount.keys import ImageObject
-from bincount.results import ErrorResult
+from bincount.serving_records import ErrorResult
+from bincount.uploads import ImageObject
 
 STAGED_NAME_HEX = 32
 

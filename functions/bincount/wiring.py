@@ -1,9 +1,13 @@
 """The boto3-backed services the handlers build: one place, so the batcher's error records, the
-collector's results and the reconciler's late collections are written by identically wired code."""
+collector's results and the reconciler's late collections are written by identically wired code.
+
+Each handler makes one :class:`Clients` per Lambda environment and asks here for its services.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -20,12 +24,33 @@ from bincount.submission import Submitter
 from bincount.waiting import WaitingRoom
 
 
-def build_submitter(settings: Settings, *, s3: Any, sagemaker: Any, dynamodb: Any) -> Submitter:
-    """``s3``/``sagemaker``: clients; ``dynamodb``: the resource."""
+@dataclass
+class Clients:
+    """The AWS clients behind the adapters, made once per Lambda environment.
+
+    Any not given is boto3's default (tests give stubbed or moto-backed ones); ``dynamodb`` is
+    the resource, because the adapters work on its tables.
+    """
+
+    s3: Any = None
+    sagemaker: Any = None
+    dynamodb: Any = None
+    events: Any = None
+    sqs: Any = None
+
+    def __post_init__(self) -> None:
+        self.s3 = self.s3 or boto3.client("s3")
+        self.sagemaker = self.sagemaker or boto3.client("sagemaker")
+        self.dynamodb = self.dynamodb or boto3.resource("dynamodb")
+        self.events = self.events or boto3.client("events")
+        self.sqs = self.sqs or boto3.client("sqs")
+
+
+def build_submitter(settings: Settings, clients: Clients) -> Submitter:
     return Submitter(
-        objects=S3ObjectStore(s3),
-        transforms=SageMakerTransformJobs(sagemaker),
-        jobs=DynamoJobStore(dynamodb.Table(settings.jobs_table)),
+        objects=S3ObjectStore(clients.s3),
+        transforms=SageMakerTransformJobs(clients.sagemaker),
+        jobs=DynamoJobStore(clients.dynamodb.Table(settings.jobs_table)),
         layout=settings.layout(),
         config=settings.transform_config(),
     )
@@ -33,28 +58,27 @@ def build_submitter(settings: Settings, *, s3: Any, sagemaker: Any, dynamodb: An
 
 def build_collector(
     settings: Settings,
-    submitter: Submitter,
+    clients: Clients,
     *,
-    dynamodb: Any,
-    events: Any,
-    sqs: Any = None,
+    retry_queue: bool = True,
     sleep: Callable[[float], None] | None = None,
 ) -> Collector:
-    """The collector over the submitter's object store and jobs table (re-drives go through it).
+    """The collector with its submitter (``collector.submitter``: re-drives go through it).
 
-    ``sqs``: the client for the retry queue (``RETRY_QUEUE_URL``). The batcher passes none: it
-    only writes error records and never re-drives a job, so it needs no retry queue.
+    ``retry_queue``: whether photos may wait in the retry queue (``RETRY_QUEUE_URL``). The batcher
+    says no: it only writes error records and never re-drives a job.
     """
+    submitter = build_submitter(settings, clients)
     waiting = (
-        WaitingRoom(SqsMessageQueue(sqs, settings.retry_queue_url))
-        if sqs is not None and settings.retry_queue_url
+        WaitingRoom(SqsMessageQueue(clients.sqs, settings.retry_queue_url))
+        if retry_queue and settings.retry_queue_url
         else None
     )
     return Collector(
         objects=submitter.objects,
-        counts=DynamoCountStore(dynamodb.Table(settings.counts_table)),
+        counts=DynamoCountStore(clients.dynamodb.Table(settings.counts_table)),
         jobs=submitter.jobs,
-        sender=EventBridgeSender(events),
+        sender=EventBridgeSender(clients.events),
         submitter=submitter,
         layout=settings.layout(),
         bus_name=settings.event_bus_name,
@@ -66,33 +90,4 @@ def build_collector(
         waiting=waiting,
         retry_policy=settings.retry_policy(),
         max_in_flight=settings.max_jobs_in_flight,
-    )
-
-
-def build_collecting(
-    settings: Settings,
-    *,
-    s3: Any = None,
-    sagemaker: Any = None,
-    dynamodb: Any = None,
-    events: Any = None,
-    sqs: Any = None,
-    sleep: Callable[[float], None] | None = None,
-) -> Collector:
-    """The collector with its submitter and retry queue, as the collector and the reconciler run
-    it; a client not given is boto3's default (tests pass stubbed or moto-backed ones)."""
-    dynamodb = dynamodb or boto3.resource("dynamodb")
-    submitter = build_submitter(
-        settings,
-        s3=s3 or boto3.client("s3"),
-        sagemaker=sagemaker or boto3.client("sagemaker"),
-        dynamodb=dynamodb,
-    )
-    return build_collector(
-        settings,
-        submitter,
-        dynamodb=dynamodb,
-        events=events or boto3.client("events"),
-        sqs=sqs or boto3.client("sqs"),
-        sleep=sleep,
     )

@@ -23,9 +23,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from bincount.collection import CollectionReport, Collector
 from bincount.job_events import NotATransformJobEvent, TransformJobEvent, parse_job_event
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 from bincount.settings import Settings, get_settings
-from bincount.wiring import build_collecting
+from bincount.wiring import Clients, build_collector
 
 logger = Logger()
 metrics = Metrics()
@@ -65,19 +65,16 @@ class CollectorRuntime:
 
 def build_runtime(
     settings: Settings,
+    clients: Clients | None = None,
     *,
-    s3: Any = None,
-    sagemaker: Any = None,
-    dynamodb: Any = None,
-    events: Any = None,
     dynamodb_client: Any = None,
-    sqs: Any = None,
     sleep: Callable[[float], None] | None = None,
 ) -> CollectorRuntime:
-    """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
-    collector = build_collecting(
-        settings, s3=s3, sagemaker=sagemaker, dynamodb=dynamodb, events=events, sqs=sqs, sleep=sleep
-    )
+    """Wire adapters; tests pass stubbed clients, Lambda uses the defaults.
+
+    ``dynamodb_client``: Powertools idempotency's (a client, not the resource; its own default).
+    """
+    collector = build_collector(settings, clients or Clients(), sleep=sleep)
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
         if settings.idempotency_table

@@ -7,6 +7,7 @@ bincount.wiring, the collector's, so both collect with the same code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -14,15 +15,17 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from bincount.reconciliation import Reconciler, ReconcileReport
 from bincount.settings import Settings, get_settings
-from bincount.wiring import build_collecting
+from bincount.wiring import Clients, build_collector
 
 logger = Logger()
 metrics = Metrics()
 
 
-def build_reconciler(settings: Settings, **clients: Any) -> Reconciler:
+def build_reconciler(
+    settings: Settings, clients: Clients | None = None, *, sleep: Callable[[float], None] | None = None
+) -> Reconciler:
     """Wire the reconciler as the collector is wired; tests pass stubbed clients (and ``sleep``)."""
-    collector = build_collecting(settings, **clients)
+    collector = build_collector(settings, clients or Clients(), sleep=sleep)
     return Reconciler(
         jobs=collector.jobs,
         transforms=collector.submitter.transforms,

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from bincount.records import image_sk
+from bincount.count_records import image_sk
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from cli_support import REGION, Run

@@ -8,8 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from bincount.keys import KeyRules, bin_and_capture_time
-from bincount.records import image_sk
+from bincount.count_records import image_sk
+from bincount.uploads import KeyRules, bin_and_capture_time
 
 from cli.errors import UsageError
 from cli.output import Column, cell, table, to_json

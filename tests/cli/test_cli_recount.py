@@ -8,10 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
-from bincount.keys import ImageObject
-from bincount.records import image_sk
+from bincount.count_records import image_sk
 from bincount.recounts import recount_image
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
 from cli_support import REGION, Run
 
 from cli.stack import StackResources

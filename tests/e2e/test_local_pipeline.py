@@ -77,7 +77,7 @@ def test_expected_quantities_raise_discrepancy_events_where_the_count_differs(re
     """The demo writes each bin's expected quantity as an inventory system would (before upload):
     one number per bin, the label of its newest photo; every count that lands on LATEST and
     disagrees with it raises ``Inventory Discrepancy Detected``."""
-    from bincount.records import is_discrepancy
+    from bincount.count_records import is_discrepancy
 
     uploads = [u for u in report["uploads"] if u.expected is not None]
     expected = {u.bin_id: u.expected for u in uploads}  # upload order: the last label wins

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus
 
 import pytest
+from bincount.job_events import DETAIL_TYPE
 
 from local.lambda_runtime import (
     EventRuleSubscription,
@@ -108,7 +109,7 @@ def test_sagemaker_state_change_routed_to_the_function(
         Entries=[
             {
                 "Source": "aws.sagemaker",
-                "DetailType": "SageMaker Transform Job State Change",
+                "DetailType": DETAIL_TYPE,
                 "Detail": json.dumps({"TransformJobName": "bincount-x", "TransformJobStatus": "Completed"}),
             },
             {"Source": "someone.else", "DetailType": "Other", "Detail": "{}"},
@@ -117,7 +118,7 @@ def test_sagemaker_state_change_routed_to_the_function(
     subscription.poll_once(wait_s=2)
     (event,) = recorder.EVENTS  # type: ignore[attr-defined]
     assert event["detail"]["TransformJobName"] == "bincount-x"
-    assert event["detail-type"] == "SageMaker Transform Job State Change"
+    assert event["detail-type"] == DETAIL_TYPE
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+from bincount.job_events import DETAIL_TYPE
 
 from local.lambda_runtime import subscribe_queue
 from local.moto_server import AwsEndpoint
@@ -109,7 +110,7 @@ def test_runs_each_job_once_and_fails_only_the_poison_record(
     assert [e["detail"]["TransformJobStatus"] for e in events] == ["InProgress", "Failed"]
     failed = events[-1]
     assert failed["source"] == "aws.sagemaker"
-    assert failed["detail-type"] == "SageMaker Transform Job State Change"
+    assert failed["detail-type"] == DETAIL_TYPE
     assert failed["detail"]["Tags"] == {"bincount:manifest": f"s3://{results}/manifests/job.json"}
     assert "poison" in failed["detail"]["FailureReason"]
     assert failed["detail"]["TransformOutput"]["S3OutputPath"].endswith(job)

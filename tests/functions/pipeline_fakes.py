@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from bincount.count_records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.ports import JobSubmissionError, QueuedMessage
-from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.recounts import RecountWrite
 from bincount.timefmt import parse_time
 

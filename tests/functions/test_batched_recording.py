@@ -10,11 +10,11 @@ import pytest
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.bin_plans import plan_bin
 from bincount.collection import Collector
+from bincount.count_records import LatestDecision, outcome_for
 from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
-from bincount.records import LatestDecision, outcome_for
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 from bincount.submission import Submitter
+from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
 
 LAYOUT = JobLayout("results")

@@ -11,9 +11,10 @@ import boto3
 import pytest
 from batcher import app
 from bincount.batching import job_name
-from bincount.keys import ImageObject
 from bincount.settings import Settings
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
+from bincount.wiring import Clients
 from botocore.stub import Stubber
 from pipeline_support import REGION, sqs_event, uploaded
 
@@ -25,7 +26,7 @@ def sagemaker(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stubber]:
     """A stubbed SageMaker client wired into the batcher; every call must be expected."""
     client = boto3.client("sagemaker", region_name=REGION)
     stubber = Stubber(client)
-    runtime = app.build_runtime(Settings.from_env(), sagemaker=client)
+    runtime = app.build_runtime(Settings.from_env(), Clients(sagemaker=client))
     monkeypatch.setattr(app, "get_runtime", lambda: runtime)
     with stubber:
         yield stubber
@@ -113,6 +114,12 @@ def created(name: str) -> dict[str, str]:
     return {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{name}"}
 
 
+def expect_job(stubber: Stubber, stack: Any, name: str, images: int) -> None:
+    """SageMaker is asked, exactly, for this job of JPEG photos and starts it."""
+    request = expected_request(stack, name, "image/jpeg", images)
+    stubber.add_response("create_transform_job", created(name), request)
+
+
 def failures(response: dict[str, Any]) -> set[str]:
     return {item["itemIdentifier"] for item in response["batchItemFailures"]}
 
@@ -141,9 +148,7 @@ def test_sample_event_starts_one_job_with_the_exact_request(
         bodies.append(body)
     name = name_for(*bodies)
     expect_in_flight(sagemaker)
-    sagemaker.add_response(
-        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 2)
-    )
+    expect_job(sagemaker, stack, name, images=2)
 
     assert app.handler(event, context) == {"batchItemFailures": []}
 
@@ -172,9 +177,7 @@ def test_duplicate_deliveries_start_one_job(stack: Any, sagemaker: Stubber, cont
     body = put(stack, "incoming/B1/a.jpg")
     name = name_for(body)
     expect_in_flight(sagemaker)
-    sagemaker.add_response(
-        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
-    )
+    expect_job(sagemaker, stack, name, images=1)
     # The same notification three times in one batch, then the batch redelivered twice.
     event = sqs_event(("m1", body), ("m2", body), ("m3", body))
     assert app.handler(event, context) == {"batchItemFailures": []}
@@ -215,9 +218,7 @@ def test_throttled_chunk_fails_exactly_its_messages(stack: Any, sagemaker: Stubb
     )
     jpeg = name_for(a, b)
     expect_in_flight(sagemaker)
-    sagemaker.add_response(
-        "create_transform_job", created(jpeg), expected_request(stack, jpeg, "image/jpeg", 2)
-    )
+    expect_job(sagemaker, stack, jpeg, images=2)
     sagemaker.add_client_error(
         "create_transform_job", service_error_code="ThrottlingException", service_message="Rate exceeded"
     )
@@ -248,9 +249,7 @@ def test_malformed_body_fails_only_itself(stack: Any, sagemaker: Stubber, contex
     good = put(stack, "incoming/B1/a.jpg")
     name = name_for(good)
     expect_in_flight(sagemaker)
-    sagemaker.add_response(
-        "create_transform_job", created(name), expected_request(stack, name, "image/jpeg", 1)
-    )
+    expect_job(sagemaker, stack, name, images=1)
     event = sqs_event(("good", good), ("bad", {}))
     event["Records"][1]["body"] = "{not json"
     assert failures(app.handler(event, context)) == {"bad"}

@@ -18,7 +18,7 @@ from bincount.batching import (
     plan_chunks,
     split_for_redrive,
 )
-from bincount.keys import ImageObject
+from bincount.uploads import ImageObject
 
 
 def image(

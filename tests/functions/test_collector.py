@@ -14,10 +14,11 @@ import boto3
 import pytest
 from bincount.batching import plan_chunks
 from bincount.collection import CollectionIncomplete
+from bincount.count_records import image_record_sk
 from bincount.inventory_events import BinCountUpdated, ImageRef
-from bincount.keys import ImageObject
-from bincount.records import image_record_sk
 from bincount.settings import Settings
+from bincount.uploads import ImageObject
+from bincount.wiring import Clients
 from botocore.stub import ANY, Stubber
 from collector import app
 from pipeline_support import REGION, count_record, drain, job_event, stage_job
@@ -46,7 +47,7 @@ def use_runtime(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Callable[..., An
     """Install a collector runtime (real moto clients unless stubbed ones are given)."""
 
     def install(**clients: Any) -> Any:
-        runtime = app.build_runtime(Settings.from_env(), sleep=lambda _: None, **clients)
+        runtime = app.build_runtime(Settings.from_env(), Clients(**clients), sleep=lambda _: None)
         monkeypatch.setattr(app, "get_runtime", lambda: runtime)
         return runtime
 

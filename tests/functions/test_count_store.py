@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from bincount.adapters.dynamodb import MAX_TRANSACTION_ITEMS, DynamoCountStore
-from bincount.records import LatestWrite
+from bincount.count_records import LatestWrite
 from botocore.stub import ANY, Stubber
 from pipeline_support import REGION
 

@@ -15,11 +15,11 @@ from bincount.collection import CollectionReport, Collector
 from bincount.failures import RetryPolicy
 from bincount.inventory_events import BinImageRejected
 from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
 from bincount.ports import JobSubmissionError
 from bincount.reconciliation import Reconciler
 from bincount.submission import Submitter
 from bincount.timefmt import format_time
+from bincount.uploads import ImageObject
 from bincount.waiting import WaitingRoom
 from pipeline_fakes import (
     FakeTransforms,

@@ -8,7 +8,7 @@ import pytest
 from bincount.batching import JOB_NAME_PATTERN, MAX_JOB_NAME_LENGTH, job_name, plan_chunks, retry_chunk
 from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
 from bincount.job_events import parse_job_event
-from bincount.keys import ImageObject
+from bincount.uploads import ImageObject
 
 TRANSIENT, PER_RECORD, UNKNOWN = FailureKind.TRANSIENT, FailureKind.PER_RECORD, FailureKind.UNKNOWN
 

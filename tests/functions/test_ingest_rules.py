@@ -11,10 +11,11 @@ import boto3
 import pytest
 from batcher import app as batcher
 from bincount.batching import output_key_for
-from bincount.keys import ImageObject
-from bincount.records import image_sk
+from bincount.count_records import image_sk
 from bincount.settings import Settings
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
+from bincount.wiring import Clients
 from botocore.stub import Stubber
 from collector import app as collector
 from pipeline_support import REGION, count_record, drain, job_event, s3_notification, sqs_event, uploaded
@@ -32,7 +33,7 @@ def pipeline(stack: Any, bus_queue: str, context: Any, monkeypatch: pytest.Monke
     settings = Settings.from_env()
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     stubber = Stubber(sagemaker)
-    runtime = batcher.build_runtime(settings, sagemaker=sagemaker)
+    runtime = batcher.build_runtime(settings, Clients(sagemaker=sagemaker))
     monkeypatch.setattr(batcher, "get_runtime", lambda: runtime)
     monkeypatch.setattr(
         collector, "get_runtime", lambda: collector.build_runtime(settings, sleep=lambda _: None)
@@ -240,7 +241,7 @@ def test_a_capacity_retry_reads_the_staged_copy_and_records_under_the_uploads_ke
     stubber.add_response("create_transform_job", {"TransformJobArn": "arn:aws:sagemaker:x"}, None)
     with stubber:
         reconciled = reconciler.process(
-            {}, reconciler.build_reconciler(pipeline.settings, sagemaker=sagemaker)
+            {}, reconciler.build_reconciler(pipeline.settings, Clients(sagemaker=sagemaker))
         )
     assert reconciled["resubmitted"] == [retry] and reconciled["problems"] == []
 

@@ -10,6 +10,7 @@ import pytest
 from batcher import app as batcher
 from bincount.batching import output_key_for
 from bincount.settings import Settings
+from bincount.wiring import Clients
 from botocore.stub import Stubber
 from collector import app as collector
 from pipeline_support import REGION, count_record, drain, job_event, sqs_event, uploaded
@@ -26,7 +27,7 @@ def test_duplicate_deliveries_end_as_one_job_and_one_count(
     stubber.add_response("create_transform_job", {"TransformJobArn": "arn:aws:sagemaker:x"}, None)
     for _ in range(2):  # redeliveries: the jobs table answers, no second CreateTransformJob
         stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
-    runtime = batcher.build_runtime(settings, sagemaker=sagemaker)
+    runtime = batcher.build_runtime(settings, Clients(sagemaker=sagemaker))
     monkeypatch.setattr(batcher, "get_runtime", lambda: runtime)
     with stubber:
         for delivery in range(3):

@@ -8,8 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-from bincount.records import image_record_sk
+from bincount.count_records import image_record_sk
 from bincount.settings import Settings
+from bincount.wiring import Clients
 from botocore.stub import ANY, Stubber
 from collector import app as collector_app
 from pipeline_support import REGION, count_record, drain, job_event, stage_job
@@ -47,7 +48,7 @@ def description(name: str, status: str, results_bucket: str, reason: str = "") -
 
 def reconcile(sagemaker: Any) -> dict[str, Any]:
     reconciler = reconciler_app.build_reconciler(
-        Settings.from_env(), sagemaker=sagemaker, sleep=lambda _: None
+        Settings.from_env(), Clients(sagemaker=sagemaker), sleep=lambda _: None
     )
     return reconciler_app.process({"source": "aws.events", "detail-type": "Scheduled Event"}, reconciler)
 

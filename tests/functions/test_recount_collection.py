@@ -12,11 +12,11 @@ import pytest
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.batching import Chunk, JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
+from bincount.count_records import image_record_sk
 from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
-from bincount.records import image_record_sk
 from bincount.recounts import recount_chunks, recount_image
 from bincount.submission import Submitter
+from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
 from pipeline_support import REGION
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bincount.batching import chunk_from_images_document, images_document, plan_chunks
-from bincount.keys import ImageObject
-from bincount.records import LatestDecision, image_item, latest_attributes, outcome_for
+from bincount.count_records import LatestDecision, image_item, latest_attributes, outcome_for
 from bincount.recounts import (
     chunk_prefix,
     recount_chunks,
@@ -15,8 +14,9 @@ from bincount.recounts import (
     recount_prefix,
     select_records,
 )
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
 from bincount.staging import staged_name
+from bincount.uploads import ImageObject
 
 PHOTO = ImageObject(
     "ingest", "incoming/B1/a.jpg", "e", 10, "B1", "2026-11-02T00:00:00.000Z", "image/jpeg", "v1"

@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
-from bincount.job_events import NotATransformJobEvent
+from bincount.job_events import DETAIL_TYPE, NotATransformJobEvent
 from bincount.replay import event_from_dead_letter, replay_collector_dlq
 from moto import mock_aws
 
@@ -19,7 +19,7 @@ def state_change(name: str) -> dict[str, Any]:
     return {
         "version": "0",
         "id": f"id-{name}",
-        "detail-type": "SageMaker Transform Job State Change",
+        "detail-type": DETAIL_TYPE,
         "source": "aws.sagemaker",
         "detail": {"TransformJobName": name, "TransformJobStatus": "Completed"},
     }
@@ -73,7 +73,7 @@ def test_replays_both_shapes_and_deletes_what_was_delivered(dlq: tuple[Any, str]
         "bincount-dev-a",
         "bincount-dev-b",
     ]
-    assert all(event["detail-type"] == "SageMaker Transform Job State Change" for event in delivered)
+    assert all(event["detail-type"] == DETAIL_TYPE for event in delivered)
     assert remaining(sqs, url) == 0
 
 

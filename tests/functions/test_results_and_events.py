@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from bincount.count_records import LatestDecision, LatestState, decide_latest, is_discrepancy, version_token
 from bincount.inventory_events import (
     BinCountUpdated,
     ImageRef,
@@ -13,10 +14,9 @@ from bincount.inventory_events import (
     from_eventbridge_event,
 )
 from bincount.job_events import NotATransformJobEvent, parse_job_event, parse_tags
-from bincount.keys import ImageObject
-from bincount.records import LatestDecision, LatestState, decide_latest, is_discrepancy, version_token
-from bincount.results import CountResult, ErrorResult, parse_result_body
+from bincount.serving_records import CountResult, ErrorResult, parse_result_body
 from bincount.timefmt import canonical_time
+from bincount.uploads import ImageObject
 
 COUNT = {
     "count": 3,

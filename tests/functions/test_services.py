@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
+from pathlib import Path
 
 import pytest
 from bincount.adapters.sqs import backoff_seconds
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
 from bincount.job_events import TransformJobEvent
-from bincount.keys import ImageObject
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, SettingsError, transform_limits
 from bincount.submission import Submitted, Submitter, submit_chunks
+from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
 
 LAYOUT = JobLayout("results")
@@ -104,4 +106,16 @@ def test_settings_limits_and_validation() -> None:
         Settings.from_env({**base, "KEY_PATTERN": "(?P<bin>x)"})
     with pytest.raises(SettingsError):
         Settings.from_env({k: v for k, v in base.items() if k != "MODEL_NAME"})
+    with pytest.raises(SettingsError, match=r"^MAX_IMAGES_PER_JOB must be an integer, got 'many'$"):
+        Settings.from_env({**base, "MAX_IMAGES_PER_JOB": "many"})
+    concurrency = Settings.from_env({**base, "MAX_CONCURRENT_TRANSFORMS": "9", "MAX_PAYLOAD_MB": "50"})
+    assert (concurrency.max_concurrent_transforms, concurrency.max_payload_mb) == (2, 50)
     assert [backoff_seconds(n) for n in (1, 2, 6, 99)] == [30, 60, 900, 900]
+
+
+def test_every_setting_is_read_from_its_own_documented_variable() -> None:
+    """A field without its variable would silently keep its default in every deployment."""
+    names = [spec.metadata.get("env") for spec in fields(Settings)]
+    assert all(names) and len(set(names)) == len(names)
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()
+    assert [name for name in names if f"`{name}`" not in documented] == []

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 from bincount.admission import BATCHER_ERROR_CODES, AdmissionRules, rejection_for
-from bincount.intake import Staging, plan_intake
-from bincount.keys import ImageObject, KeyRules, parse_notification
-from bincount.records import (
+from bincount.count_records import (
     MAX_SORT_KEY_BYTES,
     LatestDecision,
     LatestState,
@@ -20,7 +18,10 @@ from bincount.records import (
     sort_key_fits,
     version_token,
 )
+from bincount.intake import Staging, plan_intake
+from bincount.notifications import parse_notification
 from bincount.staging import VersionGone, staged_name
+from bincount.uploads import ImageObject, KeyRules
 from pipeline_support import s3_notification
 
 UPLOADED = "2026-11-26T10:15:03.412Z"

@@ -13,8 +13,7 @@ from typing import Any
 
 import boto3
 from bincount.adapters.dynamodb import DynamoCountStore
-from bincount.keys import ImageObject
-from bincount.records import (
+from bincount.count_records import (
     LatestState,
     decide_latest,
     image_item,
@@ -22,8 +21,9 @@ from bincount.records import (
     latest_attributes,
     outcome_for,
 )
-from bincount.results import CountResult, ErrorResult, ResultRecord
+from bincount.serving_records import CountResult, ErrorResult, ResultRecord
 from bincount.timefmt import now
+from bincount.uploads import ImageObject
 from imaging import draw_bin, encode
 
 from cli.review.service import counts_table

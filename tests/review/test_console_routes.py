@@ -8,8 +8,8 @@ from typing import Any
 import boto3
 import pytest
 from bincount.corrections import RecordVersion
-from bincount.records import image_sk
-from bincount.results import CountResult
+from bincount.count_records import image_sk
+from bincount.serving_records import CountResult
 from fastapi.testclient import TestClient
 from review_support import ReviewStack, sk
 

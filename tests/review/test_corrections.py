@@ -25,10 +25,10 @@ from bincount.corrections import (
     parse_label,
     top_class,
 )
+from bincount.count_records import image_sk
 from bincount.inventory_events import BinCountCorrected, from_eventbridge_event
-from bincount.keys import ImageObject
-from bincount.records import image_sk
-from bincount.results import CountResult
+from bincount.serving_records import CountResult
+from bincount.uploads import ImageObject
 from review_support import MODEL_VERSION, ReviewStack, sk
 
 from cli.review.service import ReviewService, counts_table

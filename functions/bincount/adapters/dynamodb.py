@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bincount.records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
+from bincount.adapters.aws_errors import CONDITION_FAILED, error_code, succeeded
+from bincount.count_records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.recounts import HISTORY_ATTRIBUTE, RecountWrite
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, IN_FLIGHT_VALUE
 
@@ -43,10 +45,6 @@ RETRYABLE_REASONS = frozenset(
 
 class BatchIncomplete(Exception):
     """DynamoDB kept some of a batch unprocessed after every attempt; the caller retries the event."""
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _set_expression(attributes: dict[str, Any]) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -85,13 +83,7 @@ def set_if(
 
 
 def _update_if(table: Any, arguments: dict[str, Any]) -> bool:
-    try:
-        table.update_item(**arguments)
-    except ClientError as error:
-        if _condition_failed(error):
-            return False
-        raise
-    return True
+    return succeeded(partial(table.update_item, **arguments), (CONDITION_FAILED,))
 
 
 def image_put(item: dict[str, Any]) -> dict[str, Any]:
@@ -141,13 +133,7 @@ class DynamoCountStore:
         return item
 
     def put_image(self, item: dict[str, Any]) -> bool:
-        try:
-            self.table.put_item(**image_put(item))
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        return succeeded(partial(self.table.put_item, **image_put(item)), (CONDITION_FAILED,))
 
     def get_latest(self, bin_id: str) -> dict[str, Any] | None:
         response = self.table.get_item(Key={"pk": bin_pk(bin_id), "sk": LATEST_SK}, ConsistentRead=True)
@@ -230,7 +216,7 @@ class DynamoCountStore:
         try:
             self.table.meta.client.transact_write_items(TransactItems=[actions[i] for i in pending])
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            if error_code(error) != "TransactionCanceledException":
                 raise
             reasons = error.response.get("CancellationReasons") or []
             if len(reasons) != len(pending):
@@ -259,16 +245,12 @@ class DynamoJobStore:
         return item
 
     def record(self, job_name: str, attributes: dict[str, Any]) -> bool:
-        try:
-            self.table.put_item(
-                Item={"pk": job_name, "job_name": job_name, **attributes},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if _condition_failed(error):
-                return False
-            raise
-        return True
+        put = partial(
+            self.table.put_item,
+            Item={"pk": job_name, "job_name": job_name, **attributes},
+            ConditionExpression="attribute_not_exists(pk)",
+        )
+        return succeeded(put, (CONDITION_FAILED,))
 
     def update(self, job_name: str, attributes: dict[str, Any], remove: Sequence[str] = ()) -> None:
         expression, names, values = _set_expression({"job_name": job_name, **attributes})

@@ -14,18 +14,22 @@ still the record's (``IfMatch``): a re-upload's bytes are never shown for anothe
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
 
+from bincount.adapters.aws_errors import error_code, succeeded
 from bincount.adapters.dynamodb import set_if
 from bincount.adapters.s3_versions import GONE_CODES
 from bincount.corrections import PhotoGone, RecordVersion
-from bincount.keys import ImageObject
-from bincount.records import bin_pk
+from bincount.count_records import bin_pk
+from bincount.uploads import ImageObject
 
 IMAGE_PREFIX = "IMAGE#"
+#: S3's answers for an upload that is not there (HEAD answers a bare 404/NotFound).
+MISSING_CODES = GONE_CODES | {"NotFound"}
 
 
 class DynamoLabelStore:
@@ -77,10 +81,6 @@ class DynamoLabelStore:
         return self.scan(condition)
 
 
-def _missing(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in GONE_CODES | {"NotFound"}
-
-
 def version_params(image: ImageObject) -> dict[str, str]:
     """GetObject/HeadObject parameters that name exactly this upload."""
     params = {"Bucket": image.bucket, "Key": image.key}
@@ -100,20 +100,14 @@ class S3Photos:
 
     def exists(self, image: ImageObject) -> bool:
         """The upload the record describes is still readable."""
-        try:
-            self.client.head_object(**version_params(image))
-        except ClientError as error:
-            if _missing(error):
-                return False
-            raise
-        return True
+        return succeeded(partial(self.client.head_object, **version_params(image)), MISSING_CODES)
 
     def get(self, image: ImageObject) -> tuple[bytes, str]:
         """(bytes, content type) of one upload; PhotoGone when that version is not there."""
         try:
             response = self.client.get_object(**version_params(image))
         except ClientError as error:
-            if _missing(error):
+            if error_code(error) in MISSING_CODES:
                 raise PhotoGone(
                     f"photo {image.key} ({image.version}) is no longer in bucket {image.bucket}"
                 ) from error

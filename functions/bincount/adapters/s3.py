@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
-from botocore.exceptions import ClientError
+from bincount.adapters.aws_errors import succeeded
 
 
 class S3ObjectStore:
@@ -14,20 +15,15 @@ class S3ObjectStore:
 
     def put_json_if_absent(self, bucket: str, key: str, document: Any) -> bool:
         # Conditional write (If-None-Match: *): a retried batch never rewrites a running job's manifest.
-        try:
-            self.client.put_object(
-                Bucket=bucket,
-                Key=key,
-                Body=json.dumps(document, separators=(",", ":")).encode(),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code")
-            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                return False
-            raise
-        return True
+        put = partial(
+            self.client.put_object,
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(document, separators=(",", ":")).encode(),
+            ContentType="application/json",
+            IfNoneMatch="*",
+        )
+        return succeeded(put, ("PreconditionFailed", "ConditionalRequestConflict"))
 
     def get_json(self, bucket: str, key: str) -> Any:
         return json.loads(self.get_bytes(bucket, key))

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from bincount.keys import ImageObject
+from bincount.adapters.aws_errors import error_code, succeeded
 from bincount.staging import VersionGone
+from bincount.uploads import ImageObject
 
 # NoSuchKey/NoSuchVersion: deleted; PreconditionFailed: overwritten (unversioned, ETag check);
 # InvalidArgument: S3's answer to a malformed or foreign version id.
 GONE_CODES = frozenset({"NoSuchKey", "NoSuchVersion", "PreconditionFailed", "InvalidArgument", "404", "412"})
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+#: HEAD of a key that is not there.
+ABSENT_CODES = ("404", "NoSuchKey", "NotFound")
 
 
 class S3VersionCopier:
@@ -23,13 +23,7 @@ class S3VersionCopier:
         self.client = client
 
     def exists(self, bucket: str, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if _code(error) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return succeeded(partial(self.client.head_object, Bucket=bucket, Key=key), ABSENT_CODES)
 
     def copy_version(self, image: ImageObject, bucket: str, key: str) -> None:
         source: dict[str, str] = {"Bucket": image.bucket, "Key": image.key}
@@ -41,7 +35,7 @@ class S3VersionCopier:
         try:
             self.client.copy_object(CopySource=source, **request)
         except ClientError as error:
-            if _code(error) in GONE_CODES:
+            if error_code(error) in GONE_CODES:
                 where = f"s3://{image.bucket}/{image.key} ({image.version})"
-                raise VersionGone(f"{_code(error)}: {where}") from error
+                raise VersionGone(f"{error_code(error)}: {where}") from error
             raise

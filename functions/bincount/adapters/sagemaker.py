@@ -6,6 +6,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bincount.adapters.aws_errors import error_code
 from bincount.ports import JobSubmissionError
 
 # CreateTransformJob: ResourceInUse = the (deterministic) name exists, which is success for us.
@@ -23,7 +24,7 @@ class SageMakerTransformJobs:
         try:
             self.client.create_transform_job(**request)
         except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
+            code = error_code(error)
             message = str(error.response.get("Error", {}).get("Message", ""))
             if code == ALREADY_EXISTS:
                 return False
@@ -45,7 +46,7 @@ class SageMakerTransformJobs:
             response: dict[str, Any] = self.client.describe_transform_job(TransformJobName=job_name)
         except ClientError as error:
             # SageMaker answers an unknown name with ValidationException "Could not find job".
-            if error.response.get("Error", {}).get("Code") in ("ValidationException", "ResourceNotFound"):
+            if error_code(error) in ("ValidationException", "ResourceNotFound"):
                 return None
             raise
         return response

@@ -16,8 +16,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from bincount.keys import ImageObject
-from bincount.results import CountResult, ErrorResult, ResultRecord
+from bincount.serving_records import CountResult, ErrorResult, ResultRecord
+from bincount.uploads import ImageObject
 
 LATEST_SK = "LATEST"
 

@@ -1,23 +1,19 @@
-"""S3 notifications as SQS delivers them, and what an image key says about its bin.
+"""One uploaded photo and what its key says: upload identity, bin id and capture time.
 
-S3 → SQS delivers at least once, one record per message in practice (several are allowed), keys
-URL-encoded form-style, and an ``s3:TestEvent`` without ``Records`` when the notification is
-configured: that one is acknowledged and dropped.
+An upload is one object version (:class:`ImageObject`); two notifications of it name the same
+image, a re-upload of the key is another one. Keys follow the layout ``<prefix><bin_id>/...``
+(:class:`KeyRules`), the file name may start with the capture time. Reading S3 notifications
+into these objects is ``notifications``' job.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import unquote_plus
 
-# The image suffixes and content types live in image_formats; re-exported under their old names.
-from bincount.image_formats import CONTENT_TYPES as CONTENT_TYPES
-from bincount.image_formats import FALLBACK_CONTENT_TYPE, content_type_for
-from bincount.image_formats import IMAGE_SUFFIXES as DEFAULT_IMAGE_SUFFIXES
+from bincount.image_formats import FALLBACK_CONTENT_TYPE, IMAGE_SUFFIXES
 from bincount.timefmt import canonical_time
 
 # Applied to the key relative to the ingest prefix: `<bin_id>/<anything>.<ext>`; a file name that
@@ -25,10 +21,6 @@ from bincount.timefmt import canonical_time
 DEFAULT_KEY_PATTERN = (
     r"^(?P<bin_id>[^/]+)/(?:.*/)?(?:(?P<captured_at>\d{8}T\d{6}(?:\.\d+)?Z)[^/]*|[^/]+)\.[A-Za-z0-9]+$"
 )
-
-
-class MalformedNotification(ValueError):
-    """An SQS body that is neither an S3 notification nor the test event: it goes to the DLQ."""
 
 
 @dataclass(frozen=True, order=True)
@@ -110,20 +102,11 @@ class ImageObject:
 
 
 @dataclass(frozen=True)
-class Notification:
-    """What one SQS message carried: the test event, or zero or more image objects."""
-
-    is_test_event: bool
-    images: tuple[ImageObject, ...]
-    skipped_keys: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class KeyRules:
     """How keys are read: the ingest prefix, the accepted suffixes and the bin pattern."""
 
     prefix: str = "incoming/"
-    suffixes: tuple[str, ...] = DEFAULT_IMAGE_SUFFIXES
+    suffixes: tuple[str, ...] = IMAGE_SUFFIXES
     pattern: str = DEFAULT_KEY_PATTERN
 
     def is_image(self, key: str) -> bool:
@@ -160,56 +143,3 @@ def bin_and_capture_time(key: str, rules: KeyRules) -> tuple[str, str | None]:
     """
     bin_id, text = bin_and_name_time(key, rules)
     return bin_id, canonical_time(text) if text else None
-
-
-def image_from_record(record: dict[str, Any], key: str, rules: KeyRules) -> ImageObject:
-    """One ``ObjectCreated`` record (key already decoded) as an image; unsupported suffixes too,
-    so the batcher can give them an error record instead of dropping them."""
-    s3_object = record["s3"]["object"]
-    try:
-        bin_id, captured = bin_and_capture_time(key, rules)
-    except ValueError:  # no valid date in the name: ordered by upload time, rejected by admission
-        bin_id, captured = bin_and_name_time(key, rules)[0], None
-    uploaded_at = canonical_time(record["eventTime"])
-    return ImageObject(
-        bucket=record["s3"]["bucket"]["name"],
-        key=key,
-        etag=str(s3_object.get("eTag", s3_object.get("etag", ""))).strip('"'),
-        size=int(s3_object.get("size", 0)),
-        bin_id=bin_id,
-        captured_at=captured or uploaded_at,
-        content_type=content_type_for(key),
-        version_id=str(s3_object.get("versionId") or ""),
-        sequencer=str(s3_object.get("sequencer") or ""),
-        uploaded_at=uploaded_at,
-    )
-
-
-def parse_notification(body: str, rules: KeyRules) -> Notification:
-    """Parse one SQS message body written by S3 (raw message delivery, no SNS envelope)."""
-    try:
-        message = json.loads(body)
-    except json.JSONDecodeError as error:
-        raise MalformedNotification(f"body is not JSON: {error}") from error
-    if not isinstance(message, dict):
-        raise MalformedNotification("body is not a JSON object")
-    if message.get("Event") == "s3:TestEvent":
-        return Notification(is_test_event=True, images=())
-    records = message.get("Records")
-    if not isinstance(records, list):
-        raise MalformedNotification("no Records and not an s3:TestEvent")
-    images: list[ImageObject] = []
-    skipped: list[str] = []
-    for record in records:
-        try:
-            if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
-                continue
-            s3 = record["s3"]
-            key = unquote_plus(s3["object"]["key"])
-            if not rules.is_ingested(key):
-                skipped.append(key)
-                continue
-            images.append(image_from_record(record, key, rules))
-        except (KeyError, TypeError, ValueError) as error:
-            raise MalformedNotification(f"record is not an S3 notification: {error!r}") from error
-    return Notification(is_test_event=False, images=tuple(images), skipped_keys=tuple(skipped))

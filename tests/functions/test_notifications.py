@@ -1,4 +1,4 @@
-"""S3 notification parsing and what keys say about bins (pure)."""
+"""S3 notifications from SQS read into uploads (pure)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from bincount.keys import (
-    KeyRules,
-    MalformedNotification,
-    bin_and_capture_time,
-    content_type_for,
-    parse_notification,
-)
+from bincount.notifications import MalformedNotification, parse_notification
+from bincount.uploads import KeyRules
 from pipeline_support import s3_notification
 
 RULES = KeyRules()
@@ -81,30 +76,3 @@ def test_removal_events_are_ignored() -> None:
 def test_malformed_bodies_raise(body: str) -> None:
     with pytest.raises(MalformedNotification):
         parse_notification(body, RULES)
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("incoming/BIN-7/a.jpg", ("BIN-7", None)),
-        ("incoming/BIN-7/cam/2/a.jpg", ("BIN-7", None)),
-        ("incoming/BIN-7/20261126T101500Z_x.jpg", ("BIN-7", "2026-11-26T10:15:00.000Z")),
-        ("incoming/00123.jpg", ("00123", None)),  # fallback: ABID style, the file name is the bin
-    ],
-)
-def test_bin_and_capture_time_default_pattern(key: str, expected: tuple[str, str | None]) -> None:
-    assert bin_and_capture_time(key, RULES) == expected
-
-
-def test_custom_pattern() -> None:
-    rules = KeyRules(prefix="p/", pattern=r"^site-\w+/(?P<bin_id>\w+)-(?P<captured_at>\d{8}T\d{6}Z)\.jpg$")
-    assert bin_and_capture_time("p/site-a/B9-20260101T000001Z.jpg", rules) == (
-        "B9",
-        "2026-01-01T00:00:01.000Z",
-    )
-
-
-def test_content_types() -> None:
-    assert content_type_for("a.JPEG") == "image/jpeg"
-    assert content_type_for("a.png") == "image/png"
-    assert content_type_for("a.webp") == "application/x-image"
