@@ -145,7 +145,7 @@ loop-demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.loop --images $(IMAGES) --labels $(LABELS) --model $(MODEL_LOCAL) --base $(DATA) $(LOOP_ARGS)
 
 bench: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m model.bench --model $(MODEL_LOCAL)
+	$(PY) -m local.serving_bench --model $(MODEL_LOCAL)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.bench --model $(MODEL_LOCAL) --count 2000
