@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from local.pipeline_bench import comparison, main
 from local.cpu_meter import CpuMeter
+from local.pipeline_bench import comparison, main
 
 
 def summary(end_to_end: float, collector: float, cpu: dict[str, float]) -> dict[str, Any]:

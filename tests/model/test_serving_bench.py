@@ -1,4 +1,4 @@
-"""``make bench`` (local/serving_bench.py) smoke test: every path runs on a few images and the ratios are printed."""
+"""``make bench`` (local/serving_bench.py) smoke test: every path runs on a few images, ratios printed."""
 
 from __future__ import annotations
 
