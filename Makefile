@@ -145,10 +145,10 @@ loop-demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.loop --images $(IMAGES) --labels $(LABELS) --model $(MODEL_LOCAL) --base $(DATA) $(LOOP_ARGS)
 
 bench: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m model.bench --model $(MODEL_LOCAL)
+	$(PY) -m local.serving_bench --model $(MODEL_LOCAL)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.bench --model $(MODEL_LOCAL) --count 2000
+	$(PY) -m local.pipeline_bench --model $(MODEL_LOCAL) --count 2000
 
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.

@@ -71,3 +71,22 @@ def to_json(data: Any) -> str:
 def emit(data: Any, text: str, as_json: bool, stream: TextIO | None = None) -> None:
     """Print ``data`` as JSON or ``text`` for people, on stdout unless told otherwise."""
     print(to_json(data) if as_json else text, file=stream or sys.stdout)
+
+
+def count_text(count: Any, lower_bound: Any) -> str:
+    """A count as people read it: ``3``, ``5+`` for the open top class (a lower bound), blank for none."""
+    if count is None:
+        return ""
+    return f"{count}{'+' if lower_bound else ''}"
+
+
+def emit_rows(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[Column],
+    as_json: bool,
+    summary: str | None = None,
+    shown: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """``rows`` as JSON, or for people a table (of ``shown``: the rows made readable) and a summary line."""
+    text = table(rows if shown is None else shown, columns)
+    emit(rows, text if summary is None else f"{text}\n{summary}", as_json)

@@ -129,52 +129,73 @@ def _run(
         write_expected_quantities(
             pipeline.endpoint.client("dynamodb"), pipeline.wiring.counts_table, quantities
         )
-        keys = {upload.key for upload in uploads}
         upload_start = time.monotonic()
-        for upload in tqdm(uploads, desc="uploaded", unit="img", disable=not interactive()):
-            pipeline.upload(upload.key, upload.body, upload.content_type)
-        again = len(uploads) - len(keys)
-        log.info(
-            "uploaded %d photos to s3://%s/%s%s",
-            len(keys),
-            pipeline.wiring.ingest_bucket,
-            pipeline.wiring.ingest_prefix,
-            f" (and {again} of them once more, to show a repeated upload gets no second record)"
-            if again
-            else "",
-        )
+        keys = upload_all(pipeline, uploads)
         finished = wait_for_records(pipeline, keys, timeout_s, label)
         settle_events(pipeline)
-        records = pipeline.image_records()
-        entries = result_entries(uploads, records)
-        elapsed = finished - upload_start
-        report: dict[str, Any] = {
-            "totals": totals(entries, len(uploads), elapsed),
-            "quality": count_quality(entries),
-            "confidence_threshold": confidence_threshold(pipeline),
-            "expected_quantities_written": len(quantities),
-            "accounting": accounting(entries),
-            "startup_s": round(ready - started, 2),
-            "model_server": options.server,
-            "stages": pipeline.stage_rates(len(keys)),
-            "transform_jobs": [
-                {
-                    "name": o.name,
-                    "status": o.status,
-                    "records": o.records,
-                    "written": o.written,
-                    "seconds": round(o.seconds, 2),
-                }
-                for o in pipeline.executor.outcomes
-            ],
-            "events_received": event_summary(pipeline.consumed_events),
-            "events": pipeline.consumed_events,
-            "dead_letters": pipeline.dead_letters(),
-            "worker_errors": pipeline.worker_errors,
-            "stack": {"name": pipeline.stack.stack_name, "outputs": pipeline.stack.outputs},
-            "results": entries,
-        }
-    return report
+        entries = result_entries(uploads, pipeline.image_records())
+        return pipeline_report(
+            pipeline,
+            entries,
+            uploaded=len(uploads),
+            elapsed=finished - upload_start,
+            quantities_written=len(quantities),
+            startup_s=round(ready - started, 2),
+        )
+
+
+def upload_all(pipeline: LocalPipeline, uploads: list[Upload]) -> set[str]:
+    """Put every upload into the ingest bucket (a repeated key is uploaded again); the keys."""
+    keys = {upload.key for upload in uploads}
+    for upload in tqdm(uploads, desc="uploaded", unit="img", disable=not interactive()):
+        pipeline.upload(upload.key, upload.body, upload.content_type)
+    again = len(uploads) - len(keys)
+    log.info(
+        "uploaded %d photos to s3://%s/%s%s",
+        len(keys),
+        pipeline.wiring.ingest_bucket,
+        pipeline.wiring.ingest_prefix,
+        f" (and {again} of them once more, to show a repeated upload gets no second record)" if again else "",
+    )
+    return keys
+
+
+def pipeline_report(
+    pipeline: LocalPipeline,
+    entries: list[dict[str, Any]],
+    *,
+    uploaded: int,
+    elapsed: float,
+    quantities_written: int,
+    startup_s: float,
+) -> dict[str, Any]:
+    """The report, read from the running pipeline; ``entries`` holds one per distinct key."""
+    return {
+        "totals": totals(entries, uploaded, elapsed),
+        "quality": count_quality(entries),
+        "confidence_threshold": confidence_threshold(pipeline),
+        "expected_quantities_written": quantities_written,
+        "accounting": accounting(entries),
+        "startup_s": startup_s,
+        "model_server": pipeline.options.server,
+        "stages": pipeline.stage_rates(len(entries)),
+        "transform_jobs": [
+            {
+                "name": o.name,
+                "status": o.status,
+                "records": o.records,
+                "written": o.written,
+                "seconds": round(o.seconds, 2),
+            }
+            for o in pipeline.executor.outcomes
+        ],
+        "events_received": event_summary(pipeline.consumed_events),
+        "events": pipeline.consumed_events,
+        "dead_letters": pipeline.dead_letters(),
+        "worker_errors": pipeline.worker_errors,
+        "stack": {"name": pipeline.stack.stack_name, "outputs": pipeline.stack.outputs},
+        "results": entries,
+    }
 
 
 def confidence_threshold(pipeline: LocalPipeline) -> float | None:

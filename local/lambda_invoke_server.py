@@ -15,10 +15,10 @@ import json
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
+from local.http_handler import LocalRequestHandler
 from local.lambda_runtime import FunctionRuntime
 
 log = logging.getLogger(__name__)
@@ -52,36 +52,23 @@ def invoke_response(runtime: FunctionRuntime, payload: bytes) -> tuple[int, dict
     return 200, headers, json.dumps(result, default=str).encode()
 
 
-def make_handler(functions: Mapping[str, FunctionRuntime]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+def make_handler(functions: Mapping[str, FunctionRuntime]) -> type[LocalRequestHandler]:
+    class Handler(LocalRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             payload = self.rfile.read(length)
             if not (self.path.startswith(INVOKE_PATH) and "/invocations" in self.path):
-                self._reply(404, {}, b'{"message": "not an Invoke request"}')
+                self.reply(404, b'{"message": "not an Invoke request"}', "application/json")
                 return
             name = function_key(unquote(self.path[len(INVOKE_PATH) :].split("/invocations", 1)[0]))
             runtime = functions.get(name)
             if runtime is None:
                 body = {"Type": "User", "message": f"Function not found: {name}"}
-                self._reply(404, {"x-amzn-ErrorType": "ResourceNotFoundException"}, json.dumps(body).encode())
+                error_type = {"x-amzn-ErrorType": "ResourceNotFoundException"}
+                self.reply(404, json.dumps(body).encode(), "application/json", error_type)
                 return
             status, headers, body_bytes = invoke_response(runtime, payload)
-            self._reply(status, headers, body_bytes)
-
-        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug(format, *args)
+            self.reply(status, body_bytes, "application/json", headers)
 
     return Handler
 

@@ -31,7 +31,7 @@ from local.lambda_runtime import (
 from local.model_swap import SwitchingInvoker
 from local.moto_server import AwsEndpoint, moto_server, patched_environ
 from local.serving_server import extract_model, serving_process
-from local.stack import LocalStack
+from local.stack import FunctionSpec, LocalStack
 from local.torchserve_server import torchserve_process
 from local.transform_executor import TransformExecutor, busy_seconds
 
@@ -149,8 +149,6 @@ class LocalPipeline:
     def __init__(
         self, endpoint: AwsEndpoint, stack: LocalStack, serving_url: str, options: PipelineOptions
     ) -> None:
-        from bincount.inventory_events import SOURCE  # the publisher's own constant
-
         self.endpoint = endpoint
         self.stack = stack
         self.options = options
@@ -175,41 +173,51 @@ class LocalPipeline:
         self.mappings: list[SqsEventSourceMapping] = []
         self.subscriptions: list[EventRuleSubscription] = []
         for spec in functions.values():
-            runtime = FunctionRuntime(spec, endpoint.region)
-            self.runtimes[spec.logical_id] = runtime
-            for source in spec.sqs_sources:
-                self.mappings.append(
-                    SqsEventSourceMapping(
-                        endpoint,
-                        runtime,
-                        source,
-                        batching_window_s=options.batching_window_s,
-                        retry_visibility_s=options.retry_visibility_s,
-                    )
-                )
-            for index, rule in enumerate(spec.rule_sources):
-                name = f"{stack.stack_name}-{spec.logical_id}-{index}"[:70]
-                self.subscriptions.append(EventRuleSubscription(endpoint, runtime, rule, name))
+            self._attach_function(spec)
         self.executor = TransformExecutor(
             endpoint,
             self.invoker,
             on_record=self.clocks["transform"].tick,
             parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")) if options.parallel_jobs else 1,
         )
-        self.consumer_queues = [
+        self.consumer_queues = self._subscribe_consumers()
+        self.consumed_events: list[dict[str, Any]] = []
+        self.worker_errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _attach_function(self, spec: FunctionSpec) -> None:
+        """A runtime for one function of the stack, fed by its SQS mappings and EventBridge rules."""
+        runtime = FunctionRuntime(spec, self.endpoint.region)
+        self.runtimes[spec.logical_id] = runtime
+        for source in spec.sqs_sources:
+            self.mappings.append(
+                SqsEventSourceMapping(
+                    self.endpoint,
+                    runtime,
+                    source,
+                    batching_window_s=self.options.batching_window_s,
+                    retry_visibility_s=self.options.retry_visibility_s,
+                )
+            )
+        for index, rule in enumerate(spec.rule_sources):
+            name = f"{self.stack.stack_name}-{spec.logical_id}-{index}"[:70]
+            self.subscriptions.append(EventRuleSubscription(self.endpoint, runtime, rule, name))
+
+    def _subscribe_consumers(self) -> list[str]:
+        """One queue per custom bus that receives our inventory events, as a downstream consumer would."""
+        from bincount.inventory_events import SOURCE  # the publisher's own constant
+
+        return [
             subscribe_queue(
-                endpoint.client("sqs"),
-                endpoint.client("events"),
-                f"{stack.stack_name}-consumer-{i}",
+                self.endpoint.client("sqs"),
+                self.endpoint.client("events"),
+                f"{self.stack.stack_name}-consumer-{i}",
                 bus,
                 {"source": [SOURCE]},
             )[0]
             for i, bus in enumerate(self.wiring.bus_names)
         ]
-        self.consumed_events: list[dict[str, Any]] = []
-        self.worker_errors: list[str] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     # -- workers ----------------------------------------------------------------------------------
 

@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_photos(args: argparse.Namespace) -> tuple[list[bytes], str]:
-    from model.bench import folder_images, synthetic_jpegs
+    from local.serving_bench import folder_images, synthetic_jpegs
 
     folder = args.images or (SHARED_IMAGES if SHARED_IMAGES.is_dir() else None)
     if folder is not None:

@@ -23,10 +23,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
+from local.http_handler import LocalRequestHandler
 from local.moto_server import free_port
 from training.artifact import load_inference_module, unpack_artifact
 from training.malloc import with_malloc_env
@@ -56,19 +56,17 @@ class InferenceService:
         return bytes(output), accept
 
 
-def make_handler(service: InferenceService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
+def make_handler(service: InferenceService) -> type[LocalRequestHandler]:
+    class Handler(LocalRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/ping":
-                self._reply(200, b"", "text/plain")
+                self.reply(200, b"", "text/plain")
             else:
-                self._reply(404, b"not found", "text/plain")
+                self.reply(404, b"not found", "text/plain")
 
         def do_POST(self) -> None:
             if self.path != "/invocations":
-                self._reply(404, b"not found", "text/plain")
+                self.reply(404, b"not found", "text/plain")
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
@@ -80,19 +78,9 @@ def make_handler(service: InferenceService) -> type[BaseHTTPRequestHandler]:
                 payload, response_type = service.transform(body, content_type, accept)
             except Exception as error:  # the container answers 500 for any handler exception
                 log.exception("inference failed")
-                self._reply(500, f"{type(error).__name__}: {error}".encode(), "text/plain")
+                self.reply(500, f"{type(error).__name__}: {error}".encode(), "text/plain")
                 return
-            self._reply(200, payload, response_type)
-
-        def _reply(self, status: int, payload: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug(format, *args)
+            self.reply(200, payload, response_type)
 
     return Handler
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,29 +136,31 @@ class LocalStack:
         Lifecycle rules are not applied: moto never expires anything, so they would change nothing.
         """
         s3 = self.endpoint.client("s3")
-        applied = []
-        for logical_id, resource in resources_of_type(self.template, "AWS::S3::Bucket").items():
-            declared = (resource.get("Properties") or {}).get("VersioningConfiguration")
-            if not declared:
-                continue
-            status = str(self.resolver.resolve(declared)["Status"])
-            s3.put_bucket_versioning(Bucket=self.ref(logical_id), VersioningConfiguration={"Status": status})
-            applied.append(logical_id)
-        return applied
+        return self._apply_bucket_property(
+            "VersioningConfiguration",
+            lambda bucket, declared: s3.put_bucket_versioning(
+                Bucket=bucket, VersioningConfiguration={"Status": str(declared["Status"])}
+            ),
+        )
 
     def apply_bucket_notifications(self) -> list[str]:
         """Apply each bucket's ``NotificationConfiguration`` (moto's CloudFormation ignores it)."""
         s3 = self.endpoint.client("s3")
+        return self._apply_bucket_property(
+            "NotificationConfiguration",
+            lambda bucket, declared: s3.put_bucket_notification_configuration(
+                Bucket=bucket, NotificationConfiguration=notification_configuration_for_api(declared)
+            ),
+        )
+
+    def _apply_bucket_property(self, name: str, apply: Callable[[str, Any], object]) -> list[str]:
+        """``apply(bucket name, resolved property)`` for each bucket that declares ``name``; their ids."""
         applied = []
         for logical_id, resource in resources_of_type(self.template, "AWS::S3::Bucket").items():
-            declared = (resource.get("Properties") or {}).get("NotificationConfiguration")
-            if not declared:
-                continue
-            configuration = notification_configuration_for_api(self.resolver.resolve(declared))
-            s3.put_bucket_notification_configuration(
-                Bucket=self.ref(logical_id), NotificationConfiguration=configuration
-            )
-            applied.append(logical_id)
+            declared = (resource.get("Properties") or {}).get(name)
+            if declared:
+                apply(self.ref(logical_id), self.resolver.resolve(declared))
+                applied.append(logical_id)
         return applied
 
     # -- intrinsic lookups ------------------------------------------------------------------------

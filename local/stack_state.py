@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cli.files import write_atomically
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_DIR = REPO_ROOT / "build" / "local-stack"
 STATE_ENV = "BINCOUNT_LOCAL_STATE"  # another state file (tests run their own stack)
@@ -73,10 +75,7 @@ class LocalStackState:
 
 def write_state(path: Path, state: LocalStackState) -> None:
     """Write atomically: a reader sees no file or a whole one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(state.to_json(), encoding="utf-8")
-    partial.replace(path)
+    write_atomically(path, state.to_json())
 
 
 def read_state(path: Path) -> LocalStackState | None:

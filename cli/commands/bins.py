@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK
-from cli.output import Column, emit, table
+from cli.output import Column, count_text, emit_rows
 from cli.queries import SORT_KEYS, bin_row, latest_items, select_bins, sort_bins
 from cli.stack import stack_for
 
@@ -26,13 +27,17 @@ COLUMNS = [
 ]
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "bins",
+        run,
         help="latest count per bin",
-        description=__doc__,
-        epilog="examples:\n  bincount bins\n  bincount bins --needs-review --sort confidence\n"
-        "  bincount bins --discrepancy --json",
+        doc=__doc__,
+        examples=[
+            "bincount bins",
+            "bincount bins --needs-review --sort confidence",
+            "bincount bins --discrepancy --json",
+        ],
     )
     parser.add_argument("--sort", choices=SORT_KEYS, default="bin", help="order (default: bin)")
     parser.add_argument("--desc", action="store_true", help="descending order")
@@ -40,7 +45,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--discrepancy", action="store_true", help="only bins whose count contradicts inventory"
     )
-    parser.set_defaults(run=run)
 
 
 def flags(row: dict[str, Any]) -> str:
@@ -57,13 +61,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [bin_row(item) for item in latest_items(stack.client("dynamodb"), stack.counts_table)]
     rows = sort_bins(select_bins(rows, args.needs_review, args.discrepancy), args.sort, args.desc)
     shown = [
-        {
-            **row,
-            "count_text": f"{row['count']}{'+' if row['count_is_lower_bound'] else ''}",
-            "flags": flags(row),
-        }
+        {**row, "count_text": count_text(row["count"], row["count_is_lower_bound"]), "flags": flags(row)}
         for row in rows
     ]
-    text = table(shown, COLUMNS) + f"\n{len(rows)} bin(s)"
-    emit(rows, text, args.json)
+    emit_rows(rows, COLUMNS, args.json, f"{len(rows)} bin(s)", shown)
     return EXIT_OK

@@ -10,20 +10,23 @@ refused unless --seen names the record version you saw (`bincount review`'s /api
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from cli.arguments import Subcommands
 from cli.output import emit
 from cli.review.commands import check_count, correct_photo
 from cli.stack import stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "correct",
+        run,
         help="save a person's count for one photo",
-        description=__doc__,
-        epilog="examples:\n  bincount correct incoming/BIN-1/20261126T101500Z-cam1.jpg 3\n"
-        "  bincount correct BIN-1/20261126T101500Z-cam1.jpg + --json",
+        doc=__doc__,
+        examples=[
+            "bincount correct incoming/BIN-1/20261126T101500Z-cam1.jpg 3",
+            "bincount correct BIN-1/20261126T101500Z-cam1.jpg + --json",
+        ],
     )
     parser.add_argument(
         "key", metavar="KEY", help="the photo's S3 key (or s3://bucket/key, or relative to the prefix)"
@@ -33,7 +36,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seen", help="the record version you saw (needed to replace another label)")
     parser.add_argument("--bin", dest="bin_id", default="", help="the bin (default: read from the key)")
     parser.add_argument("--reviewer", help="name saved with the label (local stack; default: the OS user)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cli.arguments import Subcommands
 from cli.counting import (
     Counter,
     HttpEndpointCounter,
@@ -26,7 +27,7 @@ from cli.counting import (
     read_photos,
 )
 from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
-from cli.output import Column, emit, table
+from cli.output import Column, count_text, emit_rows
 from cli.photos import select_photos
 from cli.stack import LOCAL, resolve_stack, stack_for
 from local.stack_state import REPO_ROOT
@@ -42,13 +43,17 @@ COLUMNS = [
 ]
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "count",
+        run,
         help="count photos now (in process, or through a real-time endpoint)",
-        description=__doc__,
-        epilog="examples:\n  bincount count photo.jpg\n  bincount count photos/ --json\n"
-        "  bincount count photo.jpg --endpoint local",
+        doc=__doc__,
+        examples=[
+            "bincount count photo.jpg",
+            "bincount count photos/ --json",
+            "bincount count photo.jpg --endpoint local",
+        ],
     )
     parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files or folders of photos")
     parser.add_argument(
@@ -65,7 +70,6 @@ def register(subparsers: Any) -> None:
         help="torch threads in process (default: all CPUs)",
     )
     parser.add_argument("--batch", type=int, default=8, help="photos per forward pass in process")
-    parser.set_defaults(run=run)
 
 
 def make_counter(args: argparse.Namespace) -> Counter:
@@ -117,8 +121,7 @@ def display_row(record: Record) -> Record:
     row = dict(record)
     probabilities = record.get("probabilities") or []
     row["probabilities_text"] = " ".join(f"{k}:{p:.2f}" for k, p in enumerate(probabilities))
-    if record.get("count_is_lower_bound"):
-        row["count"] = f"{record['count']}+"
+    row["count"] = count_text(record.get("count"), record.get("count_is_lower_bound"))
     if "error" in record:
         row["error_text"] = f"{record['error'].get('code')}: {record['error'].get('message')}"
     return row
@@ -126,5 +129,5 @@ def display_row(record: Record) -> Record:
 
 def run(args: argparse.Namespace) -> int:
     records = count_all(args.photos, lambda: make_counter(args))
-    emit(records, table([display_row(r) for r in records], COLUMNS), args.json)
+    emit_rows(records, COLUMNS, args.json, shown=[display_row(r) for r in records])
     return EXIT_REFUSED if any("error" in record for record in records) else EXIT_OK

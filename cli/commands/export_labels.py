@@ -11,25 +11,28 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK, EXIT_REFUSED
 from cli.output import emit
 from cli.review.commands import check_out_dir, export, parse_since
 from cli.stack import stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "export-labels",
+        run,
         help="write reviewed photos + labels.csv for training",
-        description=__doc__,
-        epilog="examples:\n  bincount export-labels build/labels\n"
-        "  bincount export-labels build/labels --since 2026-11-26\n  make train DATA=build/labels",
+        doc=__doc__,
+        examples=[
+            "bincount export-labels build/labels",
+            "bincount export-labels build/labels --since 2026-11-26",
+            "make train DATA=build/labels",
+        ],
     )
     parser.add_argument("out_dir", metavar="OUT_DIR", type=Path)
     parser.add_argument("--since", help="only labels saved at or after this date/time (UTC)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

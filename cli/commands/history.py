@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK, NotFound
-from cli.output import Column, emit, table
+from cli.output import Column, count_text, emit_rows
 from cli.photos import check_bin_id
 from cli.queries import history_rows, image_items_of_bin
 from cli.stack import stack_for
@@ -23,15 +23,18 @@ COLUMNS = [
 ]
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "history",
+        run,
         help="every photo of a bin",
-        description=__doc__,
-        epilog="examples:\n  bincount history BIN-1\n  bincount history BIN-1 --json",
+        doc=__doc__,
+        examples=[
+            "bincount history BIN-1",
+            "bincount history BIN-1 --json",
+        ],
     )
     parser.add_argument("bin_id", metavar="BIN_ID")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,19 +43,8 @@ def run(args: argparse.Namespace) -> int:
     rows = history_rows(image_items_of_bin(stack.client("dynamodb"), stack.counts_table, bin_id))
     if not rows:
         raise NotFound(f"bin {bin_id} has no photos in {stack.counts_table} (stack {stack.stack})")
-    shown = [
-        {
-            **row,
-            "count_text": ""
-            if row["count"] is None
-            else f"{row['count']}{'+' if row['count_is_lower_bound'] else ''}",
-        }
-        for row in rows
-    ]
+    shown = [{**row, "count_text": count_text(row["count"], row["count_is_lower_bound"])} for row in rows]
     counted = sum(1 for row in rows if row["outcome"] == "count")
-    text = (
-        table(shown, COLUMNS)
-        + f"\n{len(rows)} photo(s) of {bin_id}: {counted} counted, {len(rows) - counted} rejected"
-    )
-    emit(rows, text, args.json)
+    summary = f"{len(rows)} photo(s) of {bin_id}: {counted} counted, {len(rows) - counted} rejected"
+    emit_rows(rows, COLUMNS, args.json, summary, shown)
     return EXIT_OK

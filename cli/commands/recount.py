@@ -11,26 +11,27 @@ re-count resumes (exit 1 while photos are left).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from bincount.timefmt import canonical_time
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK, EXIT_REFUSED, UsageError
 from cli.output import emit
 from cli.recount import batcher_settings, recount, served_model_version, summary
 from cli.stack import stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "recount",
+        run,
         help="count stored photos again with the served model (history kept)",
-        description=__doc__,
-        epilog=(
-            "examples:\n  bincount recount --dry-run\n"
-            "  bincount recount --since 2026-11-01 --bins A-1 A-2 --json\n"
-            "  bincount recount --model-version bincount-efficientnet_lite0-2026.12.01-1200"
-        ),
+        doc=__doc__,
+        examples=[
+            "bincount recount --dry-run",
+            "bincount recount --since 2026-11-01 --bins A-1 A-2 --json",
+            "bincount recount --model-version bincount-efficientnet_lite0-2026.12.01-1200",
+        ],
     )
     parser.add_argument("--since", help="only photos captured at or after this time (ISO date or time, UTC)")
     parser.add_argument("--bins", nargs="+", default=[], metavar="BIN", help="only these bins")
@@ -39,7 +40,6 @@ def register(subparsers: Any) -> None:
         help="the version that counts them (default: what the stack's real-time endpoint answers with)",
     )
     parser.add_argument("--dry-run", action="store_true", help="say what would be submitted, submit nothing")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,22 +12,26 @@ import argparse
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
 from cli.output import emit
 from cli.redrive import lambda_deliver, move_messages
 from cli.stack import StackResources, stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "redrive",
+        run,
         help="move dead-lettered messages back (ingest or collector)",
-        description=__doc__,
-        epilog="examples:\n  bincount redrive ingest\n  bincount redrive collector --max 10 --json",
+        doc=__doc__,
+        examples=[
+            "bincount redrive ingest",
+            "bincount redrive collector --max 10 --json",
+        ],
     )
     parser.add_argument("queue", choices=("ingest", "collector"), help="which dead-letter queue")
     parser.add_argument("--max", type=int, default=None, help="move at most this many messages")
-    parser.set_defaults(run=run)
 
 
 def replay_function() -> Any:

@@ -10,25 +10,28 @@ presigned URLs (the bucket stays private).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
+from cli.arguments import Subcommands
 from cli.review.commands import DEFAULT_PORT, check_port, serve
 from cli.stack import stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "review",
+        run,
         help="open the review console (a web page on 127.0.0.1)",
-        description=__doc__,
-        epilog="examples:\n  bincount review\n  bincount review --port 9000 --reviewer dana\n"
-        "  bincount review --stack bincount-prod --region eu-west-1",
+        doc=__doc__,
+        examples=[
+            "bincount review",
+            "bincount review --port 9000 --reviewer dana",
+            "bincount review --stack bincount-prod --region eu-west-1",
+        ],
     )
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port on 127.0.0.1 (default {DEFAULT_PORT})"
     )
     parser.add_argument("--reviewer", help="name saved with each label (local stack; default: the OS user)")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

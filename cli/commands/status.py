@@ -5,21 +5,25 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK
 from cli.output import Column, emit, table
 from cli.queries import error_items, job_items, jobs_in_flight, last_errors
 from cli.stack import StackResources, stack_for
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "status",
+        run,
         help="queues, jobs in flight, dead letters, last errors",
-        description=__doc__,
-        epilog="examples:\n  bincount status\n  bincount status --stack prod --region eu-west-1 --json",
+        doc=__doc__,
+        examples=[
+            "bincount status",
+            "bincount status --stack prod --region eu-west-1 --json",
+        ],
     )
     parser.add_argument("--errors", type=int, default=5, help="how many recent errors to show")
-    parser.set_defaults(run=run)
 
 
 def queue_depth(sqs: Any, url: str) -> dict[str, int]:

@@ -12,25 +12,28 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from bincount.image_formats import content_type_for
 
+from cli.arguments import Subcommands
 from cli.errors import EXIT_OK, UsageError
-from cli.output import Column, emit, table
+from cli.output import Column, emit_rows
 from cli.photos import check_bin_id, file_time, parse_capture_time, select_photos, sniff_image, upload_key
 from cli.stack import stack_for
 
 COLUMNS = [Column("photo", "photo"), Column("key", "key")]
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(subparsers: Subcommands) -> None:
+    parser = subparsers.add_command(
         "upload",
+        run,
         help="upload photos of a bin into the ingest bucket",
-        description=__doc__,
-        epilog="examples:\n  bincount upload ../shared/abid/images --bin BIN-1\n"
-        "  bincount upload shelf.jpg --bin A-07 --captured-at 2026-11-26T10:15:00Z",
+        doc=__doc__,
+        examples=[
+            "bincount upload ../shared/abid/images --bin BIN-1",
+            "bincount upload shelf.jpg --bin A-07 --captured-at 2026-11-26T10:15:00Z",
+        ],
     )
     parser.add_argument(
         "paths", nargs="+", metavar="DIR_OR_PHOTO", help="photos, or folders of .jpg/.jpeg/.png"
@@ -39,7 +42,6 @@ def register(subparsers: Any) -> None:
         "--bin", dest="bin_id", required=True, metavar="BIN_ID", help="the bin the photos show"
     )
     parser.add_argument("--captured-at", help="capture time of every photo (default: each file's mtime)")
-    parser.set_defaults(run=run)
 
 
 def checked_photos(arguments: list[str]) -> list[Path]:
@@ -94,9 +96,6 @@ def run(args: argparse.Namespace) -> int:
             Bucket=stack.ingest_bucket, Key=key, Body=path.read_bytes(), ContentType=content_type_for(key)
         )
         uploaded.append({"photo": str(path), "bucket": stack.ingest_bucket, "key": key, "bin_id": bin_id})
-    text = (
-        table(uploaded, COLUMNS)
-        + f"\nuploaded {len(uploaded)} photo(s) of {bin_id} to s3://{stack.ingest_bucket}"
-    )
-    emit(uploaded, text, args.json)
+    summary = f"uploaded {len(uploaded)} photo(s) of {bin_id} to s3://{stack.ingest_bucket}"
+    emit_rows(uploaded, COLUMNS, args.json, summary)
     return EXIT_OK

@@ -53,11 +53,18 @@ def create_app(service: ReviewService) -> FastAPI:
     app = FastAPI(title="Bin Count review console", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    templates = Jinja2Templates(directory=HERE / "templates")
 
     @app.exception_handler(CorrectionRefused)
     async def refused(request: Request, error: CorrectionRefused) -> JSONResponse:
         return refusal(error)
+
+    add_page_routes(app, service, Jinja2Templates(directory=HERE / "templates"))
+    add_api_routes(app, service)
+    return app
+
+
+def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templates) -> None:
+    """``/``, ``/panel`` and ``/photo``: what the browser renders."""
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, bin: str = "") -> Response:
@@ -93,6 +100,10 @@ def create_app(service: ReviewService) -> FastAPI:
         body, content_type = service.photo(bin_id, sk)
         return Response(body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
 
+
+def add_api_routes(app: FastAPI, service: ReviewService) -> None:
+    """``/api/...``: the same data as JSON, and the one write (a correction, behind the header)."""
+
     @app.get("/api/queue")
     def queue(bin: str = "") -> dict[str, Any]:
         items = [entry.to_dict() for entry in service.queue(bin.strip())]
@@ -121,5 +132,3 @@ def create_app(service: ReviewService) -> FastAPI:
                 "latest_updated": result.latest_followed,
             }
         )
-
-    return app

@@ -25,6 +25,8 @@ from bincount.corrections import PhotoGone, human_label_of, image_of
 from bincount.timefmt import now
 from bincount.uploads import ImageObject
 
+from cli.files import write_atomically
+
 MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
 LABELS = "labels.csv"
 MANIFEST_FORMAT = "bincount-labels/2"  # /2: one entry per upload (key + version)
@@ -139,13 +141,6 @@ def load_manifest(out_dir: Path) -> dict[str, Exported]:
     return {entry.source: entry for entry in (Exported(**item) for item in data["photos"])}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
     """sources.json and labels.csv, rewritten whole from the entries (small; photos are not touched)."""
     ordered = sorted(entries.values(), key=lambda entry: entry.image)
@@ -154,12 +149,12 @@ def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
         "updated_at": now(),
         "photos": [asdict(entry) for entry in ordered],
     }
-    _write_atomic(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+    write_atomically(out_dir / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(entry.csv_row() for entry in ordered)
-    _write_atomic(out_dir / LABELS, buffer.getvalue().encode())
+    write_atomically(out_dir / LABELS, buffer.getvalue().encode())
 
 
 def _exported(record: Mapping[str, Any], image: str) -> Exported:
@@ -207,7 +202,7 @@ def export_labels(
         except PhotoGone:
             report.missing.append(f"{key} ({upload.version})")
             continue
-        _write_atomic(out_dir / image, body)
+        write_atomically(out_dir / image, body)
         if prior and prior.image != image:
             (out_dir / prior.image).unlink(missing_ok=True)
         (report.moved if prior else report.added).append(image)

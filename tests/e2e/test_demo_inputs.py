@@ -172,13 +172,13 @@ def test_expected_quantity_per_bin_is_the_newest_photos_label() -> None:
 def test_pipeline_benchmark_checks_its_arguments_first(
     args: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from local import bench
+    from local import pipeline_bench as bench
 
     model = tmp_path / "model.tar.gz"
     model.write_bytes(b"")
     assert bench.main(["--model", str(model), "--out", str(tmp_path / "out/r.json"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("local.bench: error: ") and phrase in err[0]
+    assert len(err) == 1 and err[0].startswith("local.pipeline_bench: error: ") and phrase in err[0]
     assert not (tmp_path / "out").exists()
     assert bench.main(["--model", str(tmp_path / "none.tar.gz")]) == 2
     assert "is missing" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""``make bench`` smoke test: every path runs on a few images and the ratios are printed."""
+"""``make bench`` (local/serving_bench.py) smoke test: every path runs on a few images, ratios printed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from model import bench
+from local import serving_bench as bench
 
 
 def test_bench_prints_the_table_and_ratios(
@@ -58,7 +58,7 @@ def test_cli_refuses_with_one_line(
 ) -> None:
     assert bench.main(["--model", str(packed_model), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("model.bench: error: ") and phrase in err[0]
+    assert len(err) == 1 and err[0].startswith("local.serving_bench: error: ") and phrase in err[0]
 
 
 def test_a_folder_without_photos_is_one_line(

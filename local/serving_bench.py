@@ -1,7 +1,7 @@
 """Serving-path throughput against a seed-style path, in one run on the same machine.
 
-``make bench`` runs ``python -m model.bench --model build/model/model-local.tar.gz`` (the artifact
-with model.onnx). Every path takes JPEG bytes and produces a JSON record:
+``make bench`` runs ``python -m local.serving_bench --model build/model/model-local.tar.gz`` (the
+artifact with model.onnx). Every path takes JPEG bytes and produces a JSON record:
 
 * ``seed-style``: Pillow full-size decode, torchvision ``Resize``/``ToTensor``/``Normalize``,
   fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
@@ -11,6 +11,8 @@ with model.onnx). Every path takes JPEG bytes and produces a JSON record:
 * ``resnet50 ours``: ResNet-50 packed by ``model.package`` through the same handlers.
 
 Images are generated bin photos at ABID-like sizes (``local/synthetic.py``) or ``--images DIR``.
+A local tool, not part of ``model/``: it needs the demo's synthetic photos and opens the artifact
+with ``training.artifact``, neither of which the serving package may import.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import torch
 from bincount.image_formats import IMAGE_SUFFIXES
 
 from cli.errors import UsageError, one_line_errors
+from local.synthetic import draw_bin, encode
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
 from model.network import ModelConfig, build_model
 from model.package import package_model
@@ -53,8 +56,6 @@ class Result:
 
 
 def synthetic_jpegs(n: int, seed: int = 0) -> list[bytes]:
-    from local.synthetic import draw_bin, encode
-
     rng = random.Random(seed)
     return [
         encode(draw_bin(rng.randint(0, 5), seed + i, size=ABID_LIKE_SIZES[i % len(ABID_LIKE_SIZES)]))
@@ -172,9 +173,10 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} {value}: give a whole number above 0")
 
 
-@one_line_errors("model.bench")
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.bench", description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local.serving_bench", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz to serve")
     parser.add_argument("--images", type=Path, help="folder of photos (default: generated ABID-size JPEGs)")
     parser.add_argument("--count", type=int, default=96, help="images per path (default 96)")
@@ -182,60 +184,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="list size for the batched rows")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-50 through our path")
-    args = parser.parse_args(argv)
-    check_arguments(args)
+    return parser
 
-    images = folder_images(args.images, args.count) if args.images else synthetic_jpegs(args.count)
-    seed_images = images[: args.seed_count]
-    warmup = min(4, len(images))
+
+def report_rows(results: list[Result]) -> None:
+    for result in results:
+        print(f"  {result.name}: {result.rate:.1f} img/s", flush=True)
+
+
+def artifact_rows(args: argparse.Namespace, model_dir: Path, images: list[bytes]) -> list[Result]:
+    """The artifact through our handlers with each runtime: per request, in lists, and (ONNX
+    Runtime with several threads) as single-threaded workers."""
     settings = replace(SETTINGS, threads=args.threads)
+    warmup = min(4, len(images))
     results: list[Result] = []
-    print(
-        f"{len(images)} images, median {statistics.median(len(i) for i in images) / 1e3:.0f} kB; "
-        f"{args.threads} threads; torch {torch.__version__}",
-        flush=True,
-    )
+    for runtime in ("auto", "torch"):
+        model = load_model(model_dir, replace(settings, runtime=runtime))
+        label = f"ours {model.config.arch} [{model.runtime.name}]"
+        rows = [
+            timed(f"{label}, 1 per request", images, per_request_path(model), warmup),
+            timed(f"{label}, lists of {args.batch}", images, batched_path(model, args.batch), args.batch),
+        ]
+        if runtime == "auto" and model.runtime.name.startswith("onnxruntime") and args.threads > 1:
+            single = [load_model(model_dir, replace(settings, threads=1)) for _ in range(args.threads)]
+            name = f"{label}, 1 per request, {args.threads} workers x 1 thread"
+            rows.append(timed(name, images, workers_path(single), warmup))
+        report_rows(rows)
+        results.extend(rows)
+    return results
 
-    results.append(
-        timed("seed-style (Pillow, fp32 ResNet-50, 1 by 1)", seed_images, seed_style_path(args.threads), 2)
-    )
-    print(f"  {results[-1].name}: {results[-1].rate:.1f} img/s", flush=True)
-    with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
-        model_dir = unpack_artifact(args.model, Path(tmp) / "default")
-        for runtime in ("auto", "torch"):
-            model = load_model(model_dir, replace(settings, runtime=runtime))
-            first = len(results)
-            label = f"ours {model.config.arch} [{model.runtime.name}]"
-            results.append(timed(f"{label}, 1 per request", images, per_request_path(model), warmup))
-            results.append(
-                timed(f"{label}, lists of {args.batch}", images, batched_path(model, args.batch), args.batch)
-            )
-            if runtime == "auto" and model.runtime.name.startswith("onnxruntime") and args.threads > 1:
-                single = [load_model(model_dir, replace(settings, threads=1)) for _ in range(args.threads)]
-                results.append(
-                    timed(
-                        f"{label}, 1 per request, {args.threads} workers x 1 thread",
-                        images,
-                        workers_path(single),
-                        warmup,
-                    )
-                )
-            for result in results[first:]:
-                print(f"  {result.name}: {result.rate:.1f} img/s", flush=True)
-        if not args.no_resnet:
-            config = ModelConfig.for_arch("resnet50", num_classes=5, version="bench-resnet50")
-            network = settle_batchnorm(build_model(config))
-            artifact = package_model(Path(tmp) / "resnet50.tar.gz", network.state_dict(), config, onnx=True)
-            model = load_model(unpack_artifact(artifact, Path(tmp) / "resnet50"), settings)
-            label = f"ours resnet50 [{model.runtime.name}]"
-            resnet_images = images[: max(args.seed_count, 2 * args.batch)]
-            results.append(timed(f"{label}, 1 per request", resnet_images, per_request_path(model), warmup))
-            results.append(
-                timed(
-                    f"{label}, lists of {args.batch}", resnet_images, batched_path(model, args.batch), warmup
-                )
-            )
 
+def resnet_rows(args: argparse.Namespace, workdir: Path, images: list[bytes]) -> list[Result]:
+    """ResNet-50 (settled batch norm) packed by ``model.package`` through the same handlers."""
+    config = ModelConfig.for_arch("resnet50", num_classes=5, version="bench-resnet50")
+    network = settle_batchnorm(build_model(config))
+    artifact = package_model(workdir / "resnet50.tar.gz", network.state_dict(), config, onnx=True)
+    model = load_model(
+        unpack_artifact(artifact, workdir / "resnet50"), replace(SETTINGS, threads=args.threads)
+    )
+    label = f"ours resnet50 [{model.runtime.name}]"
+    resnet_images = images[: max(args.seed_count, 2 * args.batch)]
+    warmup = min(4, len(images))
+    return [
+        timed(f"{label}, 1 per request", resnet_images, per_request_path(model), warmup),
+        timed(f"{label}, lists of {args.batch}", resnet_images, batched_path(model, args.batch), warmup),
+    ]
+
+
+def print_table(results: list[Result], threads: int) -> None:
+    """The markdown table (``x seed-style`` against the first row) and the ratios against the targets."""
     seed = results[0].rate
     cpu = platform.processor() or platform.machine()
     print(f"\n{os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, Python {platform.python_version()}")
@@ -246,16 +243,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndefault serving path, 1 per request: {default.rate / seed:.1f}x seed-style (target >= 8x)")
     workers = [r for r in results if "workers x 1 thread" in r.name]
     if workers:
-        print(
-            f"  as TorchServe runs it ({args.threads} workers x 1 thread): "
-            f"{workers[0].rate / seed:.1f}x seed-style"
-        )
+        ratio = workers[0].rate / seed
+        print(f"  as TorchServe runs it ({threads} workers x 1 thread): {ratio:.1f}x seed-style")
     resnet = [r for r in results if "resnet50 [" in r.name]
     if resnet:
         print(
             f"ResNet-50 through our path, 1 per request: {resnet[0].rate / seed:.1f}x seed-style "
             "(target >= 1.5x)"
         )
+
+
+@one_line_errors("local.serving_bench")
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    check_arguments(args)
+    images = folder_images(args.images, args.count) if args.images else synthetic_jpegs(args.count)
+    print(
+        f"{len(images)} images, median {statistics.median(len(i) for i in images) / 1e3:.0f} kB; "
+        f"{args.threads} threads; torch {torch.__version__}",
+        flush=True,
+    )
+    seed_images = images[: args.seed_count]
+    results = [
+        timed("seed-style (Pillow, fp32 ResNet-50, 1 by 1)", seed_images, seed_style_path(args.threads), 2)
+    ]
+    report_rows(results)
+    with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
+        results += artifact_rows(args, unpack_artifact(args.model, Path(tmp) / "default"), images)
+        if not args.no_resnet:
+            results += resnet_rows(args, Path(tmp), images)
+    print_table(results, args.threads)
     return 0
 
 

@@ -180,7 +180,7 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@one_line_errors("local.bench")
+@one_line_errors("local.pipeline_bench")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(False, args.out.parent)
