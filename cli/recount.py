@@ -15,11 +15,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from bincount.adapters.dynamodb import DynamoJobStore
-from bincount.adapters.s3 import S3ObjectStore
 from bincount.adapters.s3_versions import S3VersionCopier
-from bincount.adapters.sagemaker import SageMakerTransformJobs
 from bincount.batching import Chunk
+from bincount.ports import JobStore, ObjectStore
 from bincount.recounts import (
     Selection,
     Skipped,
@@ -32,6 +30,7 @@ from bincount.settings import Settings, SettingsError
 from bincount.staging import stage_images
 from bincount.submission import Submitted, Submitter, available_slots, submit_chunks
 from bincount.uploads import ImageObject
+from bincount.wiring import Clients, build_submitter
 from botocore.exceptions import ClientError
 
 from cli.errors import Refused, UsageError
@@ -127,9 +126,7 @@ def read_records(stack: StackResources, bins: Sequence[str]) -> list[dict[str, A
     return image_items(dynamodb, stack.counts_table)
 
 
-def in_flight_identities(
-    jobs: DynamoJobStore, objects: S3ObjectStore, prefix: str
-) -> set[tuple[str, str, str]]:
+def in_flight_identities(jobs: JobStore, objects: ObjectStore, prefix: str) -> set[tuple[str, str, str]]:
     """Uploads already in a re-count job of this version that is not collected yet."""
     identities: set[tuple[str, str, str]] = set()
     for job in jobs.in_flight():
@@ -154,6 +151,17 @@ def stage(
     for image, failure in staging.failed:
         report.skipped.append(Skipped(image.key, image.bin_id, f"staging failed ({failure}): run again"))
     return staging.staged
+
+
+def stack_clients(stack: StackResources) -> Clients:
+    """The stack's clients (its endpoint and region) for the handlers' wiring: none of boto3's defaults."""
+    return Clients(
+        s3=stack.client("s3"),
+        sagemaker=stack.client("sagemaker"),
+        dynamodb=stack.resource("dynamodb"),
+        events=stack.client("events"),
+        sqs=stack.client("sqs"),
+    )
 
 
 def submit(chunks: list[Chunk], submitter: Submitter, settings: Settings, report: RecountReport) -> None:
@@ -185,19 +193,17 @@ def recount(
     selection: Selection = select_records(read_records(stack, bins), model_version, since, bins)
     report.selected, report.already_current = len(selection.candidates), selection.current
     report.skipped.extend(selection.skipped)
-    objects = S3ObjectStore(stack.client("s3"))
-    jobs = DynamoJobStore(stack.resource("dynamodb").Table(settings.jobs_table))
+    submitter = build_submitter(settings, stack_clients(stack))
+    objects, jobs, transforms = submitter.objects, submitter.jobs, submitter.transforms
     prefix = recount_prefix(settings.job_name_prefix, model_version)
     running = in_flight_identities(jobs, objects, f"{prefix}-")
     images = [recount_image(item) for item in selection.candidates]
     waiting = [image for image in images if image.identity not in running]
     report.in_flight = len(images) - len(waiting)
-    transforms = SageMakerTransformJobs(stack.client("sagemaker"))
     if not dry_run:
         waiting = stage(waiting, stack, settings, report)
     chunks = recount_chunks(waiting, settings.max_images_per_job, settings.job_name_prefix, model_version)
     if not dry_run:
-        submitter = Submitter(objects, transforms, jobs, settings.layout(), settings.transform_config())
         submit(chunks, submitter, settings, report)
         return report
     slots = available_slots(transforms, settings.max_jobs_in_flight, f"{settings.job_name_prefix}-")
