@@ -134,15 +134,18 @@ def load_handlers(model_dir: Path) -> Handlers:
 
     The artifact's ``code/model/`` shadows the repository's ``model`` package only if that package has
     not been imported yet in this process (a fresh ``python -m training.evaluate`` run); otherwise the
-    already-imported one serves the artifact's ``inference.py`` and a warning says so.
+    already-imported one serves the artifact's ``inference.py``, and a warning says so when the two
+    differ (the gate loads two artifacts of the same code in one process: no warning then).
     """
     code = model_dir / "code"
     script = code / "inference.py"
     if script.is_file():
-        if "model" in sys.modules:
+        imported = getattr(sys.modules.get("model"), "__file__", None)
+        if "model" in sys.modules and not _same_code(imported, code / "model"):
             LOG.warning(
-                "package 'model' already imported from %s; the artifact's code/model is not used",
-                getattr(sys.modules["model"], "__file__", "?"),
+                "package 'model' already imported from %s differs from the artifact's code/model, "
+                "which is not used",
+                imported or "?",
             )
         module: ModuleType = load_inference_module(model_dir)
         source = str(script)
@@ -151,6 +154,17 @@ def load_handlers(model_dir: Path) -> Handlers:
 
         source = f"{module.__file__} (artifact has no code/inference.py)"
     return Handlers(module.model_fn, module.input_fn, module.predict_fn, module.output_fn, source)
+
+
+def _same_code(imported_init: str | None, artifact_package: Path) -> bool:
+    """Whether every module of the artifact's ``code/model/`` is byte for byte the imported one."""
+    if imported_init is None or not artifact_package.is_dir():
+        return False
+    imported = Path(imported_init).parent
+    return all(
+        (imported / source.name).is_file() and (imported / source.name).read_bytes() == source.read_bytes()
+        for source in artifact_package.glob("*.py")
+    )
 
 
 def _decode_body(body: Any) -> dict[str, Any]:

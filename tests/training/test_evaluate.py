@@ -330,3 +330,24 @@ def test_a_labels_file_without_counts_is_one_line(fake_artifact: Path, tmp_path:
             evaluate.build_parser().parse_args(["--model", str(fake_artifact), "--labels", str(bad)])
         )
     assert evaluate.main(["--model", str(tmp_path / "none.tar.gz"), "--labels", str(bad)]) == 2
+
+
+def test_the_warning_about_shadowed_model_code_only_when_the_code_differs(tmp_path: Path) -> None:
+    """The gate loads two artifacts of one code base in one process: no warning for identical code,
+    a warning when the artifact's code/model would have served differently."""
+    from training.evaluate import _same_code
+
+    imported = tmp_path / "repo" / "model"
+    artifact = tmp_path / "artifact" / "code" / "model"
+    for folder in (imported, artifact):
+        folder.mkdir(parents=True)
+        (folder / "__init__.py").write_text("")
+        (folder / "network.py").write_text("WIDTH = 1\n")
+    init = str(imported / "__init__.py")
+    assert _same_code(init, artifact)
+    (artifact / "network.py").write_text("WIDTH = 2\n")
+    assert not _same_code(init, artifact)
+    (artifact / "network.py").write_text("WIDTH = 1\n")
+    (artifact / "extra.py").write_text("")
+    assert not _same_code(init, artifact)
+    assert not _same_code(None, artifact)
