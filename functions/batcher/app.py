@@ -4,22 +4,28 @@ Handler ``batcher.app.handler``. Partial batch responses: a message fails only w
 images could not be handed to SageMaker (throttled, over quota, over the in-flight cap, a
 staging copy or an error record that could not be written, or a malformed body); the test event
 and keys outside the prefix always succeed. Uploads no job could handle get their error record
-here (bincount.admission); notifications naming another bucket go to the ingest DLQ.
+here (bincount.admission); notifications naming another bucket go to the ingest DLQ. Which
+messages fail, and which of them only wait for capacity, is bincount.intake.message_fates; this
+module wires, logs and reports. Events arrive as Powertools' typed ``SQSEvent``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import SQSEvent, event_source
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from bincount.adapters.s3_versions import S3VersionCopier
 from bincount.adapters.sqs import SqsDeadLetters, SqsVisibility
-from bincount.batching import sanitize_prefix
+from bincount.batching import Chunk, sanitize_prefix
 from bincount.collection import Collector
-from bincount.intake import IntakePlan, Staging, plan_intake
+from bincount.intake import IntakePlan, Staging, message_fates, plan_intake
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, get_settings
 from bincount.submission import BatchReport, Submitted, Submitter, submit_chunks
@@ -65,8 +71,9 @@ def get_runtime() -> BatcherRuntime:
     return build_runtime(get_settings())
 
 
-def receive_count(record: dict[str, Any]) -> int:
-    """SQS attributes are strings: ``"ApproximateReceiveCount": "3"``."""
+def receive_count(record: SQSRecord) -> int:
+    """SQS attributes are strings: ``"ApproximateReceiveCount": "3"``; 1 when a hand-made event
+    leaves it out (Powertools' ``approximate_receive_count`` would raise ``KeyError``)."""
     return int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
 
 
@@ -128,11 +135,34 @@ def emit_metrics(plan: IntakePlan, report: BatchReport) -> None:
     metrics.add_metric(name="MalformedNotifications", unit=MetricUnit.Count, value=len(plan.malformed))
 
 
-def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dict[str, Any]:
+def log_refusal(chunk: Chunk, error: JobSubmissionError) -> None:
+    logger.warning(
+        "transform job not started",
+        job=chunk.job_name,
+        code=error.code,
+        retryable=error.retryable,
+        error=str(error),
+    )
+
+
+def defer_waiting(records: list[SQSRecord], waiting: Set[str], runtime: BatcherRuntime) -> None:
+    """Extend the visibility of messages that only wait for capacity (backoff by receive count)."""
+    if not waiting or runtime.visibility is None:
+        return
+    receipts = [(r.receipt_handle, receive_count(r)) for r in records if r.message_id in waiting]
+    try:
+        runtime.visibility.defer(receipts)
+    except Exception:  # best effort: Lambda redelivers after the queue's visibility timeout anyway
+        logger.exception("could not extend visibility of waiting messages")
+
+
+def process(event: SQSEvent, context: LambdaContext | None, runtime: BatcherRuntime) -> dict[str, Any]:
+    """Plan the batch, record rejections, refuse foreign buckets, start jobs; the messages' fates
+    come from bincount.intake.message_fates."""
     settings = runtime.settings
-    records = event.get("Records") or []
+    records = list(event.records) if event.get("Records") else []
     prefix = sanitize_prefix(settings.job_name_prefix)
-    bodies = {record["messageId"]: record["body"] for record in records}
+    bodies = {record.message_id: record.body for record in records}
     plan = plan_intake(
         bodies,
         settings.admission_rules(),
@@ -142,32 +172,13 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
     )
     for message_id, error in plan.malformed.items():
         logger.error("malformed notification", message_id=message_id, error=error)
-    not_finished = record_rejections(plan, runtime) | refuse_foreign(plan, bodies, runtime)
-    not_finished |= plan.failed_messages
-
-    def log_refusal(chunk: Any, error: JobSubmissionError) -> None:
-        logger.warning(
-            "transform job not started",
-            job=chunk.job_name,
-            code=error.code,
-            retryable=error.retryable,
-            error=str(error),
-        )
-
+    unrecorded = record_rejections(plan, runtime)
+    unrefused = refuse_foreign(plan, bodies, runtime)
     report = submit_chunks(
         plan.chunks, runtime.submitter, settings.max_jobs_in_flight, f"{prefix}-", on_error=log_refusal
     )
-    malformed = set(plan.malformed)
-    waiting = report.deferred_messages - malformed - report.failed_messages - not_finished
-    failing = malformed | not_finished | report.failed_messages | report.deferred_messages
-    if waiting and runtime.visibility is not None:
-        waiting_records = [record for record in records if record["messageId"] in waiting]
-        receipts = [(record["receiptHandle"], receive_count(record)) for record in waiting_records]
-        try:
-            runtime.visibility.defer(receipts)
-        except Exception:  # best effort: Lambda redelivers after the queue's visibility timeout anyway
-            logger.exception("could not extend visibility of waiting messages")
-
+    fates = message_fates(plan, report, unrecorded=unrecorded, unrefused=unrefused)
+    defer_waiting(records, fates.waiting, runtime)
     logger.info(
         "batch planned",
         messages=len(records),
@@ -177,26 +188,28 @@ def process(event: dict[str, Any], context: Any, runtime: BatcherRuntime) -> dic
         rejected=len(plan.rejections),
         refused_messages=len(plan.refused_messages),
         jobs={name: outcome.value for name, outcome in report.outcomes.items()},
-        failing_messages=len(failing),
+        failing_messages=len(fates.failing),
+        waiting_messages=len(fates.waiting),
     )
     emit_metrics(plan, report)
+    return partial_batch_response(records, fates.failing)
 
-    return partial_batch_response(records, failing)
 
-
-def partial_batch_response(records: list[dict[str, Any]], failing: set[str]) -> dict[str, Any]:
+def partial_batch_response(records: list[SQSRecord], failing: Set[str]) -> dict[str, Any]:
     """``ReportBatchItemFailures``: the failing messages, in delivery order, stay in SQS.
 
-    Built directly: the outcome of every message is decided for the batch as a whole above, so
-    Powertools' per-record ``BatchProcessor`` would only format this.
+    Built directly: the outcome of every message is decided for the batch as a whole
+    (bincount.intake.message_fates), so Powertools' per-record ``BatchProcessor`` would only
+    format this.
     """
     return {
         "batchItemFailures": [
-            {"itemIdentifier": record["messageId"]} for record in records if record["messageId"] in failing
+            {"itemIdentifier": record.message_id} for record in records if record.message_id in failing
         ]
     }
 
 
 @metrics.log_metrics
-def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+@event_source(data_class=SQSEvent)
+def handler(event: SQSEvent, context: LambdaContext | None = None) -> dict[str, Any]:
     return process(event, context, get_runtime())

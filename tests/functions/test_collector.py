@@ -291,3 +291,27 @@ def test_other_events_and_running_jobs_are_ignored(stack: Any, use_runtime: Any,
     assert app.handler({"detail-type": "Object Created", "detail": {}}, context) == {"ignored": True}
     foreign = job_event("someone-elses-job", "Completed", stack.results_bucket)
     assert app.handler(foreign, context)["ignored"] is True
+
+
+def test_idempotent_collect_is_built_once_per_environment_and_each_event_parsed_once(
+    stack: Any, use_runtime: Any, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    wrap, parse = app.idempotent_function, app.parse_job_event
+
+    def counting_wrap(*args: Any, **kwargs: Any) -> Any:
+        calls.append("built")
+        return wrap(*args, **kwargs)
+
+    def counting_parse(event: Any) -> Any:
+        calls.append("parsed")
+        return parse(event)
+
+    monkeypatch.setattr(app, "idempotent_function", counting_wrap)
+    monkeypatch.setattr(app, "parse_job_event", counting_parse)
+    use_runtime()  # a fresh environment, wired with the spies
+    a = photo(stack, "B1", "a")
+    _, event = stage_job([a], {a.key: count_record(2)})
+    first = app.handler(event, context)
+    assert app.handler(event, context) == first  # the replay is answered by Powertools idempotency
+    assert calls == ["built", "parsed", "parsed"]
