@@ -20,6 +20,7 @@ from training.metrics import RMSE_WEIGHT
 from training.splits import Splits
 
 PREDICTIONS_FILE = "predictions.json"
+#: The one line ``training.train`` prints per epoch, with stable names (values from its ``epoch_record``).
 METRIC_LINE_FORMAT = (
     "epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} "
     "valid_loss={valid_loss:.4f} valid_accuracy={valid_accuracy:.4f} valid_rmse={valid_rmse:.4f} "
