@@ -9,6 +9,8 @@ lives in ``/opt/ml/checkpoints`` (synced to S3), so a spot interruption costs on
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,17 @@ RESUME_KEYS = (
     "max_train_images",
 )
 SAGEMAKER_CHECKPOINTS = Path("/opt/ml/checkpoints")
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands; saved in every checkpoint so a resumed run continues exactly."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"score": -math.inf, "epoch": 0, "state": None})
+    epoch: int = 0
+    bad_epochs: int = 0
+    stopped: bool = False
 
 
 def checkpoint_dir(args: argparse.Namespace) -> Path:

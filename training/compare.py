@@ -30,8 +30,8 @@ if __package__ in (None, ""):
 import torch
 
 from cli.errors import Refused, UsageError, one_line_errors
-from training.metrics import compute_metrics
-from training.train import PREDICTIONS_FILE, validation_score
+from training.metrics import compute_metrics, validation_score
+from training.report import PREDICTIONS_FILE
 
 
 @dataclass

@@ -67,23 +67,23 @@ _IMAGE_PROVIDES = ("torch", "torchvision", "numpy", "pillow", "onnx", "onnxrunti
 
 
 # --- metric definitions -------------------------------------------------------------------------
-# One source of truth: the trainer prints METRIC_LINE_FORMAT once per epoch and exports the regexes
-# (training.train.METRIC_DEFINITIONS); SageMaker scrapes the job's log with them and the tuner reads
-# its objective from them. Names look like ``valid:accuracy`` (CloudWatch style).
+# One source of truth: training.report holds the line the trainer prints once per epoch
+# (METRIC_LINE_FORMAT) and its regexes (METRIC_DEFINITIONS); SageMaker scrapes the job's log with
+# them and the tuner reads its objective from them. Names look like ``valid:accuracy`` (CloudWatch style).
 #: The kept checkpoint's validation score, printed once as the trainer's last metric line
-#: (``best_valid_score=<float>``, named ``best:valid_score`` in training.train.METRIC_DEFINITIONS):
+#: (``best_valid_score=<float>``, named ``best:valid_score`` in training.report.METRIC_DEFINITIONS):
 #: the tuner's objective is the *last* value its regex captures, so only this line makes the
 #: objective the model the job actually keeps.
 BEST_OBJECTIVE = "best:valid_score"
 
 
 def metric_definitions() -> list[dict[str, str]]:
-    """``[{"Name": ..., "Regex": ...}]`` as ``training/train.py`` defines them, plus the objective's."""
-    from training.train import METRIC_DEFINITIONS
+    """``[{"Name": ..., "Regex": ...}]`` as ``training/report.py`` defines them, plus the objective's."""
+    from training.report import METRIC_DEFINITIONS
 
     found = [{"Name": str(m["Name"]), "Regex": str(m["Regex"])} for m in METRIC_DEFINITIONS]
     if all(m["Name"] != BEST_OBJECTIVE for m in found):  # the trainer and the objective drifted apart
-        raise LookupError(f"training.train.METRIC_DEFINITIONS lacks the objective {BEST_OBJECTIVE}")
+        raise LookupError(f"training.report.METRIC_DEFINITIONS lacks the objective {BEST_OBJECTIVE}")
     return found
 
 

@@ -6,12 +6,13 @@ some convolutions fail. Native bf16 starts at compute capability 8.0 (A100, A10G
 ``--amp auto`` takes fp16 (with a gradient scaler) below 8.0 and bf16 from 8.0 on.
 
 :func:`amp_choice` is pure (the device facts are arguments) so the rule is tested without a GPU;
-:func:`autocast_dtype_for` reads the facts from torch.
+:func:`autocast_dtype_for` reads the facts from torch; :func:`autocast` applies the choice.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import contextlib
+from typing import Any, Literal
 
 import torch
 
@@ -48,3 +49,10 @@ def autocast_dtype_for(mode: str, device: torch.device) -> torch.dtype | None:
         bf16 = torch.cuda.is_bf16_supported()
     choice = amp_choice(mode, device.type, capability, bf16)
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice or "")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` to ``dtype`` on ``device``, or nothing (full fp32) when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

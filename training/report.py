@@ -14,9 +14,40 @@ from typing import Any
 
 import torch
 
+from training.calibration import Calibration
 from training.dataset import ImageSet
+from training.metrics import RMSE_WEIGHT
+from training.splits import Splits
 
 PREDICTIONS_FILE = "predictions.json"
+#: The one line ``training.train`` prints per epoch, with stable names (values from its ``epoch_record``).
+METRIC_LINE_FORMAT = (
+    "epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} "
+    "valid_loss={valid_loss:.4f} valid_accuracy={valid_accuracy:.4f} valid_rmse={valid_rmse:.4f} "
+    "valid_mae={valid_mae:.4f} valid_score={valid_score:.4f} lr={lr:.6f} "
+    "epoch_seconds={epoch_seconds:.1f} images_per_second={images_per_second:.1f}"
+)
+#: Regexes for SageMaker ``metric_definitions``; no name is a substring of another's ``name=``
+#: (``best_valid_score=`` has no word boundary before ``valid_score=``). ``best:valid_score`` is
+#: the last line of a run: the kept model's validation score, the tuning objective.
+METRIC_DEFINITIONS = [
+    {"Name": name.replace("_", ":", 1), "Regex": rf"\b{name}=([-+0-9.eE]+|nan|inf)"}
+    for name in (
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_accuracy",
+        "valid_rmse",
+        "valid_mae",
+        "valid_score",
+        "best_accuracy",
+        "best_rmse",
+        "best_score",
+        "test_accuracy",
+        "test_rmse",
+        "best_valid_score",
+    )
+]
 RESULT_LINE_FORMAT = (
     "result best_epoch={best_epoch} best_accuracy={best_accuracy:.4f} best_rmse={best_rmse:.4f} "
     "best_score={best_score:.4f} test_accuracy={test_accuracy:.4f} test_rmse={test_rmse:.4f} "
@@ -27,13 +58,40 @@ RESULT_LINE_FORMAT = (
 FINAL_LINE_FORMAT = "best_valid_score={score:.4f}"
 
 
+def build_metrics(
+    chosen: Calibration, best_epoch: int, test: dict[str, Any] | None, splits: Splits
+) -> dict[str, Any]:
+    """``metrics.json``: validation (as chosen), test (reported), calibration, review, empty bins."""
+    valid = chosen.scores[chosen.decoding]
+    keys = ("accuracy", "rmse", "mae", "score")
+    return {
+        "best_epoch": best_epoch,
+        "decoding": chosen.decoding,
+        "temperature": chosen.temperature,
+        "valid": valid,
+        "valid_by_decoding": {d: {k: s[k] for k in keys} for d, s in chosen.scores.items()},
+        "test": test,
+        "calibration": chosen.report,
+        "review_threshold": chosen.threshold.__dict__,
+        "class0": {
+            "train_photos": int((splits.train.counts == 0).sum()),
+            "valid": {"n": valid["support"].get("0"), "recall": valid["recall"].get("0")},
+            "test": None
+            if test is None
+            else {"n": test["support"].get("0"), "recall": test["recall"].get("0")},
+        },
+        "split_counts": splits.description.get("split_counts"),
+        "score_rule": f"valid_accuracy - {RMSE_WEIGHT} * valid_rmse",
+    }
+
+
 def headline(result: dict[str, Any]) -> dict[str, Any]:
     """The few figures of a split that go into ``config.json`` (the model card's numbers)."""
     return {k: result[k] for k in ("n", "accuracy", "rmse", "mae", "per_class_accuracy")}
 
 
 def result_line(metrics: dict[str, Any]) -> str:
-    """:data:`RESULT_LINE_FORMAT` filled from :func:`training.train.finish`'s metrics."""
+    """:data:`RESULT_LINE_FORMAT` filled from :func:`build_metrics`'s metrics."""
     valid, test, calibration = metrics["valid"], metrics["test"], metrics["calibration"]
     return RESULT_LINE_FORMAT.format(
         best_epoch=metrics["best_epoch"],

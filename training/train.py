@@ -1,12 +1,18 @@
 """Train the counting network: the SageMaker PyTorch entry point and the local trainer, one script.
 
-Shaped like torchvision's ``references/classification/train.py``: :func:`get_args_parser`,
-:func:`load_data`, :func:`train_one_epoch`, :func:`score_split` (torchvision's ``evaluate``) and
-:func:`main`, whose epoch loop (:func:`fit`) is the one place training happens. What happens
-around it lives where it belongs: data preparation in ``training.data``/``training.dataset``,
-checkpoints in ``training.checkpoints``, temperature/decoding/review threshold in
-``training.calibration``, the files and lines a run reports in ``training.report``, the artifact
-in ``model.package``.
+Shaped like torchvision's ``references/classification/train.py``, read top to bottom: the model
+and optimiser (:func:`build_training`), one epoch (:func:`train_one_epoch`), the epoch loop
+(:func:`fit`, the one place training happens) and :func:`main`. What surrounds the loop lives in
+the module that owns it:
+
+* the command line (``get_args_parser``, ``--recipe``, ``--quick``): ``training.train_args``
+* the photos of each split (torchvision's ``load_data``): ``training.splits``, on top of
+  ``training.data`` (preparing folders) and ``training.dataset`` (decoding, augmentation, sampler)
+* a model's figures on a split (torchvision's ``evaluate``): ``training.scoring``
+* checkpoints and the loop state they hold: ``training.checkpoints``
+* after the loop -- calibration, test split, ``config.json``, artifact: ``training.finish``,
+  calling ``training.calibration``, ``model.package`` and ``training.report`` (the files and the
+  metric lines SageMaker's ``metric_definitions`` read, ``report.METRIC_DEFINITIONS``)
 
 Argparse defaults come from the ``SM_*`` variables, so on SageMaker it reads its channels and
 writes the model directory with no flags, and locally the same script runs with
@@ -24,15 +30,14 @@ metadata, which is first run through ``training.data`` into ``build/data``. Phot
 once into memory (``training.dataset``), cached in ``build/cache``. ``--init-from`` fine-tunes an
 existing model; ``--recipe`` names a recipe of ``training.recipes``.
 
-Every epoch prints ONE metric line with stable names (:data:`METRIC_LINE_FORMAT`), the target of
-SageMaker ``metric_definitions`` (:data:`METRIC_DEFINITIONS`)::
+Every epoch prints ONE metric line with stable names (``report.METRIC_LINE_FORMAT``)::
 
     epoch=3 train_loss=0.9123 train_accuracy=0.6012 valid_loss=1.0345 valid_accuracy=0.4512 \\
 valid_rmse=1.0231 valid_mae=0.7100 valid_score=0.1954 lr=0.000300 epoch_seconds=98.1 images_per_second=30.9
 
-then once :data:`~training.report.RESULT_LINE_FORMAT` (``best_*`` = the shipped checkpoint on
-validation, after calibration; ``test_*`` = the test split, reported, never used for choosing),
-and last ``best_valid_score=...``: the kept model's validation score, the tuner's objective
+then once ``report.RESULT_LINE_FORMAT`` (``best_*`` = the shipped checkpoint on validation, after
+calibration; ``test_*`` = the test split, reported, never used for choosing), and last
+``best_valid_score=...``: the kept model's validation score, the tuner's objective
 (``best:valid_score``), whose last value is then the model that ships rather than the last epoch.
 
 The checkpoint kept is the epoch with the best validation score
@@ -46,11 +51,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import random
-import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -66,412 +69,20 @@ if __package__ in (None, ""):  # run as a script (SageMaker: python training/tra
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.errors import UsageError, one_line_errors
-from model.network import (
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelConfig,
-    backbone_parameters,
-    build_model,
-    freeze_backbone,
-    half_state_dict,
-    head_parameters,
-)
-from model.package import package_model
+from model.network import ModelConfig, backbone_parameters, build_model, freeze_backbone, head_parameters
 from model.preprocess import normalise
-from training import calibration, report
-from training.artifact import unpack_artifact
-from training.checkpoints import checkpoint_dir, load_checkpoint, save_checkpoint
-from training.data import SPLITS, parse_sources, prepare_source
-from training.dataset import (
-    AUGMENT_PRESETS,
-    BinAugment,
-    CachedDataset,
-    Entry,
-    EpochSampler,
-    ImageSet,
-    list_split,
-    load_images,
-    train_cache_size,
-    worker_transform,
-)
+from training.checkpoints import LoopState, checkpoint_dir, load_checkpoint, save_checkpoint
+from training.dataset import AUGMENT_PRESETS, BinAugment, CachedDataset, EpochSampler, worker_transform
 from training.finetune import freeze_early_blocks, load_init
-from training.losses import CLASS_WEIGHTINGS, LOSSES, CountLoss, class_weights
+from training.finish import finish
+from training.losses import CountLoss, class_weights
 from training.malloc import MALLOC_ENV
-from training.metrics import RMSE_WEIGHT, compute_metrics, validation_score
-from training.precision import autocast_dtype_for
+from training.precision import autocast, autocast_dtype_for
 from training.progress import progress
-from training.recipes import RECIPES, recipe
-from training.report import PREDICTIONS_FILE, RESULT_LINE_FORMAT
-
-__all__ = [
-    "METRIC_DEFINITIONS",
-    "METRIC_LINE_FORMAT",
-    "PREDICTIONS_FILE",
-    "RESULT_LINE_FORMAT",
-    "EpochSampler",
-    "get_args_parser",
-    "main",
-    "validation_score",
-]
-
-PROG = "python -m training.train"
-METRIC_LINE_FORMAT = (
-    "epoch={epoch} train_loss={train_loss:.4f} train_accuracy={train_accuracy:.4f} "
-    "valid_loss={valid_loss:.4f} valid_accuracy={valid_accuracy:.4f} valid_rmse={valid_rmse:.4f} "
-    "valid_mae={valid_mae:.4f} valid_score={valid_score:.4f} lr={lr:.6f} "
-    "epoch_seconds={epoch_seconds:.1f} images_per_second={images_per_second:.1f}"
-)
-#: Regexes for SageMaker ``metric_definitions``; no name is a substring of another's ``name=``
-#: (``best_valid_score=`` has no word boundary before ``valid_score=``). ``best:valid_score`` is
-#: the last line of a run: the kept model's validation score, the tuning objective.
-METRIC_DEFINITIONS = [
-    {"Name": name.replace("_", ":", 1), "Regex": rf"\b{name}=([-+0-9.eE]+|nan|inf)"}
-    for name in (
-        "train_loss",
-        "train_accuracy",
-        "valid_loss",
-        "valid_accuracy",
-        "valid_rmse",
-        "valid_mae",
-        "valid_score",
-        "best_accuracy",
-        "best_rmse",
-        "best_score",
-        "test_accuracy",
-        "test_rmse",
-        "best_valid_score",
-    )
-]
-QUICK = {"epochs": 2, "image_size": 96, "batch_size": 16, "max_train_images": 96, "max_eval_images": 48}
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-# --------------------------------------------------------------------------------------------
-# Arguments
-# --------------------------------------------------------------------------------------------
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    _data_arguments(p.add_argument_group("data"))
-    _model_arguments(p.add_argument_group("model"))
-    _optimisation_arguments(p.add_argument_group("optimisation"))
-    _runtime_arguments(p.add_argument_group("runtime"))
-    return p
-
-
-def _data_arguments(data: argparse._ArgumentGroup) -> None:
-    on_sagemaker = "SM_MODEL_DIR" in os.environ
-    data.add_argument(
-        "--data",
-        default=_env("SM_CHANNEL_TRAINING"),
-        help="prepared split folder, reviewed photos or raw count-class folder; several: A,B or A:1,B:3",
-    )
-    data.add_argument(
-        "--data-weights",
-        default=None,
-        metavar="W1,W2",
-        help="per-photo sampling weight of each --data folder",
-    )
-    data.add_argument("--train", default=_env("SM_CHANNEL_TRAIN"), help="train channel (<count>/*.jpg)")
-    data.add_argument("--validation", default=_env("SM_CHANNEL_VALIDATION"), help="validation channel")
-    data.add_argument("--test", default=_env("SM_CHANNEL_TEST"), help="test channel (optional)")
-    data.add_argument(
-        "--out", default=_env("SM_OUTPUT_DATA_DIR", "build/train"), help="metrics, plots, artifact"
-    )
-    data.add_argument(
-        "--model-dir", default=_env("SM_MODEL_DIR"), help="also unpack the artifact here (SageMaker)"
-    )
-    data.add_argument(
-        "--work-dir",
-        default="/tmp/bincount-build" if on_sagemaker else "build",
-        help="prepared data (build/data) and decoded-photo cache (build/cache)",
-    )
-    data.add_argument(
-        "--checkpoint-dir",
-        default=None,
-        help="per-epoch checkpoints, resumed automatically (default /opt/ml/checkpoints "
-        "if it exists, else <out>/checkpoints)",
-    )
-    data.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint")
-    data.add_argument("--seed", type=int, default=0, help="split, sampling and initialisation seed")
-    data.add_argument("--max-train-images", type=int, default=None, help="train on a stratified subset")
-    data.add_argument(
-        "--max-eval-images", type=int, default=None, help="validate/test on a stratified subset"
-    )
-    data.add_argument("--no-cache", action="store_true", help="decode photos without the cache file")
-
-
-def _model_arguments(model: argparse._ArgumentGroup) -> None:
-    model.add_argument("--arch", default="efficientnet_lite0")
-    model.add_argument("--image-size", type=int, default=None, help="input size (default: the backbone's)")
-    model.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True)
-    model.add_argument(
-        "--init-from",
-        default=None,
-        metavar="MODEL",
-        help="fine-tune an existing model (model.tar.gz or a folder with model.pt + config.json): "
-        "its architecture, input size and classes, its weights instead of ImageNet's",
-    )
-    model.add_argument(
-        "--freeze-backbone", action="store_true", help="train the head only (the seed's recipe)"
-    )
-    model.add_argument(
-        "--freeze-blocks",
-        type=int,
-        default=0,
-        metavar="N",
-        help="EfficientNet-Lite: keep the stem and the first N blocks as they are (fine-tuning)",
-    )
-    model.add_argument(
-        "--bn-momentum",
-        type=float,
-        default=0.1,
-        help="batch-norm momentum while fine-tuning (the Lite checkpoints' TF value 0.01 leaves the "
-        "running statistics ImageNet's for hundreds of steps, so short runs validate badly)",
-    )
-    model.add_argument(
-        "--decoding",
-        choices=("auto", "argmax", "expected"),
-        default="auto",
-        help="auto: the better on validation after calibration",
-    )
-
-
-def _optimisation_arguments(opt: argparse._ArgumentGroup) -> None:
-    opt.add_argument("--epochs", type=int, default=12)
-    opt.add_argument("--batch-size", type=int, default=32)
-    opt.add_argument("--lr", type=float, default=1e-3, help="head learning rate (AdamW)")
-    opt.add_argument("--backbone-lr-mult", type=float, default=0.1, help="backbone lr = lr x this")
-    opt.add_argument("--weight-decay", type=float, default=0.05)
-    opt.add_argument("--warmup-epochs", type=float, default=1.0)
-    opt.add_argument("--loss", choices=LOSSES, default="gaussian")
-    opt.add_argument("--smoothing", type=float, default=0.1, help="label smoothing for --loss smooth")
-    opt.add_argument(
-        "--sigma", type=float, default=0.75, help="spread of --loss gaussian soft labels (in counts)"
-    )
-    opt.add_argument(
-        "--empty-apart",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="--loss gaussian: spread no probability between the empty class and the others",
-    )
-    opt.add_argument("--class-weights", choices=CLASS_WEIGHTINGS, default="none", help="weights in the loss")
-    opt.add_argument(
-        "--sampler",
-        choices=("shuffle", *CLASS_WEIGHTINGS[1:]),
-        default="sqrt",
-        help="oversample rare counts: draw photos with the class weights (with replacement)",
-    )
-    opt.add_argument(
-        "--patience", type=int, default=4, help="epochs without a better valid_score before stopping"
-    )
-    opt.add_argument("--max-flagged", type=float, default=calibration.MAX_FLAGGED)
-    opt.add_argument(
-        "--ema",
-        type=float,
-        default=0.0,
-        metavar="DECAY",
-        help="validate, keep and ship an exponential moving average of the weights (per-step decay, "
-        "e.g. 0.995; 0 = off): on ~3k photos validation jumps ±3 points between epochs, the average "
-        "smooths that out at no serving cost",
-    )
-    opt.add_argument(
-        "--augment-preset",
-        choices=tuple(AUGMENT_PRESETS),
-        default="default",
-        help="strength of the crop/rotation/colour augmentation",
-    )
-
-
-def _runtime_arguments(run: argparse._ArgumentGroup) -> None:
-    run.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    run.add_argument(
-        "--amp", choices=("auto", "bf16", "fp16", "off"), default="auto", help="auto: bf16/fp16 on CUDA"
-    )
-    run.add_argument(
-        "--augment",
-        choices=("device", "workers"),
-        default="device",
-        help="batched on the device, or torchvision v2 per photo in DataLoader workers",
-    )
-    run.add_argument("--workers", type=int, default=0, help="DataLoader workers (for --augment workers)")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    run.add_argument("--compile", action="store_true", help="torch.compile the model (GPU sweeps)")
-    run.add_argument("--profile", type=int, default=0, metavar="N", help="torch.profiler trace of N steps")
-    run.add_argument("--max-steps", type=int, default=None, help="stop each epoch after N steps (timing)")
-    run.add_argument("--quick", action="store_true", help="CI-sized run: " + json.dumps(QUICK))
-    run.add_argument(
-        "--recipe",
-        choices=tuple(RECIPES),
-        default=None,
-        help="take a named recipe's values as defaults (training/recipes.py; flags still win)",
-    )
-    run.add_argument(
-        "--num-gpus", type=int, default=int(_env("SM_NUM_GPUS", "0") or 0), help=argparse.SUPPRESS
-    )
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line; ``--recipe NAME`` first turns that recipe's values into defaults."""
-    parser = get_args_parser()
-    known, _ = parser.parse_known_args(argv)
-    if known.recipe:
-        parser.set_defaults(**recipe(known.recipe))
-    return parser.parse_args(argv)
-
-
-def apply_quick(args: argparse.Namespace) -> None:
-    """--quick overrides only what the user left at its default."""
-    if not args.quick:
-        return
-    defaults = get_args_parser().parse_args([])
-    for key, value in QUICK.items():
-        if getattr(args, key) == getattr(defaults, key):
-            setattr(args, key, value)
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces this run: every flag whose value differs from its default."""
-    parser = get_args_parser()
-    defaults = parser.parse_args([])
-    parts = [PROG]
-    for action in parser._actions:
-        key = action.dest
-        if key in ("help", "num_gpus") or not action.option_strings:
-            continue
-        value = getattr(args, key, None)
-        if value == getattr(defaults, key) or (args.quick and key in QUICK and key != "quick"):
-            continue
-        flag = action.option_strings[0]
-        if isinstance(action, argparse.BooleanOptionalAction):
-            parts.append(flag if value else f"--no-{flag[2:]}")
-        elif action.nargs == 0:
-            parts.append(flag)
-        else:
-            parts += [flag, shlex.quote(str(value))]
-    return " ".join(parts)
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Splits:
-    train: ImageSet
-    valid: ImageSet
-    test: ImageSet | None
-    description: dict[str, Any]
-    train_weights: torch.Tensor | None = None  # per-photo sampling weight (several --data folders)
-
-
-def resolve_entries(
-    args: argparse.Namespace,
-) -> tuple[dict[str, list[Entry]], dict[Entry, float], dict[str, Any]]:
-    """The photos of each split, each photo's sampling weight, and where they came from.
-
-    From ``--data`` (one or more folders, prepared, reviewed or raw) or the
-    train/validation/test channels (``SM_CHANNEL_*``).
-    """
-    if args.data:
-        return _entries_from_sources(args)
-    if args.train and args.validation:
-        for flag, folder in (
-            ("--train", args.train),
-            ("--validation", args.validation),
-            ("--test", args.test),
-        ):
-            if folder and not Path(folder).is_dir():
-                raise UsageError(f"{flag} {folder}: no such folder")
-        entries = {
-            "train": list_split(Path(args.train), None),
-            "valid": list_split(Path(args.validation), None),
-            "test": list_split(Path(args.test), None) if args.test else [],
-        }
-        channels = {"train": args.train, "validation": args.validation, "test": args.test}
-        return entries, {}, {"data": channels}
-    raise UsageError("no data: give --data DIR, or --train and --validation (SM_CHANNEL_TRAIN/VALIDATION)")
-
-
-def _entries_from_sources(
-    args: argparse.Namespace,
-) -> tuple[dict[str, list[Entry]], dict[Entry, float], dict[str, Any]]:
-    try:
-        sources = parse_sources(args.data, args.data_weights)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
-    entries: dict[str, list[Entry]] = {split: [] for split in SPLITS}
-    weights: dict[Entry, float] = {}
-    described = []
-    for source in sources:
-        if not source.path.is_dir():
-            raise UsageError(f"--data {source.path}: no such folder")
-        try:
-            prepared = prepare_source(source.path, Path(args.work_dir), args.seed)
-        except ValueError as exc:
-            raise UsageError(f"--data {source.path}: {exc}") from exc
-        for split in SPLITS:
-            found = list_split(prepared, split)
-            entries[split] += found
-            weights.update(dict.fromkeys(found, source.weight))
-        described.append({"data": str(source.path), "prepared": str(prepared), "weight": source.weight})
-    if len(described) == 1:
-        return entries, weights, {"data": described[0]["data"], "prepared": described[0]["prepared"]}
-    return entries, weights, {"data": args.data, "sources": described}
-
-
-def stratified_subset(entries: list[Entry], limit: int | None, seed: int) -> list[Entry]:
-    """At most ``limit`` photos, every count class kept in proportion (and present at least once)."""
-    if limit is None or len(entries) <= limit:
-        return entries
-    by_count: dict[int, list[Entry]] = {}
-    for entry in sorted(entries, key=lambda e: e.id):
-        by_count.setdefault(entry.count, []).append(entry)
-    chosen: list[Entry] = []
-    for count, group in sorted(by_count.items()):
-        random.Random(f"{seed}:{count}").shuffle(group)
-        chosen += group[: max(1, round(limit * len(group) / len(entries)))]
-    return chosen
-
-
-def class_index(counts: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """True counts -> classes: with an open top class, "5 or more" is class 5."""
-    top = config.num_classes - 1
-    if not config.top_class_open and bool((counts > top).any()):
-        raise ValueError(f"counts above {top} but the top class is not open")
-    return counts.clamp(max=top)
-
-
-def load_data(args: argparse.Namespace, config: ModelConfig) -> Splits:
-    entries, weights, description = resolve_entries(args)
-    entries["train"] = stratified_subset(entries["train"], args.max_train_images, args.seed)
-    for split in ("valid", "test"):
-        entries[split] = stratified_subset(entries[split], args.max_eval_images, args.seed)
-    if not entries["train"] or not entries["valid"]:
-        sizes = {k: len(v) for k, v in entries.items()}
-        raise UsageError(f"need photos in train and valid, got {sizes} (too few labelled photos?)")
-    cache = None if args.no_cache else Path(args.work_dir) / "cache"
-    train = load_images(entries["train"], config, train_cache_size(config.image_size), cache, "train")
-    valid = load_images(entries["valid"], config, config.image_size, cache, "valid")
-    test = load_images(entries["test"], config, config.image_size, cache, "test") if entries["test"] else None
-    description["split_counts"] = {
-        split: {str(k): v for k, v in sorted(_bincount(e).items())} for split, e in entries.items()
-    }
-    train_weights = torch.tensor([weights.get(e, 1.0) for e in entries["train"]], dtype=torch.float64)
-    return Splits(train, valid, test, description, train_weights)
-
-
-def _bincount(entries: list[Entry]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for entry in entries:
-        out[entry.count] = out.get(entry.count, 0) + 1
-    return out
-
+from training.report import METRIC_LINE_FORMAT
+from training.scoring import score_split
+from training.splits import Splits, class_index, load_data
+from training.train_args import PROG, apply_quick, get_args_parser, parse_args
 
 # --------------------------------------------------------------------------------------------
 # Model
@@ -505,19 +116,8 @@ def build_network(
 
 
 # --------------------------------------------------------------------------------------------
-# Training and evaluation
+# Optimiser, schedule, the run's context, one epoch
 # --------------------------------------------------------------------------------------------
-
-
-def autocast_dtype(args: argparse.Namespace, device: torch.device) -> torch.dtype | None:
-    """bf16 only where the GPU computes it natively, fp16 below (a T4), none on CPU."""
-    return autocast_dtype_for(args.amp, device)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_optimizer(model: nn.Module, args: argparse.Namespace) -> torch.optim.Optimizer:
@@ -552,6 +152,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, steps_per_epoch: int, args:
 
 @dataclass
 class TrainContext:
+    """Everything one run trains with (and, as a ``training.scoring.ScoringContext``, scores with)."""
+
     model: nn.Module
     forward: nn.Module  # the model, possibly compiled
     config: ModelConfig
@@ -598,7 +200,7 @@ def build_training(
     num_classes = config.num_classes
     train_labels = class_index(splits.train.counts, config)
     model, frozen = build_network(args, config, init, device)
-    amp_dtype = autocast_dtype(args, device)
+    amp_dtype = autocast_dtype_for(args.amp, device)  # bf16 where native, fp16 below (a T4), none on CPU
     weights = class_weights(train_labels, num_classes, args.class_weights)
     loss = CountLoss(args.loss, num_classes, weights, args.smoothing, args.sigma, args.empty_apart)
     sampler = EpochSampler(train_labels, num_classes, args.sampler, args.seed, splits.train_weights)
@@ -652,7 +254,7 @@ def train_one_epoch(
         if ctx.augment is not None:
             images = ctx.augment(images)
         inputs = normalise(images, ctx.config).contiguous(memory_format=torch.channels_last)
-        with _autocast(ctx.device, ctx.amp_dtype):
+        with autocast(ctx.device, ctx.amp_dtype):
             logits = ctx.forward(inputs)
         loss = ctx.criterion(logits.float(), labels)
         ctx.optimizer.zero_grad(set_to_none=True)
@@ -685,57 +287,9 @@ def train_one_epoch(
     }
 
 
-@torch.no_grad()
-def predict_logits(ctx: TrainContext, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Logits for cached evaluation images (already at the input size, as serving resizes them)."""
-    ctx.model.eval()
-    outputs = []
-    for start in range(0, images.shape[0], batch_size):
-        batch = images[start : start + batch_size].to(ctx.device, non_blocking=ctx.device.type == "cuda")
-        inputs = normalise(batch, ctx.config).contiguous(memory_format=torch.channels_last)
-        with _autocast(ctx.device, ctx.amp_dtype):
-            outputs.append(ctx.forward(inputs).float().cpu())
-    return torch.cat(outputs)
-
-
-def score_split(
-    ctx: TrainContext, data: ImageSet, decoding: str, temperature: float = 1.0
-) -> tuple[dict[str, Any], torch.Tensor]:
-    """Loss and count metrics of one split; also returns the logits for calibration."""
-    logits = predict_logits(ctx, data.images)
-    return score_logits(ctx, data, logits, decoding, temperature), logits
-
-
-def score_logits(
-    ctx: TrainContext, data: ImageSet, logits: torch.Tensor, decoding: str, temperature: float = 1.0
-) -> dict[str, Any]:
-    """:func:`score_split` for logits already predicted (one forward pass serves several decodings)."""
-    labels = class_index(data.counts, ctx.config)
-    probs = calibration.probabilities(logits, temperature)
-    predicted = calibration.decode(probs, decoding)
-    metrics = compute_metrics(labels.tolist(), predicted.tolist(), ctx.config.num_classes)
-    result = metrics.to_dict()
-    result["loss"] = float(ctx.criterion.per_sample(logits / temperature, labels).mean())
-    result["nll"] = float(torch.nn.functional.cross_entropy(logits / temperature, labels))
-    result["score"] = validation_score(metrics.accuracy, metrics.rmse)
-    result["decoding"] = decoding
-    return result
-
-
 # --------------------------------------------------------------------------------------------
 # The epoch loop
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoopState:
-    """Where the loop stands; saved in every checkpoint so a resumed run continues exactly."""
-
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=lambda: {"score": -math.inf, "epoch": 0, "state": None})
-    epoch: int = 0
-    bad_epochs: int = 0
-    stopped: bool = False
 
 
 def fit(
@@ -855,131 +409,6 @@ def _report_profile(profiler: Any, out: Path) -> None:
         print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15), flush=True)
     except (RuntimeError, AssertionError) as exc:  # too few steps ran for the schedule
         print(f"no profile recorded: {exc}", flush=True)
-
-
-# --------------------------------------------------------------------------------------------
-# After the loop: calibrate, test, package, report
-# --------------------------------------------------------------------------------------------
-
-
-def finish(ctx: TrainContext, args: argparse.Namespace, splits: Splits, state: LoopState) -> dict[str, Any]:
-    """Best checkpoint -> fp16 weights (as shipped) -> calibration, decoding, threshold -> test, artifact."""
-    out = Path(args.out)
-    half = load_shipped_weights(ctx, state.best["state"])
-    valid_labels = class_index(splits.valid.counts, ctx.config)
-    valid_logits = predict_logits(ctx, splits.valid.images)
-    decodings = ["argmax", "expected"] if args.decoding == "auto" else [args.decoding]
-    chosen = calibration.calibrate(
-        valid_logits,
-        valid_labels,
-        decodings,
-        lambda decoding, t: score_logits(ctx, splits.valid, valid_logits, decoding, t),
-        args.max_flagged,
-    )
-    test, test_logits = score_test_split(ctx, splits.test, chosen)
-    metrics = build_metrics(chosen, state.best["epoch"], test, splits)
-    describe_model(ctx.config, chosen, metrics, splits, args)
-    artifact = package(out, half, ctx.config)  # sets config.weights_sha256
-    report.write_run_files(out, metrics, state.history)
-    predicted = {"valid": (splits.valid, valid_logits)}
-    if splits.test is not None and test_logits is not None:
-        predicted["test"] = (splits.test, test_logits)
-    report.write_predictions(out / PREDICTIONS_FILE, chosen.temperature, predicted)
-    report.plot_run(state.history, metrics, out)
-    if args.model_dir:  # SageMaker tars SM_MODEL_DIR into model.tar.gz itself: give it the artifact's files
-        unpack_artifact(artifact, args.model_dir)
-    print(report.result_line(metrics), flush=True)
-    print(report.summary(metrics), flush=True)
-    print(report.final_line(metrics), flush=True)  # last: the tuner's objective is its last value
-    return {
-        "out": str(out),
-        "artifact": str(artifact),
-        "config": ctx.config.to_dict(),
-        "metrics": metrics,
-        "history": state.history,
-    }
-
-
-def load_shipped_weights(ctx: TrainContext, best: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Load the kept weights rounded to fp16 (as they ship), so everything after is measured on them."""
-    ctx.model.load_state_dict(best)
-    half = half_state_dict(ctx.model)
-    ctx.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half.items()})
-    return half
-
-
-def score_test_split(
-    ctx: TrainContext, test: ImageSet | None, chosen: calibration.Calibration
-) -> tuple[dict[str, Any] | None, torch.Tensor | None]:
-    """The test split's figures with the chosen decoding, temperature and review threshold."""
-    if test is None:
-        return None, None
-    result, logits = score_split(ctx, test, chosen.decoding, chosen.temperature)
-    result["ece"], result["review"] = calibration.review_on(
-        logits, class_index(test.counts, ctx.config), chosen
-    )
-    return result, logits
-
-
-def build_metrics(
-    chosen: calibration.Calibration, best_epoch: int, test: dict[str, Any] | None, splits: Splits
-) -> dict[str, Any]:
-    """``metrics.json``: validation (as chosen), test (reported), calibration, review, empty bins."""
-    valid = chosen.scores[chosen.decoding]
-    keys = ("accuracy", "rmse", "mae", "score")
-    return {
-        "best_epoch": best_epoch,
-        "decoding": chosen.decoding,
-        "temperature": chosen.temperature,
-        "valid": valid,
-        "valid_by_decoding": {d: {k: s[k] for k in keys} for d, s in chosen.scores.items()},
-        "test": test,
-        "calibration": chosen.report,
-        "review_threshold": chosen.threshold.__dict__,
-        "class0": {
-            "train_photos": int((splits.train.counts == 0).sum()),
-            "valid": {"n": valid["support"].get("0"), "recall": valid["recall"].get("0")},
-            "test": None
-            if test is None
-            else {"n": test["support"].get("0"), "recall": test["recall"].get("0")},
-        },
-        "split_counts": splits.description.get("split_counts"),
-        "score_rule": f"valid_accuracy - {RMSE_WEIGHT} * valid_rmse",
-    }
-
-
-def describe_model(
-    config: ModelConfig,
-    chosen: calibration.Calibration,
-    metrics: dict[str, Any],
-    splits: Splits,
-    args: argparse.Namespace,
-) -> None:
-    """Write what serving needs (decoding, temperature, version) and the training record into ``config``."""
-    excluded = ("data", "train", "validation", "test", "out", "model_dir")
-    valid, test = metrics["valid"], metrics["test"]
-    config.decoding = chosen.decoding
-    config.temperature = chosen.temperature
-    # Minute resolution: two models trained the same day must not share a version in the records.
-    config.version = f"bincount-{config.arch}-{time.strftime('%Y.%m.%d-%H%M', time.gmtime())}"
-    config.training = {
-        **config.training,  # the parent model of a fine-tune (--init-from)
-        "data": splits.description,
-        "command": command_line(args),
-        "hyperparameters": {k: v for k, v in vars(args).items() if k not in excluded},
-        "best_epoch": metrics["best_epoch"],
-        "metrics": {"valid": report.headline(valid), "test": report.headline(test) if test else None},
-        "ece": {"before": chosen.report["ece_before"], "after": chosen.report["ece_after"]},
-        "review_threshold": chosen.threshold.threshold,
-        "review": chosen.threshold.__dict__,
-    }
-
-
-def package(out: Path, state: dict[str, torch.Tensor], config: ModelConfig) -> Path:
-    """``model.tar.gz`` via model.package, and its ``model.pt`` + ``config.json`` (same bytes) beside it."""
-    artifact = package_model(out / "model.tar.gz", state, config)
-    unpack_artifact(artifact, out, (WEIGHTS_FILE, CONFIG_FILE))
-    return artifact
 
 
 # --------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ def tuning_request() -> dict[str, Any]:
 
 
 def _metric_line() -> tuple[str, dict[str, float]]:
-    from training.train import METRIC_LINE_FORMAT
+    from training.report import METRIC_LINE_FORMAT
 
     values = {
         "epoch": 3, "train_loss": 0.9123, "train_accuracy": 0.6012, "valid_loss": 1.0345,
@@ -259,7 +259,7 @@ def test_tuning_with_spot_has_no_shared_checkpoints() -> None:
 
 
 def test_hyperparameter_names_are_train_py_flags() -> None:
-    from training.train import get_args_parser
+    from training.train_args import get_args_parser
 
     ranges = dict(launcher.parse_range(spec) for spec in launcher.DEFAULT_RANGES)
     sample = {"lr": "0.001", "batch-size": "32", "backbone-lr-mult": "0.1", "loss": "ordinal", "epochs": "3"}

@@ -14,8 +14,9 @@ from imaging import draw_bin, encode
 
 from cli.errors import Refused, UsageError
 from model.network import ModelConfig, load_state
-from training import dataset, recipes, report, train
+from training import dataset, recipes, report, splits, train, train_args
 from training.data import MANIFEST
+from training.metrics import validation_score
 
 TINY = [
     "--quick",
@@ -48,7 +49,7 @@ def _count_folder(root: Path) -> Path:
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[dict[str, Any], str]:
-    args = train.get_args_parser().parse_args(argv)
+    args = train_args.get_args_parser().parse_args(argv)
     result = train.main(args)
     return result, capsys.readouterr().out
 
@@ -68,7 +69,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
 
     lines = [line for line in stdout.splitlines() if line.startswith("epoch=")]
     assert [int(METRIC_LINE.match(line).group(1)) for line in lines] == [1]  # type: ignore[union-attr]
-    for definition in train.METRIC_DEFINITIONS:
+    for definition in report.METRIC_DEFINITIONS:
         if definition["Name"].split(":")[0] in ("train", "valid"):
             assert re.search(definition["Regex"], lines[-1]), definition
     assert re.search(r"^result best_epoch=\d .*test_accuracy=[0-9.]+ ", stdout, re.M)
@@ -145,7 +146,7 @@ def test_ema_run_validates_and_ships_the_averaged_weights(
     assert hyperparameters["ema"] == 0.5 and hyperparameters["augment_preset"] == "strong"
 
     # the per-photo logits of the shipped weights come out for comparing runs afterwards
-    predictions = json.loads((out / train.PREDICTIONS_FILE).read_text())
+    predictions = json.loads((out / report.PREDICTIONS_FILE).read_text())
     valid = predictions["splits"]["valid"]
     assert len(valid["ids"]) == len(valid["counts"]) == len(valid["logits"]) > 0
     assert all(len(row) == 6 for row in valid["logits"]) and predictions["temperature"] > 0
@@ -169,7 +170,7 @@ def test_sagemaker_environment_sets_the_defaults(monkeypatch: pytest.MonkeyPatch
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("SM_CHANNEL_TRAINING", raising=False)
-    args = train.get_args_parser().parse_args(["--lr", "0.0003"])
+    args = train_args.get_args_parser().parse_args(["--lr", "0.0003"])
     assert (args.train, args.validation, args.data) == (
         env["SM_CHANNEL_TRAIN"],
         env["SM_CHANNEL_VALIDATION"],
@@ -180,39 +181,39 @@ def test_sagemaker_environment_sets_the_defaults(monkeypatch: pytest.MonkeyPatch
 
 
 def test_quick_overrides_only_defaults() -> None:
-    args = train.get_args_parser().parse_args(["--quick", "--epochs", "5"])
-    train.apply_quick(args)
-    assert args.epochs == 5 and args.image_size == train.QUICK["image_size"]
+    args = train_args.get_args_parser().parse_args(["--quick", "--epochs", "5"])
+    train_args.apply_quick(args)
+    assert args.epochs == 5 and args.image_size == train_args.QUICK["image_size"]
 
 
 def test_validation_score_prefers_accuracy_and_low_rmse() -> None:
-    assert train.validation_score(0.5, 1.0) > train.validation_score(0.5, 1.2)
-    assert train.validation_score(0.5, 1.0) == pytest.approx(0.25)
+    assert validation_score(0.5, 1.0) > validation_score(0.5, 1.2)
+    assert validation_score(0.5, 1.0) == pytest.approx(0.25)
 
 
 def test_stratified_subset_keeps_every_class() -> None:
     entries = [
         dataset.Entry(f"{c}-{i}", c, Path("x"), "") for c in range(6) for i in range(2 if c == 0 else 50)
     ]
-    subset = train.stratified_subset(entries, 30, seed=0)
+    subset = splits.stratified_subset(entries, 30, seed=0)
     assert {e.count for e in subset} == set(range(6))
     assert 25 <= len(subset) <= 36
-    assert train.stratified_subset(entries, 30, seed=0) == subset
+    assert splits.stratified_subset(entries, 30, seed=0) == subset
 
 
 def test_class_index_folds_large_counts_into_the_open_top_class() -> None:
     config = ModelConfig.for_arch("efficientnet_lite0")
-    assert train.class_index(torch.tensor([0, 5, 9]), config).tolist() == [0, 5, 5]
+    assert splits.class_index(torch.tensor([0, 5, 9]), config).tolist() == [0, 5, 5]
 
 
 def test_sampler_oversamples_rare_counts_reproducibly() -> None:
     labels = torch.tensor([0] * 2 + [1] * 98)
-    sampler = train.EpochSampler(labels, 2, "balanced", seed=3)
+    sampler = dataset.EpochSampler(labels, 2, "balanced", seed=3)
     sampler.set_epoch(1)
     drawn = list(sampler)
     assert len(drawn) == 100 and list(sampler) == drawn
     assert 30 <= sum(1 for i in drawn if i < 2) <= 70  # ~50 % empty bins instead of 2 %
-    shuffled = train.EpochSampler(labels, 2, "shuffle", seed=3)
+    shuffled = dataset.EpochSampler(labels, 2, "shuffle", seed=3)
     assert sorted(shuffled) == list(range(100))
 
 
@@ -260,7 +261,7 @@ def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
 
     child_out = tmp_path / "child"
     argv = [*common, "--out", str(child_out), "--init-from", str(parent_out / "model.tar.gz")]
-    args = train.parse_args([*argv, "--recipe", "finetune", "--epochs", "1", "--image-size", "64"])
+    args = train_args.parse_args([*argv, "--recipe", "finetune", "--epochs", "1", "--image-size", "64"])
     assert args.freeze_blocks == 5 and args.lr == pytest.approx(3e-4) and args.epochs == 1
     result = train.main(args)
     child = ModelConfig.load(child_out / "config.json")
@@ -313,7 +314,7 @@ def test_several_data_folders_are_merged_with_their_weights(
     pool: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     second = _count_folder(tmp_path_factory.mktemp("second"))
-    args = train.parse_args(
+    args = train_args.parse_args(
         [
             "--data",
             f"{pool},{second}",
@@ -326,34 +327,34 @@ def test_several_data_folders_are_merged_with_their_weights(
         ]
     )
     config = train.model_config(args)
-    splits = train.load_data(args, config)
-    sources = splits.description["sources"]
+    loaded = splits.load_data(args, config)
+    sources = loaded.description["sources"]
     assert [s["weight"] for s in sources] == [1.0, 3.0]
-    assert len(splits.train) == 2 * len(dataset.list_split(Path(sources[0]["prepared"]), "train"))
-    assert splits.train_weights is not None
-    assert sorted(set(splits.train_weights.tolist())) == [1.0, 3.0]
-    assert int((splits.train_weights == 3.0).sum()) == len(splits.train) // 2
+    assert len(loaded.train) == 2 * len(dataset.list_split(Path(sources[0]["prepared"]), "train"))
+    assert loaded.train_weights is not None
+    assert sorted(set(loaded.train_weights.tolist())) == [1.0, 3.0]
+    assert int((loaded.train_weights == 3.0).sum()) == len(loaded.train) // 2
 
 
 def test_photo_weights_make_the_sampler_draw_a_source_more_often() -> None:
     labels = torch.tensor([1] * 100)
     weights = torch.tensor([1.0] * 50 + [3.0] * 50, dtype=torch.float64)
-    sampler = train.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=weights)
+    sampler = dataset.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=weights)
     drawn = list(sampler)
     assert 60 <= sum(1 for i in drawn if i >= 50) <= 90  # ~75 % from the weighted half
-    uniform = train.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=torch.ones(100))
+    uniform = dataset.EpochSampler(labels, 2, "shuffle", seed=0, photo_weights=torch.ones(100))
     assert sorted(uniform) == list(range(100))  # equal weights: still a permutation
 
 
 def test_recipes_are_the_defaults_and_flags_still_win() -> None:
-    args = train.parse_args(["--recipe", "shipped", "--epochs", "3"])
+    args = train_args.parse_args(["--recipe", "shipped", "--epochs", "3"])
     assert (args.image_size, args.ema, args.sampler, args.epochs) == (224, 0.997, "balanced", 3)
     assert recipes.recipe_args("shipped") == [
         "--image-size", "224", "--epochs", "14", "--backbone-lr-mult", "0.3", "--sampler", "balanced",
         "--patience", "5", "--ema", "0.997",
     ]  # fmt: skip
     assert recipes.recipe_hyperparameters("finetune")["freeze-blocks"] == "5"
-    parser = train.get_args_parser()
+    parser = train_args.get_args_parser()
     for name in recipes.RECIPES:  # every recipe key is a trainer flag
         assert all(
             parser.get_default(key) is not None or key in ("image_size",) for key in recipes.recipe(name)
@@ -361,8 +362,8 @@ def test_recipes_are_the_defaults_and_flags_still_win() -> None:
 
 
 def test_final_line_is_the_kept_models_score_for_the_tuner() -> None:
-    definition = next(d for d in train.METRIC_DEFINITIONS if d["Name"] == "best:valid_score")
+    definition = next(d for d in report.METRIC_DEFINITIONS if d["Name"] == "best:valid_score")
     line = report.final_line({"valid": {"score": 0.1234}})
     assert re.search(definition["Regex"], line).group(1) == "0.1234"  # type: ignore[union-attr]
-    valid_score = next(d for d in train.METRIC_DEFINITIONS if d["Name"] == "valid:score")
+    valid_score = next(d for d in report.METRIC_DEFINITIONS if d["Name"] == "valid:score")
     assert re.search(valid_score["Regex"], line) is None  # the per-epoch series is not polluted
