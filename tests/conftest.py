@@ -31,6 +31,36 @@ EVENTS_DIR = REPO_ROOT / "events"
 MODEL_FIXTURES = frozenset({"packed_model", "model_dir", "torch_model", "shipped_artifact"})
 
 
+def share_botocore_data_loader() -> None:
+    """One botocore data loader for every session of the test process.
+
+    botocore caches the JSON it reads (endpoints.json, 1.2 MB; service models) per loader, and
+    each ``boto3.Session`` / ``botocore.session.Session`` makes its own loader: the launcher's
+    SageMaker sessions and the SDK's image URI lookups (a fresh loader per call) parsed
+    endpoints.json hundreds of times per run, ~5 s of CPU in tests/training alone. A single
+    botocore session already shares its loader among all its clients, so sharing it among
+    sessions hands them the same read-only data. A custom ``AWS_DATA_PATH`` keeps its own loader.
+    """
+    import botocore.loaders
+    import botocore.session
+
+    create_loader = botocore.loaders.create_loader
+    if getattr(create_loader, "shared", False):
+        return
+    default = create_loader()
+
+    def shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+        return default if search_path_string is None else create_loader(search_path_string)
+
+    shared_loader.shared = True  # type: ignore[attr-defined]
+    botocore.loaders.create_loader = shared_loader
+    botocore.session.create_loader = shared_loader
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    share_botocore_data_loader()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):

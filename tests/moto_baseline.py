@@ -8,6 +8,8 @@ be deleted (in AWS nor in moto), so a test that left one gets the next test a fr
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -102,6 +104,24 @@ class Baseline:
                 events.delete_event_bus(Name=bus["Name"])
 
 
+def parse_templates_once() -> None:
+    """moto parses a stack's template with PyYAML's pure-Python loader on every ``create_stack``
+    (~0.3 s for template.yaml, more than the rest of the stack's creation): parse each template
+    text once per process and hand every stack its own deep copy of the result, as parsing did."""
+    from moto.cloudformation.models import Stack
+
+    parse = Stack.parse_template
+    if getattr(parse, "cached", False):
+        return
+    parsed = functools.cache(parse)
+
+    def parse_once(template: Any) -> Any:
+        return copy.deepcopy(parsed(template) if isinstance(template, str) else parse(template))
+
+    parse_once.cached = True  # type: ignore[attr-defined]
+    Stack.parse_template = staticmethod(parse_once)  # type: ignore[method-assign]
+
+
 T = TypeVar("T")
 
 
@@ -111,6 +131,7 @@ class ModuleAccount(Generic[T]):
     a test left transform jobs (they cannot be deleted)."""
 
     def __init__(self, create: Callable[[], T]) -> None:
+        parse_templates_once()
         self.create = create
         self.mock = mock_aws()
         self.mock.start()

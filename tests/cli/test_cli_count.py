@@ -77,7 +77,8 @@ class FakeContainer(BaseHTTPRequestHandler):
 @pytest.fixture
 def container() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeContainer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for the loop to notice: poll every 50 ms, not the default 500 ms
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
+from moto_baseline import parse_templates_once
 from review_support import ReviewStack, create_stack, listen
 
 from cli.review.service import ReviewService
@@ -14,6 +15,7 @@ from cli.review.service import ReviewService
 @pytest.fixture(scope="module")
 def module_stack() -> Iterator[ReviewStack]:
     """One stack per test module (creating it takes seconds); tests reset its contents."""
+    parse_templates_once()
     with mock_aws():
         resources = create_stack()
         yield ReviewStack(resources, listen(resources.event_bus))

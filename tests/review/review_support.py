@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,23 @@ class ReviewStack:
     listener_url: str
     seeded: list[ImageObject] = field(default_factory=list)
 
-    @property
+    # One client per stack, not per call: a test seeds ~8 photos, and creating a boto3 client or
+    # resource costs about as much as the moto call it makes.
+    @cached_property
+    def table(self) -> Any:
+        return counts_table(self.resources)
+
+    @cached_property
+    def s3(self) -> Any:
+        return boto3.client("s3")
+
+    @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    @cached_property
     def store(self) -> DynamoCountStore:
-        return DynamoCountStore(counts_table(self.resources))
+        return DynamoCountStore(self.table)
 
     def photo(
         self,
@@ -70,7 +85,7 @@ class ReviewStack:
         and record the model's result as the collector does, under that upload's identity."""
         key = f"{self.resources.ingest_prefix}{bin_id}/{stamp}-cam1.jpg"
         body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
-        put = boto3.client("s3").put_object(Bucket=self.resources.ingest_bucket, Key=key, Body=body)
+        put = self.s3.put_object(Bucket=self.resources.ingest_bucket, Key=key, Body=body)
         captured = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}.000Z"
         image = ImageObject(
             self.resources.ingest_bucket,
@@ -110,14 +125,12 @@ class ReviewStack:
 
     def reset(self) -> None:
         """Empty the table, the bucket and the listener: the next test starts from nothing."""
-        table = counts_table(self.resources)
-        with table.batch_writer() as batch:
-            for item in table.scan(ProjectionExpression="pk, sk")["Items"]:
+        with self.table.batch_writer() as batch:
+            for item in self.table.scan(ProjectionExpression="pk, sk")["Items"]:
                 batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
-        s3 = boto3.client("s3")
-        versions = s3.list_object_versions(Bucket=self.resources.ingest_bucket)
+        versions = self.s3.list_object_versions(Bucket=self.resources.ingest_bucket)
         for item in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
-            s3.delete_object(
+            self.s3.delete_object(
                 Bucket=self.resources.ingest_bucket, Key=item["Key"], VersionId=item["VersionId"]
             )
         self.events()
@@ -125,7 +138,7 @@ class ReviewStack:
 
     def expect(self, bin_id: str, quantity: int) -> None:
         """An inventory system's expected quantity on the bin's LATEST item."""
-        counts_table(self.resources).update_item(
+        self.table.update_item(
             Key={"pk": f"BIN#{bin_id}", "sk": "LATEST"},
             UpdateExpression="SET expected_quantity = :q",
             ExpressionAttributeValues={":q": quantity},
@@ -143,17 +156,16 @@ class ReviewStack:
 
     def events(self, detail_type: str = "Bin Count Corrected") -> list[dict[str, Any]]:
         """Events delivered to the listener so far (consumed), of one type."""
-        sqs = boto3.client("sqs")
         delivered = []
         while True:
-            messages = sqs.receive_message(QueueUrl=self.listener_url, MaxNumberOfMessages=10).get(
+            messages = self.sqs.receive_message(QueueUrl=self.listener_url, MaxNumberOfMessages=10).get(
                 "Messages", []
             )
             if not messages:
                 break
             for message in messages:
                 delivered.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.listener_url, ReceiptHandle=message["ReceiptHandle"])
+                self.sqs.delete_message(QueueUrl=self.listener_url, ReceiptHandle=message["ReceiptHandle"])
         return [event for event in delivered if event["detail-type"] == detail_type]
 
 

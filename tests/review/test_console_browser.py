@@ -71,16 +71,27 @@ def console_url(service: ReviewService) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.fixture
-def page(console_url: str) -> Iterator[Any]:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One chromium for the module (starting Playwright's driver and the browser costs more than a
+    test); each test gets its own browser context, so no cookies, storage or cache carry over."""
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 860})
-            page.set_default_timeout(15_000)
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, console_url: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1440, "height": 860})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        yield page
+    finally:
+        context.close()
 
 
 def shown_key(page: Any) -> str:
