@@ -78,7 +78,9 @@ def lambda_invoke_server(functions: Mapping[str, FunctionRuntime], port: int) ->
     """Serve Invoke for ``functions`` (name -> runtime) on 127.0.0.1:``port``; yields the URL."""
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(functions))
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="lambda-invoke", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="lambda-invoke", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}"

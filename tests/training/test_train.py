@@ -250,6 +250,7 @@ def test_image_cache_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert torch.equal(first.images, again.images) and again.ids == ["p0", "p1", "p2"]
 
 
+@pytest.mark.slow  # trains two tiny networks
 def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
     pool: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
