@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from cli_support import REPO, python_env
+from imaging import jpeg_photo
 
-from local.synthetic import generate
 from training import registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,16 +32,18 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[s
     """12 photos in 6 bins (8 of them labelled) and a 30-photo base set of count folders."""
     root = tmp_path_factory.mktemp("loop-photos")
     labels: dict[str, int] = {}
-    for index, photo in enumerate(generate(12, seed=21)):
+    for index in range(12):
+        count = index % 6
         folder = root / "images" / f"BIN-{index // 2 + 1:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{photo.name}.jpg").write_bytes(photo.jpeg)
+        (folder / f"p{index:02d}.jpg").write_bytes(jpeg_photo(count, seed=21 + index))
         if index < 8:
-            labels[f"incoming/{folder.name}/{photo.name}.jpg"] = photo.count
-    for index, photo in enumerate(generate(30, seed=4)):
-        folder = root / "base" / str(photo.count)
+            labels[f"incoming/{folder.name}/p{index:02d}.jpg"] = count
+    for index in range(30):
+        count = index % 6
+        folder = root / "base" / str(count)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"b{index}.jpg").write_bytes(photo.jpeg)
+        (folder / f"b{index}.jpg").write_bytes(jpeg_photo(count, seed=400 + index))
     with (root / "labels.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "count"])
