@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bincount.corrections import HumanLabel
+
 from cli.errors import UsageError
 
 LABEL_COLUMNS = ("image", "count")
@@ -118,10 +120,13 @@ def build_report(
                 "key": upload.key,
                 "bin_id": upload.bin_id,
                 "first_count": _count_of(before),
+                "first_count_is_lower_bound": bool((before or {}).get("count_is_lower_bound")),
                 "first_model_version": (before or {}).get("model_version"),
                 "count": _count_of(after),
+                "count_is_lower_bound": bool((after or {}).get("count_is_lower_bound")),
                 "model_version": (after or {}).get("model_version"),
                 "human_count": None if human is None else int(human),
+                "human_count_is_lower_bound": bool((after or {}).get("human_count_is_lower_bound")),
             }
         )
     return {
@@ -134,8 +139,23 @@ def build_report(
     }
 
 
+def human_label(image: Mapping[str, Any]) -> HumanLabel | None:
+    if image.get("human_count") is None:
+        return None
+    return HumanLabel(int(image["human_count"]), bool(image.get("human_count_is_lower_bound")))
+
+
+def right_by_label(image: Mapping[str, Any], stage: str) -> bool:
+    """The model's count before (``first``) or after the re-count, judged by the person's label
+    (the open top class "5 or more" is right for 7 objects, as the console's ``+``)."""
+    label, count = human_label(image), image[f"{stage}count"]
+    if label is None or count is None:
+        return False
+    return label.agrees_with(int(count), bool(image.get(f"{stage}count_is_lower_bound")))
+
+
 def accuracy_rows(report: Mapping[str, Any]) -> list[tuple[str, int, str, str]]:
-    """Exact-count accuracy against the human labels, before and after: (photos, n, before, after).
+    """Accuracy against the human labels, before and after: (photos, n, before, after).
 
     Only reviewed photos have a truth; the unreviewed ones say how many counts the re-count changed.
     """
@@ -143,8 +163,8 @@ def accuracy_rows(report: Mapping[str, Any]) -> list[tuple[str, int, str, str]]:
     others = [i for i in report["images"] if i["human_count"] is None]
     rows = []
     if reviewed:
-        before = sum(i["first_count"] == i["human_count"] for i in reviewed) / len(reviewed)
-        after = sum(i["count"] == i["human_count"] for i in reviewed) / len(reviewed)
+        before = sum(right_by_label(i, "first_") for i in reviewed) / len(reviewed)
+        after = sum(right_by_label(i, "") for i in reviewed) / len(reviewed)
         rows.append(("reviewed (acc.)", len(reviewed), f"{before:.0%}", f"{after:.0%}"))
     changed = sum(i["first_count"] != i["count"] for i in others)
     rows.append(("unreviewed", len(others), "-", f"{changed} changed"))
@@ -155,20 +175,25 @@ def render_table(report: Mapping[str, Any], limit: int = 20) -> str:
     """The before/after table the loop prints: per photo (the first ``limit``), then a summary."""
     lines = [f"{'bin':<14} {'photo':<28} {'before':>6} {'after':>6} {'human':>6}"]
     for image in report["images"][:limit]:
-        human = "-" if image["human_count"] is None else str(image["human_count"])
+        label = human_label(image)
+        human = "-" if label is None else str(label)
         name = image["key"].rsplit("/", 1)[-1][:28]
         lines.append(
-            f"{image['bin_id'][:14]:<14} {name:<28} {_cell(image['first_count']):>6} "
-            f"{_cell(image['count']):>6} {human:>6}"
+            f"{image['bin_id'][:14]:<14} {name:<28} {_cell(image, 'first_'):>6} "
+            f"{_cell(image, ''):>6} {human:>6}"
         )
     if len(report["images"]) > limit:
         lines.append(f"... {len(report['images']) - limit} more photos in report.json")
     lines.append(f"model before {report['model_before']}, after {report['model_after']}")
-    lines.append("exact count vs the human label where there is one:")
+    lines.append("count vs the human label where there is one (5+ is right for 7 objects):")
     for who, n, before, after in accuracy_rows(report):
         lines.append(f"  {who:<16} n={n:<5} before {before:>4}  after {after}")
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
-    return "err" if value is None else str(value)
+def _cell(image: Mapping[str, Any], stage: str) -> str:
+    """``3``, ``5+`` (the open top class), or ``err`` for an error record."""
+    count = image.get(f"{stage}count")
+    if count is None:
+        return "err"
+    return f"{count}+" if image.get(f"{stage}count_is_lower_bound") else str(count)

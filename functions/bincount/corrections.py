@@ -34,6 +34,7 @@ from bincount.count_records import (
     LatestDecision,
     LatestState,
     decide_latest,
+    is_discrepancy,
     upload_attributes,
     version_token,
 )
@@ -95,6 +96,13 @@ class HumanLabel:
     def __str__(self) -> str:
         """``3``, or ``>5`` for "more than the top class 5" (the model's own ``5+`` reads "5 or more")."""
         return f">{self.count - 1}" if self.is_lower_bound else str(self.count)
+
+    def agrees_with(self, count: int, count_is_lower_bound: bool) -> bool:
+        """Whether the model's answer is right by this label: a "5 or more" count is right for 7
+        objects and for ">5", an exact 5 is not right for ">5"."""
+        if self.is_lower_bound:
+            return count_is_lower_bound or count >= self.count
+        return not is_discrepancy(self.count, count, count_is_lower_bound)
 
 
 def top_class(item: Mapping[str, Any], default_num_classes: int = DEFAULT_NUM_CLASSES) -> int:

@@ -101,18 +101,42 @@ def test_the_report_has_one_entry_per_upload_with_before_after_and_human(photos:
     summary = {"model_before": "v1", "model_after": "v2", "promoted": True, "gate": {"verdict": "promote"}}
     report = build_report(uploads, first, final, summary)
     assert report["model_before"] == "v1" and report["model_after"] == "v2" and report["promoted"] is True
+    flags = {
+        "first_count_is_lower_bound": False,
+        "count_is_lower_bound": False,
+        "human_count_is_lower_bound": False,
+    }
     assert report["images"] == [
         {"key": "incoming/BIN-1/p0.jpg", "bin_id": "BIN-1", "first_count": 2, "first_model_version": "v1",
-         "count": 3, "model_version": "v2", "human_count": 3},
+         "count": 3, "model_version": "v2", "human_count": 3, **flags},
         {"key": "incoming/BIN-1/p1.jpg", "bin_id": "BIN-1", "first_count": 1, "first_model_version": "v1",
-         "count": 1, "model_version": "v2", "human_count": None},
+         "count": 1, "model_version": "v2", "human_count": None, **flags},
         {"key": "incoming/BIN-1/p2.jpg", "bin_id": "BIN-1", "first_count": None, "first_model_version": "v1",
-         "count": None, "model_version": "v1", "human_count": None},
+         "count": None, "model_version": "v1", "human_count": None, **flags},
     ]  # fmt: skip
     table = render_table(report)
     assert "reviewed (acc.)  n=1     before   0%  after 100%" in table
     assert "unreviewed       n=2     before    -  after 0 changed" in table
     assert "err" in table
+
+
+def test_the_open_top_class_is_right_for_a_label_beyond_it(photos: list[Path]) -> None:
+    """A reviewer answers ``+`` (more than 5) for 7 objects; the model's "5 or more" is right by
+    it, an exact 5 would not be; the table shows ``5+`` and ``>5``."""
+    uploads = [LoopUpload(path, f"incoming/BIN-1/{path.name}", "BIN-1") for path in photos[:2]]
+    five_or_more = {"count": 5, "count_is_lower_bound": True, "model_version": "v1"}
+    first = {
+        "incoming/BIN-1/p0.jpg": five_or_more,
+        "incoming/BIN-1/p1.jpg": {"count": 4, "model_version": "v1"},
+    }
+    beyond = {"human_count": 6, "human_count_is_lower_bound": True}
+    final = {key: {**record, **beyond} for key, record in first.items()}
+    report = build_report(
+        uploads, first, final, {"model_before": "v1", "model_after": "v1", "promoted": False}
+    )
+    table = render_table(report)
+    assert "reviewed (acc.)  n=2     before  50%  after 50%" in table
+    assert "5+" in table and ">5" in table
 
 
 def test_bad_images_are_one_line_before_anything_starts(

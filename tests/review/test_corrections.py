@@ -73,6 +73,23 @@ def test_a_counted_photo_is_answered_as_at_the_console(count: int, answer: str, 
     assert parse_label(answer_for(count, top=5), top=5) == label
 
 
+@pytest.mark.parametrize(
+    ("label", "count", "lower_bound", "right"),
+    [
+        (HumanLabel(3), 3, False, True),
+        (HumanLabel(3), 4, False, False),
+        (HumanLabel(7), 5, True, True),  # "5 or more" for 7 objects
+        (HumanLabel(4), 5, True, False),
+        (HumanLabel(6, True), 5, True, True),  # ">5" and "5 or more"
+        (HumanLabel(6, True), 5, False, False),
+    ],
+)
+def test_a_models_answer_is_judged_by_a_human_label(
+    label: HumanLabel, count: int, lower_bound: bool, right: bool
+) -> None:
+    assert label.agrees_with(count, lower_bound) is right
+
+
 def test_human_label_reads_more_than_top_apart_from_the_models_open_class() -> None:
     assert str(HumanLabel(6, is_lower_bound=True)) == ">5"
     assert str(HumanLabel(4)) == "4"
