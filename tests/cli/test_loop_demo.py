@@ -68,7 +68,8 @@ def check_shape(report: dict[str, Any], labels: dict[str, int]) -> None:
     assert len(report["images"]) == 12
     for image in report["images"]:
         assert set(image) == {
-            "key", "bin_id", "first_count", "first_model_version", "count", "model_version", "human_count"
+            "key", "bin_id", "first_count", "first_model_version", "count", "model_version", "human_count",
+            "first_count_is_lower_bound", "count_is_lower_bound", "human_count_is_lower_bound",
         }  # fmt: skip
         assert image["first_model_version"] == report["model_before"]
         assert image["human_count"] == labels.get(image["key"])
