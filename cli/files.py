@@ -10,6 +10,7 @@ the training container and the Lambda-free tools can both import it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,3 +42,17 @@ def write_atomically(path: str | Path, data: str | bytes) -> Path:
         else:
             partial.write_text(data, encoding="utf-8")
     return Path(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB pieces (artifacts run to tens of MB).
+
+    ``model.network`` keeps its own copy: it travels inside the model artifact's ``code/``, where
+    only the ``model`` package exists; everything else (registry, loop) uses this one, which
+    imports no torch.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

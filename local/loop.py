@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -36,6 +35,7 @@ from typing import Any
 from bincount.image_formats import IMAGE_SUFFIXES
 
 from cli.errors import NotFound, Refused, UsageError, one_line_errors
+from cli.files import sha256_file
 from local.loop_report import LoopUpload, build_report, latest_record, read_labels, render_table, review_plan
 from local.stack_state import REPO_ROOT, STATE_ENV
 from local.uploads import find_photos
@@ -159,10 +159,6 @@ def apply_reviews(
     return applied
 
 
-def content_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def base_subset(
     base: Path, out: Path, limit: int, seed: int = 0, exclude: frozenset[str] = frozenset()
 ) -> Path:
@@ -176,7 +172,7 @@ def base_subset(
     for folder in sorted(p for p in (base / "images" if (base / "images").is_dir() else base).iterdir()):
         if folder.is_dir() and folder.name.isdigit():
             photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            by_count[folder.name] = [p for p in photos if not exclude or content_digest(p) not in exclude]
+            by_count[folder.name] = [p for p in photos if not exclude or sha256_file(p) not in exclude]
     total = sum(len(photos) for photos in by_count.values())
     if not total:
         raise UsageError(f"--base {base}: no <count>/<photo> folders to mix into the retraining")
@@ -351,7 +347,7 @@ def run_loop(args: argparse.Namespace) -> dict[str, Any]:
     with loop_stack(args.out, args.model, registry) as resolve:
         uploads, first = first_count(resolve, photos, args.timeout)
         say(f"reviews applied: {apply_reviews(resolve(), uploads, labels, first)}")
-        uploaded = frozenset(content_digest(photo.path) for photo in photos)
+        uploaded = frozenset(sha256_file(photo.path) for photo in photos)
         learned = learn(args, resolve, Path(before["artifact"]), registry, uploaded)
         served = served_version(resolve, learned["candidate"] if learned["promoted"] else None)
         if learned["promoted"]:

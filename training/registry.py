@@ -27,7 +27,6 @@ loads (re-read on reload).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -41,7 +40,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.errors import NotFound, Refused, UsageError, one_line_errors
-from cli.files import write_atomically
+from cli.files import sha256_file, write_atomically
 
 PROG = "python -m training.registry"
 DEFAULT_REGISTRY = Path("build/registry")
@@ -58,14 +57,6 @@ APPROVAL_STATUS = {
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -130,7 +121,7 @@ def register(
     previous = load_entry(registry, version) if entry_path(registry, version).is_file() else {}
     entry = {
         "version": version,
-        "sha256": _sha256(stored),
+        "sha256": sha256_file(stored),
         "weights_sha256": config.get("weights_sha256"),
         "artifact": str(stored),
         "source": str(artifact),

@@ -25,3 +25,13 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path: 
         raise RuntimeError("interrupted")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["entry.json"]
+
+
+def test_sha256_file_reads_in_pieces_and_matches_the_whole(tmp_path: Path) -> None:
+    import hashlib
+
+    from cli.files import sha256_file
+
+    data = bytes(range(256)) * 9000  # over two 1 MiB pieces
+    path = write_atomically(tmp_path / "big.bin", data)
+    assert sha256_file(path) == hashlib.sha256(data).hexdigest()

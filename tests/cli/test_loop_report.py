@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from cli.errors import UsageError
-from local.loop import base_subset, content_digest, main
+from cli.files import sha256_file
+from local.loop import base_subset, main
 from local.loop_report import (
     LoopUpload,
     build_report,
@@ -162,7 +163,7 @@ def test_the_base_subset_leaves_out_the_loops_own_photos(tmp_path: Path) -> None
         (base / count).mkdir(parents=True)
         for i in range(4):
             (base / count / f"{count}-{i}.jpg").write_bytes(f"photo {count}-{i}".encode())
-    uploaded = frozenset({content_digest(base / "1" / "1-0.jpg"), content_digest(base / "2" / "2-3.jpg")})
+    uploaded = frozenset({sha256_file(base / "1" / "1-0.jpg"), sha256_file(base / "2" / "2-3.jpg")})
 
     kept = base_subset(base.parent, tmp_path / "subset", limit=100, exclude=uploaded)
 
