@@ -25,6 +25,20 @@ ABID_DIR = Path(os.environ.get("BINCOUNT_ABID_DIR") or SHARED_DIR / "abid")
 ABID_TRAIN_DIR = Path(os.environ.get("BINCOUNT_ABID_TRAIN_DIR") or SHARED_DIR / "abid-train")
 EVENTS_DIR = REPO_ROOT / "events"
 
+# Set before any boto3 client exists, for every test area: no real credentials or profile can reach
+# AWS from a test; the moto stacks' queues are purged before every test (tests/moto_baseline.py),
+# not once a minute.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_PROFILE", None)
+
 
 #: A test that uses one of these packs, loads or serves a real network: marked ``slow`` (make test-fast
 #: leaves it out). Tests that train or build networks without them carry the mark themselves.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,18 +13,6 @@ from moto_baseline import ModuleAccount
 from cli.main import main
 from cli.stack import StackResources, resolve_stack
 from local.stack import LOCAL_PARAMETER_VALUES
-
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-    # the shared stack's queues are purged before every test (moto_baseline), not once a minute
-    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
-}.items():
-    os.environ[_name] = _value
-os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture

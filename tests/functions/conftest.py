@@ -19,22 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "events"
 REGION = "us-east-1"
 
-# Set before any boto3 client exists: no real credentials can leak into a test.
+# The functions' own environment, as the template gives it (fake credentials: tests/conftest.py).
 for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": REGION,
     "AWS_REGION": REGION,
     "POWERTOOLS_SERVICE_NAME": "bincount",
     "POWERTOOLS_METRICS_NAMESPACE": "BinCount/test",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
-    # the shared stack's queues are purged before every test (moto_baseline), not once a minute
-    "MOTO_SQS_ENFORCE_STRICT_QUEUE_PURGE_BEHAVIOUR": "false",
 }.items():
     os.environ[_name] = _value
-os.environ.pop("AWS_PROFILE", None)
 
 
 def load_event(name: str) -> dict[str, Any]:
