@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bincount.corrections import HumanLabel
+from bincount.corrections import human_label_of
 
 from cli.errors import UsageError
+from cli.output import count_text
 
 LABEL_COLUMNS = ("image", "count")
 
@@ -139,16 +140,10 @@ def build_report(
     }
 
 
-def human_label(image: Mapping[str, Any]) -> HumanLabel | None:
-    if image.get("human_count") is None:
-        return None
-    return HumanLabel(int(image["human_count"]), bool(image.get("human_count_is_lower_bound")))
-
-
 def right_by_label(image: Mapping[str, Any], stage: str) -> bool:
     """The model's count before (``first``) or after the re-count, judged by the person's label
     (the open top class "5 or more" is right for 7 objects, as the console's ``+``)."""
-    label, count = human_label(image), image[f"{stage}count"]
+    label, count = human_label_of(image), image[f"{stage}count"]
     if label is None or count is None:
         return False
     return label.agrees_with(int(count), bool(image.get(f"{stage}count_is_lower_bound")))
@@ -175,7 +170,7 @@ def render_table(report: Mapping[str, Any], limit: int = 20) -> str:
     """The before/after table the loop prints: per photo (the first ``limit``), then a summary."""
     lines = [f"{'bin':<14} {'photo':<28} {'before':>6} {'after':>6} {'human':>6}"]
     for image in report["images"][:limit]:
-        label = human_label(image)
+        label = human_label_of(image)
         human = "-" if label is None else str(label)
         name = image["key"].rsplit("/", 1)[-1][:28]
         lines.append(
@@ -193,7 +188,4 @@ def render_table(report: Mapping[str, Any], limit: int = 20) -> str:
 
 def _cell(image: Mapping[str, Any], stage: str) -> str:
     """``3``, ``5+`` (the open top class), or ``err`` for an error record."""
-    count = image.get(f"{stage}count")
-    if count is None:
-        return "err"
-    return f"{count}+" if image.get(f"{stage}count_is_lower_bound") else str(count)
+    return count_text(image.get(f"{stage}count"), image.get(f"{stage}count_is_lower_bound")) or "err"

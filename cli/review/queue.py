@@ -26,6 +26,8 @@ from bincount.corrections import (
 )
 from bincount.count_records import LATEST_SK, LatestState, is_discrepancy
 
+from cli.output import count_text
+
 IMAGE_PREFIX = "IMAGE#"
 HISTORY_LENGTH = 24
 
@@ -130,9 +132,8 @@ def shown_count(image: Mapping[str, Any]) -> str:
     label = human_label_of(image)
     if label is not None:
         return str(label)
-    if image.get("count") is None:
-        return ""
-    return f"{int(image['count'])}{MORE_THAN_TOP if image.get('count_is_lower_bound') else ''}"
+    count = image.get("count")
+    return count_text(None if count is None else int(count), image.get("count_is_lower_bound"))
 
 
 def history(images: Iterable[Mapping[str, Any]], current_sk: str) -> list[dict[str, Any]]:
