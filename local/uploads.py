@@ -129,8 +129,3 @@ def photo_uploads(photos: list[Photo], prefix: str) -> list[Upload]:
         )
         for photo in photos
     ]
-
-
-def folder_uploads(images: Path, prefix: str, count: int | None = None) -> list[Upload]:
-    """Your own photos (a photo, a folder, or ``<bin>/<photo>`` subfolders) as uploads."""
-    return photo_uploads(find_photos(images, count), prefix)
