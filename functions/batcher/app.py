@@ -47,7 +47,7 @@ class BatcherRuntime:
 
 def build_runtime(settings: Settings, clients: Clients | None = None) -> BatcherRuntime:
     """Wire adapters; tests pass stubbed clients, Lambda uses the defaults."""
-    clients = clients or Clients()
+    clients = clients or Clients.for_settings(settings)
     recorder = build_collector(settings, clients, retry_queue=False)
     staging = Staging(
         copier=S3VersionCopier(clients.s3),

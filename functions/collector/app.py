@@ -74,7 +74,7 @@ def build_runtime(
 
     ``dynamodb_client``: Powertools idempotency's (a client, not the resource; its own default).
     """
-    collector = build_collector(settings, clients or Clients(), sleep=sleep)
+    collector = build_collector(settings, clients or Clients.for_settings(settings), sleep=sleep)
     idempotency = (
         DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client)
         if settings.idempotency_table

@@ -25,7 +25,7 @@ def build_reconciler(
     settings: Settings, clients: Clients | None = None, *, sleep: Callable[[float], None] | None = None
 ) -> Reconciler:
     """Wire the reconciler as the collector is wired; tests pass stubbed clients (and ``sleep``)."""
-    collector = build_collector(settings, clients or Clients(), sleep=sleep)
+    collector = build_collector(settings, clients or Clients.for_settings(settings), sleep=sleep)
     return Reconciler(
         jobs=collector.jobs,
         transforms=collector.submitter.transforms,
