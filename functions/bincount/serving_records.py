@@ -26,12 +26,30 @@ TRANSFORM_FAILED = "transform_failed"
 
 
 @dataclass(frozen=True)
+class CountRange:
+    """The calibrated range of a count (schema: ``count_low`` .. ``range_contiguous``).
+
+    ``p_values`` decide membership at any level (a count is in the set at level L when its p-value
+    exceeds 1 - L); ``low``/``high`` are the set at ``level`` as served, kept for display.
+    """
+
+    p_values: tuple[float, ...]
+    low: int
+    high: int
+    level: float
+    open: bool
+    contiguous: bool
+
+
+@dataclass(frozen=True)
 class CountResult:
     count: int
     confidence: float
     probabilities: tuple[float, ...]
     count_is_lower_bound: bool
     model_version: str
+    #: None for artifacts without a conformal calibration (older models still serve).
+    range: CountRange | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,38 @@ def parse_record(record: Any) -> ResultRecord:
         probabilities=probabilities,
         count_is_lower_bound=bool(record.get("count_is_lower_bound", False)),
         model_version=version,
+        range=parse_range(record, len(probabilities)),
+    )
+
+
+def _non_negative_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def parse_range(record: dict[str, Any], classes: int) -> CountRange | None:
+    """The record's calibrated range, or None when the artifact served none (no ``count_p_values``)."""
+    raw = record.get("count_p_values")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or (classes and len(raw) != classes):
+        raise ValueError(f"count_p_values must be a list of {classes} numbers")
+    p_values = tuple(_finite(p, "count p-value") for p in raw)
+    if not all(0.0 <= p <= 1.0 for p in p_values):
+        raise ValueError("count p-value outside [0, 1]")
+    low = _non_negative_int(record["count_low"], "count_low")
+    high = _non_negative_int(record["count_high"], "count_high")
+    level = _finite(record["range_level"], "range_level")
+    if not 0.0 < level < 1.0 or low > high:
+        raise ValueError(f"range {low}-{high} at level {level} is not a range")
+    return CountRange(
+        p_values=p_values,
+        low=low,
+        high=high,
+        level=level,
+        open=bool(record.get("range_open", False)),
+        contiguous=bool(record.get("range_contiguous", True)),
     )
 
 

@@ -54,3 +54,46 @@ def test_the_readers_named_codes_are_the_schemas_or_the_pipelines_own() -> None:
     assert (
         not {serving_records.INVALID_OUTPUT, serving_records.TRANSFORM_FAILED} & serving_records.ERROR_CODES
     )
+
+
+def _ranged(**overrides: object) -> dict[str, object]:
+    record: dict[str, object] = {
+        "count": 2,
+        "confidence": 0.41,
+        "probabilities": [0.01, 0.3, 0.41, 0.2, 0.05, 0.03],
+        "count_is_lower_bound": False,
+        "model_version": "m2",
+        "count_p_values": [0.004, 0.41, 0.83, 0.27, 0.06, 0.03],
+        "count_low": 1,
+        "count_high": 3,
+        "range_level": 0.9,
+        "range_open": False,
+        "range_contiguous": True,
+    }
+    record.update(overrides)
+    return record
+
+
+def test_a_calibrated_record_carries_its_range_and_an_old_one_none() -> None:
+    parsed = parse_result_body(json.dumps(_ranged()))
+    assert isinstance(parsed, CountResult) and parsed.range is not None
+    assert (parsed.range.low, parsed.range.high, parsed.range.level) == (1, 3, 0.9)
+    assert parsed.range.p_values[2] == 0.83 and parsed.range.contiguous and not parsed.range.open
+    old = {k: v for k, v in _ranged().items() if not k.startswith(("count_p", "count_l", "count_h", "range"))}
+    parsed_old = parse_result_body(json.dumps(old))
+    assert isinstance(parsed_old, CountResult) and parsed_old.range is None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"count_p_values": [0.5, 0.5]},  # not one per class
+        {"count_p_values": [0.1, 0.2, 1.5, 0.1, 0.1, 0.1]},  # not a probability
+        {"count_low": 4, "count_high": 3},
+        {"range_level": 1.0},
+        {"count_low": -1},
+    ],
+)
+def test_a_broken_range_is_invalid_output(overrides: dict[str, object]) -> None:
+    parsed = parse_result_body(json.dumps(_ranged(**overrides)))
+    assert isinstance(parsed, ErrorResult) and parsed.code == INVALID_OUTPUT
