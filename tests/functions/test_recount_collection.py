@@ -12,6 +12,7 @@ import pytest
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.batching import Chunk, JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import image_record_sk
 from bincount.job_events import TransformJobEvent
 from bincount.recounts import recount_chunks, recount_image
@@ -19,6 +20,8 @@ from bincount.submission import Submitter
 from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
 from pipeline_support import REGION
+
+RULES = DecisionRules(confidence_threshold=0.5)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -42,7 +45,15 @@ class Pipeline:
         self.objects, self.sender, self.counts = MemoryObjects(), RecordingSender(), counts
         submitter = Submitter(self.objects, FakeTransforms(), MemoryJobs(), LAYOUT, CONFIG)
         self.collector = Collector(
-            self.objects, counts, MemoryJobs(), self.sender, submitter, LAYOUT, "bus", 0.5, "bincount"
+            self.objects,
+            counts,
+            MemoryJobs(),
+            self.sender,
+            submitter,
+            LAYOUT,
+            "bus",
+            DecisionRules(confidence_threshold=0.5),
+            "bincount",
         )
 
     def run(self, chunk: Chunk, counts: dict[str, int], version: str) -> Any:
