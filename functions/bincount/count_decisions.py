@@ -19,6 +19,7 @@ Two decisions, one source of evidence:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bincount.count_ranges import bounds, count_class, is_outside, p_value_of
@@ -28,6 +29,8 @@ BORDERLINE_DISCREPANCY = "borderline_discrepancy"
 WIDE_RANGE = "wide_range"
 LOW_CONFIDENCE = "low_confidence"
 REVIEW_REASONS = (BORDERLINE_DISCREPANCY, WIDE_RANGE, LOW_CONFIDENCE)
+#: a p-value of 0 (a count no calibration photo made plausible) is as far as this one
+MIN_EVIDENCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,14 @@ class ExpectedCheck:
 
     @property
     def margin(self) -> float | None:
-        """How far the evidence is from the decision's edge (|p - α|): small = a look decides."""
+        """How far the evidence lies from the decision's edge, as a ratio either side:
+        |ln(p / α)| (0: on the edge; p = 2α and p = α/2 are equally far). Small = a look decides.
+        A ratio, not |p - α|: below α there is only [0, α] of room, so p = 0.001 at α = 0.05 is
+        a firm discrepancy although |p - α| is smaller than for p = 0.14, a mild borderline."""
         evidence = self.expected_p_value if self.calibrated else self.expected_probability
-        return None if evidence is None else abs(evidence - self.false_alarm_rate)
+        if evidence is None:
+            return None
+        return abs(math.log(max(evidence, MIN_EVIDENCE) / self.false_alarm_rate))
 
 
 def expected_probability(result: CountResult, expected: int) -> float | None:
