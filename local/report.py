@@ -223,10 +223,6 @@ def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> li
             f"RMSE {quality['rmse']:.2f}; {base['name']}: accuracy {base['accuracy']:.1%}, "
             f"RMSE {base['rmse']:.2f}."
         )
-    lines.append(
-        "count = the model's count, then its calibrated range: '3, 2–4 at 90 %' means the true count "
-        "lies in 2–4 for 90 % of photos (a model without a calibration shows the count alone)."
-    )
     if threshold is not None:
         lines.append(
             f"conf = the model's probability for the count it gave. 'needs review' sends a photo to a "
@@ -234,6 +230,10 @@ def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> li
             "close to leaving the range), wide range, or, for a model without a range, conf below "
             f"{threshold:g}."
         )
+    lines.append(
+        "count = the model's count, then its calibrated range: '3, 2–4 at 90 %' means the true count "
+        "lies in 2–4 for 90 % of photos (a model without a calibration shows the count alone)."
+    )
     return lines
 
 
