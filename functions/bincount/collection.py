@@ -47,6 +47,7 @@ from bincount.count_records import (
     outcome_for,
 )
 from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.inventory_events import InventoryDiscrepancyDetected
 from bincount.job_events import TransformJobEvent
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
 from bincount.publishing import events_for, put_all
@@ -87,6 +88,7 @@ class CollectionReport:
     recounted: int = 0  # re-count results written onto existing records (also in ``counted``)
     recount_errors: int = 0  # re-counts that failed: the record keeps its count
     events_published: int = 0
+    discrepancies: int = 0  # ``Inventory Discrepancy Detected`` events published
     redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
     redriven_images: int = 0
     failure_kind: FailureKind | None = None
@@ -380,6 +382,11 @@ class Collector:
         failures = put_all(entries, self.sender.send, **kwargs) if entries else []
         failed_ids = {id(failure.entry) for failure in failures}
         report.events_published += len(entries) - len(failures)
+        report.discrepancies += sum(
+            1
+            for entry in entries
+            if entry["DetailType"] == InventoryDiscrepancyDetected.detail_type and id(entry) not in failed_ids
+        )
         for failure in failures:
             extra = {"code": failure.code, "entry": failure.entry["DetailType"]}
             log.warning("event not published", extra=extra)

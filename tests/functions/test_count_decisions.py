@@ -276,8 +276,9 @@ def test_the_collector_decides_against_each_bins_expected_quantity() -> None:
     )
     submitter = Submitter(objects, FakeTransforms(), MemoryJobs(), LAYOUT, CONFIG)
     collector = Collector(objects, counts, MemoryJobs(), sender, submitter, LAYOUT, "bus", RULES, "bincount")
-    collector.collect(TransformJobEvent(name, "Completed"))
+    report = collector.collect(TransformJobEvent(name, "Completed"))
 
+    assert report.discrepancies == 1  # the DiscrepanciesRaised metric
     delivered = [(e["DetailType"], json.loads(e["Detail"])) for e in sender.delivered]
     discrepancies = [d["bin_id"] for t, d in delivered if t == "Inventory Discrepancy Detected"]
     reviews = {d["bin_id"]: d["review_reason"] for t, d in delivered if t == "Bin Count Needs Review"}
