@@ -252,3 +252,17 @@ def test_the_demo_says_how_many_discrepancy_events_to_expect_false() -> None:
         0.05,
     )
     assert any("not guaranteed" in line for line in discrepancy_lines(uncalibrated))
+
+
+def test_alpha_option_follows_the_template_parameter(tmp_path: Path) -> None:
+    """``--alpha`` takes what DiscrepancyFalseAlarmRate takes, and becomes that parameter."""
+    from local.demo import ALPHA_RANGE, decision_parameters
+    from local.template import load_template
+
+    declared = load_template(REPO_ROOT / "template.yaml")["Parameters"]["DiscrepancyFalseAlarmRate"]
+    assert (declared["MinValue"], declared["MaxValue"]) == ALPHA_RANGE
+    assert (
+        decision_parameters(0.1) == {"DiscrepancyFalseAlarmRate": "0.1"} and decision_parameters(None) == {}
+    )
+    refused = run_demo(tmp_path, "--alpha", "0.7")
+    assert refused.returncode == 2 and "--alpha" in refused.stderr
