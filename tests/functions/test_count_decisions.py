@@ -331,3 +331,12 @@ def test_the_schema_example_with_a_range_parses_into_a_decision() -> None:
     assert isinstance(example, CountResult)
     assert check_expected(example, 0, RULES).outside  # type: ignore[union-attr]
     assert review_reason(example, 4, RULES) == BORDERLINE_DISCREPANCY  # p = 0.06
+
+
+def test_a_range_as_people_read_it() -> None:
+    from bincount.count_ranges import count_with_range, range_text
+
+    assert count_with_range(3, False, 2, 4, 0.9) == "3, 2–4 at 90 %"
+    assert count_with_range(5, True, 3, 5, 0.95, open_top=True) == "5+, 3–5+ at 95 %"
+    assert range_text(2, 2, 0.9) == "2 at 90 %"
+    assert count_with_range(3, False, None, None, None) == "3"  # no calibration: the count alone
