@@ -141,7 +141,7 @@ retrain: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --init-from $(INIT) --out build/retrain $(RETRAIN_ARGS)
 
 demo: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N)) $(if $(ALPHA),--alpha $(ALPHA))
 
 # The model lifecycle on one fresh local stack (local/loop.py); report in build/loop/report.json
 loop-demo: $(STAMP) $(MODEL_LOCAL)
@@ -156,7 +156,7 @@ bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
 up: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER) $(if $(REGISTRY),--registry $(REGISTRY))
+	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(ALPHA),--alpha $(ALPHA))
 
 down: $(STAMP)
 	$(PY) -m local.updown down

@@ -21,7 +21,7 @@ from types import FrameType
 
 import psutil
 
-from local.demo import choose_server, quiet_handlers
+from local.demo import choose_server, decision_parameters, false_alarm_rate, quiet_handlers
 from local.lambda_invoke_server import lambda_invoke_server
 from local.model_swap import RegistryWatcher
 from local.moto_server import free_port
@@ -175,6 +175,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="serve this model registry's served version, follow promotions",
     )
     parser.add_argument("--verbose", action="store_true", help="keep the handlers' own JSON logs")
+    parser.add_argument(
+        "--alpha", type=false_alarm_rate, default=None, help="discrepancy false-alarm rate α (default 0.05)"
+    )
     return parser.parse_args(argv)
 
 
@@ -198,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         template=args.template,
         stack_name=args.stack_name,
         log_dir=log_dir,
+        parameters=decision_parameters(args.alpha),
         environment_overrides=quiet_handlers(args.verbose),
         server=choose_server(args.server),
     )

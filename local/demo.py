@@ -25,8 +25,11 @@ from local.report import (
     Upload,
     accounting,
     count_quality,
+    discrepancy_lines,
+    discrepancy_summary,
     event_summary,
     events_table,
+    mark_discrepancies,
     quality_lines,
     result_entries,
     results_table,
@@ -170,10 +173,13 @@ def pipeline_report(
     startup_s: float,
 ) -> dict[str, Any]:
     """The report, read from the running pipeline; ``entries`` holds one per distinct key."""
+    mark_discrepancies(entries, pipeline.consumed_events)
+    alpha = stack_number(pipeline, "DISCREPANCY_FALSE_ALARM_RATE")
     return {
         "totals": totals(entries, uploaded, elapsed),
         "quality": count_quality(entries),
         "confidence_threshold": confidence_threshold(pipeline),
+        "discrepancies": discrepancy_summary(pipeline.consumed_events, entries, alpha),
         "expected_quantities_written": quantities_written,
         "accounting": accounting(entries),
         "startup_s": startup_s,
@@ -198,18 +204,25 @@ def pipeline_report(
     }
 
 
-def confidence_threshold(pipeline: LocalPipeline) -> float | None:
-    """The collector's review threshold, as the stack configured it (template parameter)."""
+def stack_number(pipeline: LocalPipeline, variable: str) -> float | None:
+    """A number of the functions' environment, as the stack configured it (template parameters)."""
     for spec in pipeline.stack.functions().values():
-        value = spec.environment.get("CONFIDENCE_THRESHOLD")
+        value = spec.environment.get(variable)
         if value is not None:
             return float(value)
     return None
 
 
+def confidence_threshold(pipeline: LocalPipeline) -> float | None:
+    """The collector's review threshold for models without a range (template parameter)."""
+    return stack_number(pipeline, "CONFIDENCE_THRESHOLD")
+
+
 def print_report(report: dict[str, Any], out: Path) -> None:
     print("\nResults by bin\n" + results_table(report["results"]))
     for line in quality_lines(report.get("quality"), report.get("confidence_threshold")):
+        print(line)
+    for line in discrepancy_lines(report.get("discrepancies")):
         print(line)
     print(f"\nInventory events a downstream consumer received: {report['events_received'] or 'none'}")
     print(events_table(report["events"]))
@@ -255,6 +268,29 @@ def positive(text: str) -> int:
     return value
 
 
+#: DiscrepancyFalseAlarmRate's MinValue and MaxValue in template.yaml
+ALPHA_RANGE = (0.001, 0.5)
+
+
+def false_alarm_rate(text: str) -> float:
+    """argparse type: α, a share strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not ALPHA_RANGE[0] <= value <= ALPHA_RANGE[1]:
+        low, high = ALPHA_RANGE
+        raise argparse.ArgumentTypeError(
+            f"{value:g}: α must lie within {low:g}..{high:g} (the template's range)"
+        )
+    return value
+
+
+def decision_parameters(alpha: float | None) -> dict[str, str]:
+    """Template parameters of a local run's options (``--alpha``); empty keeps the template's."""
+    return {} if alpha is None else {"DiscrepancyFalseAlarmRate": f"{alpha:g}"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m local.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -280,6 +316,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=480.0, help="seconds to wait for every image")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="show the handlers' own logs")
+    parser.add_argument(
+        "--alpha",
+        type=false_alarm_rate,
+        default=None,
+        help="the discrepancy false-alarm rate α (template parameter DiscrepancyFalseAlarmRate, "
+        "default its default 0.05): a discrepancy is raised when the expected quantity lies outside "
+        "the range at 1 - α",
+    )
     parser.add_argument(
         "--server",
         choices=("auto", "python", "torchserve"),
@@ -337,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         model_artifact=args.model,
         template=args.template,
         log_dir=log_dir,
+        parameters=decision_parameters(args.alpha),
         environment_overrides=quiet_handlers(args.verbose),
         server=server,
     )

@@ -48,8 +48,16 @@ def result_entries(
             record = found[0]
             if record.get("outcome") == "count" or ("count" in record and "error_code" not in record):
                 entry["count"] = record["count"]
+                entry["count_is_lower_bound"] = bool(record.get("count_is_lower_bound", False))
                 entry["confidence"] = record.get("confidence")
                 entry["needs_review"] = bool(record.get("needs_review", False))
+                entry["review_reason"] = record.get("review_reason")
+                # the calibrated range as served (None: the model has no calibration)
+                for name in ("count_low", "count_high", "range_level", "range_open"):
+                    entry[name] = record.get(name)
+                entry["probabilities"] = [float(p) for p in record.get("probabilities") or []]
+                if record.get("count_p_values") is not None:
+                    entry["count_p_values"] = [float(p) for p in record["count_p_values"]]
             else:
                 entry["error"] = {"code": record.get("error_code"), "message": record.get("error_message")}
         else:
@@ -114,6 +122,97 @@ def count_quality(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     }
 
 
+DISCREPANCY = "Inventory Discrepancy Detected"
+UPDATED = "Bin Count Updated"
+
+
+def mark_discrepancies(entries: list[dict[str, Any]], events: Iterable[Mapping[str, Any]]) -> None:
+    """Flag the entries whose photo raised ``Inventory Discrepancy Detected`` (``discrepancy_event``)."""
+    keys = {
+        str((event.get("detail") or {}).get("image", {}).get("key"))
+        for event in events
+        if event.get("detail-type") == DISCREPANCY
+    }
+    for entry in entries:
+        if "count" in entry:
+            entry["discrepancy_event"] = entry["key"] in keys
+
+
+def _unique(events: Iterable[Mapping[str, Any]], detail_type: str) -> list[dict[str, Any]]:
+    """The details of one type, once per photo (delivery is at least once)."""
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        if event.get("detail-type") == detail_type:
+            detail = dict(event.get("detail") or {})
+            image = detail.get("image") or {}
+            seen.setdefault((str(image.get("key")), str(image.get("version_id", ""))), detail)
+    return list(seen.values())
+
+
+def discrepancy_summary(
+    events: Iterable[Mapping[str, Any]], entries: Iterable[Mapping[str, Any]], alpha: float | None
+) -> dict[str, Any]:
+    """How many discrepancy events to expect false at α, beside how many were (docs/pipeline.md).
+
+    A bin whose inventory record is right raises a calibrated event with probability at most α,
+    so among ``checked`` counts (``Bin Count Updated`` of bins with an expected quantity) at most
+    about α × (the right ones) are false. Which records are right is what nobody downstream
+    knows, so the estimate is the bound α × checked: exact when every record is right (the demo's
+    inventory is its labels), an overestimate otherwise. ``measured_false``: events whose expected
+    quantity equals the photo's label (only a run with labels can tell).
+    """
+    events = list(events)
+    discrepancies = _unique(events, DISCREPANCY)
+    expected_by_bin = {
+        str(e["bin_id"]): e["expected"] for e in entries if e.get("expected") is not None and "count" in e
+    }
+    checked = [d for d in _unique(events, UPDATED) if str(d.get("bin_id")) in expected_by_bin]
+    labels = {str(e["key"]): e.get("expected") for e in entries}
+    calibrated = [d for d in discrepancies if d.get("calibrated")]
+    summary: dict[str, Any] = {
+        "false_alarm_rate": alpha,
+        "checked": len(checked),
+        "events": len(discrepancies),
+        "calibrated_events": len(calibrated),
+        "expected_false_at_most": None if alpha is None else round(alpha * len(checked), 2),
+    }
+    if any(label is not None for label in labels.values()):
+        summary["measured_false"] = sum(
+            1
+            for d in discrepancies
+            if labels.get(str((d.get("image") or {}).get("key"))) == d.get("expected_quantity")
+        )
+    return summary
+
+
+def discrepancy_lines(summary: Mapping[str, Any] | None) -> list[str]:
+    """What the demo says about its discrepancy events and how many of them to expect false."""
+    if not summary or summary.get("false_alarm_rate") is None or not summary.get("checked"):
+        return []
+    alpha, checked, events = summary["false_alarm_rate"], summary["checked"], summary["events"]
+    lines = [
+        f"Discrepancy events: {events} of {checked} counts checked against an expected quantity, "
+        f"at α = {alpha:g} (DiscrepancyFalseAlarmRate)."
+    ]
+    if summary.get("calibrated_events") or events == 0:
+        lines.append(
+            f"  expected false: at most α × checked = {alpha:g} × {checked} ≈ "
+            f"{summary['expected_false_at_most']:g} (a right record raises one with probability ≤ α)."
+        )
+    if events and summary.get("calibrated_events", 0) < events:
+        lines.append(
+            "  the model serves no calibrated range: those events use the fallback P(expected) ≤ α, "
+            f"whose false-alarm rate is not guaranteed (α × checked ≈ {summary['expected_false_at_most']:g} "
+            "if the model's probabilities are calibrated)."
+        )
+    if "measured_false" in summary:
+        lines.append(
+            f"  measured here: {summary['measured_false']} of {events} events name an expected quantity "
+            "equal to the photo's label, i.e. are false (the demo's inventory is its labels)."
+        )
+    return lines
+
+
 def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> list[str]:
     """What a person reads under the table: how good the counts are and what the flags mean."""
     lines = []
@@ -126,10 +225,15 @@ def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> li
         )
     if threshold is not None:
         lines.append(
-            f"conf = the model's probability for the count it gave; below {threshold:g} the record is "
-            "flagged 'needs review' (a person should check that photo) and a 'Bin Count Needs Review' "
-            "event is sent."
+            f"conf = the model's probability for the count it gave. 'needs review' sends a photo to a "
+            "person with a 'Bin Count Needs Review' event: borderline discrepancy (the expected quantity "
+            "close to leaving the range), wide range, or, for a model without a range, conf below "
+            f"{threshold:g}."
         )
+    lines.append(
+        "count = the model's count, then its calibrated range: '3, 2–4 at 90 %' means the true count "
+        "lies in 2–4 for 90 % of photos (a model without a calibration shows the count alone)."
+    )
     return lines
 
 
@@ -137,27 +241,50 @@ def event_summary(events: list[dict[str, Any]]) -> dict[str, int]:
     return dict(Counter(str(event.get("detail-type")) for event in events).most_common())
 
 
+def shown_count(entry: Mapping[str, Any]) -> str:
+    """``3, 2–4 at 90 %``: the count and its calibrated range (the count alone without one)."""
+    from bincount.count_ranges import count_with_range
+
+    level = entry.get("range_level")
+    return count_with_range(
+        int(entry["count"]),
+        bool(entry.get("count_is_lower_bound")),
+        entry.get("count_low"),
+        entry.get("count_high"),
+        None if level is None else float(level),
+        bool(entry.get("range_open")),
+    )
+
+
+def entry_flags(entry: Mapping[str, Any]) -> str:
+    flags = []
+    if entry.get("needs_review"):
+        reason = entry.get("review_reason")
+        flags.append(f"needs review ({reason.replace('_', ' ')})" if reason else "needs review")
+    if entry.get("discrepancy_event"):
+        flags.append("discrepancy event")
+    elif entry.get("expected") is not None and entry["count"] != entry["expected"]:
+        flags.append("differs from expected")
+    return ", ".join(flags)
+
+
 def results_table(entries: list[dict[str, Any]], limit: int = 40) -> str:
-    """A fixed-width table of images by bin: count, confidence and flags."""
-    header = f"{'bin':<16} {'image':<30} {'expected':>8} {'count':>5} {'conf':>5}  flags"
+    """A fixed-width table of images by bin: count with its range, confidence and flags."""
+    width = max([5, *(len(shown_count(e)) for e in entries if "count" in e)])
+    header = f"{'bin':<16} {'image':<30} {'expected':>8} {'count':<{width}} {'conf':>5}  flags"
     lines = [header, "-" * len(header)]
     for entry in sorted(entries, key=lambda e: (e["bin_id"], e["key"]))[:limit]:
         name = entry["key"].rsplit("/", 1)[-1][:30]
         expected = "" if entry.get("expected") is None else str(entry["expected"])
+        start = f"{entry['bin_id']:<16} {name:<30} {expected:>8}"
         if "count" in entry:
             confidence = entry.get("confidence")
             conf = "" if confidence is None else f"{float(confidence):.2f}"
-            flags = "needs review" if entry.get("needs_review") else ""
-            if entry.get("expected") is not None and entry["count"] != entry["expected"]:
-                flags = ", ".join(f for f in (flags, "differs from expected") if f)
-            lines.append(
-                f"{entry['bin_id']:<16} {name:<30} {expected:>8} {entry['count']:>5} {conf:>5}  {flags}"
-            )
+            lines.append(f"{start} {shown_count(entry):<{width}} {conf:>5}  {entry_flags(entry)}")
         elif "error" in entry:
-            code = entry["error"]["code"]
-            lines.append(f"{entry['bin_id']:<16} {name:<30} {expected:>8} {'-':>5} {'':>5}  rejected: {code}")
+            lines.append(f"{start} {'-':<{width}} {'':>5}  rejected: {entry['error']['code']}")
         else:
-            lines.append(f"{entry['bin_id']:<16} {name:<30} {expected:>8} {'?':>5} {'':>5}  MISSING")
+            lines.append(f"{start} {'?':<{width}} {'':>5}  MISSING")
     if len(entries) > limit:
         lines.append(f"... {len(entries) - limit} more in the report")
     return "\n".join(lines)
@@ -169,8 +296,20 @@ def events_table(events: list[dict[str, Any]], limit: int = 15) -> str:
         detail = event.get("detail") or {}
         summary = {
             k: detail[k]
-            for k in ("bin_id", "count", "expected_quantity", "previous_count", "confidence", "error_code")
-            if k in detail
+            for k in (
+                "bin_id",
+                "count",
+                "count_low",
+                "count_high",
+                "expected_quantity",
+                "expected_p_value",
+                "expected_probability",
+                "review_reason",
+                "previous_count",
+                "confidence",
+                "error_code",
+            )
+            if k in detail and (detail[k] is not None or k == "previous_count")
         }
         lines.append(f"{event.get('detail-type', '?'):<32} {json.dumps(summary, default=str)}")
     if len(events) > limit:

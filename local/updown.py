@@ -71,6 +71,8 @@ def start(args: argparse.Namespace) -> int:
     command += ["--server", args.server]
     if args.registry is not None:
         command += ["--registry", str(args.registry.resolve())]
+    if getattr(args, "alpha", None) is not None:
+        command += ["--alpha", f"{args.alpha:g}"]
     python_path = os.pathsep.join(
         [str(REPO_ROOT), str(REPO_ROOT / "functions"), os.environ.get("PYTHONPATH", "")]
     )
@@ -237,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         help="serve this registry's served version and follow promotions",
     )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the stack")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="discrepancy false-alarm rate α of the stack (template parameter DiscrepancyFalseAlarmRate; "
+        "the daemon checks it)",
+    )
     args = parser.parse_args(argv)
     args.state = args.state or default_state_path()
     if args.action == "up":

@@ -1,9 +1,13 @@
 """What the reviewer sees, as pure functions of the counts table's items (no AWS here).
 
-The review queue puts the photos a person should look at first: the model was unsure
-(``needs_review``), the bin's latest count contradicts the expected quantity, or the model
-rejected a photo that is still a readable picture. Photos already labelled by a person leave the
-queue. :func:`photo_view` is everything one photo's panel shows.
+The review queue puts the photos a person should look at first. First come the photos whose look
+is most likely to raise or clear a discrepancy: counts with a calibrated range whose expected
+quantity is outside the range at 1 - α (a discrepancy) or just inside it (``borderline_discrepancy``),
+ordered by how close the expected quantity's p-value lies to α (|ln(p / α)|, smallest first). Then the
+model was unsure (``low_confidence``, models without a range), the bin's latest count contradicts
+the expected quantity (models without a range: the collector's fallback rule), the range is wide
+with no expected quantity, or the model rejected a photo that is still a readable picture. Photos
+already labelled by a person leave the queue. :func:`photo_view` is everything one photo's panel shows.
 
 A photo is one upload: its record's sort key (``sk``, ``IMAGE#<key>#<version digest>``) names it
 in the queue, the panels and the saves, so two uploads of a key are two photos.
@@ -24,7 +28,10 @@ from bincount.corrections import (
     reviewable,
     top_class,
 )
-from bincount.count_records import LATEST_SK, LatestState, is_discrepancy
+from bincount.count_decisions import BORDERLINE_DISCREPANCY, WIDE_RANGE, DecisionRules, check_expected
+from bincount.count_ranges import range_text
+from bincount.count_records import LATEST_SK, LatestState
+from bincount.serving_records import CountRange, CountResult
 
 from cli.output import count_text
 
@@ -32,11 +39,26 @@ IMAGE_PREFIX = "IMAGE#"
 HISTORY_LENGTH = 24
 
 # Queue order: the reasons a photo needs a person, most urgent first.
+BORDERLINE = "borderline discrepancy"
+CALIBRATED_DISCREPANCY = "discrepancy outside the range"
 LOW_CONFIDENCE = "low confidence"
 DISCREPANCY = "discrepancy with expected quantity"
+WIDE = "wide range"
 REJECTED_READABLE = "rejected by the model, photo readable"
 PICKED = "picked by bin"
-REASON_ORDER = (LOW_CONFIDENCE, DISCREPANCY, REJECTED_READABLE, PICKED)
+REASON_ORDER = (
+    BORDERLINE,
+    CALIBRATED_DISCREPANCY,
+    LOW_CONFIDENCE,
+    DISCREPANCY,
+    WIDE,
+    REJECTED_READABLE,
+    PICKED,
+)
+#: reasons ordered among themselves by the decision's margin (one group, the queue's head)
+MARGIN_REASONS = (BORDERLINE, CALIBRATED_DISCREPANCY)
+#: α of records written before the collector kept it (the template's default)
+DEFAULT_FALSE_ALARM_RATE = DecisionRules().false_alarm_rate
 
 
 @dataclass(frozen=True, order=True)
@@ -48,8 +70,15 @@ class QueueItem:
     sk: str
     reason: str
     version: str = ""  # the upload (records.upload_attributes' image_version)
+    margin: float | None = None  # |ln(p / α)| of the expected quantity: small = a look decides
 
-    def to_dict(self) -> dict[str, str]:
+    def sort_key(self) -> tuple[int, float, str, str, str]:
+        """Margin reasons first, closest to the decision's edge first; then by reason, oldest first."""
+        margin = self.margin if self.margin is not None else float("inf")
+        group = 0 if self.reason in MARGIN_REASONS else self.priority
+        return (group, margin, self.captured_at, self.bin_id, self.key)
+
+    def to_dict(self) -> dict[str, Any]:
         return {
             "bin_id": self.bin_id,
             "sk": self.sk,
@@ -57,6 +86,7 @@ class QueueItem:
             "version": self.version,
             "reason": self.reason,
             "captured_at": self.captured_at,
+            "margin": None if self.margin is None else round(self.margin, 4),
         }
 
 
@@ -73,22 +103,68 @@ def holds_latest(image: Mapping[str, Any], latest: LatestState | None) -> bool:
     )
 
 
+def stored_result(image: Mapping[str, Any]) -> CountResult | None:
+    """A count record read back as the collector saw the model's answer (range included)."""
+    if image.get("outcome") == "error" or image.get("count") is None:
+        return None
+    probabilities = tuple(float(p) for p in image.get("probabilities") or [])
+    p_values = image.get("count_p_values")
+    served = None
+    if p_values and image.get("count_low") is not None and image.get("count_high") is not None:
+        served = CountRange(
+            p_values=tuple(float(p) for p in p_values),
+            low=int(image["count_low"]),
+            high=int(image["count_high"]),
+            level=float(image.get("range_level") or 0.9),
+            open=bool(image.get("range_open")),
+            contiguous=image.get("range_contiguous") is not False,
+        )
+    return CountResult(
+        count=int(image["count"]),
+        confidence=float(image.get("confidence") or 0.0),
+        probabilities=probabilities,
+        count_is_lower_bound=bool(image.get("count_is_lower_bound", False)),
+        model_version=str(image.get("model_version", "")),
+        range=served,
+    )
+
+
+def review_decision(image: Mapping[str, Any], latest: LatestState | None) -> tuple[str | None, float | None]:
+    """Why this photo needs a person (None: labelled already, or the model is fine) and, for a
+    calibrated count of a bin with an expected quantity, the decision's margin (ExpectedCheck.margin)."""
+    if human_label_of(image) is not None:
+        return None, None
+    if image.get("outcome") == "error":
+        return (REJECTED_READABLE if image.get("error_code") in READABLE_ERROR_CODES else None), None
+    result = stored_result(image)
+    if result is None:
+        return None, None
+    alpha = float(image.get("false_alarm_rate") or DEFAULT_FALSE_ALARM_RATE)
+    expected = latest.expected_quantity if latest is not None else None
+    check = check_expected(result, expected, DecisionRules(false_alarm_rate=alpha))
+    stored_reason = image.get("review_reason")
+    if result.range is not None:
+        margin = check.margin if check is not None else None
+        if check is not None and check.outside and holds_latest(image, latest):
+            return CALIBRATED_DISCREPANCY, margin
+        if stored_reason == BORDERLINE_DISCREPANCY:
+            return BORDERLINE, margin
+        if stored_reason == WIDE_RANGE:
+            return WIDE, None
+        return (LOW_CONFIDENCE if image.get("needs_review") else None), None
+    if image.get("needs_review"):
+        return LOW_CONFIDENCE, None
+    if check is not None and check.outside and holds_latest(image, latest):
+        return DISCREPANCY, None
+    return None, None
+
+
 def review_reason(image: Mapping[str, Any], latest: LatestState | None) -> str | None:
     """Why this photo needs a person, or None (already labelled, or the model is fine)."""
-    if human_label_of(image) is not None:
-        return None
-    if image.get("outcome") == "error":
-        return REJECTED_READABLE if image.get("error_code") in READABLE_ERROR_CODES else None
-    if image.get("needs_review"):
-        return LOW_CONFIDENCE
-    if holds_latest(image, latest) and latest is not None and image.get("count") is not None:
-        lower_bound = bool(image.get("count_is_lower_bound", False))
-        if is_discrepancy(latest.expected_quantity, int(image["count"]), lower_bound):
-            return DISCREPANCY
-    return None
+    return review_decision(image, latest)[0]
 
 
-def _queue_item(image: Mapping[str, Any], reason: str) -> QueueItem:
+def _queue_item(image: Mapping[str, Any], reason: str, margin: float | None = None) -> QueueItem:
     return QueueItem(
         priority=REASON_ORDER.index(reason),
         captured_at=str(image.get("captured_at", "")),
@@ -97,6 +173,7 @@ def _queue_item(image: Mapping[str, Any], reason: str) -> QueueItem:
         sk=str(image["sk"]),
         reason=reason,
         version=str(image.get("image_version") or ""),
+        margin=margin,
     )
 
 
@@ -113,10 +190,10 @@ def build_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
             images.append(item)
     queue = []
     for image in images:
-        reason = review_reason(image, latest.get(str(image["pk"])))
+        reason, margin = review_decision(image, latest.get(str(image["pk"])))
         if reason is not None:
-            queue.append(_queue_item(image, reason))
-    return sorted(queue)
+            queue.append(_queue_item(image, reason, margin))
+    return sorted(queue, key=QueueItem.sort_key)
 
 
 def bin_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
@@ -134,6 +211,14 @@ def shown_count(image: Mapping[str, Any]) -> str:
         return str(label)
     count = image.get("count")
     return count_text(None if count is None else int(count), image.get("count_is_lower_bound"))
+
+
+def shown_range(image: Mapping[str, Any]) -> str:
+    """The model's calibrated range as people read it (``2–4 at 90 %``), empty without one."""
+    low, high, level = image.get("count_low"), image.get("count_high"), image.get("range_level")
+    if low is None or high is None or level is None:
+        return ""
+    return range_text(int(low), int(high), float(level), bool(image.get("range_open")))
 
 
 def history(images: Iterable[Mapping[str, Any]], current_sk: str) -> list[dict[str, Any]]:
@@ -194,6 +279,7 @@ def photo_view(bin_items: Iterable[Mapping[str, Any]], sk: str, photo_url: str) 
         "model_shown": shown_count({name: value for name, value in image.items() if name != "human_count"}),
         "model_version": str(image.get("model_version", "")),
         "confidence": None if image.get("confidence") is None else float(image["confidence"]),
+        "range_text": shown_range(image),
         # Bin Count models' top class is open ("5 or more", ModelConfig.top_class_open)
         "probabilities": [
             {"label": f"{k}+" if k == top else str(k), "p": p} for k, p in enumerate(probabilities)

@@ -14,12 +14,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import (
     ImageOutcome,
     LatestDecision,
     LatestState,
     LatestWrite,
     decide_latest,
+    decided,
     latest_attributes,
     upload_order,
 )
@@ -44,12 +46,18 @@ class BinPlan:
 
 
 def plan_bin(
-    bin_id: str, latest_item: Mapping[str, Any] | None, outcomes: Iterable[ImageOutcome], updated_at: str
+    bin_id: str,
+    latest_item: Mapping[str, Any] | None,
+    outcomes: Iterable[ImageOutcome],
+    updated_at: str,
+    rules: DecisionRules | None = None,
 ) -> BinPlan:
     """Walk the bin's new photos in LATEST's order against LATEST as read; one write for the newest.
 
     After each photo that moves it, LATEST is what the item would hold after that photo's write
     (the read item with the photo's attributes SET), read back the same way as from the table.
+    Each count's review decision is taken here against the bin's expected quantity (``rules``;
+    None keeps the decisions the outcomes carry).
     """
     read = LatestState.from_item(dict(latest_item) if latest_item else None)
     held: dict[str, Any] = dict(latest_item or {})
@@ -62,6 +70,8 @@ def plan_bin(
             continue
         decision = decide_latest(state, outcome.image)
         expected = state.expected_quantity if state else None
+        if rules is not None:
+            outcome = decided(outcome, expected, rules)
         if decision is LatestDecision.STALE:
             previous = state.count if state else None
         elif decision is LatestDecision.ALREADY_APPLIED:

@@ -34,17 +34,20 @@ from bincount.batching import (
     split_for_redrive,
 )
 from bincount.bin_plans import BinPlan, PhotoStep, plan_bin
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import (
     CountSnapshot,
     ImageOutcome,
     LatestDecision,
     LatestState,
     LatestWrite,
+    decided,
     image_item,
     image_record_sk,
     outcome_for,
 )
 from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.inventory_events import InventoryDiscrepancyDetected
 from bincount.job_events import TransformJobEvent
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
 from bincount.publishing import events_for, put_all
@@ -85,6 +88,7 @@ class CollectionReport:
     recounted: int = 0  # re-count results written onto existing records (also in ``counted``)
     recount_errors: int = 0  # re-counts that failed: the record keeps its count
     events_published: int = 0
+    discrepancies: int = 0  # ``Inventory Discrepancy Detected`` events published
     redriven_jobs: dict[str, Submitted] = field(default_factory=dict)
     redriven_images: int = 0
     failure_kind: FailureKind | None = None
@@ -102,7 +106,7 @@ class Collector:
     submitter: Submitter
     layout: JobLayout
     bus_name: str
-    confidence_threshold: float
+    rules: DecisionRules  # discrepancy and review (bincount.count_decisions)
     job_name_prefix: str
     read_workers: int = 8
     publish_max_attempts: int = 4
@@ -126,7 +130,7 @@ class Collector:
         chunk = self._load_chunk(job)
         results = self._read_results(job, chunk)
         outcomes = [
-            outcome_for(image, results[image.manifest_entry], job.job_name, self.confidence_threshold)
+            outcome_for(image, results[image.manifest_entry], job.job_name, self.rules)
             for image in chunk.images
             if image.manifest_entry in results
         ]
@@ -139,7 +143,7 @@ class Collector:
         if action is FailureAction.RECORD_FAILED:
             reason = job.failure_reason or f"transform job {job.status} without output for this image"
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
-            outcomes.append(outcome_for(missing[0], failed, job.job_name, self.confidence_threshold))
+            outcomes.append(outcome_for(missing[0], failed, job.job_name, self.rules))
             missing = []
         if is_recount(chunk):
             self._record_recounts(outcomes, report)
@@ -176,7 +180,7 @@ class Collector:
         error record per upload" has one implementation. ``job_name`` is empty: no job ran.
         """
         report = CollectionReport(job_name="", status="Rejected")
-        outcomes = [outcome_for(image, error, "", self.confidence_threshold) for image, error in rejected]
+        outcomes = [outcome_for(image, error, "", self.rules) for image, error in rejected]
         if outcomes:
             self._record(outcomes, report)
         return report
@@ -267,18 +271,14 @@ class Collector:
                 report.recount_errors += 1
             elif is_duplicate_recount(item, outcome):
                 report.duplicates += 1
-            else:  # a human label is the truth: its photo needs no second review
-                pending.append(
-                    (
-                        replace(outcome, needs_review=False)
-                        if item.get("human_count") is not None
-                        else outcome,
-                        item,
-                    )
-                )
+            else:
+                pending.append((outcome, item))
         if fresh:  # the read above covers them: no second read
             self._record(fresh, report, (fresh, snapshot))
-        steps = self._recount_latest([outcome for outcome, _ in pending], snapshot)
+        labelled = {id(outcome) for outcome, item in pending if item.get("human_count") is not None}
+        steps = self._recount_latest([outcome for outcome, _ in pending], snapshot, labelled)
+        # the outcomes as decided against their bin's expected quantity
+        pending = [(step.outcome, item) for step, (_, item) in zip(steps, pending, strict=True)]
         publishable = {id(step.outcome) for step in self._publish(steps, report)}
         recorded_at = self.clock()
         done = [(outcome, item) for outcome, item in pending if id(outcome) in publishable]
@@ -301,17 +301,24 @@ class Collector:
             else:
                 report.duplicates += 1
 
-    def _recount_latest(self, outcomes: list[ImageOutcome], snapshot: CountSnapshot) -> list[PhotoStep]:
-        """LATEST of each bin whose photo is re-counted (once per bin: one photo holds it)."""
+    def _recount_latest(
+        self, outcomes: list[ImageOutcome], snapshot: CountSnapshot, labelled: set[int]
+    ) -> list[PhotoStep]:
+        """LATEST of each bin whose photo is re-counted (once per bin: one photo holds it); each
+        outcome decided against its bin's expected quantity (a human label is the truth: its
+        photo, ``labelled`` by id, needs no second review)."""
         steps: dict[int, PhotoStep] = {}
         by_key = {id(outcome): outcome for outcome in outcomes}
 
         def plan(key: int, latest: Mapping[str, Any], updated_at: str) -> LatestWrite | None:
-            outcome = by_key[key]
-            held = latest.get(outcome.image.bin_id)
-            write, decision, previous = recount_latest(held, outcome, updated_at)
+            held = latest.get(by_key[key].image.bin_id)
             state = LatestState.from_item(held)
-            steps[key] = PhotoStep(outcome, decision, previous, state.expected_quantity if state else None)
+            expected = state.expected_quantity if state else None
+            outcome = decided(by_key[key], expected, self.rules)
+            if key in labelled:
+                outcome = replace(outcome, needs_review=False, review_reason=None)
+            write, decision, previous = recount_latest(held, outcome, updated_at)
+            steps[key] = PhotoStep(outcome, decision, previous, expected)
             return write
 
         self._settle_latest(list(by_key), plan, snapshot.latest)
@@ -325,7 +332,7 @@ class Collector:
         plans: dict[str, BinPlan] = {}
 
         def plan(bin_id: str, latest: Mapping[str, Any], updated_at: str) -> LatestWrite | None:
-            plans[bin_id] = plan_bin(bin_id, latest.get(bin_id), by_bin[bin_id], updated_at)
+            plans[bin_id] = plan_bin(bin_id, latest.get(bin_id), by_bin[bin_id], updated_at, self.rules)
             return plans[bin_id].write
 
         self._settle_latest(sorted(by_bin), plan, snapshot.latest)
@@ -362,7 +369,7 @@ class Collector:
                         step.decision,
                         step.previous_count,
                         step.expected_quantity,
-                        self.confidence_threshold,
+                        self.rules,
                     )
                 ],
             )
@@ -375,6 +382,11 @@ class Collector:
         failures = put_all(entries, self.sender.send, **kwargs) if entries else []
         failed_ids = {id(failure.entry) for failure in failures}
         report.events_published += len(entries) - len(failures)
+        report.discrepancies += sum(
+            1
+            for entry in entries
+            if entry["DetailType"] == InventoryDiscrepancyDetected.detail_type and id(entry) not in failed_ids
+        )
         for failure in failures:
             extra = {"code": failure.code, "entry": failure.entry["DetailType"]}
             log.warning("event not published", extra=extra)

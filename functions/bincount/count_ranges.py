@@ -67,3 +67,25 @@ def is_outside(p_values: Sequence[float], quantity: int, alpha: float, top_class
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     return p_value_of(p_values, quantity, top_class_open) <= alpha
+
+
+def range_text(low: int, high: int, level: float, open_top: bool = False) -> str:
+    """A range as people read it: ``2–4 at 90 %``, ``3–5+ at 90 %`` (open top class), ``2 at 90 %``."""
+    top = f"{high}+" if open_top else str(high)
+    span = top if low == high else f"{low}–{top}"
+    return f"{span} at {level * 100:.4g} %"
+
+
+def count_with_range(
+    count: int,
+    lower_bound: bool,
+    low: int | None,
+    high: int | None,
+    level: float | None,
+    open_top: bool = False,
+) -> str:
+    """``3, 2–4 at 90 %``: the count and its range (the count alone without a range)."""
+    shown = f"{count}{'+' if lower_bound else ''}"
+    if low is None or high is None or level is None:
+        return shown
+    return f"{shown}, {range_text(low, high, level, open_top)}"

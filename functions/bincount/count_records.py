@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from bincount.count_decisions import DecisionRules, review_reason
 from bincount.serving_records import CountResult, ErrorResult, ResultRecord
 from bincount.uploads import ImageObject
 
@@ -81,15 +82,39 @@ class ImageOutcome:
     result: ResultRecord
     job_name: str
     needs_review: bool = False
+    #: why (bincount.count_decisions.REVIEW_REASONS); None when no review is needed
+    review_reason: str | None = None
+    #: the false-alarm rate the review decision used (kept on the record for the review queue)
+    false_alarm_rate: float | None = None
 
     @property
     def is_count(self) -> bool:
         return isinstance(self.result, CountResult)
 
 
-def outcome_for(image: ImageObject, result: ResultRecord, job_name: str, threshold: float) -> ImageOutcome:
-    review = isinstance(result, CountResult) and result.confidence < threshold
-    return ImageOutcome(image=image, result=result, job_name=job_name, needs_review=review)
+def as_rules(rules: DecisionRules | float) -> DecisionRules:
+    """A bare number is the confidence threshold of the rules for artifacts without a range."""
+    return rules if isinstance(rules, DecisionRules) else DecisionRules(confidence_threshold=float(rules))
+
+
+def outcome_for(
+    image: ImageObject, result: ResultRecord, job_name: str, rules: DecisionRules | float
+) -> ImageOutcome:
+    """The outcome as far as the photo alone decides it (no expected quantity yet: see :func:`decided`)."""
+    return decided(ImageOutcome(image=image, result=result, job_name=job_name), None, as_rules(rules))
+
+
+def decided(outcome: ImageOutcome, expected: int | None, rules: DecisionRules) -> ImageOutcome:
+    """The outcome with its review decision against the bin's expected quantity (errors: none)."""
+    if not isinstance(outcome.result, CountResult):
+        return replace(outcome, needs_review=False, review_reason=None, false_alarm_rate=None)
+    reason = review_reason(outcome.result, expected, rules)
+    return replace(
+        outcome,
+        needs_review=reason is not None,
+        review_reason=reason,
+        false_alarm_rate=rules.false_alarm_rate,
+    )
 
 
 @dataclass(frozen=True)
@@ -212,11 +237,41 @@ def image_item(outcome: ImageOutcome, recorded_at: str) -> dict[str, Any]:
             probabilities=[_decimal(p) for p in outcome.result.probabilities],
             count_is_lower_bound=outcome.result.count_is_lower_bound,
             needs_review=outcome.needs_review,
+            **range_attributes(outcome),
         )
     else:
         assert isinstance(outcome.result, ErrorResult)
         item.update(outcome="error", error_code=outcome.result.code, error_message=outcome.result.message)
     return item
+
+
+#: The range and review attributes of a count record (None when the artifact served no range).
+RANGE_ATTRIBUTES = ("count_low", "count_high", "range_level", "range_open", "range_contiguous")
+REVIEW_ATTRIBUTES = ("review_reason",)
+#: Only on image records: what the review queue needs to weigh the photo again (any expected quantity).
+DECISION_ATTRIBUTES = ("count_p_values", "false_alarm_rate")
+
+
+def range_attributes(outcome: ImageOutcome, with_decision: bool = True) -> dict[str, Any]:
+    """The range as served and why the photo needs review; every name present, None when absent,
+    so an update from an artifact without a range clears a previous model's range."""
+    result = outcome.result
+    assert isinstance(result, CountResult)
+    served = result.range
+    attributes: dict[str, Any] = {
+        "count_low": None if served is None else served.low,
+        "count_high": None if served is None else served.high,
+        "range_level": None if served is None else _decimal(served.level),
+        "range_open": None if served is None else served.open,
+        "range_contiguous": None if served is None else served.contiguous,
+        "review_reason": outcome.review_reason,
+    }
+    if with_decision:
+        attributes["count_p_values"] = None if served is None else [_decimal(p) for p in served.p_values]
+        attributes["false_alarm_rate"] = (
+            None if outcome.false_alarm_rate is None else _decimal(outcome.false_alarm_rate)
+        )
+    return attributes
 
 
 def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated_at: str) -> dict[str, Any]:
@@ -229,6 +284,7 @@ def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated
         "confidence": _decimal(outcome.result.confidence),
         "count_is_lower_bound": outcome.result.count_is_lower_bound,
         "needs_review": outcome.needs_review,
+        **range_attributes(outcome, with_decision=False),
         "image_bucket": image.bucket,
         "image_key": image.key,
         "etag": image.etag,

@@ -51,6 +51,9 @@ class InventoryEvent:
 
 @dataclass(frozen=True)
 class BinCountUpdated(InventoryEvent):
+    """``count_low``..``count_high``: the calibrated range at ``range_level`` as the model served it
+    (``range_open``: "count_high or more"); all None for a model without a calibration."""
+
     detail_type: ClassVar[str] = "Bin Count Updated"
 
     count: int
@@ -58,16 +61,35 @@ class BinCountUpdated(InventoryEvent):
     previous_count: int | None
     count_is_lower_bound: bool
     needs_review: bool
+    count_low: int | None = None
+    count_high: int | None = None
+    range_level: float | None = None
+    range_open: bool | None = None
+    range_contiguous: bool | None = None
+    review_reason: str | None = None
 
 
 @dataclass(frozen=True)
 class BinCountNeedsReview(InventoryEvent):
+    """``review_reason``: ``borderline_discrepancy`` (the expected quantity's p-value lies within
+    ``review_budget`` above ``false_alarm_rate``), ``wide_range``, or ``low_confidence`` (a model
+    without a calibration: confidence below ``threshold``)."""
+
     detail_type: ClassVar[str] = "Bin Count Needs Review"
 
     count: int
     confidence: float
     threshold: float
     count_is_lower_bound: bool
+    review_reason: str | None = None
+    expected_quantity: int | None = None
+    expected_p_value: float | None = None
+    false_alarm_rate: float | None = None
+    review_budget: float | None = None
+    count_low: int | None = None
+    count_high: int | None = None
+    range_level: float | None = None
+    range_open: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -80,12 +102,26 @@ class BinImageRejected(InventoryEvent):
 
 @dataclass(frozen=True)
 class InventoryDiscrepancyDetected(InventoryEvent):
+    """The expected quantity lies outside the range at ``range_level`` = 1 - ``false_alarm_rate``
+    (``range_low``..``range_high``, ``range_open``: "or more"): its ``expected_p_value`` is at most
+    α, so a bin whose record is right raises this with probability at most α. ``calibrated``
+    false: the model has no calibration, the rule was ``expected_probability`` ≤ α (no range, no
+    stated rate). ``difference``: count - expected quantity."""
+
     detail_type: ClassVar[str] = "Inventory Discrepancy Detected"
 
     expected_quantity: int
     count: int
     count_is_lower_bound: bool
     difference: int
+    range_low: int | None = None
+    range_high: int | None = None
+    range_open: bool | None = None
+    range_level: float | None = None
+    expected_probability: float | None = None
+    expected_p_value: float | None = None
+    false_alarm_rate: float | None = None
+    calibrated: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bincount.count_records import ImageOutcome, LatestDecision, is_discrepancy
+from bincount.count_decisions import DecisionRules, check_expected
+from bincount.count_records import ImageOutcome, LatestDecision, as_rules
 from bincount.inventory_events import (
     BinCountNeedsReview,
     BinCountUpdated,
@@ -29,15 +30,29 @@ Entry = dict[str, Any]
 SendBatch = Callable[[list[Entry]], list[dict[str, Any]]]
 
 
+def _range_fields(result: CountResult) -> dict[str, Any]:
+    served = result.range
+    if served is None:
+        return {}
+    return {
+        "count_low": served.low,
+        "count_high": served.high,
+        "range_level": served.level,
+        "range_open": served.open,
+    }
+
+
 def events_for(
     outcome: ImageOutcome,
     decision: LatestDecision | None,
     previous_count: int | None,
     expected_quantity: int | None,
-    threshold: float,
+    rules: DecisionRules | float,
 ) -> list[InventoryEvent]:
     """``Bin Count Updated`` only when LATEST moved (or a retry finds it moved); an older photo
-    still gets its review flag, an error its rejection."""
+    still gets its review flag, an error its rejection. ``Inventory Discrepancy Detected`` only
+    when the expected quantity lies outside the range at 1 - α (bincount.count_decisions)."""
+    rules = as_rules(rules)
     image = outcome.image
     common: dict[str, Any] = {
         "bin_id": image.bin_id,
@@ -52,6 +67,7 @@ def events_for(
     assert isinstance(result, CountResult)
     events: list[InventoryEvent] = []
     moved = decision in (LatestDecision.APPLY, LatestDecision.ALREADY_APPLIED)
+    ranged = _range_fields(result)
     if moved:
         events.append(
             BinCountUpdated(
@@ -61,30 +77,44 @@ def events_for(
                 previous_count=previous_count,
                 count_is_lower_bound=result.count_is_lower_bound,
                 needs_review=outcome.needs_review,
+                **ranged,
+                range_contiguous=None if result.range is None else result.range.contiguous,
+                review_reason=outcome.review_reason,
             )
         )
+    check = check_expected(result, expected_quantity, rules)
     if outcome.needs_review:
         events.append(
             BinCountNeedsReview(
                 **common,
                 count=result.count,
                 confidence=result.confidence,
-                threshold=threshold,
+                threshold=rules.confidence_threshold,
                 count_is_lower_bound=result.count_is_lower_bound,
+                review_reason=outcome.review_reason,
+                expected_quantity=expected_quantity,
+                expected_p_value=None if check is None else check.expected_p_value,
+                false_alarm_rate=rules.false_alarm_rate,
+                review_budget=rules.review_budget,
+                **ranged,
             )
         )
-    if (
-        moved
-        and expected_quantity is not None
-        and is_discrepancy(expected_quantity, result.count, result.count_is_lower_bound)
-    ):
+    if moved and check is not None and check.outside:
         events.append(
             InventoryDiscrepancyDetected(
                 **common,
-                expected_quantity=expected_quantity,
+                expected_quantity=check.expected_quantity,
                 count=result.count,
                 count_is_lower_bound=result.count_is_lower_bound,
-                difference=result.count - expected_quantity,
+                difference=result.count - check.expected_quantity,
+                range_low=check.range_low,
+                range_high=check.range_high,
+                range_open=check.range_open,
+                range_level=check.range_level,
+                expected_probability=check.expected_probability,
+                expected_p_value=check.expected_p_value,
+                false_alarm_rate=check.false_alarm_rate,
+                calibrated=check.calibrated,
             )
         )
     return events

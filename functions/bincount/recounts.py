@@ -30,6 +30,9 @@ from typing import Any
 
 from bincount.batching import Chunk, plan_chunks, sanitize_prefix
 from bincount.count_records import (
+    DECISION_ATTRIBUTES,
+    RANGE_ATTRIBUTES,
+    REVIEW_ATTRIBUTES,
     ImageOutcome,
     LatestDecision,
     LatestState,
@@ -54,6 +57,9 @@ MODEL_FIELDS = (
     "model_version",
     "job_name",
     "recorded_at",
+    *RANGE_ATTRIBUTES,
+    *REVIEW_ATTRIBUTES,
+    *DECISION_ATTRIBUTES,
 )
 LATEST_MODEL_FIELDS = (
     "count",
@@ -62,6 +68,8 @@ LATEST_MODEL_FIELDS = (
     "needs_review",
     "model_version",
     "job_name",
+    *RANGE_ATTRIBUTES,
+    *REVIEW_ATTRIBUTES,
 )
 HISTORY_FIELDS = ("model_version", "count", "confidence", "job_name", "recorded_at")
 HISTORY_ATTRIBUTE = "model_history"

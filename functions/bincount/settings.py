@@ -16,6 +16,7 @@ from typing import Any
 
 from bincount.admission import AdmissionRules
 from bincount.batching import JobLayout, TransformConfig
+from bincount.count_decisions import DecisionRules
 from bincount.failures import RetryPolicy
 from bincount.image_formats import IMAGE_SUFFIXES
 from bincount.uploads import DEFAULT_KEY_PATTERN, KeyRules
@@ -134,6 +135,9 @@ class Settings:
     invocation_timeout_s: int = field(default=600, metadata=variable("INVOCATION_TIMEOUT_S", integer))
     invocation_max_retries: int = field(default=1, metadata=variable("INVOCATION_MAX_RETRIES", integer))
     confidence_threshold: float = field(default=0.5, metadata=variable("CONFIDENCE_THRESHOLD", number))
+    false_alarm_rate: float = field(default=0.05, metadata=variable("DISCREPANCY_FALSE_ALARM_RATE", number))
+    review_budget: float = field(default=0.10, metadata=variable("REVIEW_BUDGET", number))
+    review_range_width: int = field(default=5, metadata=variable("REVIEW_RANGE_WIDTH", integer))
     idempotency_table: str = field(default="", metadata=variable("IDEMPOTENCY_TABLE"))
     ingest_queue_url: str = field(default="", metadata=variable("INGEST_QUEUE_URL"))
     publish_max_attempts: int = field(default=4, metadata=variable("PUBLISH_MAX_ATTEMPTS", integer))
@@ -172,6 +176,14 @@ class Settings:
             base_delay_s=self.retry_base_delay_s,
             parked_delay_s=self.parked_retry_delay_s,
             max_unknown_splits=self.max_unknown_splits,
+        )
+
+    def decision_rules(self) -> DecisionRules:
+        return DecisionRules(
+            false_alarm_rate=self.false_alarm_rate,
+            review_budget=self.review_budget,
+            range_width=self.review_range_width,
+            confidence_threshold=self.confidence_threshold,
         )
 
     def key_rules(self) -> KeyRules:
@@ -223,6 +235,12 @@ class Settings:
         )
         if min(retry_numbers) < 0:
             raise SettingsError("retry budgets and delays must be >= 0")
+        if not 0.0 < self.false_alarm_rate < 1.0:
+            raise SettingsError("DISCREPANCY_FALSE_ALARM_RATE must lie in (0, 1)")
+        if not 0.0 <= self.review_budget < 1.0:
+            raise SettingsError("REVIEW_BUDGET must lie in [0, 1)")
+        if self.review_range_width < 1:
+            raise SettingsError("REVIEW_RANGE_WIDTH must be >= 1")
         if not 0 <= self.invocation_max_retries <= 3:
             raise SettingsError("INVOCATION_MAX_RETRIES must be within 0..3 (SageMaker's range)")
 

@@ -97,7 +97,7 @@ def build_collector(
         submitter=submitter,
         layout=settings.layout(),
         bus_name=settings.event_bus_name,
-        confidence_threshold=settings.confidence_threshold,
+        rules=settings.decision_rules(),
         job_name_prefix=sanitize_prefix(settings.job_name_prefix),
         read_workers=settings.result_read_workers,
         publish_max_attempts=settings.publish_max_attempts,

@@ -98,6 +98,7 @@ def summary_of(report: CollectionReport) -> dict[str, Any]:
         "duplicates": report.duplicates,
         "stale": report.stale,
         "events_published": report.events_published,
+        "discrepancies": report.discrepancies,
         "redriven_images": report.redriven_images,
         "redriven_jobs": {name: outcome.value for name, outcome in report.redriven_jobs.items()},
         "failure_kind": report.failure_kind.value if report.failure_kind else None,
@@ -119,6 +120,7 @@ def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
     metrics.add_metric(
         name="NeedsReview", unit=MetricUnit.Count, value=sum(1 for o in report.counted if o.needs_review)
     )
+    metrics.add_metric(name="DiscrepanciesRaised", unit=MetricUnit.Count, value=report.discrepancies)
     metrics.add_metric(name=f"Jobs{job.status}", unit=MetricUnit.Count, value=1)
     if job.latency_s is not None:
         metrics.add_metric(name="JobLatency", unit=MetricUnit.Seconds, value=job.latency_s)
@@ -126,6 +128,9 @@ def emit_metrics(job: TransformJobEvent, report: CollectionReport) -> None:
         assert isinstance(outcome.result, CountResult)
         metrics.add_metric(name="PredictedCount", unit=MetricUnit.Count, value=outcome.result.count)
         metrics.add_metric(name="CountConfidence", unit=MetricUnit.NoUnit, value=outcome.result.confidence)
+        if outcome.result.range is not None:  # calibrated ranges widening: the photos drift from calibration
+            span = outcome.result.range
+            metrics.add_metric(name="CountRangeWidth", unit=MetricUnit.Count, value=span.high - span.low + 1)
 
 
 def collect_job(*, job_event: dict[str, Any], job: TransformJobEvent, collector: Collector) -> dict[str, Any]:

@@ -17,7 +17,15 @@ import pytest
 
 from cli.errors import UsageError
 from local.inventory import expected_quantities
-from local.report import Upload, count_quality, quality_lines
+from local.report import (
+    Upload,
+    count_quality,
+    discrepancy_lines,
+    discrepancy_summary,
+    mark_discrepancies,
+    quality_lines,
+    results_table,
+)
 from local.uploads import find_photos, photo_uploads
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -201,3 +209,60 @@ def test_make_demo_refuses_a_missing_images_path_before_installing_anything(tmp_
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no such file or folder" in lines[0] and not result.stdout
+
+
+def event(detail_type: str, bin_id: str, **detail: Any) -> dict[str, Any]:
+    key = f"incoming/{bin_id}/a.jpg"
+    return {"detail-type": detail_type, "detail": {"bin_id": bin_id, "image": {"key": key}, **detail}}
+
+
+def test_the_demo_says_how_many_discrepancy_events_to_expect_false() -> None:
+    """α × counts checked (bins with an expected quantity whose LATEST moved), beside the events
+    whose expected quantity equals the label (false for sure); repeats of an event count once."""
+    rows = (("A", 2, 2, 1, 3), ("B", 3, 0, 2, 4), ("C", 1, 4, 0, 2), ("D", 2, None, 1, 3))
+    entries: list[dict[str, Any]] = [
+        {"key": f"incoming/{b}/a.jpg", "bin_id": b, "count": c, "expected": e}
+        | {"count_low": lo, "count_high": hi, "range_level": 0.9, "range_open": False}
+        for b, c, e, lo, hi in rows
+    ]
+    events = [event("Bin Count Updated", b) for b in "ABCD"]
+    discrepancies = [
+        event("Inventory Discrepancy Detected", "B", expected_quantity=0, calibrated=True),
+        event("Inventory Discrepancy Detected", "C", expected_quantity=5, calibrated=True),
+    ]
+    events += discrepancies + discrepancies[:1]  # at-least-once delivery
+    summary = discrepancy_summary(events, entries, 0.05)
+    assert summary == {
+        "false_alarm_rate": 0.05,
+        "checked": 3,
+        "events": 2,
+        "calibrated_events": 2,
+        "expected_false_at_most": 0.15,
+        "measured_false": 1,  # B: expected 0 is its label; C's record (5) is off from the label 4
+    }
+    lines = discrepancy_lines(summary)
+    assert "2 of 3 counts checked" in lines[0] and "0.05 × 3 ≈ 0.15" in lines[1]
+    mark_discrepancies(entries, events)
+    table = results_table(entries)
+    assert "3, 2–4 at 90 %" in table and "discrepancy event" in table
+    assert [e["discrepancy_event"] for e in entries] == [False, True, True, False]
+    uncalibrated = discrepancy_summary(
+        [event("Bin Count Updated", "B"), event("Inventory Discrepancy Detected", "B", expected_quantity=0)],
+        entries,
+        0.05,
+    )
+    assert any("not guaranteed" in line for line in discrepancy_lines(uncalibrated))
+
+
+def test_alpha_option_follows_the_template_parameter(tmp_path: Path) -> None:
+    """``--alpha`` takes what DiscrepancyFalseAlarmRate takes, and becomes that parameter."""
+    from local.demo import ALPHA_RANGE, decision_parameters
+    from local.template import load_template
+
+    declared = load_template(REPO_ROOT / "template.yaml")["Parameters"]["DiscrepancyFalseAlarmRate"]
+    assert (declared["MinValue"], declared["MaxValue"]) == ALPHA_RANGE
+    assert (
+        decision_parameters(0.1) == {"DiscrepancyFalseAlarmRate": "0.1"} and decision_parameters(None) == {}
+    )
+    refused = run_demo(tmp_path, "--alpha", "0.7")
+    assert refused.returncode == 2 and "--alpha" in refused.stderr

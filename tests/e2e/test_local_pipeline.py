@@ -73,12 +73,12 @@ def test_downstream_consumer_received_inventory_events(report: dict[str, Any]) -
     assert not report["worker_errors"]
 
 
-def test_expected_quantities_raise_discrepancy_events_where_the_count_differs(report: dict[str, Any]) -> None:
+def test_expected_quantities_raise_discrepancy_events_by_the_decision_rule(report: dict[str, Any]) -> None:
     """The demo writes each bin's expected quantity as an inventory system would (before upload):
-    one number per bin, the label of its newest photo; every count that lands on LATEST and
-    disagrees with it raises ``Inventory Discrepancy Detected``."""
-    from bincount.count_records import is_discrepancy
-
+    one number per bin, the label of its newest photo; a count that lands on LATEST raises
+    ``Inventory Discrepancy Detected`` exactly when the collector's rule says the expected quantity
+    contradicts the photo. The shipped model serves no calibrated range: the fallback rule
+    (P(expected) ≤ α, ``calibrated: false``) decides, and the events say so."""
     uploads = [u for u in report["uploads"] if u.expected is not None]
     expected = {u.bin_id: u.expected for u in uploads}  # upload order: the last label wins
     assert report["expected_quantities_written"] == len(expected) == 2
@@ -86,16 +86,65 @@ def test_expected_quantities_raise_discrepancy_events_where_the_count_differs(re
     discrepancies = [
         e["detail"] for e in report["events"] if e["detail-type"] == "Inventory Discrepancy Detected"
     ]
-    should = [
+    assert sorted((d["bin_id"], d["image"]["key"]) for d in discrepancies) == sorted(
         (d["bin_id"], d["image"]["key"])
         for d in updated
-        if is_discrepancy(expected[d["bin_id"]], d["count"], d["count_is_lower_bound"])
-    ]
-    assert sorted((d["bin_id"], d["image"]["key"]) for d in discrepancies) == sorted(should)
+        if rule_says_outside(report, d, expected[d["bin_id"]])
+    )
     for detail in discrepancies:
         assert detail["expected_quantity"] == expected[detail["bin_id"]]
         assert detail["difference"] == detail["count"] - detail["expected_quantity"]
+        assert detail["false_alarm_rate"] == 0.05 and detail["range_level"] == 0.95
+        assert detail["calibrated"] is (detail["range_low"] is not None)
+    summary = report["discrepancies"]
+    assert summary["false_alarm_rate"] == 0.05 and summary["events"] == len(
+        {d["image"]["key"] for d in discrepancies}
+    )
+    assert summary["checked"] == len({d["image"]["key"] for d in updated})
     assert report["totals"]["uploaded"] == 7 and report["totals"]["same_object_uploaded_again"] == 1
+
+
+def rule_says_outside(report: dict[str, Any], detail: dict[str, Any], expected: int) -> bool:
+    """The collector's decision, recomputed from what the photo's record holds (report entry)."""
+    from bincount.count_decisions import DecisionRules, check_expected
+    from bincount.serving_records import CountRange, CountResult
+
+    entry = next(e for e in report["results"] if e["key"] == detail["image"]["key"])
+    served = None
+    if entry.get("count_p_values") is not None:
+        served = CountRange(
+            tuple(entry["count_p_values"]),
+            entry["count_low"],
+            entry["count_high"],
+            float(entry["range_level"]),
+            bool(entry["range_open"]),
+            True,
+        )
+    result = CountResult(
+        detail["count"],
+        detail["confidence"],
+        tuple(entry["probabilities"]),
+        detail["count_is_lower_bound"],
+        "",
+        served,
+    )
+    check = check_expected(result, expected, DecisionRules(false_alarm_rate=0.05))
+    return check is not None and check.outside
+
+
+def test_each_counted_photo_carries_its_range_fields(report: dict[str, Any]) -> None:
+    """``count_low``, ``count_high``, ``range_level`` on every counted entry: null from a model
+    without a calibration (the shipped one, until its calibration lands), which the table shows
+    as the count alone."""
+    from local.report import results_table
+
+    counted = [entry for entry in report["results"] if "count" in entry]
+    for entry in counted:
+        assert {"count_low", "count_high", "range_level"} <= entry.keys()
+        if entry["range_level"] is None:
+            assert entry["count_low"] is None and entry["count_high"] is None
+            assert entry["review_reason"] in (None, "low_confidence")
+    assert "count" in results_table(report["results"])
 
 
 def test_the_real_sagemaker_serving_stack_gives_the_same_records(

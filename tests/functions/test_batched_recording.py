@@ -10,12 +10,15 @@ import pytest
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.bin_plans import plan_bin
 from bincount.collection import Collector
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import LatestDecision, outcome_for
 from bincount.job_events import TransformJobEvent
 from bincount.serving_records import CountResult
 from bincount.submission import Submitter
 from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+
+RULES = DecisionRules(confidence_threshold=0.5)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -55,7 +58,17 @@ def photo(bin_id: str, name: str, hour: int) -> ImageObject:
 
 def make_collector(counts: MemoryCounts, sender: RecordingSender, objects: MemoryObjects) -> Collector:
     submitter = Submitter(objects, FakeTransforms(), MemoryJobs(), LAYOUT, CONFIG)
-    return Collector(objects, counts, MemoryJobs(), sender, submitter, LAYOUT, "bus", 0.5, "bincount")
+    return Collector(
+        objects,
+        counts,
+        MemoryJobs(),
+        sender,
+        submitter,
+        LAYOUT,
+        "bus",
+        DecisionRules(confidence_threshold=0.5),
+        "bincount",
+    )
 
 
 def stage(objects: MemoryObjects, counts_by_photo: dict[ImageObject, int]) -> str:

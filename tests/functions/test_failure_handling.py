@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import CollectionReport, Collector
+from bincount.count_decisions import DecisionRules
 from bincount.failures import RetryPolicy
 from bincount.inventory_events import BinImageRejected
 from bincount.job_events import TransformJobEvent
@@ -73,7 +74,7 @@ class World:
             self.submitter,
             LAYOUT,
             "bus",
-            0.5,
+            DecisionRules(confidence_threshold=0.5),
             "bincount",
             clock=self.clock,
             waiting=self.waiting,

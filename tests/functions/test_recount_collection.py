@@ -12,6 +12,7 @@ import pytest
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.batching import Chunk, JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import image_record_sk
 from bincount.job_events import TransformJobEvent
 from bincount.recounts import recount_chunks, recount_image
@@ -19,6 +20,8 @@ from bincount.submission import Submitter
 from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
 from pipeline_support import REGION
+
+RULES = DecisionRules(confidence_threshold=0.5)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -42,11 +45,22 @@ class Pipeline:
         self.objects, self.sender, self.counts = MemoryObjects(), RecordingSender(), counts
         submitter = Submitter(self.objects, FakeTransforms(), MemoryJobs(), LAYOUT, CONFIG)
         self.collector = Collector(
-            self.objects, counts, MemoryJobs(), self.sender, submitter, LAYOUT, "bus", 0.5, "bincount"
+            self.objects,
+            counts,
+            MemoryJobs(),
+            self.sender,
+            submitter,
+            LAYOUT,
+            "bus",
+            DecisionRules(confidence_threshold=0.5),
+            "bincount",
         )
 
-    def run(self, chunk: Chunk, counts: dict[str, int], version: str) -> Any:
-        """Submit the chunk, play Batch Transform (one .out per photo), collect the finished job."""
+    def run(
+        self, chunk: Chunk, counts: dict[str, int], version: str, served: dict[str, Any] | None = None
+    ) -> Any:
+        """Submit the chunk, play Batch Transform (one .out per photo), collect the finished job
+        (``served``: fields every record adds, e.g. a calibrated range)."""
         self.collector.submitter.submit(chunk)
         for image in chunk.images:
             record = {
@@ -54,6 +68,7 @@ class Pipeline:
                 "confidence": 0.9,
                 "probabilities": [0.1],
                 "model_version": version,
+                **(served or {}),
             }
             key = output_key_for(LAYOUT, chunk.job_name, image.manifest_entry)
             self.objects.put_bytes("results", key, json.dumps(record).encode())
@@ -64,10 +79,10 @@ class Pipeline:
         assert item is not None
         return item
 
-    def recount(self, counts: dict[str, int], version: str) -> Any:
+    def recount(self, counts: dict[str, int], version: str, served: dict[str, Any] | None = None) -> Any:
         images = [recount_image(self.record(image)) for image in (OLD, NEW)]
         (chunk,) = recount_chunks(images, 10, "bincount", version)
-        return self.run(chunk, counts, version)
+        return self.run(chunk, counts, version, served)
 
     def updates(self) -> list[tuple[int, int | None, str]]:
         details = [
@@ -170,3 +185,63 @@ def test_a_failed_recount_keeps_the_count(counted: Pipeline) -> None:
 
     assert report.recount_errors == 1 and report.recounted == 0
     assert (counted.record(OLD)["count"], counted.record(OLD)["model_version"]) == (1, "v1")
+
+
+CALIBRATED = {
+    "probabilities": [0.01, 0.3, 0.41, 0.2, 0.05, 0.03],
+    "count_p_values": [0.004, 0.41, 0.83, 0.27, 0.09, 0.03],  # expected 4: p = 0.09, borderline
+    "count_low": 1,
+    "count_high": 3,
+    "range_level": 0.9,
+    "range_open": False,
+    "range_contiguous": True,
+}
+
+
+def test_a_recount_by_a_calibrated_model_decides_again_and_an_old_one_clears_its_range(
+    counted: Pipeline,
+) -> None:
+    """The re-count's review is decided against the bin's expected quantity, its range lands on
+    the record and LATEST; a later re-count by a model without a calibration leaves no stale range."""
+    counted.counts.table.update_item(
+        Key={"pk": "BIN#B1", "sk": "LATEST"},
+        UpdateExpression="SET expected_quantity = :q",
+        ExpressionAttributeValues={":q": 4},
+    )
+    counted.recount({OLD.key: 2, NEW.key: 2}, "v2", CALIBRATED)
+
+    new, latest = counted.record(NEW), counted.counts.get_latest("B1")
+    assert latest is not None
+    assert (new["count_low"], new["count_high"], new["review_reason"], new["needs_review"]) == (
+        1,
+        3,
+        "borderline_discrepancy",
+        True,
+    )
+    assert (latest["count_low"], latest["count_high"], latest["review_reason"]) == (
+        1,
+        3,
+        "borderline_discrepancy",
+    )
+    assert [float(p) for p in new["count_p_values"]] == CALIBRATED["count_p_values"]
+    reviews = [
+        json.loads(e["Detail"])
+        for e in counted.sender.delivered
+        if e["DetailType"] == "Bin Count Needs Review"
+    ]
+    assert {r["image"]["key"]: r["review_reason"] for r in reviews if r["model_version"] == "v2"} == {
+        OLD.key: "borderline_discrepancy",  # an older photo of the bin: reviewed, LATEST untouched
+        NEW.key: "borderline_discrepancy",
+    }
+
+    counted.recount({OLD.key: 2, NEW.key: 2}, "v3")  # no calibration, confident (0.9): no review
+    new, latest = counted.record(NEW), counted.counts.get_latest("B1")
+    assert latest is not None
+    assert (new["count_low"], new["count_p_values"], new["review_reason"], new["needs_review"]) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    assert (latest["count_low"], latest["range_level"], latest["review_reason"]) == (None, None, None)
+    assert latest["expected_quantity"] == 4

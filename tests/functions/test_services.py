@@ -10,12 +10,15 @@ import pytest
 from bincount.adapters.sqs import backoff_seconds
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
+from bincount.count_decisions import DecisionRules
 from bincount.job_events import TransformJobEvent
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, SettingsError, transform_limits
 from bincount.submission import Submitted, Submitter, submit_chunks
 from bincount.uploads import ImageObject
 from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+
+RULES = DecisionRules(confidence_threshold=0.5)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
@@ -33,7 +36,15 @@ class World:
         self.counts, self.sender = MemoryCounts(), RecordingSender()
         self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG)
         self.collector = Collector(
-            self.objects, self.counts, self.jobs, self.sender, self.submitter, LAYOUT, "bus", 0.5, "bincount"
+            self.objects,
+            self.counts,
+            self.jobs,
+            self.sender,
+            self.submitter,
+            LAYOUT,
+            "bus",
+            DecisionRules(confidence_threshold=0.5),
+            "bincount",
         )
 
     def finish(self, name: str, status: str, poison: set[str]) -> None:

@@ -120,3 +120,25 @@ def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> No
         assert properties["AlarmActions"] and properties["OKActions"], name
     index = resources["JobsTable"]["Properties"]["GlobalSecondaryIndexes"][0]
     assert index["IndexName"] == IN_FLIGHT_INDEX
+
+
+def test_decision_parameters_reach_every_function_that_collects() -> None:
+    """α, the review budget and the width reach the collector, the reconciler (it collects missed
+    jobs) and the batcher (its error records go through the same collector) from the parameters."""
+    from local.template import load_template  # reads the tags (!Ref) as CloudFormation does
+
+    template = load_template(REPO / "template.yaml")
+    parameters = template["Parameters"]
+    assert parameters["DiscrepancyFalseAlarmRate"]["Default"] == 0.05
+    assert parameters["ReviewBudget"]["Default"] == 0.1
+    assert (
+        0
+        < parameters["DiscrepancyFalseAlarmRate"]["MinValue"]
+        < parameters["DiscrepancyFalseAlarmRate"]["MaxValue"]
+        < 1
+    )
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["DISCREPANCY_FALSE_ALARM_RATE"] == {"Ref": "DiscrepancyFalseAlarmRate"}
+    assert variables["REVIEW_BUDGET"] == {"Ref": "ReviewBudget"}
+    assert variables["REVIEW_RANGE_WIDTH"] == {"Ref": "ReviewRangeWidth"}
+    assert variables["CONFIDENCE_THRESHOLD"] == {"Ref": "ConfidenceThreshold"}  # models without a range
