@@ -64,3 +64,12 @@ class Subcommands:
         parser = self.add_parser(name, help=help, description=doc, epilog=epilog)
         parser.set_defaults(run=run)
         return parser
+
+
+def reviewed_option(parser: argparse.ArgumentParser) -> None:
+    """``--reviewed yes|no``: rows a person labelled, or the others (bins and history share it)."""
+    parser.add_argument(
+        "--reviewed",
+        choices=("yes", "no"),
+        help="yes: only what a person labelled (review console or `bincount correct`); no: the rest",
+    )
