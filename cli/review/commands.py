@@ -6,11 +6,19 @@ their inputs first (one line, exit 2/1 through cli/errors.py) and then act.
 
 from __future__ import annotations
 
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
 
-from bincount.corrections import MORE_THAN_TOP, CorrectionRefused, LabelOutOfRange, PhotoGone
+from bincount.corrections import (
+    MORE_THAN_TOP,
+    CorrectionRefused,
+    LabelOutOfRange,
+    PhotoGone,
+    RecordVersion,
+    StaleRecord,
+)
 from bincount.timefmt import canonical_time
 
 from cli.errors import NotFound, Refused, UsageError
@@ -82,13 +90,22 @@ def correct_photo(
     the list); ``seen`` is the record version the reviewer saw (to replace another label).
     """
     service = ReviewService.for_stack(resources, reviewer_for(resources, reviewer))
+    record_bin, sk = "", ""
     try:
         record_bin, sk = service.resolve(photo_key(resources, key), version, bin_id)
         result = service.correct(record_bin, sk, count, seen)
     except LabelOutOfRange as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(f"COUNT {count}: {error}") from error
     except PhotoGone as error:
         raise NotFound(str(error)) from error
+    except StaleRecord as error:  # another label, or a --seen that is not the record's version
+        current = service.counts.get_image(record_bin, sk) if sk else None
+        if current is None:
+            raise Refused(str(error)) from error
+        token = RecordVersion.of(current).token()
+        raise Refused(
+            f"{error}; to replace what it holds now, run again with --seen {shlex.quote(token)}"
+        ) from error
     except CorrectionRefused as error:
         raise Refused(str(error)) from error
     return {
