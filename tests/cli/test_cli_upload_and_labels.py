@@ -118,7 +118,12 @@ def put_labelled_bin(table: str) -> None:
                 reviewed_at="2026-12-07T01:02:03.000Z",
             )
         dynamodb.put_item(Item=item)
-    common = {"sk": "LATEST", "count": 2, "confidence": Decimal("0.41"), "model_version": "m1"}
+    common: dict[str, Any] = {
+        "sk": "LATEST",
+        "count": 2,
+        "confidence": Decimal("0.41"),
+        "model_version": "m1",
+    }
     dynamodb.put_item(
         Item={
             "pk": "BIN#BIN-L",
