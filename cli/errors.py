@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -29,6 +30,7 @@ from typing import TypeVar
 EXIT_OK = 0
 EXIT_REFUSED = 1  # not found, refused, or some inputs failed
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # what a shell reports for a command stopped by SIGPIPE (`... | head`)
 EXIT_RULE = (
     "exit codes: 0 done; 1 refused: what the command names was not found or said no, or some "
     "photos failed (each one says why); 2 usage: the command line cannot work as typed (unknown "
@@ -81,6 +83,10 @@ def one_line_errors(prog: str) -> Callable[[F], F]:
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
+            except BrokenPipeError:  # `bincount bins | head`: the reader has what it wanted
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+                return EXIT_BROKEN_PIPE
 
         return guarded  # type: ignore[return-value]
 

@@ -18,6 +18,7 @@ from bincount.corrections import (
     PhotoGone,
     RecordVersion,
     StaleRecord,
+    human_label_of,
 )
 from bincount.timefmt import canonical_time
 
@@ -102,9 +103,14 @@ def correct_photo(
         current = service.counts.get_image(record_bin, sk) if sk else None
         if current is None:
             raise Refused(str(error)) from error
-        token = RecordVersion.of(current).token()
+        seen_now = f"--seen {shlex.quote(RecordVersion.of(current).token())}"
+        label = human_label_of(current)
+        if label is None:
+            raise Refused(f"{error}; the record now: run again with {seen_now}") from error
         raise Refused(
-            f"{error}; to replace what it holds now, run again with --seen {shlex.quote(token)}"
+            f"{current.get('reviewer')} already saved {label} for this photo at "
+            f"{current.get('reviewed_at')}; your {count} was not saved: "
+            f"to replace it, run again with {seen_now}"
         ) from error
     except CorrectionRefused as error:
         raise Refused(str(error)) from error

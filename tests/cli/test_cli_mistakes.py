@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from cli_support import Run
+from cli_support import Run, python_env
 
 from cli.commands import count as count_command
-from cli.errors import EXIT_REFUSED, EXIT_RULE, EXIT_USAGE, UsageError, did_you_mean
+from cli.errors import EXIT_BROKEN_PIPE, EXIT_REFUSED, EXIT_RULE, EXIT_USAGE, UsageError, did_you_mean
 from cli.main import build_parser
 from local.stack_state import LocalStackState, write_state
 
@@ -133,3 +135,24 @@ def test_count_uses_the_model_the_local_stack_serves_else_the_packed_one(
     served.write_bytes(b"the stack's")
     local_state(no_local_stack, served)
     assert count_command.default_model() == served
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`bincount bins | head`: no traceback when the pipe closes, the shell's SIGPIPE status."""
+    script = (
+        "from cli.errors import one_line_errors\n"
+        "@one_line_errors('bincount')\n"
+        "def main() -> int:\n"
+        "    for n in range(200_000):\n"
+        "        print('bin', n)\n"
+        "    return 0\n"
+        "raise SystemExit(main())\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=python_env()
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.read(100)
+    process.stdout.close()
+    err = process.stderr.read()
+    assert process.wait(timeout=60) == EXIT_BROKEN_PIPE and err == b""
