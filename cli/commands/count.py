@@ -29,7 +29,7 @@ from cli.counting import (
     SageMakerEndpointCounter,
     read_photos,
 )
-from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
+from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError, did_you_mean
 from cli.output import Column, count_text, emit_rows
 from cli.photos import checked_photos
 from cli.stack import LOCAL, resolve_stack, stack_for
@@ -117,6 +117,9 @@ def make_counter(args: argparse.Namespace) -> Counter:
         if stack.realtime_endpoint.startswith("http"):
             return HttpEndpointCounter(stack.realtime_endpoint)
         return SageMakerEndpointCounter(stack.realtime_endpoint, stack.client("sagemaker-runtime"))
+    hint = did_you_mean(endpoint, [LOCAL, "stack"], "--endpoint {}")
+    if hint and not getattr(args, "region", None):  # `--endpoint locl`: a typo, not an endpoint name
+        raise UsageError(f"--endpoint {endpoint}: no such endpoint{hint}")
     import boto3
 
     client = boto3.client("sagemaker-runtime", region_name=getattr(args, "region", None))

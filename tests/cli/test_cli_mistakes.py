@@ -45,6 +45,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
         (["history", "BIN-1", "--stack", "Local"], "did you mean --stack local"),
         (["upload", "{dir}/shelf.jpg", "--expected", "{dir}/gone.csv"], "--expected"),
         (["count", "{dir}/shelf.jpg", "--threads", "0"], "--threads 0: give a whole number of at least 1"),
+        (["count", "{dir}/shelf.jpg", "--endpoint", "locl"], "did you mean --endpoint local?"),
     ],
 )
 def test_a_mistake_is_one_usage_line_naming_the_option_before_anything_runs(
