@@ -3,8 +3,8 @@
 Each subcommand lives in its own module under ``cli/commands/`` with ``register(subparsers)``
 (``cli/arguments.py``: the options and help layout they share);
 adding one is one line in :data:`COMMAND_MODULES`. Global options (``--stack``, ``--region``,
-``--json``) are accepted before or after the subcommand. Exit codes: 0 ok, 1 not found /
-refused / some inputs bad, 2 usage.
+``--json``) are accepted before or after the subcommand. Exit codes: one rule for every
+subcommand, :data:`cli.errors.EXIT_RULE`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import textwrap
 from collections.abc import Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cli.arguments import OneLineParser, Subcommands, global_options
-from cli.errors import EXIT_REFUSED, one_line_errors
+from cli.arguments import OneLineParser, Subcommands, global_options, option_strings
+from cli.errors import EXIT_REFUSED, EXIT_RULE, one_line_errors
 
 PROG = "bincount"
 
@@ -35,14 +36,15 @@ COMMAND_MODULES = [
     "recount",
 ]
 
-EPILOG = """\
-stacks: --stack local is the stack `make up` starts (the default while it is up);
-        --stack NAME --region R is a deployed CloudFormation stack (names from its outputs,
-        credentials from the usual AWS chain).
-exit codes: 0 ok, 1 not found / refused / some inputs bad, 2 usage."""
+EPILOG = (
+    "stacks: --stack local is the stack `make up` starts (the default while it is up);\n"
+    "        --stack NAME --region R is a deployed CloudFormation stack (names from its outputs,\n"
+    "        credentials from the usual AWS chain).\n"
+    + textwrap.fill(EXIT_RULE, width=100, subsequent_indent="        ")
+)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog=PROG,
         description="Count objects in bin photos and operate a Bin Count stack.",
@@ -61,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 @one_line_errors(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    args, extras = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+    if extras:
+        command: OneLineParser = args.command_parser
+        command.unknown_options(extras, option_strings(parser) + option_strings(command))
     try:
         return int(args.run(args))
     except ClientError as error:

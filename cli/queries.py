@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from bincount.corrections import RecordVersion, human_label_of, label_source_of
 from bincount.count_records import LATEST_SK, bin_pk, is_discrepancy
 
 Item = dict[str, Any]
 SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")
+MODEL = "model"
+PERSON = "person"
 
 
 def _items(client: Any, operation: str, **request: Any) -> Iterator[Item]:
@@ -93,6 +96,8 @@ def bin_row(item: Item) -> Item:
     discrepancy = count is not None and is_discrepancy(
         None if expected is None else int(expected), int(count), lower_bound
     )
+    person = item.get("human_label") or {}  # set when the latest count is a person's label
+    model_count = person.get("model_count") if person else count
     return {
         "bin_id": item.get("bin_id") or str(item.get("pk", "")).removeprefix("BIN#"),
         "count": None if count is None else int(count),
@@ -105,17 +110,42 @@ def bin_row(item: Item) -> Item:
         "updated_at": item.get("updated_at"),
         "image_key": item.get("image_key"),
         "model_version": item.get("model_version"),
+        # which count LATEST holds: the model's, or a person's label of that photo (who, when, how)
+        "count_source": PERSON if person else MODEL,
+        "model_count": None if model_count is None else int(model_count),
+        "reviewer": person.get("reviewer"),
+        "reviewed_at": person.get("reviewed_at"),
+        "label_source": (person.get("label_source") or "typed") if person else None,
+        "reviewed": bool(person),
     }
 
 
-def select_bins(rows: Iterable[Item], needs_review: bool = False, discrepancy: bool = False) -> list[Item]:
-    """Keep rows with a count; with the flags, only those needing review / contradicting inventory."""
+def select_bins(
+    rows: Iterable[Item], needs_review: bool = False, discrepancy: bool = False, reviewed: str | None = None
+) -> list[Item]:
+    """Keep rows with a count; with the flags, only those needing review / contradicting inventory /
+    (not) holding a person's label."""
     kept = [row for row in rows if row.get("count") is not None]
     if needs_review:
         kept = [row for row in kept if row["needs_review"]]
     if discrepancy:
         kept = [row for row in kept if row["discrepancy"]]
-    return kept
+    return select_reviewed(kept, reviewed)
+
+
+def select_reviewed(rows: Iterable[Item], reviewed: str | None) -> list[Item]:
+    """``--reviewed yes``: rows a person labelled; ``no``: the others; None: all."""
+    if reviewed is None:
+        return list(rows)
+    return [row for row in rows if row["reviewed"] == (reviewed == "yes")]
+
+
+def source_text(row: Item) -> str:
+    """Where a count came from, as the tables show it: ``model``, ``alice`` or ``alice, accepted``."""
+    if row.get("count_source", MODEL if not row.get("reviewed") else PERSON) == MODEL:
+        return MODEL
+    accepted = row.get("label_source") == "accepted"
+    return f"{row.get('reviewer') or 'person'}{', accepted' if accepted else ''}"
 
 
 def sort_bins(rows: list[Item], key: str, descending: bool = False) -> list[Item]:
@@ -129,7 +159,9 @@ def sort_bins(rows: list[Item], key: str, descending: bool = False) -> list[Item
 
 
 def history_row(item: Item) -> Item:
-    """One photo of a bin: its count or its error, with the model version and the times."""
+    """One photo of a bin: the model's count or its error, a person's label of it (who, when, typed
+    or accepted), the model version and the times."""
+    label = human_label_of(item)
     row = {
         "captured_at": item.get("captured_at"),
         "photo": str(item.get("image_key", "")).rsplit("/", 1)[-1],
@@ -144,6 +176,14 @@ def history_row(item: Item) -> Item:
         "model_version": item.get("model_version"),
         "recorded_at": item.get("recorded_at"),
         "job_name": item.get("job_name"),
+        "reviewed": label is not None,
+        "label": None if label is None else str(label),  # "3", or ">5" for more than the top class
+        "label_count": None if label is None else label.count,
+        "label_is_lower_bound": None if label is None else label.is_lower_bound,
+        "label_source": label_source_of(item),
+        "reviewer": item.get("reviewer") if label else None,
+        "reviewed_at": item.get("reviewed_at") if label else None,
+        "record_version": RecordVersion.of(item).token(),  # `bincount correct --seen` takes it
     }
     if row["outcome"] == "error":
         row["error"] = f"{item.get('error_code')}: {item.get('error_message')}"

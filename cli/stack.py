@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from cli.errors import Refused, UsageError
+from cli.errors import Refused, UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -158,11 +158,17 @@ def resolve_deployed(name: str, region: str | None) -> StackResources:
     """A deployed stack's outputs through ``DescribeStacks`` (credentials: the usual AWS chain)."""
     import boto3
 
+    local_hint = did_you_mean(name, [LOCAL], "--stack {} (the stack `make up` starts)")
+    if local_hint and not region:  # `--stack locl`: a typo of local, not a deployed stack's name
+        raise UsageError(f"--stack {name}: no such stack{local_hint}")
     region = region or boto3.session.Session().region_name
     if not region:
-        raise UsageError(f"--stack {name} needs --region (or AWS_REGION / a profile with a region)")
+        raise UsageError(
+            f"--stack {name} is a deployed stack's name, so it needs --region R "
+            "(or AWS_REGION / a profile with a region); the local stack is --stack local"
+        )
     try:
-        outputs = _stack_outputs(boto3.client("cloudformation", region_name=region), name)
+        outputs = _stack_outputs(boto3.client("cloudformation", region_name=region), name, local_hint)
     except NoCredentialsError as error:
         raise Refused(
             f"no AWS credentials to read stack {name}: configure a profile or AWS_* variables"
@@ -175,13 +181,14 @@ def resolve_deployed(name: str, region: str | None) -> StackResources:
 USABLE_STATES = ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE")
 
 
-def _stack_outputs(cloudformation: Any, name: str) -> dict[str, str]:
+def _stack_outputs(cloudformation: Any, name: str, hint: str = "") -> dict[str, str]:
     try:
         stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except ClientError as error:
         message = error.response.get("Error", {}).get("Message", str(error))
         if "does not exist" in message:
-            raise Refused(f"stack {name} does not exist in {cloudformation.meta.region_name}") from error
+            where = cloudformation.meta.region_name
+            raise Refused(f"--stack {name}: stack {name} does not exist in {where}{hint}") from error
         raise Refused(f"cannot read stack {name}: {message}") from error
     status = stacks[0].get("StackStatus", "")
     if status not in USABLE_STATES:

@@ -98,6 +98,7 @@ def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalSt
         log_dir=str(log_dir),
         children=children,
         listening=listening,
+        model_artifact=str(Path(pipeline.options.model_artifact).resolve()),
     )
 
 
@@ -150,7 +151,13 @@ def follow_registry(
         log.info("model server %s takes every request now", url)
 
     def serve(artifact: Path) -> None:
-        url = pipeline.serve(artifact, publish)
+        previous = pipeline.options.model_artifact
+        pipeline.options.model_artifact = artifact  # what the state file names from the switch on
+        try:
+            url = pipeline.serve(artifact, publish)
+        except BaseException:
+            pipeline.options.model_artifact = previous
+            raise
         write_state(state_path, state_of(pipeline, lambda_url, log_dir))  # without the old server
         log.info("now serving %s at %s", artifact, url)
 

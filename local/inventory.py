@@ -5,20 +5,29 @@ In production the warehouse's inventory system keeps ``expected_quantity`` on th
 a count lands and publishes ``Inventory Discrepancy Detected`` when the two disagree. The demo
 knows the true counts (labels.csv, or the generated photos), so it writes them the way such a
 system would, an ``UpdateItem`` that sets only its own attributes, and the discrepancy events
-appear in the demo like in a warehouse.
+appear in the demo like in a warehouse. `bincount upload --expected labels.csv` writes them the
+same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from bincount.count_records import LATEST_SK, bin_pk
 
-from local.report import Upload
+
+class Labelled(Protocol):
+    """An upload of the demo or of `bincount upload`: its bin and known count (None: unknown)."""
+
+    @property
+    def bin_id(self) -> str: ...
+
+    @property
+    def expected(self) -> int | None: ...
 
 
-def expected_quantities(uploads: Iterable[Upload]) -> dict[str, int]:
+def expected_quantities(uploads: Iterable[Labelled]) -> dict[str, int]:
     """One expected quantity per bin: the label of the bin's last photo in upload order (newest)."""
     quantities: dict[str, int] = {}
     for upload in uploads:

@@ -53,6 +53,7 @@ class LocalStackState:
     log_dir: str
     children: list[ChildProcess] = field(default_factory=list)
     listening: list[int] = field(default_factory=list)  # every port its processes listened on at start
+    model_artifact: str = ""  # the model.tar.gz the model server serves (`bincount count` uses it too)
 
     @property
     def ports(self) -> list[int]:

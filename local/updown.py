@@ -44,8 +44,32 @@ def describe(state: LocalStackState, state_path: Path) -> str:
         lines.append(f"  {name:<13} {url}")
     lines.append(f"  {'state file':<13} {state_path}")
     lines.append(f"  {'logs':<13} {state.log_dir}")
-    lines.append("Try: bincount upload PHOTOS --bin BIN-1; bincount bins; bincount status. Stop: make down")
+    lines.extend(try_lines())
     return "\n".join(lines)
+
+
+def bincount_command() -> str:
+    """How to run `bincount` from here, as printed: the script the install put beside this Python
+    (.venv/bin/bincount: it is on PATH only in an activated environment), relative when shorter."""
+    script = Path(sys.executable).parent / "bincount"
+    if not script.is_file():
+        return f"{sys.executable} -m cli.main"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)
+
+
+def try_lines() -> list[str]:
+    """The next steps `make up` prints, each one runnable as shown (no PATH change needed)."""
+    bincount = bincount_command()
+    activate = Path(sys.executable).parent / "activate"
+    return [
+        f"Try these (or `source {os.path.relpath(activate)}` once, then plain `bincount ...`):",
+        f"  {bincount} upload PHOTOS_OR_FOLDER          # each photo its own bin; --bin BIN-1 for one bin",
+        f"  {bincount} bins                             # latest count per bin (and whose: model or person)",
+        f"  {bincount} count PHOTO                      # count now with the model this stack serves",
+        f"  {bincount} review                           # the review console, http://127.0.0.1:8765/",
+        "Stop: make down",
+    ]
 
 
 def running_state(state_path: Path) -> LocalStackState | None:

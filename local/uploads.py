@@ -7,26 +7,21 @@ one photo twice, so the report shows error records and at-least-once delivery be
 Your own photos (``make demo IMAGES=...``) are found by :func:`find_photos` before anything
 starts, so a wrong path costs one line, not a server start-up: a single photo, a flat folder
 (each photo its own bin, as in ABID) or ``<bin>/<photo>`` subfolders (the bin taken from the
-folder, as in the S3 key).
+folder, as in the S3 key). The layouts are `bincount upload`'s too: cli/photos.py defines them.
 """
 
 from __future__ import annotations
 
-import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
-from cli.errors import UsageError
+from cli.photos import LAYOUTS, BinPhoto, find_bin_photos
 from local.report import Upload
 from local.synthetic import generate
 
-LABELS_FILE = "labels.csv"
-WHAT_WORKS = (
-    "give a photo, a folder of photos, or a folder of <bin>/<photo> subfolders "
-    f"({'/'.join(IMAGE_SUFFIXES)}), or leave IMAGES empty for generated photos"
-)
+Photo = BinPhoto  # one of your photos, found on disk before anything starts
+WHAT_WORKS = f"give {LAYOUTS} ({'/'.join(IMAGE_SUFFIXES)}), or leave IMAGES empty for generated photos"
 
 
 def synthetic_uploads(
@@ -55,66 +50,10 @@ def synthetic_uploads(
     return uploads
 
 
-@dataclass(frozen=True)
-class Photo:
-    """One of your photos, found on disk before anything starts."""
-
-    path: Path
-    bin_id: str
-    expected: int | None = None
-
-
-def _is_photo(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def _labels_near(where: Path) -> dict[Path, int]:
-    """Known counts from ``labels.csv`` (``image,count``; ``image`` relative to the CSV's folder)."""
-    for folder in (where, where.parent):
-        candidate = folder / LABELS_FILE
-        if not candidate.is_file():
-            continue
-        try:
-            with candidate.open(newline="", encoding="utf-8") as handle:
-                return {
-                    (folder / row["image"]).resolve(): int(row["count"])
-                    for row in csv.DictReader(handle)
-                    if row.get("image") and row.get("count")
-                }
-        except (KeyError, ValueError) as error:
-            raise UsageError(
-                f"{candidate} is not a labels file ({error}): it needs the columns image,count "
-                "with whole-number counts"
-            ) from error
-    return {}
-
-
-def _expected(labels: dict[Path, int], path: Path) -> int | None:
-    """The label of ``path``: by its place relative to labels.csv, else by file name alone."""
-    resolved = path.resolve()
-    if resolved in labels:
-        return labels[resolved]
-    by_name = {count for labelled, count in labels.items() if labelled.name == path.name}
-    return by_name.pop() if len(by_name) == 1 else None
-
-
 def find_photos(images: Path, limit: int | None = None) -> list[Photo]:
-    """The photos behind ``IMAGES``; :class:`UsageError` (one line) when there are none to upload."""
-    if not images.exists():
-        raise UsageError(f"IMAGES={images}: no such file or folder; {WHAT_WORKS}")
-    if images.is_file():
-        if not _is_photo(images):
-            raise UsageError(f"IMAGES={images} is not a photo; {WHAT_WORKS}")
-        return [Photo(images, images.stem, _expected(_labels_near(images.parent), images))]
-    flat = sorted(p for p in images.iterdir() if _is_photo(p))
-    nested = sorted(p for sub in images.iterdir() if sub.is_dir() for p in sub.iterdir() if _is_photo(p))
-    if not flat and not nested:
-        what = "is empty" if not any(images.iterdir()) else "holds no photos (nor do its subfolders)"
-        raise UsageError(f"IMAGES={images} {what}; {WHAT_WORKS}")
-    labels = _labels_near(images)
-    photos = [Photo(p, p.stem, _expected(labels, p)) for p in flat]
-    photos += [Photo(p, p.parent.name, _expected(labels, p)) for p in nested]
-    return photos[:limit] if limit else photos
+    """The photos behind ``IMAGES`` (cli.photos.find_bin_photos: the layouts `bincount upload`
+    takes too, labels.csv found beside them); :class:`UsageError` (one line) when there are none."""
+    return find_bin_photos(images, f"IMAGES={images}", WHAT_WORKS, limit)
 
 
 def photo_uploads(photos: list[Photo], prefix: str) -> list[Upload]:

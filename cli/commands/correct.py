@@ -4,7 +4,8 @@ is the newest photo, and a `Bin Count Corrected` event goes out. COUNT is 0..top
 than the top class). A photo is one upload: when KEY was uploaded more than once, --version names
 which (the S3 version id, or the record's image_version that `bincount history BIN --json` shows); without it
 the command refuses and lists the uploads. A photo that already has a different human label is
-refused unless --seen names the record version you saw (`bincount review`'s /api/photos shows it).
+refused unless --seen names the record version you saw: the refusal prints the record's version
+as a ready --seen, and `bincount history BIN --json` shows each photo's record_version.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def register(subparsers: Subcommands) -> None:
     )
     parser.add_argument("count", metavar="COUNT", help="0..top class, or + for more than the top class")
     parser.add_argument("--version", help="which upload of KEY (S3 version id; needed when KEY has several)")
-    parser.add_argument("--seen", help="the record version you saw (needed to replace another label)")
+    parser.add_argument(
+        "--seen", help="the record version you saw (to replace another label; the refusal prints it)"
+    )
     parser.add_argument("--bin", dest="bin_id", default="", help="the bin (default: read from the key)")
     parser.add_argument("--reviewer", help="name saved with the label (local stack; default: the OS user)")
 

@@ -1,11 +1,15 @@
 """``bincount count PHOTO... [--endpoint NAME]``: count photos now, no upload, no pipeline.
 
-Without ``--endpoint`` the shipped model runs in this process (no stack needed);
+Without ``--endpoint`` the model runs in this process (no stack needed): ``--model``, else the
+model the local stack serves while `make up` runs, else the packed shipped model
+(build/model/model.tar.gz from `make model`, or model-local.tar.gz from `make demo` / `make up`);
 ``--endpoint local`` sends each photo to the local stack's model server, ``--endpoint stack``
 to the stack's real-time endpoint (output ``RealtimeEndpointName``), ``--endpoint NAME`` to a
 SageMaker endpoint of that name and ``--endpoint http://HOST:PORT`` to any server with the
-container's ``/invocations`` contract. A photo that cannot be counted gets its error record,
-the others still print, and the exit status is 1.
+container's ``/invocations`` contract. Every path is checked first: a missing one or a file
+that is not a JPEG/PNG (e.g. labels.csv) stops the command with one line before any model loads
+(exit 2). A photo the model cannot count (a broken JPEG) gets its error record, the others
+still print, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -23,16 +27,19 @@ from cli.counting import (
     Photo,
     Record,
     SageMakerEndpointCounter,
-    error_record,
     read_photos,
 )
-from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
+from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError, did_you_mean
 from cli.output import Column, count_text, emit_rows
-from cli.photos import select_photos
+from cli.photos import checked_photos
 from cli.stack import LOCAL, resolve_stack, stack_for
-from local.stack_state import REPO_ROOT
+from local.stack_state import REPO_ROOT, default_state_path, read_state
 
-DEFAULT_MODEL = REPO_ROOT / "build" / "model" / "model.tar.gz"
+# The packed shipped model: `make model` writes the first, `make demo` / `make up` the second.
+PACKED_MODELS = (
+    REPO_ROOT / "build" / "model" / "model.tar.gz",
+    REPO_ROOT / "build" / "model" / "model-local.tar.gz",
+)
 COLUMNS = [
     Column("photo", "photo"),
     Column("count", "count", right=True),
@@ -61,7 +68,9 @@ def register(subparsers: Subcommands) -> None:
         help="'local', 'stack', a SageMaker endpoint name, or http://HOST:PORT (default: in process)",
     )
     parser.add_argument(
-        "--model", type=Path, default=DEFAULT_MODEL, help="model.tar.gz for in-process counting"
+        "--model",
+        type=Path,
+        help="model.tar.gz for in-process counting (default: the local stack's, else the packed one)",
     )
     parser.add_argument(
         "--threads",
@@ -72,12 +81,31 @@ def register(subparsers: Subcommands) -> None:
     parser.add_argument("--batch", type=int, default=8, help="photos per forward pass in process")
 
 
+def default_model() -> Path:
+    """The model in-process counting uses without ``--model``: the one the local stack serves
+    (its state file names it), else the packed shipped model."""
+    state = read_state(default_state_path())
+    if state is not None and state.model_artifact and Path(state.model_artifact).is_file():
+        return Path(state.model_artifact)
+    found = next((path for path in PACKED_MODELS if path.is_file()), None)
+    if found is None:
+        raise UsageError(
+            f"no model to count with ({PACKED_MODELS[0]} is missing): run `make model` (or `make up`), "
+            "pass --model PATH, or count through the stack with --endpoint local"
+        )
+    return found
+
+
+def check_options(args: argparse.Namespace) -> None:
+    for option in ("threads", "batch"):
+        if getattr(args, option) < 1:
+            raise UsageError(f"--{option} {getattr(args, option)}: give a whole number of at least 1")
+
+
 def make_counter(args: argparse.Namespace) -> Counter:
     endpoint: str | None = args.endpoint
     if endpoint is None:
-        if args.threads < 1 or args.batch < 1:
-            raise UsageError("--threads and --batch must be at least 1")
-        return InProcessCounter(args.model, args.threads, args.batch)
+        return InProcessCounter(args.model or default_model(), args.threads, args.batch)
     if endpoint.startswith(("http://", "https://")):
         return HttpEndpointCounter(endpoint.rstrip("/"))
     if endpoint == LOCAL:
@@ -89,6 +117,9 @@ def make_counter(args: argparse.Namespace) -> Counter:
         if stack.realtime_endpoint.startswith("http"):
             return HttpEndpointCounter(stack.realtime_endpoint)
         return SageMakerEndpointCounter(stack.realtime_endpoint, stack.client("sagemaker-runtime"))
+    hint = did_you_mean(endpoint, [LOCAL, "stack"], "--endpoint {}")
+    if hint and not getattr(args, "region", None):  # `--endpoint locl`: a typo, not an endpoint name
+        raise UsageError(f"--endpoint {endpoint}: no such endpoint{hint}")
     import boto3
 
     client = boto3.client("sagemaker-runtime", region_name=getattr(args, "region", None))
@@ -96,25 +127,19 @@ def make_counter(args: argparse.Namespace) -> Counter:
 
 
 def count_all(arguments: list[str], counter_factory: Any) -> list[Record]:
-    """One record per photo (files in order, then missing names): counted, rejected or unreadable."""
-    selection = select_photos(arguments)
-    if not selection.files and not selection.missing:
-        raise UsageError(f"no photos in {' '.join(arguments)} (looked for .jpg, .jpeg, .png)")
+    """One record per photo, in order: counted, rejected by the model, or unreadable. The paths are
+    checked before ``counter_factory`` loads a model (:func:`cli.photos.checked_photos`)."""
+    files = checked_photos(arguments, "PHOTO")
     slots: list[tuple[str, Record | None]] = []
     photos: list[Photo] = []
-    for path, photo in read_photos(selection.files):
+    for path, photo in read_photos(files):
         if isinstance(photo, Photo):
             photos.append(photo)
             slots.append((str(path), None))
         else:
             slots.append((str(path), photo))
     counted = iter(counter_factory().count(photos) if photos else [])
-    records = [{"photo": label, **(record or next(counted))} for label, record in slots]
-    records += [
-        {"photo": name, **error_record("file_not_found", f"no such file: {name}")}
-        for name in selection.missing
-    ]
-    return records
+    return [{"photo": label, **(record or next(counted))} for label, record in slots]
 
 
 def display_row(record: Record) -> Record:
@@ -128,6 +153,7 @@ def display_row(record: Record) -> Record:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     records = count_all(args.photos, lambda: make_counter(args))
     emit_rows(records, COLUMNS, args.json, shown=[display_row(r) for r in records])
     return EXIT_REFUSED if any("error" in record for record in records) else EXIT_OK

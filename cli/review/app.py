@@ -7,7 +7,8 @@ Routes:
 * ``GET /panel?bin_id=&sk=``: one photo's panel (HTML fragment; the script preloads the next);
 * ``GET /photo?bin_id=&sk=``: the upload's bytes (local stack; on AWS panels carry presigned URLs);
 * ``GET /api/queue[?bin=]``, ``GET /api/photos?bin_id=&sk=``: the same data as JSON;
-* ``POST /api/corrections`` ``{"bin_id", "sk", "count", "seen"}``: save a human count.
+* ``POST /api/corrections`` ``{"bin_id", "sk", "count", "seen", "source"}``: save a human count
+  (``source`` ``accepted`` when the reviewer confirmed the model's count, else ``typed``).
 
 A photo is one upload, named by its record: ``bin_id`` and the record's sort key ``sk``
 (``IMAGE#<key>#<version digest>``); ``seen`` is the record version the page showed.
@@ -22,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bincount.corrections import CorrectionRefused, PhotoGone
+from bincount.corrections import DEFAULT_NUM_CLASSES, TYPED, CorrectionRefused, PhotoGone
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -30,6 +31,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
+from cli.review.keys import console_keys, keys_json
 from cli.review.service import ReviewService
 
 HERE = Path(__file__).parent
@@ -43,6 +45,7 @@ class CorrectionRequest(BaseModel):
     sk: str  # which upload was reviewed: its record's sort key
     count: str | int
     seen: str | None = None  # the record version the page showed
+    source: str = TYPED  # "accepted": the reviewer confirmed the model's count (the accept key)
 
 
 def refusal(error: CorrectionRefused) -> JSONResponse:
@@ -84,6 +87,7 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
             "reviewer": service.reviewer,
             "bin": bin.strip(),
             "stack": service.resources.stack,
+            "keys": keys_json(console_keys(panel["top"] if panel else DEFAULT_NUM_CLASSES - 1)),
         }
         return templates.TemplateResponse(request, "console.html", context)
 
@@ -117,7 +121,7 @@ def add_api_routes(app: FastAPI, service: ReviewService) -> None:
     def correct(request: Request, body: CorrectionRequest) -> JSONResponse:
         if request.headers.get(WRITE_HEADER) != "1":
             return JSONResponse({"error": f"writes need the {WRITE_HEADER}: 1 header"}, status_code=403)
-        result = service.correct(body.bin_id, body.sk, body.count, body.seen)
+        result = service.correct(body.bin_id, body.sk, body.count, body.seen, body.source)
         return JSONResponse(
             {
                 "bin_id": body.bin_id,
@@ -127,6 +131,7 @@ def add_api_routes(app: FastAPI, service: ReviewService) -> None:
                 "status": result.status.value,
                 "message": result.message,
                 "label": str(result.label),
+                "source": result.source,
                 "reviewer": result.record.get("reviewer"),
                 "reviewed_at": result.record.get("reviewed_at"),
                 "latest_updated": result.latest_followed,

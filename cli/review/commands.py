@@ -6,11 +6,20 @@ their inputs first (one line, exit 2/1 through cli/errors.py) and then act.
 
 from __future__ import annotations
 
+import shlex
 import socket
 from pathlib import Path
 from typing import Any
 
-from bincount.corrections import MORE_THAN_TOP, CorrectionRefused, LabelOutOfRange, PhotoGone
+from bincount.corrections import (
+    MORE_THAN_TOP,
+    CorrectionRefused,
+    LabelOutOfRange,
+    PhotoGone,
+    RecordVersion,
+    StaleRecord,
+    human_label_of,
+)
 from bincount.timefmt import canonical_time
 
 from cli.errors import NotFound, Refused, UsageError
@@ -82,13 +91,27 @@ def correct_photo(
     the list); ``seen`` is the record version the reviewer saw (to replace another label).
     """
     service = ReviewService.for_stack(resources, reviewer_for(resources, reviewer))
+    record_bin, sk = "", ""
     try:
         record_bin, sk = service.resolve(photo_key(resources, key), version, bin_id)
         result = service.correct(record_bin, sk, count, seen)
     except LabelOutOfRange as error:
-        raise UsageError(str(error)) from error
+        raise UsageError(f"COUNT {count}: {error}") from error
     except PhotoGone as error:
         raise NotFound(str(error)) from error
+    except StaleRecord as error:  # another label, or a --seen that is not the record's version
+        current = service.counts.get_image(record_bin, sk) if sk else None
+        if current is None:
+            raise Refused(str(error)) from error
+        seen_now = f"--seen {shlex.quote(RecordVersion.of(current).token())}"
+        label = human_label_of(current)
+        if label is None:
+            raise Refused(f"{error}; the record now: run again with {seen_now}") from error
+        raise Refused(
+            f"{current.get('reviewer')} already saved {label} for this photo at "
+            f"{current.get('reviewed_at')}; your {count} was not saved: "
+            f"to replace it, run again with {seen_now}"
+        ) from error
     except CorrectionRefused as error:
         raise Refused(str(error)) from error
     return {

@@ -1,6 +1,7 @@
 """``bincount export-labels``: reviewed photos become a training set ``make train DATA=`` reads.
 
-``OUT_DIR/images/<count>/<key-derived-name>.<ext>`` plus ``labels.csv`` (``image,count,...``,
+``OUT_DIR/images/<count>/<key-derived-name>.<ext>`` plus ``labels.csv`` (``image,count,...``
+(``label_source``: ``typed``, or ``accepted`` when the reviewer confirmed the model's count),
 the layout of ``../shared/abid-train`` that ``training/data.py``'s count-folder reader takes) and
 ``sources.json``: where each photo came from (bucket, key, etag, the upload's version), who
 labelled it and when (not ``manifest.json``: that name marks a prepared split for train.py). A
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from bincount.corrections import PhotoGone, human_label_of, image_of
+from bincount.corrections import TYPED, PhotoGone, human_label_of, image_of, label_source_of
 from bincount.timefmt import now
 from bincount.uploads import ImageObject
 
@@ -70,6 +71,7 @@ class Exported:
     model_count: int | None
     model_version: str
     exported_at: str
+    label_source: str = TYPED  # typed, or accepted: the reviewer confirmed the model's count
 
     @property
     def source(self) -> str:
@@ -80,7 +82,7 @@ class Exported:
             "image": self.image,
             "count": self.count,
             "count_is_lower_bound": "yes" if self.count_is_lower_bound else "no",
-            "label_source": "human_review",
+            "label_source": self.label_source,
             "bin_id": self.bin_id,
             "source_bucket": self.bucket,
             "source_key": self.key,
@@ -99,11 +101,15 @@ class ExportReport:
     moved: list[str] = field(default_factory=list)  # re-labelled since the last export
     unchanged: int = 0
     missing: list[str] = field(default_factory=list)  # labelled, but the photo is gone from S3
+    sources: dict[str, int] = field(default_factory=dict)  # labels in OUT_DIR by label_source
 
     def summary(self, out_dir: Path) -> str:
         line = (
             f"{out_dir}: {len(self.added)} added, {len(self.moved)} re-labelled, {self.unchanged} unchanged"
         )
+        if self.sources:
+            by_source = ", ".join(f"{n} {source}" for source, n in sorted(self.sources.items()))
+            line += f" (labels: {by_source})"
         if self.missing:
             line += f", {len(self.missing)} photos gone from S3 (not exported): " + ", ".join(
                 self.missing[:5]
@@ -176,6 +182,7 @@ def _exported(record: Mapping[str, Any], image: str) -> Exported:
         model_count=None if record.get("count") is None else int(record["count"]),
         model_version=str(record.get("model_version", "")),
         exported_at=now(),
+        label_source=label_source_of(record) or TYPED,
     )
 
 
@@ -210,4 +217,6 @@ def export_labels(
         if (len(report.added) + len(report.moved)) % SAVE_EVERY == 0:
             save(out_dir, entries)  # an interrupted export resumes about where it stopped
     save(out_dir, entries)
+    for entry in entries.values():
+        report.sources[entry.label_source] = report.sources.get(entry.label_source, 0) + 1
     return report

@@ -21,9 +21,18 @@ import boto3
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.labels import DynamoLabelStore, S3Photos
-from bincount.corrections import CorrectionRefused, CorrectionResult, Corrector, PhotoGone, image_of
+from bincount.corrections import (
+    TYPED,
+    CorrectionRefused,
+    CorrectionResult,
+    Corrector,
+    PhotoGone,
+    image_of,
+    label_source_of,
+)
 from bincount.uploads import KeyRules, bin_and_capture_time
 
+from cli.review.chart import probability_bars
 from cli.review.queue import QueueItem, bin_queue, build_queue, is_image, photo_view
 from cli.stack import StackResources
 
@@ -90,6 +99,9 @@ class ReviewService:
             raise PhotoGone(f"photo {sk} of bin {bin_id} no longer exists")
         view = photo_view(items, sk, self.photo_url(record))
         assert view is not None
+        view["bars"] = probability_bars(view["probabilities"], view["model_count"])
+        if view["label"] is not None:
+            view["label"]["source"] = label_source_of(record)
         return view
 
     def photo(self, bin_id: str, sk: str) -> tuple[bytes, str]:
@@ -128,6 +140,9 @@ class ReviewService:
 
     # -- writing ----------------------------------------------------------------------------------
 
-    def correct(self, bin_id: str, sk: str, count: object, seen: str | None = None) -> CorrectionResult:
-        """Save a human count on one upload's record (raises CorrectionRefused with the reviewer's line)."""
-        return self.corrector.correct(bin_id, sk, count, self.reviewer, seen)
+    def correct(
+        self, bin_id: str, sk: str, count: object, seen: str | None = None, source: str = TYPED
+    ) -> CorrectionResult:
+        """Save a human count on one upload's record (raises CorrectionRefused with the reviewer's
+        line); ``source`` ``accepted`` when the person confirmed the model's count."""
+        return self.corrector.correct(bin_id, sk, count, self.reviewer, seen, source)

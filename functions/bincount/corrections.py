@@ -14,6 +14,11 @@ a key are two photos, each reviewed on its own (``human_count``, ``human_count_i
   saves the same value (the write is conditional on the record version the reviewer saw);
 * a ``Bin Count Corrected`` event goes to the inventory bus.
 
+How the person gave the count is kept as ``label_source``: ``typed`` (they entered a count) or
+``accepted`` (they confirmed the model's own count with a deliberate key). Both are a person's
+label; a training set can weigh them apart, since an acceptance is only as good as the glance
+behind it. Records labelled before ``label_source`` existed read as ``typed``.
+
 Allowed counts come from the model's classes: ``0..top`` where ``top`` is the model's top class
 (``len(probabilities) - 1``; the shipped model's 6 classes give 0..5), plus ``+`` for "more than
 the top class", stored as ``top + 1`` with ``human_count_is_lower_bound``. The save order is
@@ -53,6 +58,9 @@ MORE_THAN_TOP = "+"
 # Error records whose photo is still a picture a person can look at (the model, not the photo, failed).
 READABLE_ERROR_CODES = frozenset({TRANSFORM_FAILED, INVALID_OUTPUT, INTERNAL_ERROR})
 MAX_LATEST_ATTEMPTS = 8
+TYPED = "typed"  # the person entered the count
+ACCEPTED = "accepted"  # the person confirmed the model's count (the console's accept key)
+LABEL_SOURCES = (TYPED, ACCEPTED)
 
 
 class CorrectionRefused(Exception):
@@ -136,6 +144,28 @@ def human_label_of(item: Mapping[str, Any]) -> HumanLabel | None:
     return HumanLabel(int(item["human_count"]), bool(item.get("human_count_is_lower_bound", False)))
 
 
+def label_source_of(item: Mapping[str, Any]) -> str | None:
+    """``typed`` or ``accepted`` for a labelled record (``typed`` when the record predates the
+    attribute), None for a record without a human label."""
+    if item.get("human_count") is None:
+        return None
+    source = str(item.get("label_source") or TYPED)
+    return source if source in LABEL_SOURCES else TYPED
+
+
+def accepted_label(item: Mapping[str, Any]) -> HumanLabel:
+    """The label an acceptance saves: the model's exact count. A record without a count (a rejected
+    photo) or with the open top class ("5 or more": which one?) has nothing to accept."""
+    count = item.get("count")
+    if count is None:
+        raise LabelOutOfRange("the model gave no count for this photo: type the count instead")
+    if item.get("count_is_lower_bound"):
+        raise LabelOutOfRange(
+            f"the model says {int(count)} or more: type {int(count)} or + to say which, not accept"
+        )
+    return HumanLabel(int(count))
+
+
 @dataclass(frozen=True)
 class RecordVersion:
     """What a reviewer saw: the object version, when the model wrote it, and the label's time.
@@ -166,12 +196,13 @@ class RecordVersion:
 
 
 def label_attributes(
-    item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str
+    item: Mapping[str, Any], label: HumanLabel, reviewer: str, reviewed_at: str, source: str = TYPED
 ) -> dict[str, Any]:
     """Attributes SET on the IMAGE# record; the model's own fields (count, ...) stay as they were."""
     return {
         "human_count": label.count,
         "human_count_is_lower_bound": label.is_lower_bound,
+        "label_source": source,
         "reviewer": reviewer,
         "reviewed_at": reviewed_at,
         "replaced_count": item.get("count"),  # None for a rejected photo: the model gave no count
@@ -218,7 +249,12 @@ def latest_label_attributes(
         "count": label.count,
         "count_is_lower_bound": label.is_lower_bound,
         "needs_review": False,
-        "human_label": {"reviewer": reviewer, "reviewed_at": reviewed_at, "model_count": item.get("count")},
+        "human_label": {
+            "reviewer": reviewer,
+            "reviewed_at": reviewed_at,
+            "model_count": item.get("count"),
+            "label_source": label_source_of(item) or TYPED,
+        },
         "updated_at": reviewed_at,
     }
     if decision is LatestDecision.APPLY:  # a photo LATEST did not hold yet (e.g. a rejected one)
@@ -260,11 +296,18 @@ class CorrectionResult:
     event: BinCountCorrected
 
     @property
+    def source(self) -> str:
+        return label_source_of(self.record) or TYPED
+
+    @property
     def message(self) -> str:
+        """``saved count 3``, ``accepted the model's count 3``: the line a reviewer reads."""
         who = self.record.get("reviewer", "")
         if self.status is CorrectionStatus.ALREADY_SAVED:
             return f"already saved as {self.label} by {who}: nothing changed"
-        return f"saved {self.label}" + (" (bin's latest count updated)" if self.latest_followed else "")
+        accepted = self.source == ACCEPTED
+        what = f"accepted the model's count {self.label}" if accepted else f"saved count {self.label}"
+        return what + (" (bin's latest count updated)" if self.latest_followed else "")
 
 
 @dataclass
@@ -279,10 +322,20 @@ class Corrector:
     clock: Callable[[], str] = now
 
     def correct(
-        self, bin_id: str, record_sk: str, value: object, reviewer: str, seen: str | None
+        self,
+        bin_id: str,
+        record_sk: str,
+        value: object,
+        reviewer: str,
+        seen: str | None,
+        source: str = TYPED,
     ) -> CorrectionResult:
         """Save ``value`` as the human count of one upload's record (``record_sk``); ``seen`` is the
-        rendered record version (None: the current one)."""
+        rendered record version (None: the current one). ``source`` ``accepted``: the person
+        confirmed the model's count, so ``value`` must be that count (a page showing an older
+        model result is refused as stale by ``seen``)."""
+        if source not in LABEL_SOURCES:
+            raise LabelOutOfRange(f"label source {source!r} is not one of {', '.join(LABEL_SOURCES)}")
         item = self.counts.get_image(bin_id, record_sk)
         if item is None:
             raise PhotoGone(f"photo {record_sk} of bin {bin_id} no longer exists: nothing saved")
@@ -292,6 +345,10 @@ class Corrector:
                 "nothing to correct, nothing saved"
             )
         label = parse_label(value, top_class(item))
+        if source == ACCEPTED and label != accepted_label(item):
+            raise StaleRecord(
+                f"the model's count is {accepted_label(item)}, not {label}: nothing saved, reload the photo"
+            )
         seen_version = RecordVersion.parse(seen) if seen else RecordVersion.of(item)
         if human_label_of(item) == label:
             return self._finish(CorrectionStatus.ALREADY_SAVED, item, label)
@@ -301,7 +358,7 @@ class Corrector:
         if not self.photo_exists(image):
             raise PhotoGone(f"photo {image.key} ({image.version}) is no longer in its bucket: nothing saved")
         reviewed_at = self.clock()
-        attributes = label_attributes(item, label, reviewer, reviewed_at)
+        attributes = label_attributes(item, label, reviewer, reviewed_at, source)
         if not self.labels.put_label(bin_id, record_sk, attributes, seen_version):
             return self._refused(bin_id, record_sk, label)
         return self._finish(CorrectionStatus.SAVED, {**item, **attributes}, label)

@@ -43,7 +43,8 @@ def test_unknown_option_is_a_one_line_usage_error(run: Run, capsys: pytest.Captu
         run("bins", "--colour")
     assert exit_info.value.code == 2
     assert (
-        capsys.readouterr().err == "bincount: error: unrecognized arguments: --colour (see bincount --help)\n"
+        capsys.readouterr().err
+        == "bincount bins: error: unrecognized arguments: --colour (see bincount bins --help)\n"
     )
 
 
@@ -76,8 +77,8 @@ def test_upload_refuses_missing_and_non_image_files_before_uploading(
     missing = on_stack("upload", str(photos / "front.jpg"), str(photos / "gone.jpg"), "--bin", "B1")
     not_image = on_stack("upload", str(photos), "--bin", "B1")
     assert (missing.code, not_image.code) == (2, 2)
-    assert missing.err.strip().endswith("no such file or folder: " + str(photos / "gone.jpg"))
-    assert "not a JPEG or PNG image: " + str(text) in not_image.err
+    assert missing.err == f"bincount: error: DIR_OR_PHOTO {photos / 'gone.jpg'}: no such file or folder\n"
+    assert f"DIR_OR_PHOTO {text}: not a JPEG or PNG photo" in not_image.err
     listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=deployed.ingest_bucket)
     assert listed.get("KeyCount", 0) == 0
 

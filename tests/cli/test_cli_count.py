@@ -27,19 +27,18 @@ def test_count_in_process_prints_every_photo_and_fails_for_the_bad_ones(
     monkeypatch.setenv("BINCOUNT_THREADS", "1")  # restored afterwards: the counter sets its own
     good = tmp_path / "bin.jpg"
     good.write_bytes(bin_jpeg)
-    text = tmp_path / "notes.txt"
-    text.write_text("not a photo")
-    argv = ["count", str(good), str(text), str(tmp_path / "gone.jpg"), "--model", str(shipped_artifact)]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(bin_jpeg[:200])  # a JPEG's start, then nothing: the model's error record
+    argv = ["count", str(good), str(broken), "--model", str(shipped_artifact)]
     result = run(*argv, "--threads", "2", "--json")
     assert result.code == 1
     records = json.loads(result.out)
-    assert [record["photo"] for record in records] == [str(good), str(text), str(tmp_path / "gone.jpg")]
+    assert [record["photo"] for record in records] == [str(good), str(broken)]
     counted = records[0]
     assert counted["count"] in range(len(counted["probabilities"]))
     assert counted["confidence"] == pytest.approx(counted["probabilities"][counted["count"]], abs=1e-3)
     assert counted["model_version"].startswith("bincount-")
     assert records[1]["error"]["code"] == "corrupt_image"
-    assert records[2]["error"]["code"] == "file_not_found"
     assert os.environ["BINCOUNT_THREADS"] == "2"
 
 
@@ -91,11 +90,11 @@ def test_count_through_an_http_endpoint_sends_the_bytes(
     photo = tmp_path / "bin.jpg"
     photo.write_bytes(bin_jpeg)
     bad = tmp_path / "bad.png"
-    bad.write_bytes(b"hello")
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nhello")  # a PNG's signature, then no picture
     FakeContainer.seen.clear()
     result = run("count", str(photo), str(bad), "--endpoint", container)
     assert result.code == 1
-    assert FakeContainer.seen == [("image/jpeg", len(bin_jpeg)), ("image/png", 5)]
+    assert FakeContainer.seen == [("image/jpeg", len(bin_jpeg)), ("image/png", 13)]
     lines = result.out.splitlines()
     assert lines[2].split()[:3] == [str(photo), "2", "0.70"]
     assert "endpoint_error: HTTP 500: ValueError: not an image" in lines[3]

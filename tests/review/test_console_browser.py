@@ -8,6 +8,7 @@ console's screenshot (the README's docs/img/review-console.png is made so).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -19,8 +20,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from review_support import ReviewStack, sk
+from review_support import REGION, STACK_NAME, ReviewStack, sk
 
+from cli.main import main
 from cli.review.app import create_app
 from cli.review.service import ReviewService
 
@@ -106,6 +108,27 @@ def wait_for_photo(page: Any, key_end: str) -> None:
     )
 
 
+def message_says(page: Any, text: str) -> None:
+    page.wait_for_function("t => document.querySelector('#message').textContent.includes(t)", arg=text)
+
+
+def chart_geometry(page: Any) -> list[dict[str, Any]]:
+    """Each probability column as the browser drew it: bar bottom and height, track height, marks."""
+    return list(
+        page.evaluate(
+            """() => [...document.querySelectorAll('.panel .chart .col')].map((col) => {
+                const bar = col.querySelector('.bar').getBoundingClientRect();
+                const track = col.querySelector('.track').getBoundingClientRect();
+                return { bottom: bar.bottom, height: bar.height, width: track.width,
+                         track: track.height, trackBottom: track.bottom,
+                         model: col.classList.contains('model'),
+                         outline: getComputedStyle(col.querySelector('.track')).strokeWidth,
+                         pct: col.querySelector('.pct').textContent };
+            })"""
+        )
+    )
+
+
 def test_reviewer_saves_two_photos_with_the_keyboard(
     seeded: ReviewStack, console_url: str, page: Any, tmp_path: Path
 ) -> None:
@@ -113,16 +136,22 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
     page.goto(console_url + "/")
     wait_for_photo(page, first.key)
     assert page.inner_text("#left") == "4"
+    keys = page.eval_on_selector_all("#keys dt", "items => items.map((item) => item.textContent)")
+    assert keys == ["0 – 5", "+", "Enter", "a", "s", "←", "→", "Esc", "r"]
+
+    page.keyboard.press("Enter")  # nothing typed: nothing saved, the line says how to accept
+    message_says(page, "press a to accept the model's 3")
+    assert shown_key(page) == first.key and "human_count" not in seeded.image(first)
 
     page.keyboard.press("4")
     assert page.inner_text(".panel output.pending") == "4"
     page.keyboard.press("Enter")
     wait_for_photo(page, second.key)  # no page reload: the next panel was preloaded
-    assert "saved 4" in page.inner_text("#message")
+    assert "BIN-1: saved count 4" in page.inner_text("#message")
 
     page.keyboard.press("7")  # outside 0..5: refused on the page, nothing written
-    page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('outside 0..5')")
+    message_says(page, "outside 0..5")
+    assert page.inner_text(".panel output.pending") == "–"
     assert shown_key(page) == second.key and "human_count" not in seeded.image(second)
 
     page.keyboard.press("+")
@@ -132,6 +161,10 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
     page.keyboard.press("Enter")
     wait_for_photo(page, "BIN-3/20261126T090000Z-cam1.jpg")
     assert page.inner_text("#left") == "2" and page.inner_text("#saved") == "2"
+    page.keyboard.press("s")  # a skip moves on and leaves the photo to do: "left" stays
+    page.wait_for_function("document.querySelector('#position').textContent.startsWith('4 /')")
+    assert page.inner_text("#left") == "2"
+    page.keyboard.press("ArrowLeft")
 
     page.keyboard.press("ArrowLeft")  # back to the saved photo: it shows its label now
     wait_for_photo(page, second.key)
@@ -142,6 +175,7 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
 
     first_record, second_record = seeded.image(first), seeded.image(second)
     assert (first_record["human_count"], first_record["reviewer"]) == (4, "alice")
+    assert first_record["label_source"] == "typed"
     assert (second_record["human_count"], second_record["replaced_count"]) == (5, 4)
     assert seeded.latest("BIN-1")["count"] == 5  # its newest photo
     events = seeded.events()
@@ -152,6 +186,22 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
     assert [e["detail"]["latest_updated"] for e in events] == [False, True]
     assert "human_count" not in seeded.image(seeded.seeded[6])  # the pending count was not saved
 
+    # The chart as drawn: one baseline, one track height, heights as the percentages say, the
+    # model's answer (2, 88 %) outlined and as tall as its number, not lifted or shortened.
+    columns = chart_geometry(page)
+    assert len(columns) == 6
+    assert max(c["bottom"] for c in columns) - min(c["bottom"] for c in columns) < 0.5
+    assert max(c["trackBottom"] for c in columns) - min(c["trackBottom"] for c in columns) < 0.5
+    assert len({round(c["track"], 1) for c in columns}) == 1
+    assert len({round(c["width"], 1) for c in columns}) == 1
+    probabilities = [float(p) for p in seeded.image(seeded.seeded[6])["probabilities"]]
+    for column, p in zip(columns, probabilities, strict=True):
+        assert column["height"] == pytest.approx(p * column["track"], abs=1.0)
+        assert column["pct"] == f"{round(p * 100)}%"
+    assert [c["model"] for c in columns] == [k == 2 for k in range(6)]
+    assert columns[2]["outline"] != columns[0]["outline"]
+    assert columns[2]["height"] == max(c["height"] for c in columns)
+
     shot = tmp_path / "review-console.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
@@ -159,19 +209,48 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
         shutil.copyfile(shot, os.environ["REVIEW_SCREENSHOT"])
 
 
-def test_mouse_and_enter_alone_accept(seeded: ReviewStack, console_url: str, page: Any) -> None:
+def bincount(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """`bincount ARGV... --stack <the moto stack>` in this process (moto answers it here too)."""
+    capsys.readouterr()
+    code = main([*argv, "--stack", STACK_NAME, "--region", REGION])
+    return code, capsys.readouterr().out
+
+
+def test_accepting_is_its_own_key_and_bincount_history_shows_it(
+    seeded: ReviewStack, console_url: str, page: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = seeded.seeded[6]
+    page.goto(console_url + "/?bin=BIN-3")  # newest photo first: the model said 2
+    wait_for_photo(page, photo.key)
+    page.keyboard.press("Enter")
+    message_says(page, "press a to accept the model's 2")
+    assert "human_count" not in seeded.image(photo)
+
+    page.keyboard.press("a")
+    message_says(page, "BIN-3: accepted the model's count 2")
+    record = seeded.image(photo)
+    assert (record["human_count"], record["label_source"], record["reviewer"]) == (2, "accepted", "alice")
+
+    code, out = bincount(capsys, "history", "BIN-3", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [row["label"] for row in rows] == [None, None, "2"]
+    assert (rows[-1]["label_source"], rows[-1]["reviewer"]) == ("accepted", "alice")
+    code, out = bincount(capsys, "history", "BIN-3", "--reviewed", "yes")
+    line = next(line for line in out.splitlines() if photo.key.rsplit("/", 1)[1] in line)
+    assert code == 0 and "alice, accepted" in line and record["reviewed_at"] in line
+    code, out = bincount(capsys, "bins", "--reviewed", "yes", "--json")
+    assert [(row["bin_id"], row["count_source"], row["label_source"]) for row in json.loads(out)] == [
+        ("BIN-3", "person", "accepted")
+    ]
+
+
+def test_mouse_saves_what_was_clicked(seeded: ReviewStack, console_url: str, page: Any) -> None:
     page.goto(console_url + "/?bin=BIN-4")
     wait_for_photo(page, "BIN-4/20261126T090000Z-cam1.jpg")
     page.click(".choice[data-count='0']")
     page.click("button.save")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('saved 0')")
+    message_says(page, "saved count 0")
     assert seeded.image(seeded.seeded[-1])["human_count"] == 0
-
-    page.goto(console_url + "/?bin=BIN-3")  # newest photo first: the model said 2
-    wait_for_photo(page, "BIN-3/20261126T090000Z-cam1.jpg")
-    page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('saved 2')")
-    assert seeded.image(seeded.seeded[6])["human_count"] == 2
 
 
 def test_a_stale_page_says_why_and_shows_the_record_as_it_is(
@@ -184,7 +263,7 @@ def test_a_stale_page_says_why_and_shows_the_record_as_it_is(
     bob.correct(photo.bin_id, sk(photo), "1")  # while alice looks at the photo
     page.keyboard.press("0")
     page.keyboard.press("Enter")
-    page.wait_for_function("document.querySelector('#message').textContent.includes('bob already saved 1')")
+    message_says(page, "bob already saved 1")
     page.wait_for_selector(".panel .label")
     assert "labelled 1 by bob" in page.inner_text(".panel .label")
     assert seeded.image(photo)["human_count"] == 1 and seeded.image(photo)["reviewer"] == "bob"

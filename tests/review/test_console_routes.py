@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from typing import Any
 
 import boto3
@@ -14,6 +16,7 @@ from fastapi.testclient import TestClient
 from review_support import ReviewStack, sk
 
 from cli.review.app import WRITE_HEADER, create_app
+from cli.review.keys import console_keys, keys_json
 from cli.review.queue import DISCREPANCY, LOW_CONFIDENCE, PICKED, REJECTED_READABLE, QueueItem
 from cli.review.service import ReviewService
 
@@ -117,14 +120,51 @@ def test_save_through_the_api(seeded: ReviewStack, client: TestClient) -> None:
         "key": key_of(seeded, "BIN-1", "20261126T120000Z"),
         "image_version": seeded.seeded[2].version,
         "status": "saved",
-        "message": "saved 5 (bin's latest count updated)",
+        "message": "saved count 5 (bin's latest count updated)",
         "label": "5",
+        "source": "typed",
         "reviewer": "alice",
         "reviewed_at": None,
         "latest_updated": True,
     }
     assert seeded.latest("BIN-1")["count"] == 5 and len(seeded.events()) == 1
     assert len(client.get("/api/queue").json()["items"]) == 3  # it left the queue
+    assert seeded.latest("BIN-1")["human_label"]["label_source"] == "typed"
+
+
+def test_accepting_the_models_count_is_recorded_as_an_acceptance(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    record_sk = sk_of(seeded, "BIN-3", "20261126T090000Z")  # the model said 2
+    version = client.get("/api/photos", params=photo_params("BIN-3", record_sk)).json()["version"]
+    body = {"bin_id": "BIN-3", "sk": record_sk, "count": "2", "seen": version, "source": "accepted"}
+    answer = client.post("/api/corrections", json=body, headers=HEADERS)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["message"].startswith("accepted the model's count 2")
+    record = seeded.image(seeded.seeded[6])
+    assert (record["human_count"], record["label_source"]) == (2, "accepted")
+    assert client.get("/api/photos", params=photo_params("BIN-3", record_sk)).json()["label"]["source"] == (
+        "accepted"
+    )
+
+
+def test_an_acceptance_of_another_count_than_the_models_is_refused(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    record_sk = sk_of(seeded, "BIN-3", "20261126T090000Z")  # the model said 2
+    body = {"bin_id": "BIN-3", "sk": record_sk, "count": "3", "source": "accepted"}
+    answer = client.post("/api/corrections", json=body, headers=HEADERS)
+    assert answer.status_code == 409 and "the model's count is 2, not 3" in answer.json()["error"]
+    assert "human_count" not in seeded.image(seeded.seeded[6])
+
+
+def test_the_key_help_lists_the_keys_the_script_is_given(seeded: ReviewStack, client: TestClient) -> None:
+    page = client.get("/").text
+    keys = json.loads(page.split('<script id="keys-data" type="application/json">')[1].split("</script>")[0])
+    assert keys == keys_json(console_keys(5))
+    shown = re.findall(r'<dt data-action="[a-z]+">([^<]+)</dt>', page)
+    assert shown == [key["shown"] for key in keys] and shown[0] == "0 – 5"
+    assert "0 – 9" not in page
 
 
 @pytest.mark.parametrize(

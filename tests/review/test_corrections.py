@@ -21,7 +21,9 @@ from bincount.corrections import (
     PhotoGone,
     RecordVersion,
     StaleRecord,
+    accepted_label,
     answer_for,
+    label_source_of,
     parse_label,
     top_class,
 )
@@ -311,3 +313,14 @@ def test_a_photo_the_batcher_rejected_is_not_reviewable(seeded: ReviewStack, ser
     assert "human_count" not in seeded.image(future) and seeded.latest("BIN-1") == before
     assert sk(future) not in {entry.sk for entry in service.queue("BIN-1")}
     assert seeded.events() == []
+
+
+def test_only_an_exact_model_count_can_be_accepted() -> None:
+    assert accepted_label({"count": 3}) == HumanLabel(3)
+    with pytest.raises(LabelOutOfRange, match="type 5 or \\+"):
+        accepted_label({"count": 5, "count_is_lower_bound": True})  # "5 or more": which one?
+    with pytest.raises(LabelOutOfRange, match="no count"):
+        accepted_label({"count": None})
+    assert label_source_of({"human_count": 2}) == "typed"  # labelled before label_source existed
+    assert label_source_of({"human_count": 2, "label_source": "accepted"}) == "accepted"
+    assert label_source_of({"count": 2}) is None

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shlex
 import socket
 from pathlib import Path
 
 import boto3
 import pytest
-from bincount.corrections import RecordVersion
-from review_support import REGION, STACK_NAME, ReviewStack
+from bincount.corrections import ACCEPTED, RecordVersion
+from review_support import REGION, STACK_NAME, ReviewStack, sk
 
 from cli.errors import NotFound, Refused, UsageError
 from cli.main import main
@@ -26,6 +27,7 @@ from cli.review.commands import (
 )
 from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
+from cli.review.service import ReviewService
 from training.data import MANIFEST as DATA_MANIFEST
 from training.data import is_reviewed, prepare_local, samples_from_count_folder
 
@@ -164,6 +166,17 @@ def test_export_labels_writes_a_training_set_and_adds_only_what_is_new(
     assert (third.added, third.moved, third.unchanged) == ([], [], 3)
 
 
+def test_export_tells_accepted_labels_from_typed_ones(seeded: ReviewStack, tmp_path: Path) -> None:
+    service = ReviewService.for_stack(seeded.resources, reviewer="alice", photo_mode="proxy")
+    service.correct("BIN-3", sk(seeded.seeded[6]), "2", source=ACCEPTED)  # the model said 2
+    service.correct("BIN-1", sk(seeded.seeded[1]), "4")
+    report = export(seeded.resources, tmp_path / "labels", "")
+    assert report.sources == {"accepted": 1, "typed": 1}
+    assert "(labels: 1 accepted, 1 typed)" in report.summary(tmp_path / "labels")
+    rows = {row["bin_id"]: row["label_source"] for row in read_labels(tmp_path / "labels")}
+    assert rows == {"BIN-3": "accepted", "BIN-1": "typed"}
+
+
 def test_export_since_and_photos_gone(seeded: ReviewStack, tmp_path: Path) -> None:
     resources = seeded.resources
     correct_photo(resources, "BIN-1/20261126T110000Z-cam1.jpg", "4", reviewer=None)
@@ -184,9 +197,13 @@ def test_bincount_subcommands_end_to_end(
     answer = json.loads(capsys.readouterr().out)
     assert answer["count"] == 4 and answer["status"] == "saved" and answer["model_count"] == 3
     assert main(["correct", "BIN-1/20261126T110000Z-cam1.jpg", "2", *stack]) == 1
-    assert "already saved 4" in capsys.readouterr().err
+    conflict = capsys.readouterr().err
+    assert conflict.count("\n") == 1 and "already saved 4" in conflict and "--seen" in conflict
+    seen = shlex.split(conflict.split("--seen ", 1)[1])[0]  # the line's --seen works as printed
+    assert main(["correct", "BIN-1/20261126T110000Z-cam1.jpg", "2", "--seen", seen, *stack]) == 0
+    assert "saved count 2" in capsys.readouterr().out
     assert main(["export-labels", str(tmp_path / "out"), *stack]) == 0
-    assert "1 added, 0 re-labelled, 0 unchanged" in capsys.readouterr().out
+    assert "1 added, 0 re-labelled, 0 unchanged (labels: 1 typed)" in capsys.readouterr().out
     assert main(["export-labels", str(tmp_path / "out"), "--since", "never", *stack]) == 2
 
 

@@ -3,6 +3,9 @@
 (() => {
   "use strict";
   const queue = JSON.parse(document.getElementById("queue-data").textContent);
+  // The keys the help lists (cli/review/keys.py): KeyboardEvent.key -> action, nothing else answers.
+  const KEYS = JSON.parse(document.getElementById("keys-data").textContent);
+  const ACTION_OF = new Map(KEYS.flatMap((k) => k.keys.map((key) => [key, k.action])));
   const stage = document.getElementById("stage");
   const message = document.getElementById("message");
   const panels = new Map(); // queue index -> Promise<{ok, html}>
@@ -49,7 +52,7 @@
   }
 
   function updateStats() {
-    const left = queue.length - done.size;
+    const left = queue.length - [...done.values()].filter((v) => v === "saved").length; // a skip stays
     document.getElementById("left").textContent = left;
     document.getElementById("saved").textContent = saved;
     const position = document.getElementById("position");
@@ -69,7 +72,30 @@
     const output = current.querySelector("output.pending");
     if (output) output.textContent = value === null ? "–" : (value === "+" ? `>${current.dataset.top}` : value);
     current.querySelectorAll(".choice").forEach((b) => b.classList.toggle("picked", b.dataset.count === value));
-    current.querySelectorAll(".chart .col").forEach((c, k) => c.classList.toggle("picked", String(k) === value));
+    current.querySelectorAll(".chart .col").forEach((c) => c.classList.toggle("picked", c.dataset.count === value));
+  }
+
+  // The help's digit row follows the photo's classes (0..top): what the digit keys accept now.
+  function showDigitRange(current) {
+    const top = current && current.dataset.top !== undefined ? Number(current.dataset.top) : null;
+    if (top === null || Number.isNaN(top)) return;
+    document.querySelectorAll('#keys [data-action="digits"]').forEach((el) => {
+      if (el.tagName === "DT") el.textContent = top > 0 ? `0 – ${top}` : "0";
+    });
+    document.querySelectorAll('#keys dd[data-action="more"]').forEach((el) => {
+      el.textContent = `type “more than ${top}”`;
+    });
+  }
+
+  function typeDigit(key) {
+    const current = panel();
+    if (!current || current.dataset.gone) return;
+    const top = Number(current.dataset.top);
+    if (Number(key) > top) {
+      say(`${key} is outside 0..${top}: type 0–${top}, or + for more than ${top}.`, "error");
+      return;
+    }
+    setPending(key);
   }
 
   async function show(i, note = "") {
@@ -85,26 +111,44 @@
     if (index !== i) return; // the reviewer moved on meanwhile
     stage.innerHTML = result.html;
     setPending(null);
+    showDigitRange(panel());
     updateStats();
     for (let k = 1; k <= PRELOAD && i + k < queue.length; k++) load(i + k);
   }
 
-  function countToSave(current) {
-    if (pending !== null) return pending;
+  function modelAcceptable(current) {
     const model = current.dataset.modelCount;
-    if (model === "") { say("Type a count first (0–9 or +): the model gave none.", "error"); return null; }
+    if (model === "") return { ok: false, why: "the model gave no count for this photo: type the count" };
     if (current.dataset.modelLb === "1") {
-      say(`The model says ${model} or more: press ${model} or + to say which.`, "error");
-      return null;
+      return { ok: false, why: `the model says ${model} or more: type ${model} or + to say which` };
     }
-    return model;
+    return { ok: true, model };
   }
 
-  async function save() {
+  function howToAnswer(current) {
+    const top = current.dataset.top;
+    const model = modelAcceptable(current);
+    const accept = model.ok ? `, or press a to accept the model's ${model.model}` : ` (${model.why})`;
+    return `Nothing typed: type a count (0–${top}, + for more than ${top}) then Enter${accept}.`;
+  }
+
+  // Enter saves what was typed; nothing typed saves nothing (an acceptance is its own key).
+  function save() {
     const current = panel();
     if (!current || current.dataset.gone || saving) return;
-    const count = countToSave(current);
-    if (count === null) return;
+    if (pending === null) { say(howToAnswer(current), "error"); return; }
+    send(current, pending, "typed");
+  }
+
+  function accept() {
+    const current = panel();
+    if (!current || current.dataset.gone || saving) return;
+    const model = modelAcceptable(current);
+    if (!model.ok) { say(`Nothing to accept: ${model.why}.`, "error"); return; }
+    send(current, model.model, "accepted");
+  }
+
+  async function send(current, count, source) {
     saving = true;
     const at = index;
     try {
@@ -113,7 +157,7 @@
         headers: { "Content-Type": "application/json", "X-Bincount-Review": "1" },
         // which upload was reviewed (its record's sort key) and the record version the page showed
         body: JSON.stringify({ bin_id: current.dataset.bin, sk: current.dataset.sk, count: String(count),
-                               seen: current.dataset.version }),
+                               seen: current.dataset.version, source }),
       });
       const answer = await response.json().catch(() => ({ error: `the console answered ${response.status}` }));
       if (!response.ok) {
@@ -146,20 +190,31 @@
 
   const started = () => { if (startedAt === null) startedAt = Date.now(); }; // pace counts from the first action
 
+  const ACTIONS = {
+    digits: typeDigit,
+    more: () => setPending("+"),
+    save,
+    accept,
+    skip,
+    previous: () => show(index - 1),
+    next: () => show(index + 1),
+    clear: () => setPending(null),
+    reload: () => window.location.reload(), // the queue as it is now
+  };
+
   document.addEventListener("keydown", (event) => {
     if (event.target.closest("input, textarea, select") || event.ctrlKey || event.metaKey || event.altKey) return;
-    const key = event.key;
+    if (/^[0-9]$/.test(event.key)) { // any digit: one above this photo's top class is refused with a reason
+      started();
+      event.preventDefault();
+      typeDigit(event.key);
+      return;
+    }
+    const action = ACTION_OF.get(event.key);
+    if (!action) return;
     started();
-    if (/^[0-9]$/.test(key)) setPending(key);
-    else if (key === "+") setPending("+");
-    else if (key === "Enter") save();
-    else if (key === "s" || key === "S") skip();
-    else if (key === "ArrowRight" || key === "ArrowDown") show(index + 1);
-    else if (key === "ArrowLeft" || key === "ArrowUp") show(index - 1);
-    else if (key === "Escape" || key === "Backspace") setPending(null);
-    else if (key === "r" || key === "R") window.location.reload(); // the queue as it is now
-    else return;
     event.preventDefault();
+    ACTIONS[action](event.key);
   });
 
   document.addEventListener("click", (event) => {
@@ -167,12 +222,12 @@
     const choice = event.target.closest("[data-count]");
     const action = event.target.closest("[data-action]");
     const move = event.target.closest("[data-move]");
-    if (choice) setPending(choice.dataset.count);
-    else if (action && action.dataset.action === "save") save();
-    else if (action && action.dataset.action === "skip") skip();
+    if (choice && !choice.closest("#keys")) setPending(choice.dataset.count);
+    else if (action && !action.closest("#keys") && action.dataset.action in ACTIONS) ACTIONS[action.dataset.action]();
     else if (move) show(index + Number(move.dataset.move));
   });
 
+  showDigitRange(panel());
   if (queue.length && panel()) {
     panels.set(0, Promise.resolve({ ok: true, html: stage.innerHTML }));
     for (let k = 1; k <= PRELOAD && k < queue.length; k++) load(k);
