@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TextIO
+
+from bincount.count_ranges import count_with_range
 
 
 @dataclass(frozen=True)
@@ -73,11 +75,21 @@ def emit(data: Any, text: str, as_json: bool, stream: TextIO | None = None) -> N
     print(to_json(data) if as_json else text, file=stream or sys.stdout)
 
 
-def count_text(count: Any, lower_bound: Any) -> str:
-    """A count as people read it: ``3``, ``5+`` for the open top class (a lower bound), blank for none."""
+def count_text(count: Any, lower_bound: Any, record: Mapping[str, Any] | None = None) -> str:
+    """A count as people read it: ``3``, ``5+`` for the open top class (a lower bound), blank for
+    none; with a ``record`` holding a calibrated range, the range too: ``3, 2–4 at 90 %``."""
     if count is None:
         return ""
-    return f"{count}{'+' if lower_bound else ''}"
+    served = record or {}
+    low, high, level = served.get("count_low"), served.get("count_high"), served.get("range_level")
+    return count_with_range(
+        int(count),
+        bool(lower_bound),
+        None if low is None else int(low),
+        None if high is None else int(high),
+        None if level is None else float(level),
+        bool(served.get("range_open")),
+    )
 
 
 def emit_rows(

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from bincount.corrections import RecordVersion, human_label_of, label_source_of
-from bincount.count_records import LATEST_SK, bin_pk, is_discrepancy
+from bincount.count_decisions import DecisionRules, check_expected
+from bincount.count_records import LATEST_SK, bin_pk, stored_result
 
 Item = dict[str, Any]
 SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")
@@ -88,14 +89,37 @@ def job_items(dynamodb: Any, table: str) -> list[Item]:
 # -- pure rules ---------------------------------------------------------------------------------
 
 
+def contradicts_expected(item: Item, expected: int | None) -> bool:
+    """The collector's decision (expected quantity outside the range at 1 - α, α as the collector
+    used it; its fallback for counts without a range) for a stored count."""
+    result = stored_result(item)
+    if result is None or expected is None:
+        return False
+    rate = item.get("false_alarm_rate")
+    rules = DecisionRules() if rate is None else DecisionRules(false_alarm_rate=float(rate))
+    check = check_expected(result, expected, rules)
+    return check is not None and check.outside
+
+
+def range_fields(item: Item) -> Item:
+    """The calibrated range of a stored count as plain values (all None without one)."""
+    low, high, level = item.get("count_low"), item.get("count_high"), item.get("range_level")
+    return {
+        "count_low": None if low is None else int(low),
+        "count_high": None if high is None else int(high),
+        "range_level": None if level is None else float(level),
+        "range_open": None if item.get("range_open") is None else bool(item["range_open"]),
+        "review_reason": item.get("review_reason"),
+    }
+
+
 def bin_row(item: Item) -> Item:
-    """A LATEST item as the `bins` listing shows it (discrepancy derived, not stored)."""
+    """A LATEST item as the `bins` listing shows it: the discrepancy decided again, as the collector
+    decides it (bincount.count_decisions), against the bin's expected quantity as it is now."""
     count = item.get("count")
     expected = item.get("expected_quantity")
     lower_bound = bool(item.get("count_is_lower_bound", False))
-    discrepancy = count is not None and is_discrepancy(
-        None if expected is None else int(expected), int(count), lower_bound
-    )
+    discrepancy = contradicts_expected(item, None if expected is None else int(expected))
     person = item.get("human_label") or {}  # set when the latest count is a person's label
     model_count = person.get("model_count") if person else count
     return {
@@ -104,6 +128,7 @@ def bin_row(item: Item) -> Item:
         "count_is_lower_bound": lower_bound,
         "confidence": None if item.get("confidence") is None else float(item["confidence"]),
         "needs_review": bool(item.get("needs_review", False)),
+        **range_fields(item),
         "expected_quantity": None if expected is None else int(expected),
         "discrepancy": discrepancy,
         "captured_at": item.get("captured_at"),
@@ -173,6 +198,7 @@ def history_row(item: Item) -> Item:
         "count_is_lower_bound": bool(item.get("count_is_lower_bound", False)),
         "confidence": None if item.get("confidence") is None else float(item["confidence"]),
         "needs_review": bool(item.get("needs_review", False)),
+        **range_fields(item),
         "model_version": item.get("model_version"),
         "recorded_at": item.get("recorded_at"),
         "job_name": item.get("job_name"),

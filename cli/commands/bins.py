@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     shown = [
         {
             **row,
-            "count_text": count_text(row["count"], row["count_is_lower_bound"]),
+            "count_text": count_text(row["count"], row["count_is_lower_bound"], row),
             "from": source_text(row),
             "model_text": row["model_count"] if row["reviewed"] else None,
             "flags": flags(row),

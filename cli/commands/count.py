@@ -146,7 +146,7 @@ def display_row(record: Record) -> Record:
     row = dict(record)
     probabilities = record.get("probabilities") or []
     row["probabilities_text"] = " ".join(f"{k}:{p:.2f}" for k, p in enumerate(probabilities))
-    row["count"] = count_text(record.get("count"), record.get("count_is_lower_bound"))
+    row["count"] = count_text(record.get("count"), record.get("count_is_lower_bound"), record)
     if "error" in record:
         row["error_text"] = f"{record['error'].get('code')}: {record['error'].get('message')}"
     return row

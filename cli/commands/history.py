@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     shown = [
         {
             **row,
-            "count_text": count_text(row["count"], row["count_is_lower_bound"]),
+            "count_text": count_text(row["count"], row["count_is_lower_bound"], row),
             "by": source_text(row) if row["reviewed"] else "",
             # still waiting for a person: the model was unsure and nobody has labelled it
             "review": "yes" if row["needs_review"] and not row["reviewed"] else "",

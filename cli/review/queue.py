@@ -30,8 +30,7 @@ from bincount.corrections import (
 )
 from bincount.count_decisions import BORDERLINE_DISCREPANCY, WIDE_RANGE, DecisionRules, check_expected
 from bincount.count_ranges import range_text
-from bincount.count_records import LATEST_SK, LatestState
-from bincount.serving_records import CountRange, CountResult
+from bincount.count_records import LATEST_SK, LatestState, stored_result
 
 from cli.output import count_text
 
@@ -100,32 +99,6 @@ def holds_latest(image: Mapping[str, Any], latest: LatestState | None) -> bool:
         latest is not None
         and latest.image_key == image.get("image_key")
         and (latest.version_id or "") == (image.get("image_version") or "")
-    )
-
-
-def stored_result(image: Mapping[str, Any]) -> CountResult | None:
-    """A count record read back as the collector saw the model's answer (range included)."""
-    if image.get("outcome") == "error" or image.get("count") is None:
-        return None
-    probabilities = tuple(float(p) for p in image.get("probabilities") or [])
-    p_values = image.get("count_p_values")
-    served = None
-    if p_values and image.get("count_low") is not None and image.get("count_high") is not None:
-        served = CountRange(
-            p_values=tuple(float(p) for p in p_values),
-            low=int(image["count_low"]),
-            high=int(image["count_high"]),
-            level=float(image.get("range_level") or 0.9),
-            open=bool(image.get("range_open")),
-            contiguous=image.get("range_contiguous") is not False,
-        )
-    return CountResult(
-        count=int(image["count"]),
-        confidence=float(image.get("confidence") or 0.0),
-        probabilities=probabilities,
-        count_is_lower_bound=bool(image.get("count_is_lower_bound", False)),
-        model_version=str(image.get("model_version", "")),
-        range=served,
     )
 
 

@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
 from bincount.count_decisions import DecisionRules, review_reason
-from bincount.serving_records import CountResult, ErrorResult, ResultRecord
+from bincount.serving_records import CountRange, CountResult, ErrorResult, ResultRecord
 from bincount.uploads import ImageObject
 
 LATEST_SK = "LATEST"
@@ -248,11 +249,11 @@ def image_item(outcome: ImageOutcome, recorded_at: str) -> dict[str, Any]:
 #: The range and review attributes of a count record (None when the artifact served no range).
 RANGE_ATTRIBUTES = ("count_low", "count_high", "range_level", "range_open", "range_contiguous")
 REVIEW_ATTRIBUTES = ("review_reason",)
-#: Only on image records: what the review queue needs to weigh the photo again (any expected quantity).
+#: What the review queue and `bincount bins` need to decide again (any expected quantity).
 DECISION_ATTRIBUTES = ("count_p_values", "false_alarm_rate")
 
 
-def range_attributes(outcome: ImageOutcome, with_decision: bool = True) -> dict[str, Any]:
+def range_attributes(outcome: ImageOutcome) -> dict[str, Any]:
     """The range as served and why the photo needs review; every name present, None when absent,
     so an update from an artifact without a range clears a previous model's range."""
     result = outcome.result
@@ -265,12 +266,9 @@ def range_attributes(outcome: ImageOutcome, with_decision: bool = True) -> dict[
         "range_open": None if served is None else served.open,
         "range_contiguous": None if served is None else served.contiguous,
         "review_reason": outcome.review_reason,
+        "count_p_values": None if served is None else [_decimal(p) for p in served.p_values],
+        "false_alarm_rate": None if outcome.false_alarm_rate is None else _decimal(outcome.false_alarm_rate),
     }
-    if with_decision:
-        attributes["count_p_values"] = None if served is None else [_decimal(p) for p in served.p_values]
-        attributes["false_alarm_rate"] = (
-            None if outcome.false_alarm_rate is None else _decimal(outcome.false_alarm_rate)
-        )
     return attributes
 
 
@@ -284,7 +282,9 @@ def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated
         "confidence": _decimal(outcome.result.confidence),
         "count_is_lower_bound": outcome.result.count_is_lower_bound,
         "needs_review": outcome.needs_review,
-        **range_attributes(outcome, with_decision=False),
+        # the evidence, so `bincount bins` decides a discrepancy as the collector did
+        "probabilities": [_decimal(p) for p in outcome.result.probabilities],
+        **range_attributes(outcome),
         "image_bucket": image.bucket,
         "image_key": image.key,
         "etag": image.etag,
@@ -297,3 +297,30 @@ def latest_attributes(outcome: ImageOutcome, previous_count: int | None, updated
         "updated_at": updated_at,
         "human_label": None,  # a model count: clears the reviewer's mark of an older photo's label
     }
+
+
+def stored_result(image: Mapping[str, Any]) -> CountResult | None:
+    """A stored count (an IMAGE# record or LATEST) read back as the collector saw the model's answer,
+    range included, so the CLI and the console decide as the collector did."""
+    if image.get("outcome") == "error" or image.get("count") is None:
+        return None
+    probabilities = tuple(float(p) for p in image.get("probabilities") or [])
+    p_values = image.get("count_p_values")
+    served = None
+    if p_values and image.get("count_low") is not None and image.get("count_high") is not None:
+        served = CountRange(
+            p_values=tuple(float(p) for p in p_values),
+            low=int(image["count_low"]),
+            high=int(image["count_high"]),
+            level=float(image.get("range_level") or 0.9),
+            open=bool(image.get("range_open")),
+            contiguous=image.get("range_contiguous") is not False,
+        )
+    return CountResult(
+        count=int(image["count"]),
+        confidence=float(image.get("confidence") or 0.0),
+        probabilities=probabilities,
+        count_is_lower_bound=bool(image.get("count_is_lower_bound", False)),
+        model_version=str(image.get("model_version", "")),
+        range=served,
+    )

@@ -64,12 +64,14 @@ MODEL_FIELDS = (
 LATEST_MODEL_FIELDS = (
     "count",
     "confidence",
+    "probabilities",
     "count_is_lower_bound",
     "needs_review",
     "model_version",
     "job_name",
     *RANGE_ATTRIBUTES,
     *REVIEW_ATTRIBUTES,
+    *DECISION_ATTRIBUTES,
 )
 HISTORY_FIELDS = ("model_version", "count", "confidence", "job_name", "recorded_at")
 HISTORY_ATTRIBUTE = "model_history"

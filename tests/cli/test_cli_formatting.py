@@ -12,7 +12,7 @@ from bincount.count_records import image_sk
 from bincount.uploads import KeyRules, bin_and_capture_time
 
 from cli.errors import UsageError
-from cli.output import Column, cell, table, to_json
+from cli.output import Column, cell, count_text, table, to_json
 from cli.photos import check_bin_id, parse_capture_time, select_photos, sniff_image, upload_key
 from cli.queries import bin_row, history_rows, jobs_in_flight, last_errors, select_bins, sort_bins
 from cli.redrive import keys_in_body
@@ -91,6 +91,49 @@ def test_discrepancy_respects_lower_bound_counts() -> None:
         is True
     )
     assert bin_row(latest("D", 2))["discrepancy"] is False
+
+
+def calibrated(bin_id: str, count: int, **extra: object) -> dict[str, object]:
+    """A LATEST item as the collector writes it for a model that serves ranges (α = 0.05)."""
+    return latest(
+        bin_id,
+        count,
+        probabilities=[Decimal(p) for p in ("0.01", "0.3", "0.41", "0.2", "0.05", "0.03")],
+        count_p_values=[Decimal(p) for p in ("0.004", "0.41", "0.83", "0.27", "0.06", "0.03")],
+        count_low=Decimal(1),
+        count_high=Decimal(3),
+        range_level=Decimal("0.9"),
+        range_open=False,
+        range_contiguous=True,
+        **{"false_alarm_rate": Decimal("0.05"), **extra},
+    )
+
+
+def test_a_calibrated_count_contradicts_only_an_expected_quantity_outside_its_range() -> None:
+    """The collector's rule, not 'count differs': 4 is inside the 95 % range (p 0.06 > α)."""
+    assert bin_row(calibrated("A", 2, expected_quantity=Decimal(4)))["discrepancy"] is False
+    assert bin_row(calibrated("A", 2, expected_quantity=Decimal(0)))["discrepancy"] is True  # p 0.004
+    assert (
+        bin_row(calibrated("A", 2, expected_quantity=Decimal(9)))["discrepancy"] is True
+    )  # top class, p 0.03
+    # the α the collector used decides: at 0.1 the p-value 0.06 of 4 is outside
+    assert (
+        bin_row(calibrated("A", 2, expected_quantity=Decimal(4), false_alarm_rate=Decimal("0.1")))[
+            "discrepancy"
+        ]
+        is True
+    )
+
+
+def test_counts_are_shown_with_their_range_where_the_model_served_one() -> None:
+    row = bin_row(calibrated("A", 2))
+    assert (row["count_low"], row["count_high"], row["range_level"]) == (1, 3, 0.9)
+    assert count_text(row["count"], row["count_is_lower_bound"], row) == "2, 1–3 at 90 %"
+    assert count_text(5, True, {"count_low": 3, "count_high": 5, "range_level": 0.9, "range_open": True}) == (
+        "5+, 3–5+ at 90 %"
+    )
+    assert count_text(2, False, bin_row(latest("B", 2))) == "2"  # an artifact without a range
+    assert history_rows([{**calibrated("A", 2), "sk": "IMAGE#x", "outcome": "count"}])[0]["count_high"] == 3
 
 
 def test_bin_filters_and_sorting() -> None:
