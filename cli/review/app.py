@@ -15,10 +15,17 @@ A photo is one upload, named by its record: ``bin_id`` and the record's sort key
 Everything is served from this package (no CDN). Only 127.0.0.1/localhost host names are
 answered (no DNS rebinding) and writes need the ``X-Bincount-Review`` header, which a cross-site
 form cannot send.
+
+Uploads are untrusted: anyone who may write the ingest prefix chooses the bytes and the stored
+Content-Type. ``/photo`` answers only bytes that are a JPEG or PNG by their content, typed by the
+content, with ``nosniff``; every answer carries a Content-Security-Policy that runs only this
+package's script file (no inline script, no handlers in markup), so even bytes that reached the
+page as markup could not act through the console's API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +43,28 @@ HERE = Path(__file__).parent
 WRITE_HEADER = "X-Bincount-Review"
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 PAGE_QUEUE = 1000  # photos one page carries (a few hundred bytes each); `r` reloads the next ones
+# Bar heights in the panel are style attributes (data, not code): style-src-attr allows them while
+# style sheets and scripts come only from /static.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+    "img-src 'self' data:{photos}; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+# A photo opened on its own (a new tab): no script, no plugins, no forms even if a browser tried.
+PHOTO_POLICY = "default-src 'none'; img-src 'self'; sandbox"
+
+
+def security_headers(photo_origin: str) -> dict[str, str]:
+    """Headers on every answer of the console (``photo_origin``: where presigned photos load from)."""
+    return {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY.format(
+            photos=f" {photo_origin}" if photo_origin else ""
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
 
 
 class CorrectionRequest(BaseModel):
@@ -53,6 +82,14 @@ def create_app(service: ReviewService) -> FastAPI:
     app = FastAPI(title="Bin Count review console", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    headers = security_headers(service.photo_origin)
+
+    @app.middleware("http")
+    async def secure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(CorrectionRefused)
     async def refused(request: Request, error: CorrectionRefused) -> JSONResponse:
@@ -97,8 +134,16 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
 
     @app.get("/photo")
     def photo(bin_id: str, sk: str) -> Response:
-        body, content_type = service.photo(bin_id, sk)
-        return Response(body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+        body, content_type = service.photo(bin_id, sk)  # NotAPhoto (415) unless JPEG/PNG by content
+        return Response(
+            body,
+            media_type=content_type,
+            headers={
+                "Cache-Control": "private, max-age=3600",
+                "Content-Disposition": "inline",
+                "Content-Security-Policy": PHOTO_POLICY,
+            },
+        )
 
 
 def add_api_routes(app: FastAPI, service: ReviewService) -> None:

@@ -14,20 +14,50 @@ and optional version, which :meth:`ReviewService.resolve` turns into that record
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from io import BytesIO
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import boto3
 from bincount.adapters.dynamodb import DynamoCountStore
 from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.labels import DynamoLabelStore, S3Photos
 from bincount.corrections import CorrectionRefused, CorrectionResult, Corrector, PhotoGone, image_of
+from bincount.image_formats import sniff_content_type
 from bincount.uploads import KeyRules, bin_and_capture_time
 
 from cli.review.queue import QueueItem, bin_queue, build_queue, is_image, photo_view
 from cli.stack import StackResources
 
 PhotoMode = Literal["proxy", "presign"]
+#: Pillow's names of the formats :func:`bincount.image_formats.sniff_content_type` knows.
+PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+class NotAPhoto(CorrectionRefused):
+    """The stored bytes are no supported image (whatever their name or Content-Type say)."""
+
+    status = 415
+
+
+def photo_type(body: bytes) -> str | None:
+    """The image type of ``body`` judged by its content: the leading bytes name a supported format
+    and Pillow reads the file's structure as that format (``verify``: no pixels decoded)."""
+    content_type = sniff_content_type(body)
+    if content_type is None:
+        return None
+    try:
+        from PIL import Image
+    except ImportError:  # the console's own dependencies: the magic bytes alone
+        return content_type
+    try:
+        with Image.open(BytesIO(body)) as image:
+            image.verify()
+            read_as = image.format
+    except Exception:  # Pillow raises many kinds for malformed files: any of them means "not a photo"
+        return None
+    return content_type if read_as == PILLOW_FORMATS[content_type] else None
 
 
 def counts_table(resources: StackResources) -> Any:
@@ -93,11 +123,29 @@ class ReviewService:
         return view
 
     def photo(self, bin_id: str, sk: str) -> tuple[bytes, str]:
-        """An upload's bytes for the proxy: only photos that have a record, that record's version."""
+        """An upload's bytes for the proxy: only photos that have a record, that record's version,
+        and only when the bytes are a supported image; the type is the content's, never the one
+        its uploader stored (NotAPhoto otherwise)."""
         record = self.counts.get_image(bin_id, sk)
         if record is None:
             raise PhotoGone(f"photo {sk} of bin {bin_id} has no record")
-        return self.photos.get(image_of(record))
+        body, _stored_type = self.photos.get(image_of(record))
+        content_type = photo_type(body)
+        if content_type is None:
+            raise NotAPhoto(f"{record.get('image_key')} is not a JPEG or PNG image: not shown")
+        return body, content_type
+
+    @cached_property
+    def photo_origin(self) -> str:
+        """Where the browser loads photos from besides the console: the presigned URLs' origin
+        (the ingest bucket's S3 endpoint) in ``presign`` mode, nothing in ``proxy`` mode."""
+        if self.photo_mode != "presign":
+            return ""
+        url = self.photos.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.resources.ingest_bucket, "Key": "origin"}, ExpiresIn=60
+        )
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
 
     def bin_of(self, key: str) -> str:
         """The bin an ingest key belongs to (the pipeline's own key rules)."""

@@ -80,12 +80,18 @@ class ReviewStack:
         confidence: float = 0.9,
         error: str = "",
         drawn: int | None = None,
+        body: bytes | None = None,
+        content_type: str = "image/jpeg",
     ) -> ImageObject:
         """Upload a generated photo (a new object version of the key: the ingest bucket is versioned)
-        and record the model's result as the collector does, under that upload's identity."""
+        and record the model's result as the collector does, under that upload's identity.
+        ``body``/``content_type``: what an uploader chose instead (anything, e.g. an HTML page)."""
         key = f"{self.resources.ingest_prefix}{bin_id}/{stamp}-cam1.jpg"
-        body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
-        put = self.s3.put_object(Bucket=self.resources.ingest_bucket, Key=key, Body=body)
+        if body is None:
+            body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
+        put = self.s3.put_object(
+            Bucket=self.resources.ingest_bucket, Key=key, Body=body, ContentType=content_type
+        )
         captured = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}.000Z"
         image = ImageObject(
             self.resources.ingest_bucket,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
+from pathlib import PurePosixPath
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
@@ -25,6 +26,7 @@ from bincount.adapters.dynamodb import set_if
 from bincount.adapters.s3_versions import GONE_CODES
 from bincount.corrections import PhotoGone, RecordVersion
 from bincount.count_records import bin_pk
+from bincount.image_formats import CONTENT_TYPES
 from bincount.uploads import ImageObject
 
 IMAGE_PREFIX = "IMAGE#"
@@ -116,8 +118,20 @@ class S3Photos:
         return body, str(response.get("ContentType") or "image/jpeg")
 
     def presigned_url(self, image: ImageObject) -> str:
-        """A URL the browser can load; names the version (an ``IfMatch`` cannot ride in a URL)."""
-        params = {"Bucket": image.bucket, "Key": image.key}
+        """A URL the browser can load; names the version (an ``IfMatch`` cannot ride in a URL).
+
+        S3 answers with the Content-Type its uploader stored, which may be ``text/html``: the URL
+        pins ``ResponseContentType`` to the image type of the key's suffix (the only suffixes the
+        batcher admits; anything else is served as opaque bytes), so a browser shown the URL never
+        renders the bytes as a page.
+        """
+        suffix = PurePosixPath(image.key).suffix.lower()
+        params = {
+            "Bucket": image.bucket,
+            "Key": image.key,
+            "ResponseContentType": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+            "ResponseContentDisposition": "inline",
+        }
         if image.version_id:
             params["VersionId"] = image.version_id
         url: str = self.client.generate_presigned_url(
