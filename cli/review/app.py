@@ -37,7 +37,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from cli.review.service import ReviewService
+from cli.review.service import ReviewService, UnreadableRecord
 
 HERE = Path(__file__).parent
 WRITE_HEADER = "X-Bincount-Review"
@@ -105,16 +105,18 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, bin: str = "") -> Response:
-        waiting = service.queue(bin.strip())
+        problems: list[str] = []
+        waiting = service.queue(bin.strip(), problems)
         queue = [entry.to_dict() for entry in waiting[:PAGE_QUEUE]]
         panel, message = None, ""
         if queue:
             try:
                 panel = service.view(queue[0]["bin_id"], queue[0]["sk"])
-            except PhotoGone as error:  # deleted since the queue was read
+            except (PhotoGone, UnreadableRecord) as error:  # deleted since the queue was read
                 message = str(error)
         context = {
             "message": message,
+            "problems": problems,
             "queue": queue,
             "more": len(waiting) - len(queue),
             "photo": panel,
@@ -128,8 +130,10 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
     def panel(request: Request, bin_id: str, sk: str) -> Response:
         try:
             view = service.view(bin_id, sk)
-        except PhotoGone as error:
-            return templates.TemplateResponse(request, "_gone.html", {"message": str(error)}, status_code=404)
+        except (PhotoGone, UnreadableRecord) as error:
+            return templates.TemplateResponse(
+                request, "_gone.html", {"message": str(error)}, status_code=error.status
+            )
         return templates.TemplateResponse(request, "_photo.html", {"photo": view})
 
     @app.get("/photo")
@@ -151,8 +155,9 @@ def add_api_routes(app: FastAPI, service: ReviewService) -> None:
 
     @app.get("/api/queue")
     def queue(bin: str = "") -> dict[str, Any]:
-        items = [entry.to_dict() for entry in service.queue(bin.strip())]
-        return {"reviewer": service.reviewer, "total": len(items), "items": items}
+        problems: list[str] = []
+        items = [entry.to_dict() for entry in service.queue(bin.strip(), problems)]
+        return {"reviewer": service.reviewer, "total": len(items), "items": items, "problems": problems}
 
     @app.get("/api/photos")
     def photo_json(bin_id: str, sk: str) -> dict[str, Any]:

@@ -21,9 +21,15 @@ from urllib.parse import urlencode, urlsplit
 
 import boto3
 from bincount.adapters.dynamodb import DynamoCountStore
-from bincount.adapters.eventbridge import EventBridgeSender
 from bincount.adapters.labels import DynamoLabelStore, S3Photos
-from bincount.corrections import CorrectionRefused, CorrectionResult, Corrector, PhotoGone, image_of
+from bincount.corrections import (
+    CorrectionRefused,
+    CorrectionResult,
+    Corrector,
+    MalformedRecord,
+    PhotoGone,
+    image_of,
+)
 from bincount.image_formats import sniff_content_type
 from bincount.uploads import KeyRules, bin_and_capture_time
 
@@ -33,6 +39,12 @@ from cli.stack import StackResources
 PhotoMode = Literal["proxy", "presign"]
 #: Pillow's names of the formats :func:`bincount.image_formats.sniff_content_type` knows.
 PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
+
+
+class UnreadableRecord(CorrectionRefused):
+    """A record whose fields are not what the pipeline writes: one line naming it, nothing shown."""
+
+    status = 422
 
 
 class NotAPhoto(CorrectionRefused):
@@ -88,23 +100,18 @@ class ReviewService:
         counts = DynamoCountStore(table)
         labels = DynamoLabelStore(table)
         photos = S3Photos(resources.client("s3"))
-        corrector = Corrector(
-            counts=counts,
-            labels=labels,
-            sender=EventBridgeSender(resources.client("events")),
-            bus_name=resources.event_bus,
-            photo_exists=photos.exists,
-        )
+        corrector = Corrector(counts=counts, labels=labels, photo_exists=photos.exists)
         mode: PhotoMode = photo_mode or ("proxy" if resources.endpoint_url else "presign")
         return cls(resources, reviewer, counts, labels, photos, corrector, mode)
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def queue(self, bin_id: str = "") -> list[QueueItem]:
-        """The review queue (one Scan), or every photo of the bin a reviewer picked (one Query)."""
+    def queue(self, bin_id: str = "", problems: list[str] | None = None) -> list[QueueItem]:
+        """The review queue (one Scan), or every photo of the bin a reviewer picked (one Query);
+        malformed records are left out, one line each in ``problems``."""
         if bin_id:
-            return bin_queue(self.labels.bin_items(bin_id))
-        return build_queue(self.labels.scan())
+            return bin_queue(self.labels.bin_items(bin_id), problems)
+        return build_queue(self.labels.scan(), problems)
 
     def photo_url(self, record: dict[str, Any]) -> str:
         if self.photo_mode == "presign":
@@ -118,7 +125,12 @@ class ReviewService:
         record = next((item for item in items if item.get("sk") == sk), None)
         if record is None or not is_image(record):
             raise PhotoGone(f"photo {sk} of bin {bin_id} no longer exists")
-        view = photo_view(items, sk, self.photo_url(record))
+        try:
+            view = photo_view(items, sk, self.photo_url(record))
+        except MalformedRecord as error:
+            raise UnreadableRecord(str(error)) from error
+        except KeyError as error:  # photo_url of a record without its bucket, key or bin
+            raise UnreadableRecord(f"record {bin_id} {sk}: no {error}") from error
         assert view is not None
         return view
 

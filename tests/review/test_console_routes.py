@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 from typing import Any
 
 import boto3
@@ -200,7 +201,9 @@ def test_page_whose_first_photo_vanished_says_so(
 ) -> None:
     key = key_of(seeded, "BIN-1", "20990101T000000Z")
     gone = QueueItem(0, "2026-11-26T00:00:00.000Z", "BIN-1", key, missing_sk(seeded, "BIN-1"), PICKED)
-    monkeypatch.setattr(service, "queue", lambda bin_id="": [gone])  # deleted between Scan and view
+    monkeypatch.setattr(
+        service, "queue", lambda bin_id="", problems=None: [gone]
+    )  # deleted between Scan and view
     page = TestClient(create_app(service)).get("/")
     assert page.status_code == 200 and "no longer exists" in page.text and 'data-gone="1"' in page.text
 
@@ -237,9 +240,9 @@ HTML_PHOTO = b"<!doctype html><html><body><script>document.title = 'ran'</script
 
 def test_photo_answers_only_images_typed_by_their_content(seeded: ReviewStack, client: TestClient) -> None:
     """The uploader picks the bytes and the stored Content-Type: neither reaches the browser unchecked."""
-    html = seeded.photo("BIN-5", "20261126T100000Z", None, error="transform_failed", body=HTML_PHOTO,
+    page = seeded.photo("BIN-5", "20261126T100000Z", None, error="transform_failed", body=HTML_PHOTO,
                         content_type="text/html")  # fmt: skip
-    refused = client.get("/photo", params=photo_params("BIN-5", sk(html)))
+    refused = client.get("/photo", params=photo_params("BIN-5", sk(page)))
     assert refused.status_code == 415 and "not a JPEG or PNG image" in refused.json()["error"]
     assert refused.headers["x-content-type-options"] == "nosniff" and b"<script>" not in refused.content
     polyglot = b"\xff\xd8\xff" + HTML_PHOTO  # JPEG's first bytes, then a page: Pillow reads no JPEG
@@ -278,3 +281,26 @@ def test_presigned_urls_pin_the_image_type_and_the_policy_allows_their_origin(se
     policy = TestClient(create_app(service)).get("/").headers["content-security-policy"]
     assert service.photo_origin.startswith("https://")
     assert f"img-src 'self' data: {service.photo_origin};" in policy
+
+
+def test_a_malformed_record_is_one_line_and_every_page_still_works(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    """``human_count`` = "../../abc" written by a raw UpdateItem: named once, left out, no 500."""
+    bad = seeded.seeded[1]
+    seeded.table.update_item(
+        Key={"pk": "BIN#BIN-1", "sk": sk(bad)},
+        UpdateExpression="SET human_count = :c",
+        ExpressionAttributeValues={":c": "../../abc"},
+    )
+    line = f"record BIN#BIN-1 {sk(bad)}: human_count '../../abc' is not a count"
+    answer = client.get("/api/queue").json()
+    assert answer["problems"] == [line] and len(answer["items"]) == 3
+    page = client.get("/")
+    assert page.status_code == 200 and f"{line} (left out)" in html.unescape(page.text)
+    assert client.get("/", params={"bin": "BIN-1"}).status_code == 200
+    assert client.get("/panel", params=photo_params("BIN-1", sk(seeded.seeded[2]))).status_code == 200
+    panel = client.get("/panel", params=photo_params("BIN-1", sk(bad)))
+    assert panel.status_code == 422 and line in html.unescape(panel.text)
+    fixed = save(client, "BIN-1", sk(bad), "3", RecordVersion.of(seeded.image(bad)).token())
+    assert fixed.status_code == 200 and seeded.image(bad)["human_count"] == 3  # a save repairs it
