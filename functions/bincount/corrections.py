@@ -190,7 +190,7 @@ class RecordVersion:
 
 #: The fields a human label sets on an IMAGE# record (label_attributes), the ones the label write's
 #: condition reads (RecordVersion) and the key: all that ``ReviewerPolicy`` lets UpdateItem name
-#: (``dynamodb:Attributes``; tests/functions/test_template.py keeps the two equal).
+#: (``dynamodb:Attributes``; tests/functions/test_template_deploy.py keeps the two equal).
 LABEL_FIELDS = (
     "human_count",
     "human_count_is_lower_bound",

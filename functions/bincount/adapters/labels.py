@@ -1,10 +1,12 @@
 """DynamoDB and S3 behind the human corrections (bincount/corrections.py) and the review tools.
 
 Calls made (what a reviewer's IAM policy must allow): on the counts table ``GetItem``,
-``UpdateItem``, ``Query`` and ``Scan``; on the ingest bucket ``GetObject`` and
-``GetObjectVersion`` (a photo is read as the object version its record names; ``HeadObject`` is
-authorised by them; presigned URLs are signed with them) and ``ListBucket`` (so a deleted photo
-answers 404, not 403); ``PutEvents`` on the inventory bus.
+``Query``, ``Scan`` and ``UpdateItem`` of the label fields only (``put_label``: the key,
+``corrections.LABEL_FIELDS`` and the version condition's fields, no ``ReturnValues``); on the
+ingest bucket ``GetObject`` and ``GetObjectVersion`` (a photo is read as the object version its
+record names; ``HeadObject`` is authorised by them; presigned URLs are signed with them) and
+``ListBucket`` (so a deleted photo answers 404, not 403). No ``PutEvents``: the corrections
+function publishes from the stored label.
 
 A photo is one upload: with an S3 version id the object version itself is read (``VersionId``),
 else (a ``sequencer:``/``etag:`` identity, e.g. the local stack) the key, only while its ETag is
