@@ -41,6 +41,9 @@ THRESHOLD = 0.5
 
 # mock_aws() puts fake keys in the environment while it runs; clients without a region need one
 os.environ["AWS_DEFAULT_REGION"] = REGION
+# The corrections function's Powertools Metrics read the namespace once, at import (as in Lambda,
+# where the template sets it): set before this process imports corrected.app.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BinCount/test")
 
 
 def probabilities_for(count: int, confidence: float, classes: int = 6) -> list[float]:
