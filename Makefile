@@ -10,6 +10,14 @@ SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_STAMP := $(SAM_VENV)/.installed
 SAM_CLI_VERSION ?= 1.170.0
+# checkov in its own virtualenv too (it pins many packages), run offline: no Prisma Cloud download
+# (--skip-download, BC_SKIP_MAPPING) and no PyPI version check (CKV_SKIP_PACKAGE_UPDATE_CHECK).
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION ?= 3.3.30
+export BC_SKIP_MAPPING := TRUE
+export CKV_SKIP_PACKAGE_UPDATE_CHECK := TRUE
 CONFIG_ENV ?= dev
 
 # glibc malloc keeps torch's activation buffers instead of returning them to the OS after every
@@ -56,7 +64,7 @@ FN_STAMP := $(FN_VENV)/.installed-functions-test
 # trains or serves a real model (marked in tests/conftest.py); `make test` runs it all.
 FAST_TESTS := not e2e and not slow
 
-.PHONY: help venv sam test test-fast test-functions lint typecheck validate model-key demo loop-demo model train retrain bench bench-pipeline up down bench-realtime clean
+.PHONY: help venv sam checkov test test-fast test-functions lint typecheck validate model-key demo loop-demo model train retrain bench bench-pipeline up down bench-realtime clean
 
 help:
 	@echo "make demo      run the whole pipeline locally (moto + local Batch Transform)"
@@ -71,8 +79,9 @@ help:
 	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make up        start the local stack in the background (make down stops it)"
 	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
-	@echo "make lint | typecheck | validate (cfn-lint, and sam validate --lint once make sam ran)"
+	@echo "make lint | typecheck | validate (cfn-lint, checkov against docs/pipeline.md's security table once make checkov ran, sam validate --lint once make sam ran)"
 	@echo "make sam       SAM CLI + AWS CLI into $(SAM_VENV) (README: Deploying)"
+	@echo "make checkov   checkov into $(CHECKOV_VENV) (make validate runs it offline)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -117,8 +126,21 @@ $(SAM_STAMP):
 
 sam: $(SAM_STAMP)
 
+# Measured: 36 s to install, 30-55 s per run on template.yaml (2 shared cores).
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade "pip>=25.1"
+	$(CHECKOV_VENV)/bin/pip install -q "checkov==$(CHECKOV_VERSION)"
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
+
+# checkov: every failed check must be a row of docs/pipeline.md's security table, and every row
+# must still fail (tests/functions/test_checkov.py runs it; it skips without $(CHECKOV)).
 validate: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
+	@if [ -x $(CHECKOV) ]; then $(PY) -m pytest -q -p no:cacheprovider tests/functions/test_checkov.py; \
+	else echo "validate: $(CHECKOV) missing (make checkov installs it): checkov skipped"; fi
 	@if [ -x $(SAM) ]; then echo "$(SAM) validate --lint"; $(SAM) validate --lint; \
 	else echo "validate: $(SAM) missing (make sam installs it): sam validate --lint skipped"; fi
 

@@ -3,9 +3,14 @@
 moto cannot run Lambda without Docker, so the demo invokes the real handlers itself, with the
 events the emulator delivered and in the shapes Lambda would pass: an SQS event source mapping
 (batch size, batching window, partial batch responses, redelivery through the visibility
-timeout, so moto's redrive to the DLQ applies) and EventBridge rules (one asynchronous invoke per
+timeout, so moto's redrive to the DLQ applies), EventBridge rules (one asynchronous invoke per
 event, delivered here through an SQS target because moto cannot target a function it did not
-create).
+create) and a DynamoDB stream event source mapping (read through moto's DynamoDB Streams API:
+DescribeStream, GetShardIterator, GetRecords on its one shard; partial batch responses retry from
+the first failed record, and past ``MaximumRetryAttempts`` the batch's description goes to the
+on-failure queue). moto records every write of a table with a ``StreamSpecification`` and keeps
+the records (no 24-hour trim); the mapping's ``FilterCriteria`` are not applied here (the
+function ignores what the filter would have dropped).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from local.moto_server import AwsEndpoint
-from local.stack import EventRuleSource, FunctionSpec, SqsEventSource
+from local.stack import EventRuleSource, FunctionSpec, SqsEventSource, StreamEventSource
 from local.template import ACCOUNT_ID
 
 log = logging.getLogger(__name__)
@@ -238,6 +244,143 @@ class SqsEventSourceMapping:
                     )
 
 
+class Invocable(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def invoke(self, event: dict[str, Any]) -> Any: ...
+
+
+def stream_record(record: Mapping[str, Any], stream_arn: str, region: str) -> dict[str, Any]:
+    """One record of the DynamoDB stream event Lambda sends: GetRecords' record plus the stream's
+    ARN, the creation time as epoch seconds (a number in Lambda's JSON, a datetime from boto3)."""
+    change = dict(record["dynamodb"])
+    created = change.get("ApproximateCreationDateTime")
+    if isinstance(created, datetime):
+        change["ApproximateCreationDateTime"] = int(created.timestamp())
+    return {**record, "dynamodb": change, "eventSourceARN": stream_arn, "awsRegion": region}
+
+
+def first_failed(response: Any, records: list[dict[str, Any]], partial: bool) -> int | None:
+    """Index of the first record Lambda delivers again after an invocation, or None.
+
+    Stream mappings keep order: with ``ReportBatchItemFailures`` the lowest reported sequence
+    number and everything after it are retried; a malformed response fails the whole batch.
+    """
+    if not partial or response is None:
+        return None
+    numbers = [str(r["dynamodb"]["SequenceNumber"]) for r in records]
+    failures = response.get("batchItemFailures") if isinstance(response, dict) else None
+    if not isinstance(failures, list):
+        return 0
+    if not failures:
+        return None
+    indexes = []
+    for failure in failures:
+        identifier = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if identifier not in numbers:
+            return 0
+        indexes.append(numbers.index(identifier))
+    return min(indexes)
+
+
+class DynamoStreamEventSourceMapping:
+    """Reads a table's stream in order and invokes a function with batches, as Lambda's stream
+    mapping does: a failed record is retried (with everything after it) until it succeeds or
+    ``max_retry_attempts`` retries are spent, then the batch's description goes to the on-failure
+    queue and reading moves on."""
+
+    def __init__(
+        self,
+        streams: Any,
+        sqs: Any,
+        region: str,
+        function: Invocable,
+        source: StreamEventSource,
+        retry_delay_s: float = 0.5,
+    ) -> None:
+        self.streams = streams
+        self.sqs = sqs
+        self.region = region
+        self.function = function
+        self.source = source
+        self.retry_delay_s = retry_delay_s
+        shards = streams.describe_stream(StreamArn=source.stream_arn)["StreamDescription"]["Shards"]
+        self.shard_id = str(shards[0]["ShardId"])  # moto keeps one shard per table
+        self.iterator = streams.get_shard_iterator(
+            StreamArn=source.stream_arn, ShardId=self.shard_id, ShardIteratorType=source.starting_position
+        )["ShardIterator"]
+        self.pending: list[dict[str, Any]] = []  # read from the stream, not yet handled
+        self.attempts = 0  # retries of the batch at the head of ``pending``
+        self._retry_at = 0.0
+        self.records_processed = 0
+        self.records_failed = 0
+        self.given_up = 0
+
+    @classmethod
+    def for_endpoint(
+        cls, endpoint: AwsEndpoint, function: Invocable, source: StreamEventSource
+    ) -> DynamoStreamEventSourceMapping:
+        streams, sqs = endpoint.client("dynamodbstreams"), endpoint.client("sqs")
+        return cls(streams, sqs, endpoint.region, function, source)
+
+    def poll_once(self, wait_s: float = 1.0) -> int:
+        """Invoke with the next batch (the failed one again, once its retry delay passed)."""
+        if time.monotonic() < self._retry_at:
+            return 0
+        if len(self.pending) < self.source.batch_size:
+            answer = self.streams.get_records(
+                ShardIterator=self.iterator, Limit=self.source.batch_size - len(self.pending)
+            )
+            self.iterator = answer["NextShardIterator"]
+            self.pending.extend(answer.get("Records", []))
+        batch = self.pending[: self.source.batch_size]
+        if not batch:
+            return 0
+        event = {"Records": [stream_record(r, self.source.stream_arn, self.region) for r in batch]}
+        try:
+            failed = first_failed(self.function.invoke(event), batch, self.source.report_batch_item_failures)
+        except Exception:
+            log.exception("%s failed; the stream batch of %d is retried", self.function.name, len(batch))
+            failed = 0
+        done = len(batch) if failed is None else failed
+        del self.pending[:done]
+        self.records_processed += done
+        if failed is None:
+            self.attempts = 0
+            return len(batch)
+        self.records_failed += len(batch) - done
+        self.attempts += 1
+        retries = self.source.max_retry_attempts
+        if 0 <= retries < self.attempts:
+            self._give_up(batch[done:])
+        else:
+            self._retry_at = time.monotonic() + self.retry_delay_s
+        return len(batch)
+
+    def _give_up(self, records: list[dict[str, Any]]) -> None:
+        """Lambda's on-failure record for a stream batch: where it is, not the records themselves."""
+        del self.pending[: len(records)]
+        self.given_up += len(records)
+        self.attempts = 0
+        log.error("%s gave up on %d stream records", self.function.name, len(records))
+        if not self.source.on_failure_queue_url:
+            return
+        info = {
+            "shardId": self.shard_id,
+            "startSequenceNumber": records[0]["dynamodb"]["SequenceNumber"],
+            "endSequenceNumber": records[-1]["dynamodb"]["SequenceNumber"],
+            "batchSize": len(records),
+            "streamArn": self.source.stream_arn,
+        }
+        body = {
+            "requestContext": {"condition": "RetryAttemptsExhausted", "functionArn": self.function.name},
+            "version": "1.0",
+            "DDBStreamBatchInfo": info,
+        }
+        self.sqs.send_message(QueueUrl=self.source.on_failure_queue_url, MessageBody=json.dumps(body))
+
+
 class EventRuleSubscription:
     """An EventBridge rule with the function's pattern, delivering to a queue we then drain.
 
@@ -331,6 +474,7 @@ def reset_handler_caches() -> None:
         ("bincount.settings", "get_settings"),
         ("batcher.app", "get_runtime"),
         ("collector.app", "get_runtime"),
+        ("corrected.app", "get_runtime"),
     ):
         module = sys.modules.get(module_name)
         cached = getattr(module, attribute, None) if module else None

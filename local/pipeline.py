@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from local.lambda_runtime import (
+    DynamoStreamEventSourceMapping,
     EventRuleSubscription,
     FunctionRuntime,
     SqsEventSourceMapping,
@@ -172,6 +173,7 @@ class LocalPipeline:
         self.runtimes: dict[str, FunctionRuntime] = {}
         self.mappings: list[SqsEventSourceMapping] = []
         self.subscriptions: list[EventRuleSubscription] = []
+        self.streams: list[DynamoStreamEventSourceMapping] = []
         for spec in functions.values():
             self._attach_function(spec)
         self.executor = TransformExecutor(
@@ -203,6 +205,8 @@ class LocalPipeline:
         for index, rule in enumerate(spec.rule_sources):
             name = f"{self.stack.stack_name}-{spec.logical_id}-{index}"[:70]
             self.subscriptions.append(EventRuleSubscription(self.endpoint, runtime, rule, name))
+        for stream in spec.stream_sources:
+            self.streams.append(DynamoStreamEventSourceMapping.for_endpoint(self.endpoint, runtime, stream))
 
     def _subscribe_consumers(self) -> list[str]:
         """One queue per custom bus that receives our inventory events, as a downstream consumer would."""
@@ -229,6 +233,8 @@ class LocalPipeline:
             loops.append(
                 (f"rule-{subscription.function.name}", self._timed(subscription.poll_once, "collector"))
             )
+        for stream in self.streams:
+            loops.append((f"stream-{stream.function.name}", stream.poll_once))
         loops.append(("executor", self.executor.poll_once))
         loops.append(("consumer", self.drain_consumer_queues))
         for name, loop in loops:

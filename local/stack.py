@@ -1,8 +1,8 @@
 """The stack from ``template.yaml`` created in moto's CloudFormation, plus what moto leaves out.
 
-moto creates the template's buckets, queues, tables, buses and plain rules, but skips
-``AWS::Serverless::Function`` (so no event source mappings or function-generated rules) and does
-not apply a bucket's ``NotificationConfiguration`` or ``VersioningConfiguration``.
+moto creates the template's buckets, queues, tables (streams included), buses and plain rules,
+but skips ``AWS::Serverless::Function`` (so no event source mappings or function-generated rules)
+and does not apply a bucket's ``NotificationConfiguration`` or ``VersioningConfiguration``.
 :class:`LocalStack` reads those pieces from
 the same template and resolves them against the created resources, so nothing is named twice.
 """
@@ -58,6 +58,18 @@ class EventRuleSource:
 
 
 @dataclass(frozen=True)
+class StreamEventSource:
+    """A function's DynamoDB stream trigger as SAM declares it (``Events: {Type: DynamoDB}``)."""
+
+    stream_arn: str
+    batch_size: int
+    starting_position: str  # TRIM_HORIZON or LATEST
+    max_retry_attempts: int  # -1: until the record expires (Lambda's default)
+    report_batch_item_failures: bool
+    on_failure_queue_url: str  # "" when the mapping names no on-failure destination
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     """What the Lambda service would know about one function of the template."""
 
@@ -69,6 +81,7 @@ class FunctionSpec:
     memory_mb: int
     sqs_sources: list[SqsEventSource] = field(default_factory=list)
     rule_sources: list[EventRuleSource] = field(default_factory=list)
+    stream_sources: list[StreamEventSource] = field(default_factory=list)
 
 
 class LocalStack:
@@ -245,6 +258,7 @@ class LocalStack:
                 memory_mb=int(self.resolver.resolve(props.get("MemorySize", 128))),
                 sqs_sources=self._sqs_sources(props),
                 rule_sources=self._rule_sources(logical_id, props),
+                stream_sources=self._stream_sources(props),
             )
         return specs
 
@@ -263,6 +277,26 @@ class LocalStack:
                     batching_window_s=float(spec.get("MaximumBatchingWindowInSeconds", 0)),
                     report_batch_item_failures="ReportBatchItemFailures"
                     in (spec.get("FunctionResponseTypes") or []),
+                )
+            )
+        return sources
+
+    def _stream_sources(self, props: Mapping[str, Any]) -> list[StreamEventSource]:
+        sources = []
+        for event in (props.get("Events") or {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            spec = self.resolver.resolve(event.get("Properties") or {})
+            on_failure = ((spec.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+            sources.append(
+                StreamEventSource(
+                    stream_arn=str(spec["Stream"]),
+                    batch_size=int(spec.get("BatchSize", 100)),
+                    starting_position=str(spec.get("StartingPosition", "TRIM_HORIZON")),
+                    max_retry_attempts=int(spec.get("MaximumRetryAttempts", -1)),
+                    report_batch_item_failures="ReportBatchItemFailures"
+                    in (spec.get("FunctionResponseTypes") or []),
+                    on_failure_queue_url=self._queue_url_for_arn(str(on_failure)) if on_failure else "",
                 )
             )
         return sources

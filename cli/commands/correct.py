@@ -1,6 +1,7 @@
 """``bincount correct KEY COUNT``: save a person's count for one photo, as the review console does
-(same code path): the photo's record gets the human label, the bin's latest count follows when it
-is the newest photo, and a `Bin Count Corrected` event goes out. COUNT is 0..top class or + (more
+(same code path): the photo's record gets the human label; from that stored change the stack's
+corrections function moves the bin's latest count when it is the newest photo and publishes
+`Bin Count Corrected` (seconds later: the command itself puts no event). COUNT is 0..top class or + (more
 than the top class). A photo is one upload: when KEY was uploaded more than once, --version names
 which (the S3 version id, or the record's image_version that `bincount history BIN --json` shows); without it
 the command refuses and lists the uploads. A photo that already has a different human label is

@@ -3,7 +3,9 @@
 Writes OUT_DIR/images/<count>/<key-derived-name>.jpg, OUT_DIR/labels.csv (image,count,... as in
 ../shared/abid-train, so `make train DATA=OUT_DIR` reads it) and OUT_DIR/sources.json (bucket,
 key, etag, version id, reviewer, when). Re-running adds only what is new; a re-labelled photo
-moves to its new count folder. Exit 1 when a labelled photo is gone from S3 (the rest is exported).
+moves to its new count folder. OUT_DIR is replaced whole once everything is written (a failure
+leaves it as it was). Exit 1 when a labelled photo is gone from S3 or a record is malformed (one
+line each; the rest is exported).
 """
 
 from __future__ import annotations
@@ -40,4 +42,4 @@ def run(args: argparse.Namespace) -> int:
     out_dir = check_out_dir(args.out_dir)
     report = export(stack_for(args), out_dir, since)
     emit(asdict(report), report.summary(args.out_dir), args.json)
-    return EXIT_REFUSED if report.missing else EXIT_OK
+    return EXIT_REFUSED if report.missing or report.malformed else EXIT_OK

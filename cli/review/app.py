@@ -16,10 +16,17 @@ A photo is one upload, named by its record: ``bin_id`` and the record's sort key
 Everything is served from this package (no CDN). Only 127.0.0.1/localhost host names are
 answered (no DNS rebinding) and writes need the ``X-Bincount-Review`` header, which a cross-site
 form cannot send.
+
+Uploads are untrusted: anyone who may write the ingest prefix chooses the bytes and the stored
+Content-Type. ``/photo`` answers only bytes that are a JPEG or PNG by their content, typed by the
+content, with ``nosniff``; every answer carries a Content-Security-Policy that runs only this
+package's script file (no inline script, no handlers in markup), so even bytes that reached the
+page as markup could not act through the console's API.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +39,34 @@ from pydantic import BaseModel
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from cli.review.keys import console_keys, keys_json
-from cli.review.service import ReviewService
+from cli.review.service import ReviewService, UnreadableRecord
 
 HERE = Path(__file__).parent
 WRITE_HEADER = "X-Bincount-Review"
 LOCAL_HOSTS = ["127.0.0.1", "localhost", "testserver"]
 PAGE_QUEUE = 1000  # photos one page carries (a few hundred bytes each); `r` reloads the next ones
+# Scripts and style sheets come only from /static; the chart is plain SVG attributes, so no inline
+# style or script is allowed at all.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:{photos}; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
+)
+# A photo opened on its own (a new tab): no script, no plugins, no forms even if a browser tried.
+PHOTO_POLICY = "default-src 'none'; img-src 'self'; sandbox"
+
+
+def security_headers(photo_origin: str) -> dict[str, str]:
+    """Headers on every answer of the console (``photo_origin``: where presigned photos load from)."""
+    return {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY.format(
+            photos=f" {photo_origin}" if photo_origin else ""
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
 
 
 class CorrectionRequest(BaseModel):
@@ -56,6 +85,14 @@ def create_app(service: ReviewService) -> FastAPI:
     app = FastAPI(title="Bin Count review console", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=LOCAL_HOSTS)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    headers = security_headers(service.photo_origin)
+
+    @app.middleware("http")
+    async def secure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @app.exception_handler(CorrectionRefused)
     async def refused(request: Request, error: CorrectionRefused) -> JSONResponse:
@@ -71,16 +108,18 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
 
     @app.get("/", response_class=HTMLResponse)
     def page(request: Request, bin: str = "") -> Response:
-        waiting = service.queue(bin.strip())
+        problems: list[str] = []
+        waiting = service.queue(bin.strip(), problems)
         queue = [entry.to_dict() for entry in waiting[:PAGE_QUEUE]]
         panel, message = None, ""
         if queue:
             try:
                 panel = service.view(queue[0]["bin_id"], queue[0]["sk"])
-            except PhotoGone as error:  # deleted since the queue was read
+            except (PhotoGone, UnreadableRecord) as error:  # deleted since the queue was read
                 message = str(error)
         context = {
             "message": message,
+            "problems": problems,
             "queue": queue,
             "more": len(waiting) - len(queue),
             "photo": panel,
@@ -95,14 +134,24 @@ def add_page_routes(app: FastAPI, service: ReviewService, templates: Jinja2Templ
     def panel(request: Request, bin_id: str, sk: str) -> Response:
         try:
             view = service.view(bin_id, sk)
-        except PhotoGone as error:
-            return templates.TemplateResponse(request, "_gone.html", {"message": str(error)}, status_code=404)
+        except (PhotoGone, UnreadableRecord) as error:
+            return templates.TemplateResponse(
+                request, "_gone.html", {"message": str(error)}, status_code=error.status
+            )
         return templates.TemplateResponse(request, "_photo.html", {"photo": view})
 
     @app.get("/photo")
     def photo(bin_id: str, sk: str) -> Response:
-        body, content_type = service.photo(bin_id, sk)
-        return Response(body, media_type=content_type, headers={"Cache-Control": "private, max-age=3600"})
+        body, content_type = service.photo(bin_id, sk)  # NotAPhoto (415) unless JPEG/PNG by content
+        return Response(
+            body,
+            media_type=content_type,
+            headers={
+                "Cache-Control": "private, max-age=3600",
+                "Content-Disposition": "inline",
+                "Content-Security-Policy": PHOTO_POLICY,
+            },
+        )
 
 
 def add_api_routes(app: FastAPI, service: ReviewService) -> None:
@@ -110,8 +159,9 @@ def add_api_routes(app: FastAPI, service: ReviewService) -> None:
 
     @app.get("/api/queue")
     def queue(bin: str = "") -> dict[str, Any]:
-        items = [entry.to_dict() for entry in service.queue(bin.strip())]
-        return {"reviewer": service.reviewer, "total": len(items), "items": items}
+        problems: list[str] = []
+        items = [entry.to_dict() for entry in service.queue(bin.strip(), problems)]
+        return {"reviewer": service.reviewer, "total": len(items), "items": items, "problems": problems}
 
     @app.get("/api/photos")
     def photo_json(bin_id: str, sk: str) -> dict[str, Any]:

@@ -8,6 +8,12 @@ labelled it and when (not ``manifest.json``: that name marks a prepared split fo
 photo is one upload: names derive from key + version, so two uploads of a key are two files, and
 the bytes are that object version's. Re-running adds only what is new: a photo already exported
 with the same label is not downloaded again; a re-labelled photo moves to its new count folder.
+
+An export is written whole or not at all: it is built in a sibling folder (unchanged photos hard
+linked from the previous export, else copied), then swapped in by renames; a failure leaves
+OUT_DIR as it was. Records are read defensively: one whose label or identity fields are not what
+the pipeline writes (``human_count`` = ``"../../abc"``) is named in one line and left out; the
+others are exported.
 """
 
 from __future__ import annotations
@@ -16,13 +22,24 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from bincount.corrections import TYPED, PhotoGone, human_label_of, image_of, label_source_of
+from bincount.corrections import (
+    TYPED,
+    MalformedRecord,
+    PhotoGone,
+    human_label_of,
+    image_of,
+    label_source_of,
+    record_name,
+)
 from bincount.timefmt import now
 from bincount.uploads import ImageObject
 
@@ -31,7 +48,6 @@ from cli.files import write_atomically
 MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
 LABELS = "labels.csv"
 MANIFEST_FORMAT = "bincount-labels/2"  # /2: one entry per upload (key + version)
-SAVE_EVERY = 50
 CSV_COLUMNS = (
     "image",
     "count",
@@ -102,6 +118,7 @@ class ExportReport:
     unchanged: int = 0
     missing: list[str] = field(default_factory=list)  # labelled, but the photo is gone from S3
     sources: dict[str, int] = field(default_factory=dict)  # labels in OUT_DIR by label_source
+    malformed: list[str] = field(default_factory=list)  # one line per record left out
 
     def summary(self, out_dir: Path) -> str:
         line = (
@@ -114,6 +131,8 @@ class ExportReport:
             line += f", {len(self.missing)} photos gone from S3 (not exported): " + ", ".join(
                 self.missing[:5]
             )
+        if self.malformed:
+            line += f", {len(self.malformed)} malformed records left out:\n  " + "\n  ".join(self.malformed)
         return line
 
 
@@ -164,59 +183,130 @@ def save(out_dir: Path, entries: Mapping[str, Exported]) -> None:
 
 
 def _exported(record: Mapping[str, Any], image: str) -> Exported:
+    """The manifest entry of a labelled record (MalformedRecord when a field is not as written)."""
     label = human_label_of(record)
-    assert label is not None
+    if label is None:
+        raise MalformedRecord(f"record {record_name(record)}: no human_count")
     upload = image_of(record)
+    model_count = record.get("count")
+    if model_count is not None and (isinstance(model_count, bool) or not str(model_count).isdigit()):
+        raise MalformedRecord(f"record {record_name(record)}: count {model_count!r} is not a count")
     return Exported(
         image=image,
         count=label.count,
         count_is_lower_bound=label.is_lower_bound,
         bin_id=str(record["bin_id"]),
-        bucket=str(record["image_bucket"]),
-        key=str(record["image_key"]),
+        bucket=upload.bucket,
+        key=upload.key,
         etag=upload.etag,
         version=upload.version,
         version_id=upload.version_id,
         reviewer=str(record.get("reviewer", "")),
         reviewed_at=str(record.get("reviewed_at", "")),
-        model_count=None if record.get("count") is None else int(record["count"]),
+        model_count=None if model_count is None else int(model_count),
         model_version=str(record.get("model_version", "")),
         exported_at=now(),
         label_source=label_source_of(record) or TYPED,
     )
 
 
+def read_record(record: Mapping[str, Any], ingest_prefix: str) -> tuple[ImageObject, Exported]:
+    """The upload and its manifest entry (image path included) of one labelled record."""
+    try:
+        upload = image_of(record)
+        label = human_label_of(record)
+        if label is None:
+            raise MalformedRecord(f"record {record_name(record)}: no human_count")
+        key = upload.key
+        image = f"images/{label.count}/{export_name(key, upload.version, ingest_prefix)}{suffix_of(key)}"
+        return upload, _exported(record, image)
+    except MalformedRecord:
+        raise
+    except KeyError as error:
+        raise MalformedRecord(f"record {record_name(record)}: no {error}") from error
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise MalformedRecord(f"record {record_name(record)}: {type(error).__name__}: {error}") from error
+
+
+def place(source: Path, target: Path) -> None:
+    """An unchanged photo into the new export: a hard link (no copy), else a copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def export_labels(
     records: Iterable[Mapping[str, Any]], photos: PhotoReader, out_dir: Path, ingest_prefix: str
 ) -> ExportReport:
-    """Export every labelled record not yet exported with the same label; returns what changed."""
+    """Export every labelled record (downloading only those not yet exported with the same label);
+    OUT_DIR is replaced whole when everything is written, untouched when anything fails."""
     entries = load_manifest(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        report = _build(records, photos, out_dir, building, entries, ingest_prefix)
+        swap_in(building, out_dir)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return report
+
+
+def _build(
+    records: Iterable[Mapping[str, Any]],
+    photos: PhotoReader,
+    out_dir: Path,
+    building: Path,
+    entries: dict[str, Exported],
+    ingest_prefix: str,
+) -> ExportReport:
     report = ExportReport()
+    fresh: dict[str, Exported] = {}
     for record in records:
-        upload = image_of(record)
-        source = source_of(upload.bucket, upload.key, upload.version)
-        prior = entries.get(source)
-        if prior and (prior.etag, prior.reviewed_at) == (record.get("etag"), record.get("reviewed_at")):
+        try:
+            upload, entry = read_record(record, ingest_prefix)
+        except MalformedRecord as error:
+            report.malformed.append(str(error))
+            continue
+        prior = entries.get(entry.source)
+        same = prior is not None and (prior.etag, prior.reviewed_at) == (entry.etag, entry.reviewed_at)
+        if prior is not None and same and (out_dir / prior.image).is_file():
+            place(out_dir / prior.image, building / prior.image)
+            fresh[entry.source] = prior
             report.unchanged += 1
             continue
-        label = human_label_of(record)
-        if label is None:
-            continue
-        key = upload.key
-        image = f"images/{label.count}/{export_name(key, upload.version, ingest_prefix)}{suffix_of(key)}"
         try:
             body, _ = photos.get(upload)
         except PhotoGone:
-            report.missing.append(f"{key} ({upload.version})")
+            report.missing.append(f"{upload.key} ({upload.version})")
             continue
-        write_atomically(out_dir / image, body)
-        if prior and prior.image != image:
-            (out_dir / prior.image).unlink(missing_ok=True)
-        (report.moved if prior else report.added).append(image)
-        entries[source] = _exported(record, image)
-        if (len(report.added) + len(report.moved)) % SAVE_EVERY == 0:
-            save(out_dir, entries)  # an interrupted export resumes about where it stopped
-    save(out_dir, entries)
-    for entry in entries.values():
+        write_atomically(building / entry.image, body)
+        (report.moved if prior else report.added).append(entry.image)
+        fresh[entry.source] = entry
+    # photos exported before whose records are not in this read (e.g. --since): kept as they were
+    for source, prior in entries.items():
+        if source not in fresh and (out_dir / prior.image).is_file():
+            place(out_dir / prior.image, building / prior.image)
+            fresh[source] = prior
+    save(building, fresh)
+    for entry in fresh.values():
         report.sources[entry.label_source] = report.sources.get(entry.label_source, 0) + 1
     return report
+
+
+def swap_in(building: Path, out_dir: Path) -> None:
+    """``building`` becomes ``out_dir``: two renames (the previous export removed after)."""
+    if not out_dir.exists():
+        building.rename(out_dir)
+        return
+    previous = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.previous-", dir=out_dir.parent))
+    previous.rmdir()
+    out_dir.rename(previous)
+    try:
+        building.rename(out_dir)
+    except BaseException:
+        previous.rename(out_dir)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)

@@ -23,8 +23,10 @@ from typing import Any
 from bincount.corrections import (
     MORE_THAN_TOP,
     READABLE_ERROR_CODES,
+    MalformedRecord,
     RecordVersion,
     human_label_of,
+    record_name,
     reviewable,
     top_class,
 )
@@ -93,6 +95,42 @@ def is_image(item: Mapping[str, Any]) -> bool:
     return str(item.get("sk", "")).startswith(IMAGE_PREFIX)
 
 
+def record_problem(item: Mapping[str, Any]) -> str | None:
+    """One line naming the record when a field the console reads is not what the pipeline writes
+    (anyone with UpdateItem on the table can store anything); None for a sound record."""
+    try:
+        human_label_of(item)
+        for name in ("bin_id", "image_key", "image_bucket", "captured_at"):
+            if not isinstance(item.get(name), str):
+                raise MalformedRecord(f"record {record_name(item)}: {name} {item.get(name)!r} is not text")
+        count = item.get("count")
+        if count is not None:
+            int(count)
+        for p in item.get("probabilities") or ():
+            float(p)
+        if item.get("confidence") is not None:
+            float(item["confidence"])
+    except MalformedRecord as error:
+        return str(error)
+    except (TypeError, ValueError, ArithmeticError) as error:
+        return f"record {record_name(item)}: {type(error).__name__}: {error}"
+    return None
+
+
+def sound_images(items: Iterable[Mapping[str, Any]], problems: list[str] | None) -> list[Mapping[str, Any]]:
+    """The IMAGE# records whose fields the console can read; one line per other one in ``problems``."""
+    sound = []
+    for item in items:
+        if not is_image(item):
+            continue
+        problem = record_problem(item)
+        if problem is None:
+            sound.append(item)
+        elif problems is not None:
+            problems.append(problem)
+    return sound
+
+
 def holds_latest(image: Mapping[str, Any], latest: LatestState | None) -> bool:
     """Whether LATEST holds this upload (the key and its version)."""
     return (
@@ -150,17 +188,24 @@ def _queue_item(image: Mapping[str, Any], reason: str, margin: float | None = No
     )
 
 
-def build_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
-    """The review queue from the whole table (one Scan): most urgent reason first, then oldest."""
-    images: list[Mapping[str, Any]] = []
+def build_queue(items: Iterable[Mapping[str, Any]], problems: list[str] | None = None) -> list[QueueItem]:
+    """The review queue from the whole table (one Scan): most urgent reason first, then oldest.
+    Malformed records are left out, each named by one line in ``problems``."""
+    records: list[Mapping[str, Any]] = []
     latest: dict[str, LatestState] = {}
     for item in items:
         if item.get("sk") == LATEST_SK:
-            state = LatestState.from_item(dict(item))
+            try:
+                state = LatestState.from_item(dict(item))
+            except (TypeError, ValueError, ArithmeticError) as error:
+                if problems is not None:
+                    problems.append(f"record {record_name(item)}: {type(error).__name__}: {error}")
+                continue
             if state is not None:
                 latest[str(item["pk"])] = state
-        elif is_image(item):
-            images.append(item)
+        else:
+            records.append(item)
+    images = sound_images(records, problems)
     queue = []
     for image in images:
         reason, margin = review_decision(image, latest.get(str(image["pk"])))
@@ -169,10 +214,10 @@ def build_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
     return sorted(queue, key=QueueItem.sort_key)
 
 
-def bin_queue(items: Iterable[Mapping[str, Any]]) -> list[QueueItem]:
+def bin_queue(items: Iterable[Mapping[str, Any]], problems: list[str] | None = None) -> list[QueueItem]:
     """Every photo of one bin a reviewer picked, newest first (labelled ones too: they can re-label;
-    not those the batcher rejected before counting)."""
-    images = [item for item in items if is_image(item) and reviewable(item)]
+    not those the batcher rejected before counting, nor malformed ones: named in ``problems``)."""
+    images = [item for item in sound_images(items, problems) if reviewable(item)]
     picked = [_queue_item(image, PICKED) for image in images]
     return sorted(picked, key=lambda entry: entry.captured_at, reverse=True)
 
@@ -228,10 +273,18 @@ def photo_view(bin_items: Iterable[Mapping[str, Any]], sk: str, photo_url: str) 
     image = next((item for item in items if is_image(item) and item.get("sk") == sk), None)
     if image is None:
         return None
+    problem = record_problem(image)
+    if problem is not None:
+        raise MalformedRecord(problem)
+    others = [item for item in items if not is_image(item)] + sound_images(items, None)
     key = str(image["image_key"])
     uploads = sum(1 for item in items if is_image(item) and item.get("image_key") == key)
+    items = others
     latest_item = next((item for item in items if item.get("sk") == LATEST_SK), None)
-    latest = LatestState.from_item(dict(latest_item) if latest_item else None)
+    try:
+        latest = LatestState.from_item(dict(latest_item) if latest_item else None)
+    except (TypeError, ValueError, ArithmeticError):  # a malformed LATEST: the panel without it
+        latest = None
     top = top_class(image)
     label = human_label_of(image)
     probabilities = [float(p) for p in image.get("probabilities") or []]

@@ -9,28 +9,32 @@ a key are two photos, each reviewed on its own (``human_count``, ``human_count_i
   (``attribute_not_exists(sk)``), so it never replaces one; a re-count (``bincount.recounts``)
   SETs only the model's own fields and appends the old result to ``model_history``, so the label
   stays; a write that replaces a whole record must carry :data:`MODEL_WRITE_GUARD`;
-* the bin's ``LATEST`` follows when this photo is (or is newer than) the one LATEST holds;
 * two reviewers racing on one photo: the first save wins, the second is refused unless it
   saves the same value (the write is conditional on the record version the reviewer saw);
-* a ``Bin Count Corrected`` event goes to the inventory bus.
+* from the stored change, not from the reviewer: the counts table's stream delivers the record's
+  new and old images to the corrections function (functions/corrected), which moves the bin's
+  ``LATEST`` when this photo is (or is newer than) the one LATEST holds and publishes
+  ``Bin Count Corrected`` (:class:`CorrectionPublisher`).
 
-How the person gave the count is kept as ``label_source``: ``typed`` (they entered a count) or
-``accepted`` (they confirmed the model's own count with a deliberate key). Both are a person's
-label; a training set can weigh them apart, since an acceptance is only as good as the glance
-behind it. Records labelled before ``label_source`` existed read as ``typed``.
+A reviewer therefore writes only the label fields of one record (:data:`LABEL_FIELDS`, what
+``ReviewerPolicy`` lets ``UpdateItem`` touch) and puts no event: what the bus hears is what the
+table holds. How the person gave the count is kept as ``label_source``: ``typed`` (they entered a
+count) or ``accepted`` (they confirmed the model's own count with a deliberate key). Both are a
+person's label; a training set can weigh them apart, since an acceptance is only as good as the
+glance behind it. Records labelled before ``label_source`` existed read as ``typed``.
 
 Allowed counts come from the model's classes: ``0..top`` where ``top`` is the model's top class
 (``len(probabilities) - 1``; the shipped model's 6 classes give 0..5), plus ``+`` for "more than
-the top class", stored as ``top + 1`` with ``human_count_is_lower_bound``. The save order is
-record (the commit point) → LATEST → event, and a repeated save of the same value redoes the
-last two, so a crash between them is repaired by saving again (events are at-least-once;
-consumers dedupe on ``image`` + ``reviewed_at``).
+the top class", stored as ``top + 1`` with ``human_count_is_lower_bound``. The record write is the
+commit point; the stream retries the rest until it succeeds (events are at-least-once; consumers
+dedupe on ``image`` + ``reviewed_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Protocol
 
@@ -138,10 +142,29 @@ def parse_label(value: object, top: int) -> HumanLabel:
     return HumanLabel(count)
 
 
+class MalformedRecord(ValueError):
+    """A stored field is not what the pipeline writes (e.g. ``human_count`` = ``"../../abc"``):
+    ``str(error)`` is one line naming the record and the field."""
+
+
 def human_label_of(item: Mapping[str, Any]) -> HumanLabel | None:
-    if item.get("human_count") is None:
+    """The record's human label; MalformedRecord when its fields are not a count and a flag."""
+    count = item.get("human_count")
+    if count is None:
         return None
-    return HumanLabel(int(item["human_count"]), bool(item.get("human_count_is_lower_bound", False)))
+    lower_bound = item.get("human_count_is_lower_bound", False)
+    if isinstance(count, bool) or not isinstance(count, int | Decimal) or count != int(count) or count < 0:
+        raise MalformedRecord(f"record {record_name(item)}: human_count {count!r} is not a count")
+    if not isinstance(lower_bound, bool):
+        raise MalformedRecord(
+            f"record {record_name(item)}: human_count_is_lower_bound {lower_bound!r} is not true/false"
+        )
+    return HumanLabel(int(count), lower_bound)
+
+
+def record_name(item: Mapping[str, Any]) -> str:
+    """How a record is named in a one-line error: its bin and sort key, as stored."""
+    return f"{item.get('pk', '?')} {item.get('sk', '?')}"
 
 
 def label_source_of(item: Mapping[str, Any]) -> str | None:
@@ -193,6 +216,21 @@ class RecordVersion:
 
     def token(self) -> str:
         return f"{self.etag}|{self.recorded_at}|{self.reviewed_at}"
+
+
+#: The fields a human label sets on an IMAGE# record (label_attributes), the ones the label write's
+#: condition reads (RecordVersion) and the key: all that ``ReviewerPolicy`` lets UpdateItem name
+#: (``dynamodb:Attributes``; tests/functions/test_template_deploy.py keeps the two equal).
+LABEL_FIELDS = (
+    "human_count",
+    "human_count_is_lower_bound",
+    "label_source",
+    "reviewer",
+    "reviewed_at",
+    "replaced_count",
+    "replaced_model_version",
+)
+LABEL_CONDITION_FIELDS = ("etag", "recorded_at", "reviewed_at")
 
 
 def label_attributes(
@@ -292,8 +330,8 @@ class CorrectionResult:
     status: CorrectionStatus
     label: HumanLabel
     record: dict[str, Any]  # the IMAGE# record after the save
-    latest_followed: bool
-    event: BinCountCorrected
+    latest_followed: bool  # the bin's LATEST holds, or is about to hold, this label
+    event: BinCountCorrected  # what the corrections function publishes from the stored change
 
     @property
     def source(self) -> str:
@@ -312,12 +350,14 @@ class CorrectionResult:
 
 @dataclass
 class Corrector:
-    """Applies one correction: validate, conditional record write, LATEST, event."""
+    """Applies one correction: validate, then one conditional write of the label fields.
+
+    The bin's LATEST and the event follow from the stored change (:class:`CorrectionPublisher`);
+    the result says what they will be, read from the same LATEST the publisher decides on.
+    """
 
     counts: CountStore
     labels: LabelStore
-    sender: EventSender
-    bus_name: str
     photo_exists: PhotoExists
     clock: Callable[[], str] = now
 
@@ -350,9 +390,10 @@ class Corrector:
                 f"the model's count is {accepted_label(item)}, not {label}: nothing saved, reload the photo"
             )
         seen_version = RecordVersion.parse(seen) if seen else RecordVersion.of(item)
-        if human_label_of(item) == label:
+        held_label = human_label_or_none(item)
+        if held_label == label:
             return self._finish(CorrectionStatus.ALREADY_SAVED, item, label)
-        if seen is None and human_label_of(item) is not None:  # replacing a label takes having seen it
+        if seen is None and held_label is not None:  # replacing a label takes having seen it
             raise _already_labelled(item, label, hint="pass the record version you saw to replace it")
         image = image_of(item)
         if not self.photo_exists(image):
@@ -368,7 +409,7 @@ class Corrector:
         current = self.counts.get_image(bin_id, record_sk)
         if current is None:
             raise PhotoGone(f"photo {record_sk} of bin {bin_id} no longer exists: nothing saved")
-        held = human_label_of(current)
+        held = human_label_or_none(current)
         if held == label:
             return self._finish(CorrectionStatus.ALREADY_SAVED, current, label)
         if held is not None:
@@ -378,14 +419,57 @@ class Corrector:
     def _finish(
         self, status: CorrectionStatus, record: dict[str, Any], label: HumanLabel
     ) -> CorrectionResult:
+        held = LatestState.from_item(self.counts.get_latest(str(record["bin_id"])))
+        follows = decide_latest(held, image_of(record)) is not LatestDecision.STALE
+        event = corrected_event(record, label, follows, held.expected_quantity if held else None)
+        return CorrectionResult(status, label, record, follows, event)
+
+
+def human_label_or_none(item: Mapping[str, Any]) -> HumanLabel | None:
+    """The label, or None when the stored one is malformed: a correct save replaces it."""
+    try:
+        return human_label_of(item)
+    except MalformedRecord:
+        return None
+
+
+def label_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> HumanLabel | None:
+    """The label a stored change of an IMAGE# record saved, or None when no label was saved
+    (a model write, a re-count, a deletion: the label fields are as they were)."""
+    if not str(new.get("sk", "")).startswith("IMAGE#"):
+        return None
+    label = human_label_of(new)
+    if label is None:
+        return None
+    same = all(
+        old.get(name) == new.get(name)
+        for name in ("human_count", "human_count_is_lower_bound", "reviewed_at")
+    )
+    return None if same else label
+
+
+class CorrectionNotPublished(Exception):
+    """The stored label is not on the bus yet (PutEvents refused it, or LATEST kept moving): the
+    stream delivers the change again."""
+
+
+@dataclass
+class CorrectionPublisher:
+    """From a stored label to the rest of the save: the bin's LATEST follows, the event is put."""
+
+    counts: CountStore
+    sender: EventSender
+    bus_name: str
+
+    def publish(self, record: Mapping[str, Any], label: HumanLabel) -> BinCountCorrected:
         followed, expected = self._follow_latest(record, label)
         event = corrected_event(record, label, followed, expected)
         failures = put_all([event.to_eventbridge_entry(self.bus_name)], self.sender.send)
-        if failures:  # the label stands; saving the same count again re-sends the event
-            raise CorrectionRefused(
-                f"label saved but its event was not published ({failures[0].code}): save again"
+        if failures:
+            raise CorrectionNotPublished(
+                f"Bin Count Corrected for {record_name(record)} not published ({failures[0].code})"
             )
-        return CorrectionResult(status, label, record, followed, event)
+        return event
 
     def _follow_latest(self, record: Mapping[str, Any], label: HumanLabel) -> tuple[bool, int | None]:
         """Move LATEST to the label when this is the bin's newest photo; (moved, expected quantity)."""
@@ -401,12 +485,14 @@ class Corrector:
             )
             if self.counts.put_latest(bin_id, attributes, held.version if held else None):
                 return True, expected
-        raise CorrectionRefused(f"bin {bin_id}'s latest count kept changing: label saved, save again")
+        raise CorrectionNotPublished(
+            f"bin {bin_id}'s latest count kept changing: {record_name(record)} again"
+        )
 
 
 def _already_labelled(item: Mapping[str, Any], label: HumanLabel, hint: str) -> AlreadyLabelled:
     return AlreadyLabelled(
-        f"{item.get('reviewer')} already saved {human_label_of(item)} for this photo at "
+        f"{item.get('reviewer')} already saved {human_label_or_none(item)} for this photo at "
         f"{item.get('reviewed_at')}; your {label} was not saved ({hint})"
     )
 

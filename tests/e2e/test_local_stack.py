@@ -13,13 +13,20 @@ import pytest
 from bincount.job_events import DETAIL_TYPE
 
 from local.lambda_runtime import (
+    DynamoStreamEventSourceMapping,
     EventRuleSubscription,
     FunctionRuntime,
     SqsEventSourceMapping,
     failed_message_ids,
+    first_failed,
+    process_environment,
+    reset_handler_caches,
+    subscribe_queue,
 )
-from local.moto_server import AwsEndpoint
+from local.moto_server import AwsEndpoint, patched_environ
 from local.stack import LocalStack
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -135,3 +142,95 @@ def test_sagemaker_state_change_routed_to_the_function(
 )
 def test_partial_batch_response_rules(response: object, partial: bool, kept: set[str]) -> None:
     assert failed_message_ids(response, ["a", "b"], partial) == kept
+
+
+def stream_records(*numbers: str) -> list[dict[str, object]]:
+    return [{"dynamodb": {"SequenceNumber": number}} for number in numbers]
+
+
+@pytest.mark.parametrize(
+    ("response", "partial", "first"),
+    [
+        (None, True, None),
+        ({"batchItemFailures": []}, True, None),
+        ({"batchItemFailures": [{"itemIdentifier": "3"}, {"itemIdentifier": "2"}]}, True, 1),
+        ({"batchItemFailures": [{"itemIdentifier": "9"}]}, True, 0),
+        ("not a dict", True, 0),
+        ({"batchItemFailures": [{"itemIdentifier": "2"}]}, False, None),
+    ],
+)
+def test_stream_partial_batch_rules(response: object, partial: bool, first: int | None) -> None:
+    """A stream is retried from its lowest failed record on (order is kept), unlike SQS."""
+    assert first_failed(response, stream_records("1", "2", "3"), partial) == first
+
+
+def test_a_saved_label_reaches_the_bus_through_the_counts_table_stream(moto_endpoint: AwsEndpoint) -> None:
+    """template.yaml's CorrectedFunction on the local stack: moto's DynamoDB stream, the mapping
+    the template declares, the real handler, the event on the inventory bus."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    stack = LocalStack(moto_endpoint, REPO / "template.yaml", name, {"Environment": name}).create()
+    functions = stack.functions()
+    spec = functions["CorrectedFunction"]
+    (source,) = spec.stream_sources
+    assert source.stream_arn.startswith("arn:aws:dynamodb:") and "/stream/" in source.stream_arn
+    assert source.report_batch_item_failures and source.on_failure_queue_url.endswith(
+        f"bincount-corrections-dlq-{name}"
+    )
+    bus = stack.outputs["EventBusName"]
+    listener, _ = subscribe_queue(
+        moto_endpoint.client("sqs"),
+        moto_endpoint.client("events"),
+        f"{name}-listen",
+        bus,
+        {"source": ["bincount"]},
+    )
+    dynamodb = moto_endpoint.client("dynamodb")
+    table = stack.outputs["CountsTableName"]
+    record = {
+        "pk": {"S": "BIN#BIN-1"},
+        "sk": {"S": "IMAGE#incoming/BIN-1/20261126T100000Z-cam1.jpg#v1"},
+        "bin_id": {"S": "BIN-1"},
+        "image_bucket": {"S": stack.outputs["IngestBucketName"]},
+        "image_key": {"S": "incoming/BIN-1/20261126T100000Z-cam1.jpg"},
+        "image_version": {"S": "v1"},
+        "etag": {"S": "e1"},
+        "captured_at": {"S": "2026-11-26T10:00:00.000Z"},
+        "count": {"N": "3"},
+        "model_version": {"S": "m1"},
+    }
+    dynamodb.put_item(TableName=table, Item=record)
+    with patched_environ(process_environment(functions, moto_endpoint)):
+        reset_handler_caches()
+        try:
+            mapping = DynamoStreamEventSourceMapping.for_endpoint(
+                moto_endpoint, FunctionRuntime(spec, "us-east-1"), source
+            )
+            dynamodb.update_item(  # what the console's label write sets
+                TableName=table,
+                Key={"pk": record["pk"], "sk": record["sk"]},
+                UpdateExpression="SET human_count = :c, human_count_is_lower_bound = :f, "
+                "reviewer = :r, reviewed_at = :t",
+                ExpressionAttributeValues={
+                    ":c": {"N": "4"},
+                    ":f": {"BOOL": False},
+                    ":r": {"S": "alice"},
+                    ":t": {"S": "2026-12-01T00:00:00.000Z"},
+                },
+            )
+            while mapping.poll_once():
+                pass
+        finally:
+            reset_handler_caches()
+    # the INSERT, the label, and LATEST's own change (which comes back through the stream, ignored)
+    assert mapping.records_processed >= 3 and mapping.records_failed == 0
+    messages = moto_endpoint.client("sqs").receive_message(QueueUrl=listener, WaitTimeSeconds=2)["Messages"]
+    (event,) = [json.loads(message["Body"]) for message in messages]
+    assert event["detail-type"] == "Bin Count Corrected"
+    assert (event["detail"]["count"], event["detail"]["model_count"], event["detail"]["reviewer"]) == (
+        4,
+        3,
+        "alice",
+    )
+    assert event["detail"]["latest_updated"] is True  # the bin had no LATEST: the label is it now
+    latest = dynamodb.get_item(TableName=table, Key={"pk": record["pk"], "sk": {"S": "LATEST"}})["Item"]
+    assert latest["count"] == {"N": "4"} and latest["human_label"]["M"]["reviewer"] == {"S": "alice"}

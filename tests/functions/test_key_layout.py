@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from bincount.image_formats import content_type_for
+from bincount.image_formats import content_type_for, sniff_content_type
 from bincount.uploads import KeyRules, bin_and_capture_time
 
 RULES = KeyRules()
@@ -34,3 +34,10 @@ def test_content_types() -> None:
     assert content_type_for("a.JPEG") == "image/jpeg"
     assert content_type_for("a.png") == "image/png"
     assert content_type_for("a.webp") == "application/x-image"
+
+
+def test_image_type_is_read_from_the_bytes_not_the_name() -> None:
+    assert sniff_content_type(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
+    assert sniff_content_type(b"\x89PNG\r\n\x1a\nrest") == "image/png"
+    for other in (b"<!doctype html>", b"GIF89a", b"\xff\xd8", b""):
+        assert sniff_content_type(other) is None

@@ -101,10 +101,15 @@ def watched(template: dict[str, Any]) -> set[tuple[str, str]]:
     found = set()
     for alarm in resources_of(template, "AWS::CloudWatch::Alarm").values():
         properties = alarm["Properties"]
-        subjects = references(properties.get("Dimensions", [])) or {
-            d["Value"] for d in properties.get("Dimensions", [])
-        }
-        found |= {(properties["MetricName"], subject) for subject in subjects}
+        metrics = [properties] if "MetricName" in properties else []
+        metrics += [
+            query["MetricStat"]["Metric"] for query in properties.get("Metrics", []) if "MetricStat" in query
+        ]  # metric math: each metric it reads
+        for metric in metrics:
+            subjects = references(metric.get("Dimensions", [])) or {
+                d["Value"] for d in metric.get("Dimensions", [])
+            }
+            found |= {(metric["MetricName"], subject) for subject in subjects}
     return found
 
 
@@ -117,6 +122,8 @@ def dead_letter_queues(template: dict[str, Any]) -> set[str]:
         found |= references(redrive.get("deadLetterTargetArn"))
         for event in (properties.get("Events") or {}).values():
             found |= references((event.get("Properties") or {}).get("DeadLetterConfig"))
+            on_failure = ((event.get("Properties") or {}).get("DestinationConfig") or {}).get("OnFailure")
+            found |= references((on_failure or {}).get("Destination"))  # a stream mapping's
         destination = ((properties.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
             "OnFailure"
         )
@@ -128,13 +135,116 @@ def test_the_alarms_an_operator_needs_exist(template: dict[str, Any]) -> None:
     alarms = watched(template)
     assert ("ApproximateAgeOfOldestMessage", "IngestQueue") in alarms
     dlqs = dead_letter_queues(template)
-    assert {"IngestDLQ", "CollectorDLQ"} <= dlqs
+    assert {"IngestDLQ", "CollectorDLQ", "CorrectionsDLQ"} <= dlqs
     for queue in dlqs:
         assert ("ApproximateNumberOfMessagesVisible", queue) in alarms, queue
     for metric in ("JobsOverdue", "JobsRefused", "JobsFailed"):
         assert (metric, "bincount") in alarms, metric
     for function in resources_of(template, "AWS::Serverless::Function"):
         assert ("Errors", function) in alarms, function
+    assert ("Throttles", "BatcherFunction") in alarms
+    for table in ("CountsTable", "JobsTable"):
+        assert {("ReadThrottleEvents", table), ("WriteThrottleEvents", table)} <= alarms, table
+    assert {("ImagesRejected", "bincount"), ("ImagesCounted", "bincount")} <= alarms
+
+
+def test_rejected_photo_rate_is_the_collectors_metrics(template: dict[str, Any]) -> None:
+    """The alarm divides the two metrics the collector emits (collector.app.emit_metrics)."""
+    import inspect
+
+    from collector import app
+
+    source = inspect.getsource(app.emit_metrics)
+    assert 'name="ImagesRejected"' in source and 'name="ImagesCounted"' in source
+    alarm = template["Resources"]["RejectedPhotoRateAlarm"]["Properties"]
+    assert alarm["Threshold"] == {"Ref": "RejectedPhotoAlarmRate"}
+    (rate,) = [query for query in alarm["Metrics"] if "Expression" in query]
+    assert rate["Expression"] == "IF(rejected + counted >= 20, rejected / (rejected + counted), 0)"
+
+
+def test_tables_holding_labels_and_jobs_survive_a_stack_deletion(template: dict[str, Any]) -> None:
+    for name in ("CountsTable", "JobsTable"):
+        table = template["Resources"][name]
+        assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain", name
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
+
+
+def test_each_role_writes_only_the_results_prefixes_it_uses(template: dict[str, Any]) -> None:
+    results = "arn:${AWS::Partition}:s3:::bincount-results-${Environment}-${AWS::AccountId}-${AWS::Region}"
+    expected = {
+        # the batcher's manifests and staged copies; the collector and reconciler re-drive chunks
+        "BatcherFunction": {
+            f"{results}/{Settings.manifest_prefix}*",
+            f"{results}/{Settings.staging_prefix}*",
+        },
+        "CollectorFunction": {f"{results}/{Settings.manifest_prefix}*"},
+        "ReconcilerFunction": {f"{results}/{Settings.manifest_prefix}*"},
+        "CorrectedFunction": set(),
+    }
+    for function, prefixes in expected.items():
+        written = set()
+        for statement in function_statements(template, function):
+            if "s3:PutObject" in actions(statement):
+                listed = (
+                    statement["Resource"]
+                    if isinstance(statement["Resource"], list)
+                    else [statement["Resource"]]
+                )
+                written |= {resource["Fn::Sub"] for resource in listed}
+        assert written == prefixes, function
+    role = template["Resources"]["SageMakerExecutionRole"]
+    (write,) = [s for s in statements(role) if "s3:PutObject" in actions(s)]
+    assert write["Resource"] == {"Fn::Sub": f"{results}/{Settings.output_prefix}*"}
+
+
+def test_the_reconciler_never_overlaps_itself(template: dict[str, Any]) -> None:
+    assert template["Resources"]["ReconcilerFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+
+
+def test_only_the_collectors_rule_may_dead_letter_into_its_queue(template: dict[str, Any]) -> None:
+    (statement,) = template["Resources"]["CollectorDLQPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Condition"]["ArnEquals"] == {
+        "aws:SourceArn": {"Fn::GetAtt": ["CollectorFunctionTransformJobState", "Arn"]}
+    }  # SAM's name for the rule of CollectorFunction's TransformJobState event
+    assert "TransformJobState" in template["Resources"]["CollectorFunction"]["Properties"]["Events"]
+
+
+def test_a_custom_image_is_pulled_from_its_own_repository_only(template: dict[str, Any]) -> None:
+    role = template["Resources"]["SageMakerExecutionRole"]
+    (pull,) = [s for s in statements(role) if s.get("Sid") == "PullInferenceImage"]
+    _condition, _default, custom = pull["Resource"]["Fn::If"]
+    template_text, names = custom["Fn::Sub"]
+    assert (
+        template_text == "arn:${AWS::Partition}:ecr:${ImageRegion}:${ImageAccount}:repository/${Repository}"
+    )
+    assert "*" not in json.dumps(custom)
+    uri = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/counting:v3"
+    assert evaluate(names["ImageAccount"], uri) == "123456789012"
+    assert evaluate(names["ImageRegion"], uri) == "eu-west-1"
+    assert evaluate(names["Repository"], uri) == "team/counting"
+    assert evaluate(names["Repository"], uri.replace(":v3", "@sha256:abc")) == "team/counting"
+
+
+def evaluate(node: Any, uri: str) -> Any:
+    """!Select / !Split / !Ref InferenceImageUri, as CloudFormation evaluates them."""
+    if isinstance(node, dict):
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            assert argument == "InferenceImageUri"
+            return uri
+        if function == "Fn::Split":
+            return evaluate(argument[1], uri).split(argument[0])
+        if function == "Fn::Select":
+            return evaluate(argument[1], uri)[int(argument[0])]
+    return node
+
+
+def test_access_logging_is_a_parameter(template: dict[str, Any]) -> None:
+    assert template["Parameters"]["AccessLogBucket"]["Default"] == ""
+    for bucket, prefix in (("IngestBucket", "ingest/"), ("ResultsBucket", "results/")):
+        logging = template["Resources"][bucket]["Properties"]["LoggingConfiguration"]["Fn::If"]
+        assert logging[0] == "HasAccessLogs" and logging[2] == {"Ref": "AWS::NoValue"}
+        assert logging[1] == {"DestinationBucketName": {"Ref": "AccessLogBucket"}, "LogFilePrefix": prefix}
 
 
 # ---------------------------------------------------------------- names and environments
@@ -313,18 +423,37 @@ def test_only_the_pipelines_functions_publish_bincount_events(template: dict[str
     assert statement["Effect"] == "Deny" and statement["Principal"] == "*"
     assert statement["Action"] == "events:PutEvents"
     condition = statement["Condition"]
+    assert set(condition) == {"StringEquals", "ArnNotEquals"}  # no detail type is left to people
     assert condition["StringEquals"] == {"events:source": "bincount"}
-    assert condition["StringNotEquals"] == {"events:detail-type": "Bin Count Corrected"}
     # The reconciler collects missed jobs with the collector's code, so it publishes the same events;
-    # the batcher publishes Bin Image Rejected for the uploads it rejects before any job.
+    # the batcher publishes Bin Image Rejected for the uploads it rejects before any job; the
+    # corrections function publishes Bin Count Corrected from the stored labels.
     assert condition["ArnNotEquals"]["aws:PrincipalArn"] == [
         {"Fn::GetAtt": ["CollectorFunctionRole", "Arn"]},
         {"Fn::GetAtt": ["ReconcilerFunctionRole", "Arn"]},
         {"Fn::GetAtt": ["BatcherFunctionRole", "Arn"]},
+        {"Fn::GetAtt": ["CorrectedFunctionRole", "Arn"]},
     ]
     for function in ("CollectorFunction", "ReconcilerFunction"):
         (publish,) = [s for s in function_statements(template, function) if "events:PutEvents" in actions(s)]
         assert publish["Condition"] == {"StringEquals": {"events:source": "bincount"}}
+    (publish,) = [
+        s for s in function_statements(template, "CorrectedFunction") if "events:PutEvents" in actions(s)
+    ]
+    assert publish["Condition"] == {
+        "StringEquals": {"events:source": "bincount", "events:detail-type": "Bin Count Corrected"}
+    }
+
+
+class CapturingTable:
+    """A table that records the UpdateItem it is asked for (and answers success)."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def update_item(self, **request: Any) -> dict[str, Any]:
+        self.requests.append(request)
+        return {}
 
 
 def test_reviewer_policy_grants_exactly_a_reviewers_work(template: dict[str, Any]) -> None:
@@ -333,23 +462,82 @@ def test_reviewer_policy_grants_exactly_a_reviewers_work(template: dict[str, Any
     assert granted == {
         "FindTheStack": {"cloudformation:DescribeStacks"},
         "ReadCounts": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"},
-        "CorrectCounts": {"dynamodb:UpdateItem"},
+        "SaveLabels": {"dynamodb:UpdateItem"},
         "SeePhotos": {"s3:GetObject", "s3:GetObjectVersion"},
         "TellDeletedPhotos": {"s3:ListBucket"},
-        "AnnounceCorrections": {"events:PutEvents"},
-    }
+    }  # no events:PutEvents: the corrections function publishes from the stored label
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     table = {"Fn::GetAtt": ["CountsTable", "Arn"]}
-    assert by_sid["ReadCounts"]["Resource"] == by_sid["CorrectCounts"]["Resource"] == table
+    assert by_sid["ReadCounts"]["Resource"] == by_sid["SaveLabels"]["Resource"] == table
     ingest = "arn:${AWS::Partition}:s3:::bincount-ingest-${Environment}-${AWS::AccountId}-${AWS::Region}"
     assert by_sid["SeePhotos"]["Resource"] == {"Fn::Sub": f"{ingest}/*"}  # objects, of the ingest bucket only
     assert by_sid["TellDeletedPhotos"]["Resource"] == {"Fn::Sub": ingest}
     assert by_sid["FindTheStack"]["Resource"] == {"Ref": "AWS::StackId"}
-    (announce,) = [s for s in document["Statement"] if s["Sid"] == "AnnounceCorrections"]
-    assert announce["Condition"]["StringEquals"] == {
-        "events:source": "bincount",
-        "events:detail-type": "Bin Count Corrected",
+
+
+def test_reviewers_update_only_the_label_fields_the_console_writes(template: dict[str, Any]) -> None:
+    """``dynamodb:Attributes`` lists exactly the names the label write sends (key, label fields,
+    the version condition's), and ``ReturnValues`` cannot widen what comes back."""
+    from bincount.adapters.labels import DynamoLabelStore
+    from bincount.corrections import (
+        LABEL_CONDITION_FIELDS,
+        LABEL_FIELDS,
+        HumanLabel,
+        RecordVersion,
+        label_attributes,
+    )
+
+    document = template["Resources"]["ReviewerPolicy"]["Properties"]["PolicyDocument"]
+    (save,) = [s for s in document["Statement"] if s["Sid"] == "SaveLabels"]
+    allowed = save["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert save["Condition"]["StringEqualsIfExists"] == {
+        "dynamodb:ReturnValues": ["NONE", "UPDATED_OLD", "UPDATED_NEW"]
     }
+    assert set(allowed) == {"pk", "sk", *LABEL_FIELDS, *LABEL_CONDITION_FIELDS}
+    assert not {"count", "count_is_lower_bound", "needs_review", "latest_version", "human_label"} & set(
+        allowed
+    )
+
+    sent = set()
+    for reviewed in ("", "2026-12-01T00:00:00.000Z"):  # a first label, and replacing one
+        table = CapturingTable()
+        record = {"count": 3, "model_version": "m"}
+        attributes = label_attributes(record, HumanLabel(4), "alice", "2026-12-02T00:00:00.000Z")
+        DynamoLabelStore(table).put_label("BIN-1", "IMAGE#k#v", attributes, RecordVersion("e", "r", reviewed))
+        (request,) = table.requests
+        assert "ReturnValues" not in request
+        sent |= set(request["Key"]) | set(request["ExpressionAttributeNames"].values())
+    assert sent == set(allowed)
+
+
+def test_labels_reach_the_bus_through_the_counts_table_stream(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    table = resources["CountsTable"]["Properties"]
+    assert table["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    function = resources["CorrectedFunction"]["Properties"]
+    assert function["Handler"] == "corrected.app.handler"
+    ((_name, event),) = function["Events"].items()
+    mapping = event["Properties"]
+    assert event["Type"] == "DynamoDB" and mapping["Stream"] == {"Fn::GetAtt": ["CountsTable", "StreamArn"]}
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # Powertools' partial failures
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["CorrectionsDLQ", "Arn"]
+    }
+    assert mapping["MaximumRetryAttempts"] >= 1 and mapping["StartingPosition"] == "TRIM_HORIZON"
+    pattern = json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"])
+    assert pattern["dynamodb"]["Keys"]["sk"]["S"] == [{"prefix": "IMAGE#"}]
+    granted = {a for s in function_statements(template, "CorrectedFunction") for a in actions(s)}
+    assert granted == {
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+        "dynamodb:GetItem",  # LATEST
+        "dynamodb:UpdateItem",  # LATEST follows the label
+        "events:PutEvents",
+        "sqs:SendMessage",  # the on-failure destination
+    }
+    assert resources["CorrectionsDLQNotEmptyAlarm"]["Properties"]["AlarmActions"]
 
 
 def test_sagemaker_reads_only_the_artifact_from_this_account(template: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Helpers of the review tools' tests (importable by name: tests/review is on sys.path under pytest):
 template.yaml created in moto, photos seeded the way the collector writes them (same record
-builders, same conditional writes), and a listener on the inventory bus to observe the events a
+builders, same conditional writes), the corrections function fed by the counts table's stream (as
+the local stack's mapping feeds it), and a listener on the inventory bus to observe the events a
 consumer would get."""
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from imaging import draw_bin, encode
 
 from cli.review.service import counts_table
 from cli.stack import StackResources, resolve_deployed
-from local.stack import LOCAL_PARAMETER_VALUES
+from local.lambda_runtime import DynamoStreamEventSourceMapping
+from local.stack import LOCAL_PARAMETER_VALUES, StreamEventSource
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -39,6 +41,9 @@ THRESHOLD = 0.5
 
 # mock_aws() puts fake keys in the environment while it runs; clients without a region need one
 os.environ["AWS_DEFAULT_REGION"] = REGION
+# The corrections function's Powertools Metrics read the namespace once, at import (as in Lambda,
+# where the template sets it): set before this process imports corrected.app.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "BinCount/test")
 
 
 def probabilities_for(count: int, confidence: float, classes: int = 6) -> list[float]:
@@ -72,6 +77,20 @@ class ReviewStack:
     def store(self) -> DynamoCountStore:
         return DynamoCountStore(self.table)
 
+    @cached_property
+    def corrections(self) -> DynamoStreamEventSourceMapping:
+        """The counts table's stream → the corrections function (template.yaml's CorrectedFunction)."""
+        return corrections_mapping(self.resources, CorrectionsFunction(self.resources))
+
+    def deliver(self) -> int:
+        """Hand every stream record written so far to the corrections function; records handed."""
+        handed = 0
+        while True:
+            polled = self.corrections.poll_once()
+            if not polled and not self.corrections.pending:
+                return handed
+            handed += polled
+
     def photo(
         self,
         bin_id: str,
@@ -80,12 +99,18 @@ class ReviewStack:
         confidence: float = 0.9,
         error: str = "",
         drawn: int | None = None,
+        body: bytes | None = None,
+        content_type: str = "image/jpeg",
     ) -> ImageObject:
         """Upload a generated photo (a new object version of the key: the ingest bucket is versioned)
-        and record the model's result as the collector does, under that upload's identity."""
+        and record the model's result as the collector does, under that upload's identity.
+        ``body``/``content_type``: what an uploader chose instead (anything, e.g. an HTML page)."""
         key = f"{self.resources.ingest_prefix}{bin_id}/{stamp}-cam1.jpg"
-        body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
-        put = self.s3.put_object(Bucket=self.resources.ingest_bucket, Key=key, Body=body)
+        if body is None:
+            body = encode(draw_bin(drawn if drawn is not None else count or 0, seed=len(self.seeded) + 1))
+        put = self.s3.put_object(
+            Bucket=self.resources.ingest_bucket, Key=key, Body=body, ContentType=content_type
+        )
         captured = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}.000Z"
         image = ImageObject(
             self.resources.ingest_bucket,
@@ -128,6 +153,7 @@ class ReviewStack:
         with self.table.batch_writer() as batch:
             for item in self.table.scan(ProjectionExpression="pk, sk")["Items"]:
                 batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        self.deliver()  # what earlier tests wrote, out of the way
         versions = self.s3.list_object_versions(Bucket=self.resources.ingest_bucket)
         for item in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
             self.s3.delete_object(
@@ -150,12 +176,16 @@ class ReviewStack:
         return item
 
     def latest(self, bin_id: str) -> dict[str, Any]:
+        """The bin's LATEST once the corrections function has followed every saved label."""
+        self.deliver()
         item = self.store.get_latest(bin_id)
         assert item is not None
         return item
 
     def events(self, detail_type: str = "Bin Count Corrected") -> list[dict[str, Any]]:
-        """Events delivered to the listener so far (consumed), of one type."""
+        """Events delivered to the listener so far (consumed), of one type, once the corrections
+        function has published every saved label."""
+        self.deliver()
         delivered = []
         while True:
             messages = self.sqs.receive_message(QueueUrl=self.listener_url, MaxNumberOfMessages=10).get(
@@ -200,3 +230,46 @@ def listen(bus: str) -> str:
     events.put_rule(Name="review-all", EventBusName=bus, EventPattern=json.dumps({"source": ["bincount"]}))
     events.put_targets(Rule="review-all", EventBusName=bus, Targets=[{"Id": "listener", "Arn": arn}])
     return str(url)
+
+
+class CorrectionsFunction:
+    """The corrections function's handler logic in this process, on the stack's table and bus."""
+
+    name = "CorrectedFunction"
+
+    def __init__(self, resources: StackResources, sender: Any = None) -> None:
+        from corrected.app import build_runtime
+
+        self.runtime = build_runtime(counts_table(resources), boto3.client("events"), resources.event_bus)
+        if sender is not None:
+            self.runtime.publisher.sender = sender
+        self.invocations = 0
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        from corrected.app import process
+
+        self.invocations += 1
+        return process(event, self.runtime)
+
+
+def corrections_mapping(
+    resources: StackResources,
+    function: Any,
+    max_retry_attempts: int = 10,
+    on_failure_queue_url: str = "",
+    starting_position: str = "TRIM_HORIZON",
+) -> DynamoStreamEventSourceMapping:
+    """A stream mapping as template.yaml declares CorrectedFunction's (from the stream's start,
+    or ``LATEST``: only what is written from now on)."""
+    table = boto3.client("dynamodb").describe_table(TableName=resources.counts_table)["Table"]
+    source = StreamEventSource(
+        stream_arn=table["LatestStreamArn"],
+        batch_size=100,
+        starting_position=starting_position,
+        max_retry_attempts=max_retry_attempts,
+        report_batch_item_failures=True,
+        on_failure_queue_url=on_failure_queue_url,
+    )
+    return DynamoStreamEventSourceMapping(
+        boto3.client("dynamodbstreams"), boto3.client("sqs"), REGION, function, source, retry_delay_s=0.0
+    )

@@ -96,20 +96,34 @@ def page(browser: Any, console_url: str) -> Iterator[Any]:
         context.close()
 
 
+def wait_for(page: Any, expression: str, arg: Any = None, timeout_s: float = 15.0) -> None:
+    """Until ``expression`` (a JS function of ``arg``, or an expression) is truthy in the page.
+
+    Playwright's ``wait_for_function`` polls with ``eval`` inside the page, which the console's
+    Content-Security-Policy refuses (no 'unsafe-eval'); ``evaluate`` runs through the DevTools
+    protocol, which the policy does not govern."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression, arg):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {expression}")
+        time.sleep(0.05)
+
+
 def shown_key(page: Any) -> str:
     return str(page.get_attribute(".panel", "data-key"))
 
 
 def wait_for_photo(page: Any, key_end: str) -> None:
-    page.wait_for_function(
+    wait_for(
+        page,
         "end => { const p = document.querySelector('.panel'); return p && p.dataset.key.endsWith(end)"
         " && p.querySelector('img').complete; }",
-        arg=key_end,
+        key_end,
     )
 
 
 def message_says(page: Any, text: str) -> None:
-    page.wait_for_function("t => document.querySelector('#message').textContent.includes(t)", arg=text)
+    wait_for(page, "t => document.querySelector('#message').textContent.includes(t)", text)
 
 
 def chart_geometry(page: Any) -> list[dict[str, Any]]:
@@ -162,7 +176,7 @@ def test_reviewer_saves_two_photos_with_the_keyboard(
     wait_for_photo(page, "BIN-3/20261126T090000Z-cam1.jpg")
     assert page.inner_text("#left") == "2" and page.inner_text("#saved") == "2"
     page.keyboard.press("s")  # a skip moves on and leaves the photo to do: "left" stays
-    page.wait_for_function("document.querySelector('#position').textContent.startsWith('4 /')")
+    wait_for(page, "document.querySelector('#position').textContent.startsWith('4 /')")
     assert page.inner_text("#left") == "2"
     page.keyboard.press("ArrowLeft")
 
@@ -267,3 +281,46 @@ def test_a_stale_page_says_why_and_shows_the_record_as_it_is(
     page.wait_for_selector(".panel .label")
     assert "labelled 1 by bob" in page.inner_text(".panel .label")
     assert seeded.image(photo)["human_count"] == 1 and seeded.image(photo)["reviewer"] == "bob"
+
+
+def forging_page(target: ReviewStack) -> bytes:
+    """An HTML "photo" whose script saves a forged count through the console's API, as a reviewer's
+    browser would send it (same origin, the write header set), and marks the page when it runs."""
+    victim = target.seeded[1]  # BIN-1's unsure photo
+    script = (
+        "document.title = 'ran';"
+        "fetch('/api/corrections', {method: 'POST', headers: {'Content-Type': 'application/json',"
+        f" 'X-Bincount-Review': '1'}}, body: JSON.stringify({{bin_id: '{victim.bin_id}',"
+        f" sk: '{sk(victim)}', count: '0'}})}}).then(() => {{ document.title = 'forged'; }});"
+    )
+    return (
+        f"<!doctype html><html><head><title>photo</title><script>{script}</script></head>"
+        f'<body><img src=x onerror="{script}"></body></html>'
+    ).encode()
+
+
+def test_an_html_photo_runs_nothing_and_changes_no_count(
+    seeded: ReviewStack, console_url: str, page: Any
+) -> None:
+    """Uploaded under the ingest prefix with a photo's name and Content-Type text/html, recorded as
+    a rejected (readable) photo so it reaches the review queue: shown in the console and opened on
+    its own, its script never runs and no count changes."""
+    html = seeded.photo("BIN-5", "20261126T100000Z", None, error="transform_failed",
+                        body=forging_page(seeded), content_type="text/html")  # fmt: skip
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text))
+    page.goto(console_url + "/?bin=BIN-5")
+    page.wait_for_selector(f".panel[data-sk='{sk(html)}']")
+    photo_url = console_url + str(page.get_attribute(".panel img", "src"))
+    wait_for(page, "document.querySelector('.panel img').complete")
+    assert page.evaluate("document.querySelector('.panel img').naturalWidth") == 0  # not shown
+    assert not [text for text in violations if "Content Security Policy" in text]  # the console runs
+
+    opened = page.goto(photo_url)  # "open image in new tab"
+    assert opened is not None and opened.status == 415
+    assert opened.headers["content-type"].startswith("application/json")
+    page.wait_for_timeout(500)  # what a script would need to send its request
+    assert page.title() not in ("ran", "forged")
+
+    labelled = [item for item in seeded.table.scan()["Items"] if "human_count" in item]
+    assert labelled == [] and seeded.events() == []

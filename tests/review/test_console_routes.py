@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import re
 from typing import Any
@@ -240,7 +241,9 @@ def test_page_whose_first_photo_vanished_says_so(
 ) -> None:
     key = key_of(seeded, "BIN-1", "20990101T000000Z")
     gone = QueueItem(0, "2026-11-26T00:00:00.000Z", "BIN-1", key, missing_sk(seeded, "BIN-1"), PICKED)
-    monkeypatch.setattr(service, "queue", lambda bin_id="": [gone])  # deleted between Scan and view
+    monkeypatch.setattr(
+        service, "queue", lambda bin_id="", problems=None: [gone]
+    )  # deleted between Scan and view
     page = TestClient(create_app(service)).get("/")
     assert page.status_code == 200 and "no longer exists" in page.text and 'data-gone="1"' in page.text
 
@@ -270,3 +273,74 @@ def test_an_upload_without_a_version_id_is_shown_only_while_the_key_holds_its_by
     assert client.get("/photo", params=params).status_code == 404
     answer = save(client, "BIN-3", sk(by_etag), "2")
     assert answer.status_code == 404 and "no longer in its bucket" in answer.json()["error"]
+
+
+HTML_PHOTO = b"<!doctype html><html><body><script>document.title = 'ran'</script></body></html>"
+
+
+def test_photo_answers_only_images_typed_by_their_content(seeded: ReviewStack, client: TestClient) -> None:
+    """The uploader picks the bytes and the stored Content-Type: neither reaches the browser unchecked."""
+    page = seeded.photo("BIN-5", "20261126T100000Z", None, error="transform_failed", body=HTML_PHOTO,
+                        content_type="text/html")  # fmt: skip
+    refused = client.get("/photo", params=photo_params("BIN-5", sk(page)))
+    assert refused.status_code == 415 and "not a JPEG or PNG image" in refused.json()["error"]
+    assert refused.headers["x-content-type-options"] == "nosniff" and b"<script>" not in refused.content
+    polyglot = b"\xff\xd8\xff" + HTML_PHOTO  # JPEG's first bytes, then a page: Pillow reads no JPEG
+    fake = seeded.photo("BIN-5", "20261126T110000Z", None, error="transform_failed", body=polyglot)
+    assert client.get("/photo", params=photo_params("BIN-5", sk(fake))).status_code == 415
+
+    real = seeded.seeded[6]  # a JPEG, re-uploaded with the type an attacker would choose
+    jpeg = seeded.s3.get_object(Bucket=real.bucket, Key=real.key, VersionId=real.version_id)["Body"].read()
+    relabelled = seeded.photo("BIN-5", "20261126T120000Z", 2, body=jpeg, content_type="text/html")
+    photo = client.get("/photo", params=photo_params("BIN-5", sk(relabelled)))
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    assert photo.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in photo.headers["content-security-policy"]
+
+
+def test_every_answer_carries_a_policy_that_runs_only_the_console_script(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    record = photo_params("BIN-3", sk_of(seeded, "BIN-3", "20261126T090000Z"))
+    for path, params in (("/", {}), ("/panel", record), ("/api/queue", {}), ("/static/console.js", {})):
+        answer = client.get(path, params=params)
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "unsafe-inline" not in policy, path
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, path
+        assert answer.headers["x-content-type-options"] == "nosniff", path
+    page = client.get("/").text
+    assert " on" not in page.replace(" one", "").split("<body>")[1].split(">")[0]  # no handler attributes
+    scripts = page.count("<script")
+    assert scripts == 2 and 'type="application/json"' in page  # the queue as data, the script file
+
+
+def test_presigned_urls_pin_the_image_type_and_the_policy_allows_their_origin(seeded: ReviewStack) -> None:
+    service = ReviewService.for_stack(seeded.resources, reviewer="alice")  # no endpoint URL: AWS
+    url = service.view("BIN-3", sk(seeded.seeded[6]))["url"]
+    assert "response-content-type=image%2Fjpeg" in url
+    policy = TestClient(create_app(service)).get("/").headers["content-security-policy"]
+    assert service.photo_origin.startswith("https://")
+    assert f"img-src 'self' data: {service.photo_origin};" in policy
+
+
+def test_a_malformed_record_is_one_line_and_every_page_still_works(
+    seeded: ReviewStack, client: TestClient
+) -> None:
+    """``human_count`` = "../../abc" written by a raw UpdateItem: named once, left out, no 500."""
+    bad = seeded.seeded[1]
+    seeded.table.update_item(
+        Key={"pk": "BIN#BIN-1", "sk": sk(bad)},
+        UpdateExpression="SET human_count = :c",
+        ExpressionAttributeValues={":c": "../../abc"},
+    )
+    line = f"record BIN#BIN-1 {sk(bad)}: human_count '../../abc' is not a count"
+    answer = client.get("/api/queue").json()
+    assert answer["problems"] == [line] and len(answer["items"]) == 3
+    page = client.get("/")
+    assert page.status_code == 200 and f"{line} (left out)" in html.unescape(page.text)
+    assert client.get("/", params={"bin": "BIN-1"}).status_code == 200
+    assert client.get("/panel", params=photo_params("BIN-1", sk(seeded.seeded[2]))).status_code == 200
+    panel = client.get("/panel", params=photo_params("BIN-1", sk(bad)))
+    assert panel.status_code == 422 and line in html.unescape(panel.text)
+    fixed = save(client, "BIN-1", sk(bad), "3", RecordVersion.of(seeded.image(bad)).token())
+    assert fixed.status_code == 200 and seeded.image(bad)["human_count"] == 3  # a save repairs it

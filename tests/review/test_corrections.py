@@ -13,7 +13,6 @@ from bincount.admission import CAPTURE_TIME_IN_FUTURE
 from bincount.corrections import (
     MODEL_WRITE_GUARD,
     AlreadyLabelled,
-    CorrectionRefused,
     CorrectionStatus,
     HumanLabel,
     LabelOutOfRange,
@@ -31,7 +30,7 @@ from bincount.count_records import image_sk
 from bincount.inventory_events import BinCountCorrected, from_eventbridge_event
 from bincount.serving_records import CountResult
 from bincount.uploads import ImageObject
-from review_support import MODEL_VERSION, ReviewStack, sk
+from review_support import MODEL_VERSION, CorrectionsFunction, ReviewStack, corrections_mapping, sk
 
 from cli.review.service import ReviewService, counts_table
 
@@ -276,32 +275,98 @@ def test_sample_event_follows_the_schema(
     assert set(delivered["detail"]["image"]) == set(sample["detail"]["image"])
 
 
-class FlakySender:
-    """PutEvents whose first call is refused (a code PutEvents does not retry), then delivers."""
+def listener_messages(stack: ReviewStack) -> list[dict[str, Any]]:
+    """What reached the bus's listener, without letting the corrections function run first."""
+    answer = stack.sqs.receive_message(QueueUrl=stack.listener_url, MaxNumberOfMessages=10)
+    return [json.loads(message["Body"]) for message in answer.get("Messages", [])]
 
-    def __init__(self, real: Any) -> None:
-        self.real, self.calls = real, 0
+
+def test_the_event_comes_from_the_stored_label_not_from_the_reviewer(
+    seeded: ReviewStack, service: ReviewService
+) -> None:
+    photo = newest(seeded)
+    result = service.correct(photo.bin_id, sk(photo), "5")
+    assert listener_messages(seeded) == []  # the save itself put nothing on the bus
+    assert seeded.store.get_latest("BIN-1")["count"] == 4  # nor moved LATEST
+    assert result.latest_followed  # what the function is about to do, said to the reviewer
+    [event] = seeded.events()  # the stream delivered the change: LATEST followed, event published
+    assert event["detail"] == json.loads(json.dumps(result.event.detail()))
+    assert seeded.latest("BIN-1")["count"] == 5
+
+
+def test_a_change_without_a_new_label_publishes_nothing(seeded: ReviewStack, service: ReviewService) -> None:
+    photo = unsure(seeded)
+    service.correct(photo.bin_id, sk(photo), "4")
+    assert len(seeded.events()) == 1
+    seeded.table.update_item(  # a re-count of the labelled record: the model's fields only
+        Key={"pk": "BIN#BIN-1", "sk": sk(photo)},
+        UpdateExpression="SET model_version = :v",
+        ExpressionAttributeValues={":v": "bincount-next"},
+    )
+    assert seeded.events() == [] and seeded.image(photo)["human_count"] == 4
+
+
+class FlakySender:
+    """PutEvents refused (a code PutEvents does not retry) ``failures`` times, then delivered."""
+
+    def __init__(self, real: Any, failures: int = 1) -> None:
+        self.real, self.calls, self.failures = real, 0, failures
 
     def send(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.calls += 1
-        if self.calls == 1:
+        if self.calls <= self.failures:
             return [{"ErrorCode": "AccessDeniedException", "ErrorMessage": "not now"} for _ in entries]
         result: list[dict[str, Any]] = self.real.send(entries)
         return result
 
 
-def test_an_unpublished_event_is_sent_again_by_saving_again(
+def test_an_unpublished_event_is_delivered_again_by_the_stream(
     seeded: ReviewStack, service: ReviewService
 ) -> None:
-    corrector = dataclasses.replace(service.corrector, sender=FlakySender(service.corrector.sender))
+    seeded.deliver()
+    real = seeded.corrections.function.runtime.publisher.sender
+    flaky = CorrectionsFunction(seeded.resources, sender=FlakySender(real))
+    stream = corrections_mapping(seeded.resources, flaky, starting_position="LATEST")
     photo = unsure(seeded)
-    with pytest.raises(CorrectionRefused, match="event was not published"):
-        corrector.correct("BIN-1", sk(photo), "4", "alice", None)
-    assert seeded.image(photo)["human_count"] == 4 and seeded.events() == []  # the label stands
-    again = corrector.correct("BIN-1", sk(photo), "4", "alice", None)
-    assert again.status is CorrectionStatus.ALREADY_SAVED
-    [event] = seeded.events()
+    service.correct("BIN-1", sk(photo), "4")  # the label is stored: the save succeeded
+    stream.poll_once()
+    assert stream.records_failed == 1 and listener_messages(seeded) == []
+    stream.poll_once()  # the same record again, from the failed one
+    [event] = listener_messages(seeded)
     assert event["detail"]["reviewed_at"] == seeded.image(photo)["reviewed_at"]
+    assert flaky.invocations == 2
+
+
+def test_a_label_the_bus_keeps_refusing_ends_in_the_on_failure_queue(
+    seeded: ReviewStack, service: ReviewService
+) -> None:
+    seeded.deliver()
+    dlq = seeded.resources.client("sqs").get_queue_url(QueueName="bincount-corrections-dlq-dev")["QueueUrl"]
+    broken = CorrectionsFunction(seeded.resources, sender=FlakySender(None, failures=99))
+    stream = corrections_mapping(
+        seeded.resources, broken, max_retry_attempts=2, on_failure_queue_url=dlq, starting_position="LATEST"
+    )
+    service.correct("BIN-1", sk(unsure(seeded)), "4")
+    for _ in range(3):  # the first try and two retries
+        stream.poll_once()
+    assert stream.given_up == 1 and broken.invocations == 3 and listener_messages(seeded) == []
+    [message] = seeded.sqs.receive_message(QueueUrl=dlq).get("Messages", [])
+    info = json.loads(message["Body"])["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1 and info["streamArn"].startswith("arn:aws:dynamodb:")
+    assert seeded.image(unsure(seeded))["human_count"] == 4  # the label stands, the batch is described
+
+
+def test_a_malformed_stored_label_is_skipped_not_retried(seeded: ReviewStack) -> None:
+    """A raw UpdateItem with a garbage human_count (what ReviewerPolicy's attribute list still
+    allows): the function logs it and moves on; no event, nothing stuck."""
+    photo = unsure(seeded)
+    seeded.deliver()
+    seeded.table.update_item(
+        Key={"pk": "BIN#BIN-1", "sk": sk(photo)},
+        UpdateExpression="SET human_count = :c, reviewed_at = :t",
+        ExpressionAttributeValues={":c": "../../abc", ":t": "2026-12-01T00:00:00.000Z"},
+    )
+    assert seeded.events() == [] and seeded.corrections.records_failed == 0
 
 
 def test_a_photo_the_batcher_rejected_is_not_reviewable(seeded: ReviewStack, service: ReviewService) -> None:

@@ -231,3 +231,65 @@ def test_a_reuploaded_key_is_corrected_by_version_and_exported_twice(
         body = s3.get_object(Bucket=upload.bucket, Key=upload.key, VersionId=upload.version_id)["Body"].read()
         assert (out / rows[upload.version]["image"]).read_bytes() == body
     assert export(resources, out, "").unchanged == 2
+
+
+def garble(stack: ReviewStack, photo_index: int, **fields: object) -> None:
+    """A raw UpdateItem of the kind ReviewerPolicy still lets a person send: any value in a label field."""
+    photo = stack.seeded[photo_index]
+    names = {f"#f{i}": name for i, name in enumerate(fields)}
+    values = {f":v{i}": value for i, value in enumerate(fields.values())}
+    stack.table.update_item(
+        Key={"pk": f"BIN#{photo.bin_id}", "sk": sk(photo)},
+        UpdateExpression="SET " + ", ".join(f"#f{i} = :v{i}" for i in range(len(fields))),
+        ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+    )
+
+
+def test_export_names_a_malformed_record_in_one_line_and_exports_the_rest(
+    seeded: ReviewStack, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    correct_photo(seeded.resources, "BIN-1/20261126T110000Z-cam1.jpg", "4", reviewer=None)
+    correct_photo(seeded.resources, "BIN-4/20261126T090000Z-cam1.jpg", "1", reviewer=None)
+    garble(seeded, 2, human_count="../../abc", reviewed_at="2026-12-01T00:00:00.000Z")
+    out = tmp_path / "labels"
+    stack = ["--stack", STACK_NAME, "--region", REGION]
+    assert main(["export-labels", str(out), *stack]) == 1
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if "abc" in line)
+    assert sk(seeded.seeded[2]) in line and "human_count '../../abc' is not a count" in line
+    assert "2 added" in printed and "Traceback" not in printed
+    assert sorted(p.parent.name for p in (out / "images").rglob("*.jpg")) == ["1", "4"]
+    assert not [p for p in tmp_path.iterdir() if p.name != "labels"]  # no building folder left
+
+
+class FailingPhotos:
+    """The photo reader of a real export that breaks on its ``n``-th photo (network gone)."""
+
+    def __init__(self, real: object, n: int) -> None:
+        self.real, self.n, self.calls = real, n, 0
+
+    def get(self, image: object) -> tuple[bytes, str]:
+        self.calls += 1
+        if self.calls == self.n:
+            raise ConnectionError("connection reset")
+        return self.real.get(image)  # type: ignore[attr-defined]
+
+
+def test_an_export_is_written_whole_or_not_at_all(seeded: ReviewStack, tmp_path: Path) -> None:
+    from cli.review.export import export_labels
+    from cli.review.service import ReviewService
+
+    resources, out = seeded.resources, tmp_path / "labels"
+    correct_photo(resources, "BIN-1/20261126T110000Z-cam1.jpg", "4", reviewer=None)
+    assert len(export(resources, out, "").added) == 1
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    correct_photo(resources, "BIN-4/20261126T090000Z-cam1.jpg", "1", reviewer=None)
+    correct_photo(resources, "BIN-2/20261126T100000Z-cam1.jpg", "2", reviewer=None)
+    service = ReviewService.for_stack(resources, reviewer="export")
+    with pytest.raises(ConnectionError):
+        export_labels(service.labels.labelled_images(), FailingPhotos(service.photos, 2), out, "incoming/")
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the previous export, untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["labels"]
+    assert len(export(resources, out, "").added) == 2  # and the next run finishes the job

@@ -1,10 +1,12 @@
 """DynamoDB and S3 behind the human corrections (bincount/corrections.py) and the review tools.
 
 Calls made (what a reviewer's IAM policy must allow): on the counts table ``GetItem``,
-``UpdateItem``, ``Query`` and ``Scan``; on the ingest bucket ``GetObject`` and
-``GetObjectVersion`` (a photo is read as the object version its record names; ``HeadObject`` is
-authorised by them; presigned URLs are signed with them) and ``ListBucket`` (so a deleted photo
-answers 404, not 403); ``PutEvents`` on the inventory bus.
+``Query``, ``Scan`` and ``UpdateItem`` of the label fields only (``put_label``: the key,
+``corrections.LABEL_FIELDS`` and the version condition's fields, no ``ReturnValues``); on the
+ingest bucket ``GetObject`` and ``GetObjectVersion`` (a photo is read as the object version its
+record names; ``HeadObject`` is authorised by them; presigned URLs are signed with them) and
+``ListBucket`` (so a deleted photo answers 404, not 403). No ``PutEvents``: the corrections
+function publishes from the stored label.
 
 A photo is one upload: with an S3 version id the object version itself is read (``VersionId``),
 else (a ``sequencer:``/``etag:`` identity, e.g. the local stack) the key, only while its ETag is
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import partial
+from pathlib import PurePosixPath
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
@@ -25,6 +28,7 @@ from bincount.adapters.dynamodb import set_if
 from bincount.adapters.s3_versions import GONE_CODES
 from bincount.corrections import PhotoGone, RecordVersion
 from bincount.count_records import bin_pk
+from bincount.image_formats import CONTENT_TYPES
 from bincount.uploads import ImageObject
 
 IMAGE_PREFIX = "IMAGE#"
@@ -116,8 +120,20 @@ class S3Photos:
         return body, str(response.get("ContentType") or "image/jpeg")
 
     def presigned_url(self, image: ImageObject) -> str:
-        """A URL the browser can load; names the version (an ``IfMatch`` cannot ride in a URL)."""
-        params = {"Bucket": image.bucket, "Key": image.key}
+        """A URL the browser can load; names the version (an ``IfMatch`` cannot ride in a URL).
+
+        S3 answers with the Content-Type its uploader stored, which may be ``text/html``: the URL
+        pins ``ResponseContentType`` to the image type of the key's suffix (the only suffixes the
+        batcher admits; anything else is served as opaque bytes), so a browser shown the URL never
+        renders the bytes as a page.
+        """
+        suffix = PurePosixPath(image.key).suffix.lower()
+        params = {
+            "Bucket": image.bucket,
+            "Key": image.key,
+            "ResponseContentType": CONTENT_TYPES.get(suffix, "application/octet-stream"),
+            "ResponseContentDisposition": "inline",
+        }
         if image.version_id:
             params["VersionId"] = image.version_id
         url: str = self.client.generate_presigned_url(
