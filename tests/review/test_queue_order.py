@@ -39,6 +39,7 @@ def record(
         "pk": f"BIN#{bin_id}",
         "sk": f"IMAGE#incoming/{bin_id}/a.jpg#0",
         "bin_id": bin_id,
+        "image_bucket": "ingest",
         "image_key": f"incoming/{bin_id}/a.jpg",
         "image_version": "v1",
         "captured_at": captured,
