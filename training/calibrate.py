@@ -14,7 +14,8 @@ calibration can be rebuilt.
 
     python -m training.calibrate --weights model/weights --data ../shared/abid-train
 
-It also writes ``<out>/test_half.csv`` (image,count), the photos to evaluate the ranges on:
+It also writes ``<out>/photos.json`` (each held-out photo's half, count and served probabilities)
+and ``<out>/test_half.csv`` (image,count), the photos to evaluate the ranges on:
 ``python -m training.evaluate --model build/model/model.tar.gz --labels build/calibrate/test_half.csv``.
 """
 
@@ -140,6 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    photos = [
+        {
+            "id": s.id,
+            "count": s.count,
+            "half": half,
+            "predicted": r["count"],
+            "probabilities": r["probabilities"],
+        }
+        for half, group, served in (("calibration", cal, cal_records), ("test", test, test_records))
+        for s, r in zip(group, served, strict=True)
+    ]
+    (args.out / "photos.json").write_text(json.dumps(photos) + "\n")
     with (args.out / "test_half.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "count"])

@@ -4,9 +4,11 @@ The collector raises ``Inventory Discrepancy Detected`` when the expected quanti
 photo's range at level 1 - α (``bincount.count_ranges.is_outside``: its p-value is at most α), and
 sends a photo to review when the decision is borderline: ``α < p(expected) <= α + budget``. Here the
 inventory record is simulated on photos whose true count is known: right (expected = true count),
-or off by k = 1, 2, 3 either way (expected = true ± k, not below 0). A record off by k whose
+or off by k = 1, 2, 3 either way (expected = true ± k, clipped at 0). A record off by k whose
 expected quantity falls in the same open top class as the truth (true 7, expected 8 with "5 or
-more") stays a real discrepancy the model cannot see: it counts as missed.
+more") stays a real discrepancy the model cannot see: it counts as missed in ``catch_off_by_k``;
+``visible_catch_off_by_k`` leaves those out (the records whose expected class differs from the
+true class, the only ones a count model can contradict).
 """
 
 from __future__ import annotations
@@ -32,19 +34,40 @@ class Photo:
 
 
 def expected_quantities(true: int, offset: int) -> list[int]:
-    """The simulated records of a photo: right (offset 0), or off by ``offset`` up and down (not below 0)."""
+    """The simulated records of a photo: right (offset 0), or off by ``offset`` up and down.
+
+    Down is clipped at 0 (a record cannot hold fewer than none); a clipped record equal to the
+    truth (an empty bin) is no discrepancy and is left out.
+    """
     if offset == 0:
         return [true]
-    return [true + offset] + ([true - offset] if true - offset >= 0 else [])
+    below = max(0, true - offset)
+    return [true + offset] + ([below] if below != true else [])
 
 
-def _cases(photos: Sequence[Photo], offset: int) -> list[tuple[Sequence[float], int]]:
-    return [(p.p_values, q) for p in photos for q in expected_quantities(p.true, offset)]
+def _cases(
+    photos: Sequence[Photo], offset: int, visible_only: bool = False
+) -> list[tuple[Sequence[float], int]]:
+    cases = [(p.p_values, q, p.true) for p in photos for q in expected_quantities(p.true, offset)]
+    if visible_only:
+        top = len(photos[0].p_values) - 1 if photos else 0
+        cases = [c for c in cases if min(c[1], top) != min(c[2], top)]
+    return [(p, q) for p, q, _ in cases]
 
 
-def raised_share(photos: Sequence[Photo], offset: int, alpha: float, top_class_open: bool = True) -> float:
-    """Share of simulated records off by ``offset`` (0: right) on which the event fires at ``alpha``."""
-    cases = _cases(photos, offset)
+def raised_share(
+    photos: Sequence[Photo],
+    offset: int,
+    alpha: float,
+    top_class_open: bool = True,
+    visible_only: bool = False,
+) -> float:
+    """Share of simulated records off by ``offset`` (0: right) on which the event fires at ``alpha``.
+
+    ``visible_only``: only records whose expected class differs from the true class (an open top
+    class holds every count from it up, so 7 and 8 are one class).
+    """
+    cases = _cases(photos, offset, visible_only and top_class_open)
     if not cases:
         return 0.0
     return sum(is_outside(p, q, alpha, top_class_open) for p, q in cases) / len(cases)
@@ -84,6 +107,10 @@ def trade_off(
         "alpha": alpha,
         "false_alarm": raised_share(photos, 0, alpha, top_class_open),
         **{f"catch_off_by_{k}": raised_share(photos, k, alpha, top_class_open) for k in OFFSETS},
+        **{
+            f"visible_catch_off_by_{k}": raised_share(photos, k, alpha, top_class_open, visible_only=True)
+            for k in OFFSETS
+        },
     }
     right_band = review_share(photos, 0, alpha, budget, top_class_open)
     wrong_band = [review_share(photos, k, alpha, budget, top_class_open) for k in OFFSETS]

@@ -340,6 +340,10 @@ def range_report(preds: Sequence[Prediction], alpha: float, review_budget: float
         "level": level,
         "coverage": covered,
         "discrepancy": discrepancy.trade_off(photos, alpha, review_budget, top_open),
+        "photos": [
+            {"image": p.item.name, "true": p.item.count, "count": p.record["count"], "count_p_values": row}
+            for p, row in zip(preds, rows, strict=True)
+        ],
     }
 
 

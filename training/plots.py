@@ -220,7 +220,7 @@ def plot_discrepancy(
             fontsize=9,
         )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="center right")
+        ax.legend(fontsize=8, loc="upper left")
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -13,7 +13,8 @@ PHOTO = [0.01, 0.03, 0.6, 0.4, 0.12, 0.01]
 def test_simulated_records_are_right_or_off_either_way_never_below_zero() -> None:
     assert expected_quantities(3, 0) == [3]
     assert expected_quantities(3, 2) == [5, 1]
-    assert expected_quantities(1, 2) == [3]
+    assert expected_quantities(1, 2) == [3, 0]  # clipped at 0
+    assert expected_quantities(0, 2) == [2]  # clipped to the truth: no discrepancy
 
 
 def test_an_event_fires_exactly_when_the_expected_p_value_is_at_most_alpha() -> None:
@@ -29,6 +30,7 @@ def test_above_the_open_top_class_a_wrong_record_cannot_be_told_apart() -> None:
     assert raised_share(photos, 1, 0.05) == 0.0  # 8 and 6 are "5 or more" like 7: missed
     six = [Photo([0.0, 0.0, 0.0, 0.01, 0.2, 0.9], 6)]
     assert raised_share(six, 3, 0.05) == 0.5  # 3 (p 0.01) is caught; 9 is "5 or more" like 6: missed
+    assert raised_share(six, 3, 0.05, visible_only=True) == 1.0  # of those the model could see
     closed = [Photo([0.0, 0.0, 0.0, 0.01, 0.2, 0.9], 5)]
     assert raised_share(closed, 1, 0.05, top_class_open=False) == 0.5  # 6 fits no class: outside
 
