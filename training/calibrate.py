@@ -47,6 +47,8 @@ def held_out_samples(data: Path, config: ModelConfig) -> tuple[list[Sample], str
     hyper = config.training.get("hyperparameters", {})
     if not recorded or "seed" not in hyper:
         raise UsageError("config.json records no split (training.data.split_counts, hyperparameters.seed)")
+    if "calibration" in recorded:
+        raise UsageError("this run kept a calibration split: its config.json already carries its ranges")
     seed = int(hyper["seed"])
     samples, _ = discover_local(data)
     used_counts = {int(k) for split in recorded.values() for k in split}
