@@ -38,13 +38,12 @@ def covered(calibration: Conformal, rows: list[list[float]], labels: list[int], 
 
 
 @pytest.mark.parametrize("groups", ["all", "predicted_count"])
-@pytest.mark.parametrize("level", [0.8, 0.9, 0.95])
-@pytest.mark.parametrize("sharpness", [0.5, 1.0, 2.0])
+@pytest.mark.parametrize(("level", "sharpness"), [(0.8, 0.5), (0.9, 1.0), (0.95, 2.0), (0.9, 0.3)])
 def test_ranges_hold_the_true_count_at_least_at_the_level(
     groups: str, level: float, sharpness: float
 ) -> None:
     cal_rows, cal_labels = draws(10_000, seed=1, sharpness=sharpness)
-    rows, labels = draws(20_000, seed=2, sharpness=sharpness)
+    rows, labels = draws(15_000, seed=2, sharpness=sharpness)
     calibration = conformal.calibrate(cal_rows, cal_labels, argmax(cal_rows), groups)
     got = covered(calibration, rows, labels, level)
     assert got >= level - 0.01
