@@ -97,12 +97,15 @@ def calibrate_ranges(
 
     Without a calibration split (no test photos) the artifact ships without ranges; serving says so.
     """
+    config = ctx.config
+    # A fine-tune starts from its parent's config: the parent's calibration says nothing of these weights.
+    config.conformal = None
+    config.training.pop("conformal", None)
     if splits.calibration is None:
         print(
             "no calibration split (no held-out test photos): the model ships without count ranges", flush=True
         )
         return
-    config = ctx.config
     probs = calibration.probabilities(predict_logits(ctx, splits.calibration.images), chosen.temperature)
     labels = class_index(splits.calibration.counts, config)
     ranges = conformal.calibrate(

@@ -275,6 +275,8 @@ def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
     assert child.image_size == parent.image_size and child.arch == parent.arch
     assert result["config"]["training"]["init_from"]["sha256"] == parent.weights_sha256
     assert child.weights_sha256 != parent.weights_sha256
+    # the ranges are calibrated again, on the child's calibration split with its weights
+    assert child.conformal is not None and child.training["conformal"]["n_calibration"] == 3
     # the frozen stem did not move; the head did
     before, after = load_state(parent_out)[0].state_dict(), load_state(child_out)[0].state_dict()
     assert torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
