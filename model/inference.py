@@ -47,6 +47,7 @@ from model.preprocess import (  # noqa: E402
     normalise,
     resize_for_model,
 )
+from model.ranges import DEFAULT_RANGE_LEVEL, Conformal, range_fields  # noqa: E402
 from model.runtime import Runtime, select_runtime  # noqa: E402
 
 log = logging.getLogger("bincount.inference")
@@ -60,6 +61,18 @@ JSON_LINES = "application/jsonlines"
 _JSON_LINES_ALIASES = frozenset(
     {JSON_LINES, "application/x-jsonlines", "application/jsonl", "application/x-ndjson"}
 )
+
+
+def _env_level(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        level = float(raw) if raw else default
+    except ValueError:
+        level = -1.0
+    if not 0.0 < level < 1.0:
+        log.warning("ignoring %s=%r: not a level between 0 and 1", name, raw)
+        return default
+    return level
 
 
 def _env_int(name: str, default: int) -> int:
@@ -80,7 +93,8 @@ class ServingSettings:
     default: the CPUs divided among ``SAGEMAKER_MODEL_SERVER_WORKERS``), ``BINCOUNT_MAX_BATCH``
     (largest forward batch), ``BINCOUNT_ORT_SPIN`` (let ONNX Runtime's threads spin between
     runs: faster for large lists, slower one request at a time), ``BINCOUNT_MAX_PIXELS`` /
-    ``BINCOUNT_MAX_SIDE`` (decode limits).
+    ``BINCOUNT_MAX_SIDE`` (decode limits), ``BINCOUNT_RANGE_LEVEL`` (coverage level of the
+    records' ``count_low``..``count_high``, default 0.90; the p-values serve any other level).
     """
 
     device: str = "auto"
@@ -89,6 +103,7 @@ class ServingSettings:
     max_batch: int = 32
     ort_spin: bool = False
     limits: DecodeLimits = DEFAULT_LIMITS
+    range_level: float = DEFAULT_RANGE_LEVEL
 
     @classmethod
     def from_env(cls) -> ServingSettings:
@@ -105,6 +120,7 @@ class ServingSettings:
                 max_pixels=_env_int("BINCOUNT_MAX_PIXELS", defaults.max_pixels),
                 max_side=_env_int("BINCOUNT_MAX_SIDE", defaults.max_side),
             ),
+            range_level=_env_level("BINCOUNT_RANGE_LEVEL", DEFAULT_RANGE_LEVEL),
         )
 
     def torch_device(self) -> torch.device:
@@ -130,11 +146,12 @@ class RequestError:
 
 @dataclass
 class CountingModel:
-    """What ``model_fn`` returns: the config and the runtime that runs the network."""
+    """What ``model_fn`` returns: the config, the runtime that runs the network, the range calibration."""
 
     config: ModelConfig
     runtime: Runtime
     settings: ServingSettings
+    ranges: Conformal | None = None
 
     @property
     def version(self) -> str:
@@ -177,7 +194,10 @@ def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> 
         runtime.name,
         settings.threads,
     )
-    return CountingModel(config=config, runtime=runtime, settings=settings)
+    ranges = config.ranges()
+    if ranges is None:
+        log.info("this artifact has no range calibration: records carry no range")
+    return CountingModel(config=config, runtime=runtime, settings=settings, ranges=ranges)
 
 
 def input_fn(request_body: Any, request_content_type: str | None = None, context: Any = None) -> InputData:
@@ -243,7 +263,9 @@ def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
                 )
             continue
         for (index, _), row in zip(chunk, probabilities, strict=True):
-            records[index] = count_record(row.tolist(), model.config)
+            records[index] = count_record(
+                row.tolist(), model.config, model.ranges, model.settings.range_level
+            )
     return [record for record in records if record is not None]
 
 
@@ -257,20 +279,35 @@ def _forward(images: list[torch.Tensor], model: CountingModel) -> torch.Tensor:
         return torch.softmax(logits.float() / config.temperature, dim=1)
 
 
-def count_record(probabilities: Sequence[float], config: ModelConfig) -> Record:
-    """One image's result: the decoded count, its probability and the whole distribution."""
+def count_record(
+    probabilities: Sequence[float],
+    config: ModelConfig,
+    ranges: Conformal | None = None,
+    range_level: float = DEFAULT_RANGE_LEVEL,
+) -> Record:
+    """One image's result: the decoded count, its probability, the whole distribution and, when
+    the model is calibrated, each count's conformal p-value and the range at ``range_level``.
+
+    ``ranges``: the parsed ``config.conformal`` (``model_fn`` parses it once); parsed here when
+    not given.
+    """
     if config.decoding == "expected":
         expected = sum(k * p for k, p in enumerate(probabilities))
         count = min(max(round(expected), 0), len(probabilities) - 1)
     else:
         count = max(range(len(probabilities)), key=probabilities.__getitem__)
-    return {
+    printed = [round(float(p), 4) for p in probabilities]
+    record: Record = {
         "count": int(count),
-        "confidence": round(float(probabilities[count]), 4),
-        "probabilities": [round(float(p), 4) for p in probabilities],
+        "confidence": printed[count],
+        "probabilities": printed,
         "count_is_lower_bound": bool(config.top_class_open and count == len(probabilities) - 1),
         "model_version": config.version,
     }
+    ranges = ranges if ranges is not None else config.ranges()
+    if ranges is not None:
+        record.update(range_fields(ranges, printed, int(count), range_level, config.top_class_open))
+    return record
 
 
 def error_record(code: str, message: str, model_version: str) -> Record:

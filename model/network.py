@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.ranges import Conformal
+
 WEIGHTS_FILE = "model.pt"
 CONFIG_FILE = "config.json"
 
@@ -90,6 +92,9 @@ class ModelConfig:
     version: str = ""
     weights_sha256: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    #: Split-conformal calibration of the count ranges (model.ranges.Conformal.to_dict()); None:
+    #: the records carry no range. Left out of config.json when None, so such a config reads as before.
+    conformal: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep tuples so configs compare and hash the same way either side.
@@ -117,6 +122,12 @@ class ModelConfig:
             raise ValueError("std must be positive")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout must be in [0, 1)")
+        if self.conformal is not None:
+            Conformal.from_dict(self.conformal)  # refuses a calibration this code cannot read
+
+    def ranges(self) -> Conformal | None:
+        """The range calibration serving applies, or None when the model has none."""
+        return None if self.conformal is None else Conformal.from_dict(self.conformal)
 
     @classmethod
     def for_arch(cls, arch: str, **overrides: Any) -> ModelConfig:
@@ -139,10 +150,23 @@ class ModelConfig:
         data["image_size"] = list(self.image_size)
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
+        if self.conformal is None:
+            del data["conformal"]
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+        """Indented JSON, each list of the range calibration's scores on one line (hundreds of numbers)."""
+        data = self.to_dict()
+        lists: dict[str, str] = {}
+        if self.conformal is not None:
+            scores = data["conformal"]["scores"] = dict(data["conformal"]["scores"])
+            for key, values in scores.items():
+                lists[f"@scores:{key}@"] = json.dumps(values)
+                scores[key] = f"@scores:{key}@"
+        text = json.dumps(data, indent=2, sort_keys=False)
+        for placeholder, values in lists.items():
+            text = text.replace(json.dumps(placeholder), values)
+        return text
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:

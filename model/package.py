@@ -1,7 +1,7 @@
 """Pack a counting model into the ``model.tar.gz`` SageMaker's PyTorch serving container expects.
 
 Layout (docs/ARCHITECTURE.md): ``model.pt``, ``config.json`` (with the weights' sha256),
-``code/inference.py``, ``code/model/{__init__,network,preprocess,runtime}.py``,
+``code/inference.py``, ``code/model/{__init__,network,preprocess,ranges,runtime}.py``,
 ``code/requirements.txt``; with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
 
 ``model.onnx`` is left out by default: SageMaker's PyTorch inference container has no ONNX
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 MODEL_PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS_DIR = MODEL_PACKAGE_DIR / "weights"
-SERVING_MODULES = ("__init__.py", "network.py", "preprocess.py", "runtime.py")
+SERVING_MODULES = ("__init__.py", "network.py", "preprocess.py", "ranges.py", "runtime.py")
 REQUIREMENTS = (
     "# Intentionally empty: the SageMaker PyTorch container's torch/torchvision/Pillow/numpy suffice,\n"
     "# and anything listed here is pip-installed at start-up, which fails without internet access.\n"

@@ -29,6 +29,7 @@ from typing import Any
 from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
 from cli.errors import UsageError, one_line_errors
+from training import conformal, discrepancy
 from training.artifact import load_inference_module, unpack_artifact
 from training.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
@@ -277,9 +278,16 @@ def _num_classes(run: EvaluationRun, items: Sequence[LabelledImage]) -> int:
     return max([top + 1, *widths])
 
 
-def summarise(run: EvaluationRun, subset: tuple[int, int] | None = None) -> dict[str, Any]:
+def summarise(
+    run: EvaluationRun,
+    subset: tuple[int, int] | None = None,
+    alpha: float = discrepancy.DEFAULT_ALPHA,
+    review_budget: float = discrepancy.DEFAULT_REVIEW_BUDGET,
+) -> dict[str, Any]:
     """The report as one JSON-ready dict. Images whose request failed are listed under ``errors``
-    and left out of the metrics (``n`` counts scored images; ``n_errors`` the others)."""
+    and left out of the metrics (``n`` counts scored images; ``n_errors`` the others). ``ranges``
+    (when the records carry p-values): the ranges' coverage and the discrepancy trade-off at
+    ``alpha`` with a review band of ``review_budget``."""
     scored = [p for p in run.predictions if p.ok]
     failed = [p for p in run.predictions if not p.ok]
     num_classes = _num_classes(run, [p.item for p in run.predictions])
@@ -300,6 +308,7 @@ def summarise(run: EvaluationRun, subset: tuple[int, int] | None = None) -> dict
             "counts": [lo, hi],
             **_block([p for p in scored if lo <= p.item.count <= hi], num_classes),
         }
+    report["ranges"] = range_report(scored, alpha, review_budget)
     report["public_baselines"] = [b.__dict__ for b in PUBLIC_BASELINES]
     report["wrong"] = [
         {
@@ -313,6 +322,29 @@ def summarise(run: EvaluationRun, subset: tuple[int, int] | None = None) -> dict
     ]
     report["errors"] = [{"image": p.item.name, "error": p.record.get("error", p.record)} for p in failed]
     return report
+
+
+def range_report(preds: Sequence[Prediction], alpha: float, review_budget: float) -> dict[str, Any] | None:
+    """Coverage of the served ranges and the simulated discrepancy decision; None without p-values."""
+    if not preds or not all(isinstance(p.record.get("count_p_values"), list) for p in preds):
+        return None
+    rows = [p.record["count_p_values"] for p in preds]
+    truth = [p.item.count for p in preds]
+    level = float(preds[0].record.get("range_level", 0.9))
+    top = len(rows[0]) - 1
+    # A record of the top class says whether it is open ("5 or more"); open unless one says otherwise.
+    top_open = all(p.record.get("count_is_lower_bound", True) for p in preds if p.record["count"] == top)
+    covered = conformal.coverage(rows, truth, level, top).to_dict()
+    photos = [discrepancy.Photo(row, t) for row, t in zip(rows, truth, strict=True)]
+    return {
+        "level": level,
+        "coverage": covered,
+        "discrepancy": discrepancy.trade_off(photos, alpha, review_budget, top_open),
+        "photos": [
+            {"image": p.item.name, "true": p.item.count, "count": p.record["count"], "count_p_values": row}
+            for p, row in zip(preds, rows, strict=True)
+        ],
+    }
 
 
 def _block(preds: Sequence[Prediction], num_classes: int) -> dict[str, Any]:
@@ -349,6 +381,7 @@ def render_text(report: dict[str, Any]) -> str:
     if "subset" in report:
         lo, hi = report["subset"]["counts"]
         lines.append(_headline(f"counts {lo}-{hi}", report["subset"]))
+    lines += _range_lines(report.get("ranges"))
     lines += ["", "count  support  accuracy  ABID-challenge  precision  recall"]
     for row in report["abid_challenge"]:
         k = str(row["count"])
@@ -380,6 +413,34 @@ def render_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _range_lines(ranges: dict[str, Any] | None) -> list[str]:
+    """The ranges' coverage and the simulated discrepancy decision, as a consumer reads them."""
+    if ranges is None:
+        return ["", "ranges: the records carry no count_p_values (the model has no range calibration)"]
+    cov, trade = ranges["coverage"], ranges["discrepancy"]
+    at, review = trade["at_alpha"], trade["review"]
+    per = "  ".join(
+        f"{k}: {_pct(v['coverage']).strip()} (n={v['n']})" for k, v in cov["per_true_count"].items()
+    )
+    held = review["holds_discrepancies"]
+    band = f"{at['alpha']:g} < p(expected) <= {at['alpha'] + review['budget']:g}"
+    return [
+        "",
+        f"ranges at {ranges['level']:.0%}: hold the true count on {_pct(cov['coverage']).strip()} of photos, "
+        f"{cov['mean_width']:.2f} counts wide on average, {_pct(cov['contiguous']).strip()} without a gap",
+        f"  per true count: {per}",
+        f"discrepancy events at alpha {at['alpha']:g} (p(expected) <= alpha): inventory right "
+        f"{_pct(at['false_alarm']).strip()} false alarms; inventory off by 1 "
+        f"{_pct(at['catch_off_by_1']).strip()}, by 2 {_pct(at['catch_off_by_2']).strip()}, "
+        f"by 3 {_pct(at['catch_off_by_3']).strip()} caught",
+        f"review band ({band}): {_pct(review['share_inventory_right']).strip()} of photos with the inventory "
+        f"right, {_pct(review['share_off_by_1']).strip()} / {_pct(review['share_off_by_2']).strip()} / "
+        f"{_pct(review['share_off_by_3']).strip()} off by 1 / 2 / 3; in an even mix of right and wrong "
+        f"records, {_pct(held['in_review_band']).strip()} of the photos in the band are wrong "
+        f"against {_pct(held['passed_quietly']).strip()} of those passed quietly",
+    ]
+
+
 def _headline(title: str, block: dict[str, Any]) -> str:
     trivial = block["trivial"]
     parts = [
@@ -398,7 +459,7 @@ def _headline(title: str, block: dict[str, Any]) -> str:
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
-    from training.plots import plot_confusion
+    from training.plots import plot_confusion, plot_discrepancy
 
     out.mkdir(parents=True, exist_ok=True)
     files = {
@@ -415,6 +476,17 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
         title=f"n={report['n']}  accuracy {100 * report['accuracy']:.1f}%  RMSE {report['rmse']:.2f}",
         dataset=report.get("dataset"),
     )
+    ranges = report.get("ranges")
+    if ranges is not None:
+        files["discrepancy_png"] = str(out / "discrepancy.png")
+        trade = ranges["discrepancy"]
+        plot_discrepancy(
+            trade["curve"],
+            files["discrepancy_png"],
+            alpha=trade["at_alpha"]["alpha"],
+            dataset=report.get("dataset"),
+            n=trade["n"],
+        )
     Path(files["report"]).write_text(json.dumps({**report, "files": files}, indent=1) + "\n")
     return files
 
@@ -444,6 +516,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=1, help="1 = one request per image, as Batch Transform"
     )
     parser.add_argument("--limit", type=int, help="evaluate the first N images only")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=discrepancy.DEFAULT_ALPHA,
+        help="false-alarm budget of the simulated discrepancy events (default 0.05)",
+    )
+    parser.add_argument(
+        "--review-budget",
+        type=float,
+        default=discrepancy.DEFAULT_REVIEW_BUDGET,
+        help="review band width: alpha < p(expected) <= alpha + budget goes to review (default 0.10)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument(
         "--name", help="the data set's name in the report and figure (default: from the paths)"
@@ -480,6 +564,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     for flag, value in (("--batch-size", args.batch_size), ("--limit", args.limit)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} {value}: give a whole number above 0")
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha {args.alpha}: give a number between 0 and 1, e.g. 0.05")
+    if not 0 <= args.review_budget < 1:
+        raise UsageError(f"--review-budget {args.review_budget}: give a number from 0 to below 1, e.g. 0.10")
     if args.subset is not None and args.subset[0] > args.subset[1]:
         raise UsageError(f"--subset {args.subset[0]}-{args.subset[1]}: LO must not exceed HI")
 
@@ -518,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = run_handlers(
             handlers, model_dir, items, args.batch_size, progress=sys.stderr.isatty() and not args.json
         )
-    report = summarise(run, args.subset)
+    report = summarise(run, args.subset, args.alpha, args.review_budget)
     report["model"] = str(args.model)
     report["dataset"] = dataset_name(args)
     report["abid_challenge_per_class_accuracy"] = {

@@ -2,7 +2,8 @@
 
 :func:`finish` is a short list of calls into the modules that own each step: the best checkpoint
 is rounded to fp16 (as it ships) before anything is measured on it; ``training.calibration`` fits
-the temperature and picks the decoding and review threshold on validation; the test split is
+the temperature and picks the decoding and review threshold on validation; ``training.conformal``
+calibrates the count ranges on the calibration split (after the temperature); the test split is
 scored with those choices, reported and never used for choosing; ``model.package`` writes the
 artifact; ``training.report`` writes the files and prints the lines SageMaker's metric definitions
 read, ``best_valid_score=`` last.
@@ -19,7 +20,7 @@ import torch
 
 from model.network import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, half_state_dict
 from model.package import package_model
-from training import calibration, report
+from training import calibration, conformal, report
 from training.artifact import unpack_artifact
 from training.checkpoints import LoopState
 from training.dataset import ImageSet
@@ -46,6 +47,7 @@ def finish(ctx: ScoringContext, args: argparse.Namespace, splits: Splits, state:
     test, test_logits = score_test_split(ctx, splits.test, chosen)
     metrics = report.build_metrics(chosen, state.best["epoch"], test, splits)
     describe_model(ctx.config, chosen, metrics, splits, args)
+    calibrate_ranges(ctx, splits, chosen, test_logits)
     artifact = package(out, half, ctx.config)  # sets config.weights_sha256
     report.write_run_files(out, metrics, state.history)
     predicted = {"valid": (splits.valid, valid_logits)}
@@ -86,6 +88,52 @@ def score_test_split(
         logits, class_index(test.counts, ctx.config), chosen
     )
     return result, logits
+
+
+def calibrate_ranges(
+    ctx: ScoringContext, splits: Splits, chosen: calibration.Calibration, test_logits: torch.Tensor | None
+) -> None:
+    """Conformal count ranges calibrated on the calibration split, their coverage on the test split.
+
+    Without a calibration split (no test photos) the artifact ships without ranges; serving says so.
+    """
+    config = ctx.config
+    # A fine-tune starts from its parent's config: the parent's calibration says nothing of these weights.
+    config.conformal = None
+    config.training.pop("conformal", None)
+    if splits.calibration is None:
+        print(
+            "no calibration split (no held-out test photos): the model ships without count ranges", flush=True
+        )
+        return
+    probs = calibration.probabilities(predict_logits(ctx, splits.calibration.images), chosen.temperature)
+    labels = class_index(splits.calibration.counts, config)
+    ranges = conformal.calibrate(
+        probs.tolist(), labels.tolist(), calibration.decode(probs, chosen.decoding).tolist()
+    )
+    config.conformal = ranges.to_dict()
+    record: dict[str, Any] = {
+        "split": "calibration",
+        "halves": conformal.HALVES_RULE,
+        "n_calibration": len(splits.calibration),
+        "calibration_ids_sha256": conformal.ids_digest(list(splits.calibration.ids)),
+        "groups": ranges.groups,
+        "min_group": conformal.MIN_GROUP,
+    }
+    if splits.test is not None and test_logits is not None:
+        test_probs = calibration.probabilities(test_logits, chosen.temperature)
+        guesses = calibration.decode(test_probs, chosen.decoding).tolist()
+        rows = [
+            conformal.p_values(ranges, row, g) for row, g in zip(test_probs.tolist(), guesses, strict=True)
+        ]
+        found = conformal.coverage(rows, splits.test.counts.tolist(), 0.9, config.num_classes - 1)
+        record["test_at_0.90"] = {"n": found.n, "coverage": found.coverage, "mean_width": found.mean_width}
+        print(
+            f"count ranges at 90 %: coverage {found.coverage:.3f}, mean width {found.mean_width:.2f} "
+            f"on {found.n} test photos",
+            flush=True,
+        )
+    config.training["conformal"] = record
 
 
 def describe_model(

@@ -211,11 +211,13 @@ runpy.run_module("training.train", run_name="__main__", alter_sys=True)
 
 
 #: Single torch-free modules the staged packages import, from their one home elsewhere in the
-#: repository: the image suffixes (training.data) and one-line errors and atomic writes (training.*).
+#: repository: the image suffixes (training.data), the count ranges' rule (training.discrepancy) and
+#: one-line errors and atomic writes (training.*).
 #: Only these files travel, not their packages: the Lambda code and the operator CLI stay home.
 STAGED_FILES = (
     ("functions/bincount/__init__.py", "bincount/__init__.py"),
     ("functions/bincount/image_formats.py", "bincount/image_formats.py"),
+    ("functions/bincount/count_ranges.py", "bincount/count_ranges.py"),
     ("cli/__init__.py", "cli/__init__.py"),
     ("cli/errors.py", "cli/errors.py"),
     ("cli/files.py", "cli/files.py"),

@@ -1,4 +1,4 @@
-"""PNG figures for reports: the confusion matrix and the training curves.
+"""PNG figures for reports: the confusion matrix, the training curves, the discrepancy trade-off.
 
 Figures that explain themselves: the confusion matrix names its data set, has a colour bar and
 says that its shading is per row (each true count's share, so a row of one photo can be the
@@ -162,6 +162,65 @@ def plot_training_curves(
                 ax.legend(fontsize=8)
         if title:
             fig.suptitle(title, fontsize=11)
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+#: (curve key, legend label, colour) of the discrepancy figure
+_DISCREPANCY_LINES = (
+    ("false_alarm", "inventory right: false alarms", "tab:red"),
+    ("catch_off_by_1", "inventory off by 1: caught", "tab:olive"),
+    ("catch_off_by_2", "inventory off by 2: caught", "tab:green"),
+    ("catch_off_by_3", "inventory off by 3: caught", "tab:blue"),
+)
+
+
+def plot_discrepancy(
+    curve: Sequence[Mapping[str, float]],
+    path: str | Path,
+    *,
+    alpha: float,
+    dataset: str | None = None,
+    n: int | None = None,
+) -> Path:
+    """The discrepancy decision's trade-off over α: false alarms with the inventory right, catches
+    with it off by 1, 2, 3, the line "false alarms = α" (the promise) and the configured α marked.
+
+    α runs on a log axis: the useful budgets (0.5 % to 10 %) would crowd into a corner otherwise.
+    """
+    plt = _pyplot()
+    alphas = [float(row["alpha"]) for row in curve]
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), dpi=120)
+    try:
+        for key, label, colour in _DISCREPANCY_LINES:
+            ax.plot(
+                alphas, [row[key] for row in curve], marker="o", markersize=3.5, label=label, color=colour
+            )
+        ax.plot(alphas, alphas, linestyle=":", color="0.4", label="false alarms = α (the promise)")
+        ax.axvline(alpha, color="0.3", linestyle="--", linewidth=1)
+        at = min(curve, key=lambda row: abs(float(row["alpha"]) - alpha))
+        summary = ", ".join(
+            [f"false alarms {at['false_alarm']:.0%}"]
+            + [f"off by {k}: {at[f'catch_off_by_{k}']:.0%}" for k in (1, 2, 3)]
+        )
+        ax.text(alpha * 1.06, 0.97, f"α = {alpha:g}\n{summary.replace(', ', chr(10))}", va="top", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xticks(alphas, [f"{a:g}" for a in alphas], fontsize=7)
+        ax.minorticks_off()
+        ax.set_ylim(0, 1)
+        ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+        ax.set_xlabel("α: the discrepancy event fires when p(expected quantity) ≤ α")
+        ax.set_ylabel("share of bins with an event")
+        heading = f"{dataset}: " if dataset else ""
+        photos = f" ({n} photos)" if n else ""
+        ax.set_title(
+            f"{heading}discrepancy events over α{photos}\nred low = few false alarms; green/blue high = "
+            "wrong records caught",
+            fontsize=9,
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="upper left")
         return _save(fig, path)
     finally:
         plt.close(fig)

@@ -19,6 +19,7 @@ import torch
 
 from cli.errors import UsageError
 from model.network import ModelConfig
+from training.conformal import calibration_halves
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import Entry, ImageSet, list_split, load_images, train_cache_size
 
@@ -32,6 +33,9 @@ class Splits:
     test: ImageSet | None
     description: dict[str, Any]
     train_weights: torch.Tensor | None = None  # per-photo sampling weight (several --data folders)
+    #: Half of the held-out test photos (training.conformal.calibration_halves): neither the loop
+    #: nor the checkpoint choice nor the temperature sees them; the count ranges are calibrated on them.
+    calibration: ImageSet | None = None
 
 
 def resolve_entries(
@@ -117,6 +121,7 @@ def load_data(args: argparse.Namespace, config: ModelConfig) -> Splits:
     entries["train"] = stratified_subset(entries["train"], args.max_train_images, args.seed)
     for split in ("valid", "test"):
         entries[split] = stratified_subset(entries[split], args.max_eval_images, args.seed)
+    entries["calibration"], entries["test"] = split_calibration(entries["test"], args.seed)
     if not entries["train"] or not entries["valid"]:
         sizes = {k: len(v) for k, v in entries.items()}
         raise UsageError(f"need photos in train and valid, got {sizes} (too few labelled photos?)")
@@ -124,9 +129,21 @@ def load_data(args: argparse.Namespace, config: ModelConfig) -> Splits:
     train = load_images(entries["train"], config, train_cache_size(config.image_size), cache, "train")
     valid = load_images(entries["valid"], config, config.image_size, cache, "valid")
     test = load_images(entries["test"], config, config.image_size, cache, "test") if entries["test"] else None
+    calibration = (
+        load_images(entries["calibration"], config, config.image_size, cache, "calibration")
+        if entries["calibration"]
+        else None
+    )
     description["split_counts"] = {
         split: {str(k): v for k, v in sorted(Counter(x.count for x in e).items())}
         for split, e in entries.items()
     }
     train_weights = torch.tensor([weights.get(e, 1.0) for e in entries["train"]], dtype=torch.float64)
-    return Splits(train, valid, test, description, train_weights)
+    return Splits(train, valid, test, description, train_weights, calibration)
+
+
+def split_calibration(test: list[Entry], seed: int) -> tuple[list[Entry], list[Entry]]:
+    """The held-out photos -> (calibration, test) halves; no calibration from fewer than 2 photos."""
+    if len(test) < 2:
+        return [], test
+    return calibration_halves(test, lambda e: e.count, lambda e: e.id, seed)

@@ -433,7 +433,8 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     splits = load_data(args, config)
     train_labels = class_index(splits.train.counts, config)
     print(
-        f"train {len(splits.train)} / valid {len(splits.valid)} / test {len(splits.test or [])} photos; "
+        f"train {len(splits.train)} / valid {len(splits.valid)} / calibration "
+        f"{len(splits.calibration or [])} / test {len(splits.test or [])} photos; "
         f"train per class {torch.bincount(train_labels, minlength=config.num_classes).tolist()}",
         flush=True,
     )

@@ -25,6 +25,7 @@ EXPECTED_MEMBERS = {
     "code/model/__init__.py",
     "code/model/network.py",
     "code/model/preprocess.py",
+    "code/model/ranges.py",
     "code/model/runtime.py",
 }
 

@@ -17,6 +17,7 @@ import torch
 
 from model import inference
 from model.inference import CountingModel, input_fn, output_fn, predict_fn
+from model.ranges import ALL, Conformal
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "functions" / "bincount" / "serving_record.schema.json"
 
@@ -50,6 +51,20 @@ def test_count_records_follow_the_schema(
         record = served(body, content_type, torch_model)
         validator.validate(record)
         assert "count" in record
+
+
+def test_calibrated_count_records_follow_the_schema(
+    validator: jsonschema.protocols.Validator, torch_model: CountingModel, bin_jpeg: bytes, bin_png: bytes
+) -> None:
+    ranges = Conformal(groups="all", scores={ALL: tuple(round(0.2 + 0.007 * i, 4) for i in range(100))})
+    calibrated = replace(
+        torch_model, config=replace(torch_model.config, conformal=ranges.to_dict()), ranges=ranges
+    )
+    for body, content_type in ((bin_jpeg, "image/jpeg"), (bin_png, "image/png")):
+        record = served(body, content_type, calibrated)
+        validator.validate(record)
+        assert len(record["count_p_values"]) == len(record["probabilities"])
+        assert record["count_low"] <= record["count_high"] and record["range_level"] == 0.9
 
 
 def test_every_error_record_follows_the_schema(

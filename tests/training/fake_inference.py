@@ -2,7 +2,8 @@
 
 Shipped as ``code/inference.py`` of a fake artifact. The count is read from the image width
 (``100 + 10 * count`` px) and images with an odd height are answered one count too high, so a test
-knows the exact confusion matrix to expect from the images it drew.
+knows the exact confusion matrix to expect from the images it drew. Its ranges are read from
+fixed p-values: 0.9 for the answered count, 0.2 for its neighbours, 0.01 for the others.
 """
 
 from __future__ import annotations
@@ -39,12 +40,19 @@ def _one(data: Any, config: dict[str, Any]) -> dict[str, Any]:
     count = min(NUM_CLASSES - 1, max(0, (width - 100) // 10 + (height % 2)))
     probabilities = [0.05] * NUM_CLASSES
     probabilities[count] = 0.75
+    p_values = [0.9 if k == count else 0.2 if abs(k - count) == 1 else 0.01 for k in range(NUM_CLASSES)]
     return {
         "count": count,
         "confidence": 0.75,
         "probabilities": probabilities,
         "count_is_lower_bound": count == NUM_CLASSES - 1,
         "model_version": config["version"],
+        "count_p_values": p_values,
+        "count_low": max(0, count - 1),
+        "count_high": min(NUM_CLASSES - 1, count + 1),
+        "range_level": 0.9,
+        "range_open": count + 1 >= NUM_CLASSES - 1,
+        "range_contiguous": True,
     }
 
 

@@ -176,6 +176,33 @@ def test_report_carries_baselines_and_files(csv_report: dict) -> None:
     )
 
 
+def test_ranges_and_simulated_discrepancies_follow_the_records(
+    csv_report: dict, labelled_set: LabelledSet
+) -> None:
+    """fake_inference's range is the answered count ± 1; an event fires when the expected class is
+    two or more from the answered count (p-value 0.01), and only then."""
+    good = {k: v for k, v in labelled_set.labels.items() if k != labelled_set.corrupt}
+    ranges = csv_report["ranges"]
+    assert ranges["level"] == 0.9
+    assert ranges["coverage"]["coverage"] == 1.0  # every answer is right or one too high
+    trade = ranges["discrepancy"]
+    assert trade["at_alpha"]["alpha"] == 0.05 and trade["at_alpha"]["false_alarm"] == 0.0
+    for k in (1, 2, 3):
+        cases = [
+            abs(min(q, 5) - labelled_set.expected_pred[name]) >= 2
+            for name, true in good.items()
+            for q in {true + k, max(0, true - k)}
+            if q != true
+        ]
+        assert trade["at_alpha"][f"catch_off_by_{k}"] == pytest.approx(sum(cases) / len(cases))
+    assert trade["review"]["share_inventory_right"] == 0.0  # no p-value in (0.05, 0.15]
+    curve = {row["alpha"]: row for row in trade["curve"]}
+    wrong_answers = sum(labelled_set.expected_pred[n] != t for n, t in good.items()) / len(good)
+    assert curve[0.2]["false_alarm"] == pytest.approx(wrong_answers)  # their true count has p = 0.2
+    assert curve[0.15]["false_alarm"] == 0.0
+    assert Path(csv_report["files"]["discrepancy_png"]).read_bytes()[:4] == b"\x89PNG"
+
+
 def test_count_folders_without_csv_and_batched_path(
     labelled_set: LabelledSet, fake_artifact: Path, tmp_path: Path, csv_report: dict
 ) -> None:
@@ -307,6 +334,8 @@ def test_images_without_labels_is_one_line(fake_artifact: Path, tmp_path: Path) 
         (["--manifest", "/nonexistent.json"], "no such file"),
         (["--batch-size", "0"], "--batch-size 0"),
         (["--subset", "5-1"], "LO must not exceed HI"),
+        (["--alpha", "1.5"], "--alpha 1.5"),
+        (["--review-budget", "-0.1"], "--review-budget -0.1"),
         ([], "nothing to evaluate"),
     ],
 )

@@ -92,7 +92,12 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     load_state(out)  # checks the sha256 too
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"valid", "test", "calibration", "review_threshold", "class0"} <= set(metrics)
-    assert metrics["calibration"]["ece_before"] >= 0 and metrics["test"]["n"] == 6
+    # the 6 held-out photos (one per count) are cut into a calibration half and a test half
+    assert metrics["calibration"]["ece_before"] >= 0 and metrics["test"]["n"] == 3
+    assert result["config"]["training"]["data"]["split_counts"]["calibration"] != {}
+    ranges = config.ranges()
+    assert ranges is not None and len(ranges.scores["all"]) == 3
+    assert config.training["conformal"]["n_calibration"] == 3
     assert len(json.loads((out / "history.json").read_text())) == 1
     for png in ("training_curves.png", "confusion_valid.png", "confusion_test.png"):
         assert (out / png).stat().st_size > 1000
@@ -117,6 +122,7 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     with torch.no_grad():
         expected = torch.softmax(network(normalise(cached.images, config)) / config.temperature, dim=1)[0]
     assert record["probabilities"] == pytest.approx(expected.tolist(), abs=2e-3)
+    assert len(record["count_p_values"]) == 6 and record["range_level"] == 0.9
 
     # resume: a longer run on the same checkpoint continues at epoch 2 instead of starting over
     _, stdout = _run([*argv, "--epochs", "2"], capsys)
@@ -269,6 +275,8 @@ def test_fine_tune_starts_from_the_given_model_and_keeps_its_config(
     assert child.image_size == parent.image_size and child.arch == parent.arch
     assert result["config"]["training"]["init_from"]["sha256"] == parent.weights_sha256
     assert child.weights_sha256 != parent.weights_sha256
+    # the ranges are calibrated again, on the child's calibration split with its weights
+    assert child.conformal is not None and child.training["conformal"]["n_calibration"] == 3
     # the frozen stem did not move; the head did
     before, after = load_state(parent_out)[0].state_dict(), load_state(child_out)[0].state_dict()
     assert torch.equal(before["backbone.stem.0.weight"], after["backbone.stem.0.weight"])
