@@ -75,6 +75,12 @@ def merged_environment(functions: Mapping[str, FunctionSpec]) -> dict[str, str]:
     return merged
 
 
+#: One import at a time across every function: in Lambda each function imports in its own process,
+#: here they share one, and two threads importing Powertools' packages at once can meet a
+#: partially initialised module (``cannot import name 'SQSEvent' ... circular import``).
+_IMPORT_LOCK = threading.Lock()
+
+
 class FunctionRuntime:
     """Imports one function's handler from its CodeUri and invokes it like Lambda does."""
 
@@ -86,7 +92,6 @@ class FunctionRuntime:
         self.busy_s = 0.0  # time spent inside the handler, for per-stage throughput
         self.completed = 0  # invocations that returned or raised: what the function wrote is written
         self._handler: Handler | None = None
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -94,7 +99,7 @@ class FunctionRuntime:
 
     def handler(self) -> Handler:
         """Import ``module.function`` lazily, after the environment was set (settings read at import)."""
-        with self._lock:
+        with _IMPORT_LOCK:
             if self._handler is None:
                 code_dir = str(self.spec.code_dir)
                 if code_dir not in sys.path:
