@@ -69,6 +69,7 @@ class FunctionSpec:
     memory_mb: int
     sqs_sources: list[SqsEventSource] = field(default_factory=list)
     rule_sources: list[EventRuleSource] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)  # ``rate(...)`` / ``cron(...)`` of Schedule events
 
 
 class LocalStack:
@@ -245,6 +246,11 @@ class LocalStack:
                 memory_mb=int(self.resolver.resolve(props.get("MemorySize", 128))),
                 sqs_sources=self._sqs_sources(props),
                 rule_sources=self._rule_sources(logical_id, props),
+                schedules=[
+                    str(self.resolver.resolve((event.get("Properties") or {}).get("Schedule")))
+                    for event in (props.get("Events") or {}).values()
+                    if event.get("Type") == "Schedule"
+                ],
             )
         return specs
 

@@ -53,6 +53,8 @@ class LocalStackState:
     log_dir: str
     children: list[ChildProcess] = field(default_factory=list)
     listening: list[int] = field(default_factory=list)  # every port its processes listened on at start
+    # each time the model server died and was started again: {"at", "exit_code", "down_s"}
+    model_server_restarts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ports(self) -> list[int]:
