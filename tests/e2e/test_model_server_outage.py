@@ -13,6 +13,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from local.daemon import state_of
@@ -60,6 +61,11 @@ def test_killing_the_model_server_mid_job_leaves_every_photo_counted(
             time.sleep(1)
             records = pipeline.image_records()
         restarts = list(pipeline.model_servers.restarts)
+        listening = {
+            conn.laddr.ip
+            for conn in psutil.Process(supervisor.pid).net_connections(kind="tcp")
+            if conn.status == psutil.CONN_LISTEN
+        }
         assert pipeline.executor.outcomes and any(o.status == "Failed" for o in pipeline.executor.outcomes)
         dead_letters = pipeline.dead_letters()
         state = state_of(pipeline, "http://127.0.0.1:1", tmp_path)
@@ -69,5 +75,5 @@ def test_killing_the_model_server_mid_job_leaves_every_photo_counted(
     assert [key for key in keys if records[key][0]["outcome"] != "count"] == []  # none rejected
     assert dead_letters == []
     assert len(restarts) == 1 and restarts[0].exit_code == -signal.SIGKILL
-    assert supervisor.pid != killed_pid
+    assert supervisor.pid != killed_pid and listening == {"127.0.0.1"}  # the restarted one: loopback only
     assert [entry["exit_code"] for entry in state.model_server_restarts] == [-signal.SIGKILL]
