@@ -298,12 +298,15 @@ def _reduced(image: Image.Image, factor: tuple[int, int]) -> Image.Image:
         step(lambda im: im.convert("RGBA" if "A" in im.mode or "transparency" in im.info else "RGB"))
     elif mode not in REDUCIBLE_MODES:
         step(lambda im: im.convert("RGBA" if "A" in im.mode else "RGB"))
+    width, height = image.size
+    # whole blocks only: a last partial block would make an edge pixel of another scale
+    box = (0, 0, width - width % factor[0], height - height % factor[1])
     if image.mode in ("RGBA", "LA"):
         straight = image.mode
         step(lambda im: im.convert({"RGBA": "RGBa", "LA": "La"}[straight]))
-        step(lambda im: im.reduce(factor))
+        step(lambda im: im.reduce(factor, box))
         return image.convert(straight)
-    step(lambda im: im.reduce(factor))
+    step(lambda im: im.reduce(factor, box))
     return image
 
 
