@@ -188,7 +188,7 @@ def decode_image(data: bytes | bytearray | memoryview, limits: DecodeLimits = DE
             if min(factor) > 1:  # DCT scaling: 1/2, 1/4 or 1/8 of each side, never below reduce_min_side
                 image.draft(image.mode, (-(-width // factor[0]), -(-height // factor[1])))
                 factor = limits.reduction(*image.size)  # what the DCT scaling left to reduce
-            elif image.mode in ("RGB", "L"):
+            elif image.mode in ("RGB", "L") and factor == (1, 1):
                 return _decode_jpeg_fast(raw, image, height, width)
         return _decode_with_pillow(image, factor)
     finally:
