@@ -2,8 +2,9 @@
 
 :class:`LocalPipeline` is what the demo, the benchmark and the end-to-end test share. It starts
 moto, creates the stack from ``template.yaml``, points this process's boto3 (and so the
-handlers') at the emulator, starts the model server from the artifact, and runs three workers:
-the batcher's SQS event source mapping, the executor, and the collector's rule subscription.
+handlers') at the emulator, starts the model server from the artifact (restarted when it dies),
+and runs its workers: the batcher's SQS event source mapping, the executor, the collector's rule
+subscription and the reconciler's schedule.
 A downstream consumer queue is subscribed to the inventory bus to show what consumers receive.
 """
 
