@@ -87,8 +87,9 @@ MAX_LATEST_ATTEMPTS = 8
 
 def choose_witness(chunk: Chunk, results: Mapping[str, ResultRecord]) -> ImageObject | None:
     """The photo a split sends first in each half: one the server counted in this job (the first by
-    key, so a repeated collection makes the same jobs), else the job's own witness if it was
-    answered, else any photo of the job that got an answer. None when nothing was answered."""
+    key, so a repeated collection makes the same jobs), else the job's own witness (counted once,
+    it stays a photo the server can answer), else any photo of the job that got an answer (an
+    error record is an answer too). None when there is no such photo yet."""
     answered = sorted(
         (image for image in chunk.images if image.manifest_entry in results),
         key=lambda image: (image.key, image.version),
@@ -96,7 +97,7 @@ def choose_witness(chunk: Chunk, results: Mapping[str, ResultRecord]) -> ImageOb
     counted = [image for image in answered if isinstance(results[image.manifest_entry], CountResult)]
     if counted:
         return counted[0]
-    if chunk.witness is not None and chunk.witness.manifest_entry in results:
+    if chunk.witness is not None:
         return chunk.witness
     return answered[0] if answered else None
 

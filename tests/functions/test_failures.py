@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -134,3 +135,22 @@ def test_sample_capacity_event_is_transient(event_file: Any) -> None:
     assert classify_failure(job.status, job.failure_reason) is TRANSIENT
     sample = parse_job_event(event_file("transform_job_failed.json"))
     assert classify_failure(sample.status, sample.failure_reason) is PER_RECORD
+
+
+def test_the_witness_is_a_counted_photo_first_then_the_jobs_own_then_any_answered() -> None:
+    from bincount.batching import Chunk
+    from bincount.collection import choose_witness
+    from bincount.serving_records import CountResult, ErrorResult
+
+    def staged(i: int) -> ImageObject:
+        return replace(image(i), staged_key=f"{i:032x}.jpg")
+
+    a, b, c, old = staged(1), staged(2), staged(3), staged(9)
+    chunk = Chunk("j", "b", "image/jpeg", (c, b, a), witness=old)
+    count = CountResult(1, 0.9, (0.1, 0.9), count_is_lower_bound=False, model_version="v")
+    error = ErrorResult("corrupt_image", "cannot identify image file")
+    results: dict[str, Any] = {c.manifest_entry: count, b.manifest_entry: count}
+    assert choose_witness(chunk, results) == b  # counted, first by key
+    assert choose_witness(chunk, {a.manifest_entry: error}) == old  # the job's own stays
+    assert choose_witness(replace(chunk, witness=None), {a.manifest_entry: error}) == a  # an answer
+    assert choose_witness(replace(chunk, witness=None), {}) is None
