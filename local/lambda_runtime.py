@@ -374,6 +374,7 @@ def reset_handler_caches() -> None:
         ("bincount.settings", "get_settings"),
         ("batcher.app", "get_runtime"),
         ("collector.app", "get_runtime"),
+        ("reconciler.app", "get_reconciler"),
     ):
         module = sys.modules.get(module_name)
         cached = getattr(module, attribute, None) if module else None
