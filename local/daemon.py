@@ -3,7 +3,8 @@
 ``python -m local.daemon`` (started detached by ``make up``, see :mod:`local.updown`) brings up
 moto, the stack from ``template.yaml``, the model server and the Lambda/Batch-Transform
 stand-ins (:func:`local.pipeline.local_pipeline`), adds Lambda's Invoke API for the hosted
-functions, writes the state file once everything answers, and waits for SIGTERM/SIGINT. Then it
+functions, writes the state file once everything answers (again after each restart of a model
+server that died), and waits for SIGTERM/SIGINT. Then it
 tears everything down in reverse order and removes the state file. Uploads into the ingest
 bucket are counted as they arrive, as on AWS; all state lives in moto's memory.
 """
@@ -16,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
@@ -26,6 +28,7 @@ from local.lambda_invoke_server import lambda_invoke_server
 from local.model_swap import RegistryWatcher
 from local.moto_server import free_port
 from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from local.serving_server import Restart
 from local.stack_state import (
     STATE_DIR,
     ChildProcess,
@@ -99,6 +102,7 @@ def state_of(pipeline: LocalPipeline, lambda_url: str, log_dir: Path) -> LocalSt
         children=children,
         listening=listening,
         model_artifact=str(Path(pipeline.options.model_artifact).resolve()),
+        model_server_restarts=[asdict(restart) for restart in pipeline.model_servers.restarts],
     )
 
 
@@ -123,6 +127,11 @@ def serve_until_stopped(
         with lambda_invoke_server(runtimes, free_port()) as lambda_url:
             state = state_of(pipeline, lambda_url, log_dir)
             write_state(state_path, state)
+
+            def restarted(restart: Restart) -> None:  # new processes (for `make down`), the restart
+                write_state(state_path, state_of(pipeline, lambda_url, log_dir))
+
+            pipeline.model_servers.listeners.append(restarted)
             log.info("local stack up: %s (state %s)", state.urls, state_path)
             if registry is not None:
                 follow_registry(pipeline, registry, lambda_url, log_dir, state_path, stop)

@@ -444,6 +444,49 @@ class EventRuleSubscription:
         return len(messages)
 
 
+class ScheduledInvocation:
+    """A function's ``Schedule`` event: the scheduled event every ``every_s`` (the first one after
+    ``every_s``, as a new rule's first firing), like EventBridge Scheduler's rule would."""
+
+    def __init__(self, function: FunctionRuntime, every_s: float, region: str) -> None:
+        self.function, self.every_s, self.region = function, every_s, region
+        self.next_at = time.monotonic() + every_s
+        self.runs = 0
+
+    def poll_once(self) -> int:
+        if time.monotonic() < self.next_at:
+            return 0
+        self.next_at = time.monotonic() + self.every_s
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT_ID,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "region": self.region,
+            "resources": [f"arn:aws:events:{self.region}:{ACCOUNT_ID}:rule/{self.function.name}-schedule"],
+            "detail": {},
+        }
+        try:
+            self.function.invoke(event)
+        except Exception:  # a failed run is logged; the next one comes on schedule, as on AWS
+            log.exception("%s failed on its schedule", self.function.name)
+        self.runs += 1
+        return 1
+
+
+def schedule_seconds(expression: str) -> float | None:
+    """``rate(15 minutes)`` -> 900.0; None for a ``cron(...)`` (not played locally)."""
+    import re
+
+    match = re.fullmatch(r"\s*rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)\s*", expression)
+    if match is None:
+        return None
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return float(int(match.group(1)) * unit)
+
+
 def subscribe_queue(
     sqs: Any, events: Any, name: str, bus_name: str, pattern: Mapping[str, Any]
 ) -> tuple[str, str]:
@@ -480,6 +523,7 @@ def reset_handler_caches() -> None:
         ("batcher.app", "get_runtime"),
         ("collector.app", "get_runtime"),
         ("corrected.app", "get_runtime"),
+        ("reconciler.app", "get_reconciler"),
     ):
         module = sys.modules.get(module_name)
         cached = getattr(module, attribute, None) if module else None

@@ -2,8 +2,9 @@
 
 :class:`LocalPipeline` is what the demo, the benchmark and the end-to-end test share. It starts
 moto, creates the stack from ``template.yaml``, points this process's boto3 (and so the
-handlers') at the emulator, starts the model server from the artifact, and runs three workers:
-the batcher's SQS event source mapping, the executor, and the collector's rule subscription.
+handlers') at the emulator, starts the model server from the artifact (restarted when it dies),
+and runs its workers: the batcher's SQS event source mapping, the executor, the collector's rule
+subscription and the reconciler's schedule.
 A downstream consumer queue is subscribed to the inventory bus to show what consumers receive.
 """
 
@@ -24,14 +25,16 @@ from local.lambda_runtime import (
     DynamoStreamEventSourceMapping,
     EventRuleSubscription,
     FunctionRuntime,
+    ScheduledInvocation,
     SqsEventSourceMapping,
     process_environment,
     reset_handler_caches,
+    schedule_seconds,
     subscribe_queue,
 )
 from local.model_swap import SwitchingInvoker
 from local.moto_server import AwsEndpoint, moto_server, patched_environ
-from local.serving_server import extract_model, serving_process
+from local.serving_server import Restart, Supervisor, extract_model, serving_process
 from local.stack import FunctionSpec, LocalStack
 from local.torchserve_server import torchserve_process
 from local.transform_executor import TransformExecutor, busy_seconds
@@ -69,6 +72,32 @@ class PipelineOptions:
     # called once the functions' environment is in place, before any event (benchmarks swap in
     # a baseline collector here)
     prepare: Callable[[], None] | None = None
+    # a function's Schedule event (the reconciler's rate(15 minutes)) fires this often here, shrunk
+    # like the batching window so waiting photos get their jobs within a demo; None: the template's
+    schedule_every_s: float | None = 10.0
+
+
+# moto reports every transform job Completed the moment it is created, while the executor runs it
+# later and sends its real state changes itself: the reconciler locally would collect jobs that
+# have not run. So locally it leaves jobs to their events for a day and only restarts waiting photos.
+LOCAL_RECONCILE_SETTLE_S = "86400"
+
+
+@dataclass
+class ModelServers:
+    """The supervised model servers up, by URL, and every restart they made (``bincount status``)."""
+
+    supervisors: dict[str, Supervisor] = field(default_factory=dict)
+    restarts: list[Restart] = field(default_factory=list)
+    listeners: list[Callable[[Restart], None]] = field(default_factory=list)
+
+    def started(self, supervisor: Supervisor) -> None:
+        self.supervisors[supervisor.url] = supervisor
+
+    def restarted(self, restart: Restart) -> None:
+        self.restarts.append(restart)
+        for listener in list(self.listeners):
+            listener(restart)
 
 
 @dataclass
@@ -159,7 +188,11 @@ class LocalPipeline:
         self.invoker = SwitchingInvoker(serving_url)
         self.wiring = derive_wiring(stack)
         functions = stack.functions()
-        environment = {**process_environment(functions, endpoint), **options.environment_overrides}
+        environment = {
+            **process_environment(functions, endpoint),
+            "RECONCILE_SETTLE_S": LOCAL_RECONCILE_SETTLE_S,
+            **options.environment_overrides,
+        }
         # The handlers read settings once per process (as in Lambda); this process may host several
         # pipelines in a row (tests), so the environment is restored at stop and caches dropped both ways.
         self._environment = contextlib.ExitStack()
@@ -174,6 +207,8 @@ class LocalPipeline:
         self.mappings: list[SqsEventSourceMapping] = []
         self.subscriptions: list[EventRuleSubscription] = []
         self.streams: list[DynamoStreamEventSourceMapping] = []
+        self.schedules: list[ScheduledInvocation] = []
+        self.model_servers = ModelServers()
         for spec in functions.values():
             self._attach_function(spec)
         self.executor = TransformExecutor(
@@ -207,6 +242,10 @@ class LocalPipeline:
             self.subscriptions.append(EventRuleSubscription(self.endpoint, runtime, rule, name))
         for stream in spec.stream_sources:
             self.streams.append(DynamoStreamEventSourceMapping.for_endpoint(self.endpoint, runtime, stream))
+        for expression in spec.schedules:
+            every_s = self.options.schedule_every_s or schedule_seconds(expression)
+            if every_s:
+                self.schedules.append(ScheduledInvocation(runtime, every_s, self.endpoint.region))
 
     def _subscribe_consumers(self) -> list[str]:
         """One queue per custom bus that receives our inventory events, as a downstream consumer would."""
@@ -235,6 +274,8 @@ class LocalPipeline:
             )
         for stream in self.streams:
             loops.append((f"stream-{stream.function.name}", stream.poll_once))
+        for schedule in self.schedules:
+            loops.append((f"schedule-{schedule.function.name}", schedule.poll_once))
         loops.append(("executor", self.executor.poll_once))
         loops.append(("consumer", self.drain_consumer_queues))
         for name, loop in loops:
@@ -269,7 +310,7 @@ class LocalPipeline:
         server still answers); the previous one stops once its requests are done."""
         server = contextlib.ExitStack()
         try:
-            url = server.enter_context(model_server(artifact, self.options))
+            url = server.enter_context(model_server(artifact, self.options, self.model_servers))
         except BaseException:
             server.close()
             raise
@@ -283,6 +324,7 @@ class LocalPipeline:
         old = self.servers.pop(previous, None)
         if old is not None:
             old.close()
+        self.model_servers.supervisors.pop(previous, None)
         return url
 
     def stop(self) -> None:
@@ -429,8 +471,14 @@ def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def model_server(artifact: Path, options: PipelineOptions) -> Iterator[str]:
-    """A model server on ``artifact`` (unpacked as SageMaker fills /opt/ml/model), yielding its URL."""
+def model_server(
+    artifact: Path, options: PipelineOptions, servers: ModelServers | None = None
+) -> Iterator[str]:
+    """A model server on ``artifact`` (unpacked as SageMaker fills /opt/ml/model), yielding its URL.
+
+    The small server is supervised: restarted when it dies, each restart told to ``servers``.
+    TorchServe restarts its own dead workers; its frontend is not supervised here.
+    """
     log_dir = options.log_dir
     with tempfile.TemporaryDirectory(prefix="opt-ml-model-") as folder:
         model_dir = extract_model(artifact, Path(folder))
@@ -438,7 +486,13 @@ def model_server(artifact: Path, options: PipelineOptions) -> Iterator[str]:
         if options.server == "torchserve":
             serving = torchserve_process(model_dir, log_path=serving_log)
         else:
-            serving = serving_process(model_dir, options.torch_threads, serving_log)
+            serving = serving_process(
+                model_dir,
+                options.torch_threads,
+                serving_log,
+                on_restart=servers.restarted if servers else None,
+                on_start=servers.started if servers else None,
+            )
         with serving as url:
             yield url
 
@@ -453,7 +507,8 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         servers: dict[str, contextlib.ExitStack] = {}
         stack_of_contexts.callback(pipeline_servers_close, servers)
         server = contextlib.ExitStack()
-        serving_url = server.enter_context(model_server(options.model_artifact, options))
+        supervised = ModelServers()
+        serving_url = server.enter_context(model_server(options.model_artifact, options, supervised))
         servers[serving_url] = server
         endpoint = stack_of_contexts.enter_context(
             moto_server(log_path=log_dir / "moto.log" if log_dir else None, tuned=options.tuned_emulator)
@@ -461,6 +516,7 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         stack = LocalStack(endpoint, options.template, options.stack_name, options.parameters).create()
         pipeline = LocalPipeline(endpoint, stack, serving_url, options)
         pipeline.servers = servers
+        pipeline.model_servers = supervised
         pipeline.start()
         stack_of_contexts.callback(pipeline.stop)
         yield pipeline

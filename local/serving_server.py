@@ -22,7 +22,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -116,14 +118,111 @@ def wait_until_pinged(url: str, process: subprocess.Popen[bytes], timeout_s: flo
         time.sleep(0.2)
 
 
+@dataclass(frozen=True)
+class Restart:
+    """One restart of a model server that died: when, how it ended, how long requests found no server."""
+
+    at: str  # when it was found dead (UTC, ISO 8601)
+    exit_code: int | None  # negative: killed by that signal
+    down_s: float  # from found dead to /ping answering again
+
+
+class Supervisor:
+    """Keeps one model server answering on its URL: a process that exits is started again.
+
+    SageMaker replaces a Batch Transform instance whose container dies; the local stack does the
+    same for its one model server, on the same port, so the executor's requests find it again
+    and the state file's URL stays right. Requests sent while it is down fail as a container
+    failure (connection refused), and the collector retries their photos whole. Only an exit is
+    noticed: a server that hangs answering is the job timeout's business.
+    """
+
+    def __init__(
+        self,
+        start: Callable[[], subprocess.Popen[bytes]],
+        url: str,
+        startup_timeout_s: float,
+        on_restart: Callable[[Restart], None] | None = None,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._start, self.url, self.startup_timeout_s = start, url, startup_timeout_s
+        self.on_restart = on_restart
+        self.poll_s = poll_s
+        self.restarts: list[Restart] = []
+        self._stop = threading.Event()
+        self.process = start()
+        try:
+            wait_until_pinged(url, self.process, startup_timeout_s)
+        except BaseException:
+            stop_process_group(self.process)
+            raise
+        self._thread = threading.Thread(target=self._watch, name="model-server-supervisor", daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            code = self.process.poll()
+            if code is None:
+                continue
+            found = time.monotonic()
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            log.warning("model server %s exited with status %s: starting it again", self.url, code)
+            stop_process_group(self.process)  # whatever it started goes with it
+            if self._restart():
+                restart = Restart(at, code, round(time.monotonic() - found, 1))
+                self.restarts.append(restart)
+                log.warning("model server %s answers again after %.1f s", self.url, restart.down_s)
+                if self.on_restart is not None:
+                    self.on_restart(restart)
+
+    def _restart(self) -> bool:
+        """Start the server until it answers /ping (waiting longer after each failed start)."""
+        delay = 1.0
+        while not self._stop.is_set():
+            self.process = self._start()
+            try:
+                wait_until_pinged(self.url, self.process, self.startup_timeout_s)
+                return True
+            except (RuntimeError, TimeoutError) as error:
+                log.error("model server %s did not start again: %s", self.url, error)
+                stop_process_group(self.process)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
+        return False
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.startup_timeout_s + 30)
+        stop_process_group(self.process)
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process's group, SIGKILL it after 15 s; reaps the process."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @contextlib.contextmanager
 def serving_process(
     model_dir: Path,
     torch_threads: int | None = None,
     log_path: Path | None = None,
     startup_timeout_s: float = 120,
+    on_restart: Callable[[Restart], None] | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
 ) -> Iterator[str]:
-    """Start this server as its own process (torch stays out of the demo's process); yields its URL."""
+    """Start this server as its own process (torch stays out of the demo's process), restarted
+    whenever it dies (:class:`Supervisor`; ``on_start`` gets it); yields its URL."""
     port = free_port()
     threads = torch_threads or os.cpu_count() or 1
     env = {
@@ -144,8 +243,24 @@ def serving_process(
         "--port",
         str(port),
     ]
-    with server_process(command, env, url, log_path, startup_timeout_s):
-        yield url
+    log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    try:
+        supervisor = Supervisor(start, url, startup_timeout_s, on_restart)
+        try:
+            if on_start is not None:
+                on_start(supervisor)
+            yield url
+        finally:
+            supervisor.close()
+    finally:
+        if not isinstance(log_file, int):
+            log_file.close()
 
 
 @contextlib.contextmanager
@@ -171,14 +286,7 @@ def server_process(
         yield process
     finally:
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stop_process_group(process)
         if not isinstance(log_file, int):
             log_file.close()
 

@@ -82,6 +82,7 @@ class FunctionSpec:
     sqs_sources: list[SqsEventSource] = field(default_factory=list)
     rule_sources: list[EventRuleSource] = field(default_factory=list)
     stream_sources: list[StreamEventSource] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)  # ``rate(...)`` / ``cron(...)`` of Schedule events
 
 
 class LocalStack:
@@ -259,6 +260,11 @@ class LocalStack:
                 sqs_sources=self._sqs_sources(props),
                 rule_sources=self._rule_sources(logical_id, props),
                 stream_sources=self._stream_sources(props),
+                schedules=[
+                    str(self.resolver.resolve((event.get("Properties") or {}).get("Schedule")))
+                    for event in (props.get("Events") or {}).values()
+                    if event.get("Type") == "Schedule"
+                ],
             )
         return specs
 

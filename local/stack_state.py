@@ -54,6 +54,8 @@ class LocalStackState:
     children: list[ChildProcess] = field(default_factory=list)
     listening: list[int] = field(default_factory=list)  # every port its processes listened on at start
     model_artifact: str = ""  # the model.tar.gz the model server serves (`bincount count` uses it too)
+    # each time the model server died and was started again: {"at", "exit_code", "down_s"}
+    model_server_restarts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ports(self) -> list[int]:

@@ -92,6 +92,10 @@ def torchserve_process(
         "TS_GRPC_INFERENCE_PORT": str(free_port()),
         "TS_GRPC_MANAGEMENT_PORT": str(free_port()),
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{free_port()}",
+        # The toolkit writes inference/management on 0.0.0.0 (right inside a container); its
+        # config sets enable_envvars_config=true, so TS_* variables win: this machine's loopback only.
+        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{free_port()}",
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
     }

@@ -8,7 +8,12 @@ reads the manifest, sends every record to the model server over the container co
 ``<relative key>.out`` under ``S3OutputPath``, and emits ``SageMaker Transform Job State Change``
 (InProgress, then Completed or Failed) on the default bus, where the template's rule picks it up.
 As on SageMaker, one record that still fails after its retries fails the job, while the records
-that succeeded keep their ``.out``.
+that succeeded keep their ``.out``. The job's ``FailureReason`` says which failure it was, as the
+collector needs to know (bincount.failures): a request the model server did not answer (refused
+or reset connection, timeout) or answered with a 5xx fails the job with a *container* reason
+(``... model server did not answer: ... Connection refused``), named first whenever one occurred;
+only when every failed request was answered with a 4xx (or refused before sending, over
+``MaxPayloadInMB``) does the reason name records alone.
 """
 
 from __future__ import annotations
@@ -133,6 +138,15 @@ def state_change_detail(
 class RecordFailure:
     key: str
     reason: str
+    container: bool = False  # no answer, or a 5xx: the server failed, not the record
+
+
+def failure_reason(failures: list[RecordFailure], records: int) -> str:
+    """The job's ``FailureReason``: a container failure is named first if there was one, so the
+    collector never reads a server outage as a verdict on the records."""
+    first = next((f for f in failures if f.container), failures[0])
+    counted = f"{len(failures)} of {max(records, 1)} records failed"
+    return f"ClientError: {counted}; first: {first.key}: {first.reason}"[:1024]
 
 
 @dataclass
@@ -229,12 +243,7 @@ class TransformExecutor:
             keys, written, failures = [], 0, [RecordFailure("", f"{type(error).__name__}: {error}")]
 
         status = "Failed" if failures else "Completed"
-        reason = ""
-        if failures:
-            reason = (
-                f"ClientError: {len(failures)} of {max(len(keys), 1)} records failed; first: "
-                f"{failures[0].key}: {failures[0].reason}"
-            )[:1024]
+        reason = failure_reason(failures, len(keys)) if failures else ""
         times["TransformEndTime"] = datetime.now(UTC)
         self._emit(job, status, tags, times, reason)
         outcome = JobOutcome(name, status, len(keys), written, failures, time.monotonic() - started, started)
@@ -273,21 +282,22 @@ class TransformExecutor:
             timeout_s = float(client.get("InvocationsTimeoutInSeconds", DEFAULT_TIMEOUT_S))
             content_type = job["TransformInput"].get("ContentType") or "application/x-image"
             accept = job["TransformOutput"].get("Accept") or "application/json"
-            reason = ""
+            reason, container = "", False
             for _ in range(attempts):
                 try:
                     status, payload = self.invoker(body, content_type, accept, timeout_s)
                 except (TimeoutError, OSError) as error:
-                    reason = f"model server did not answer: {error}"
+                    reason, container = f"model server did not answer: {error}", True
                     continue
                 if 200 <= status < 300:
                     out_bucket, out_key = output_key(job["TransformOutput"]["S3OutputPath"], relative_key)
                     self.s3.put_object(Bucket=out_bucket, Key=out_key, Body=payload, ContentType=accept)
                     return None
                 reason = f"model server answered {status}: {payload[:200].decode('utf-8', 'replace')}"
+                container = status >= 500
                 if status < 500:
                     break  # a client error does not get better by retrying
-            return RecordFailure(relative_key, reason)
+            return RecordFailure(relative_key, reason, container)
         finally:
             if self.on_record is not None:
                 self.on_record()

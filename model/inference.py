@@ -93,7 +93,8 @@ class ServingSettings:
     default: the CPUs divided among ``SAGEMAKER_MODEL_SERVER_WORKERS``), ``BINCOUNT_MAX_BATCH``
     (largest forward batch), ``BINCOUNT_ORT_SPIN`` (let ONNX Runtime's threads spin between
     runs: faster for large lists, slower one request at a time), ``BINCOUNT_MAX_PIXELS`` /
-    ``BINCOUNT_MAX_SIDE`` (decode limits), ``BINCOUNT_RANGE_LEVEL`` (coverage level of the
+    ``BINCOUNT_MAX_SIDE`` / ``BINCOUNT_DECODE_BUDGET_MB`` / ``BINCOUNT_REDUCE_MIN_SIDE`` (decode
+    limits, :class:`model.preprocess.DecodeLimits`), ``BINCOUNT_RANGE_LEVEL`` (coverage level of the
     records' ``count_low``..``count_high``, default 0.90; the p-values serve any other level).
     """
 
@@ -119,6 +120,9 @@ class ServingSettings:
             limits=DecodeLimits(
                 max_pixels=_env_int("BINCOUNT_MAX_PIXELS", defaults.max_pixels),
                 max_side=_env_int("BINCOUNT_MAX_SIDE", defaults.max_side),
+                max_decode_bytes=_env_int("BINCOUNT_DECODE_BUDGET_MB", defaults.max_decode_bytes // 2**20)
+                * 2**20,
+                reduce_min_side=_env_int("BINCOUNT_REDUCE_MIN_SIDE", defaults.reduce_min_side),
             ),
             range_level=_env_level("BINCOUNT_RANGE_LEVEL", DEFAULT_RANGE_LEVEL),
         )

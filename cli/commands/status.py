@@ -1,4 +1,5 @@
-"""``bincount status``: photos waiting, transform jobs in flight, dead-letter depths, last errors."""
+"""``bincount status``: photos waiting, transform jobs in flight, dead-letter depths, last errors,
+and on the local stack the model server's restarts (it is started again when it dies)."""
 
 from __future__ import annotations
 
@@ -56,7 +57,16 @@ def gather(stack: StackResources, error_limit: int) -> dict[str, Any]:
             "collector": queue_depth(sqs, stack.collector_dlq_url)["waiting"],
         },
         "last_errors": last_errors(error_items(dynamodb, stack.counts_table), failed_jobs, error_limit),
+        **({"model_server_restarts": local_restarts()} if stack.is_local else {}),
     }
+
+
+def local_restarts() -> list[dict[str, Any]]:
+    """The local model server's restarts after it died, from the running stack's state file."""
+    from local.stack_state import default_state_path, read_state
+
+    state = read_state(default_state_path())
+    return list(state.model_server_restarts) if state is not None else []
 
 
 def render(status: dict[str, Any]) -> str:
@@ -73,6 +83,13 @@ def render(status: dict[str, Any]) -> str:
     lines.append(f"dead letters: ingest {dead['ingest']}, collector {dead['collector']}")
     if dead["ingest"] or dead["collector"]:
         lines.append("  move them back with: bincount redrive ingest | bincount redrive collector")
+    if "model_server_restarts" in status:
+        restarts = status["model_server_restarts"]
+        line = f"model server restarts: {len(restarts)}"
+        if restarts:
+            last = restarts[-1]
+            line += f" (last at {last['at']}, exit status {last['exit_code']}, down {last['down_s']} s)"
+        lines.append(line)
     if status["last_errors"]:
         lines.append("last errors:")
         lines.append(

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bincount.uploads import ImageObject
@@ -34,6 +34,9 @@ class Chunk:
     unknown_splits: int = 0  # splits for failures of unknown reason in this chunk's ancestry
     purpose: str = ""  # "recount": the photos have records; the collector re-counts them (bincount.recounts)
     target_model_version: str = ""  # a re-count's model version (part of its job names)
+    # A photo the model server already answered, sent first in a re-driven job as a control: its
+    # answer shows the server answering during this job's run (bincount.failures.Evidence).
+    witness: ImageObject | None = None
 
 
 def dedupe(images_by_message: Mapping[str, Sequence[ImageObject]]) -> dict[ImageObject, set[str]]:
@@ -60,15 +63,24 @@ def sanitize_prefix(prefix: str) -> str:
     return cleaned[: MAX_JOB_NAME_LENGTH - HASH_HEX_CHARS - 1].rstrip("-") or "bincount"
 
 
-def job_name(images: Iterable[ImageObject], prefix: str = "bincount", attempt: int = 0) -> str:
+def job_name(
+    images: Iterable[ImageObject],
+    prefix: str = "bincount",
+    attempt: int = 0,
+    witness: ImageObject | None = None,
+) -> str:
     """``<prefix>-<16 hex of sha256 over sorted bucket/key/version>``: order-insensitive, ≤ 63 chars.
 
     A whole retry of the same images needs a new name (names stay taken): attempt ``n`` ends in
     ``-r<n>`` and gives up as many hex digits, so the name stays deterministic and ≤ 63 chars.
+    A witness is part of the job's content, so of its name.
     """
     digest = hashlib.sha256()
     for bucket, key, version in sorted(image.identity for image in images):
         digest.update(f"{bucket}\0{key}\0{version}\n".encode())
+    if witness is not None:
+        bucket, key, version = witness.identity
+        digest.update(f"witness\0{bucket}\0{key}\0{version}\n".encode())
     suffix = f"-r{attempt}" if attempt else ""
     name = f"{sanitize_prefix(prefix)}-{digest.hexdigest()[: HASH_HEX_CHARS - len(suffix)]}{suffix}"
     assert len(name) <= MAX_JOB_NAME_LENGTH and JOB_NAME_PATTERN.match(name), name
@@ -107,25 +119,47 @@ def plan_chunks(
     return chunks
 
 
-def split_for_redrive(images: Sequence[ImageObject], prefix: str = "bincount") -> list[Chunk]:
+def split_for_redrive(
+    images: Sequence[ImageObject], prefix: str = "bincount", witness: ImageObject | None = None
+) -> list[Chunk]:
     """Halve the images a failed job left without output, so a poison image ends up alone.
 
-    Each half is a new deterministic job. A lone image left by a larger job gets a job of its
-    own (it may only have been collateral); the caller records a lone image of a one-image job
-    as failed instead of calling this.
+    Each half is a new deterministic job, with ``witness`` (a photo the server answered) sent
+    first when there is one. The caller records a photo as failed only on evidence
+    (bincount.failures.next_step), never by calling this.
     """
     if not images:
         raise ValueError("nothing to re-drive")
     ordered = sorted(images, key=lambda image: (image.key, image.version))
     middle = max(1, len(ordered) // 2)
     parts = [ordered] if len(ordered) == 1 else [ordered[:middle], ordered[middle:]]
-    chunks = []
+    chunks: list[Chunk] = []
     for part in parts:
-        chunks.extend(plan_chunks(part, max_images=len(part), prefix=prefix))
+        chunks.extend(
+            with_witness(chunk, witness, prefix)
+            for chunk in plan_chunks(part, max_images=len(part), prefix=prefix)
+        )
     return chunks
 
 
-def retry_chunk(images: Sequence[ImageObject], prefix: str, attempt: int, unknown_splits: int = 0) -> Chunk:
+def with_witness(chunk: Chunk, witness: ImageObject | None, prefix: str) -> Chunk:
+    """The chunk with ``witness`` sent first (renamed: the witness is content); unchanged without one,
+    or when the witness cannot share its manifest (unstaged, or one of the chunk's own entries)."""
+    if witness is None or not witness.staged_key or witness.bucket != chunk.bucket:
+        return chunk
+    if any(image.manifest_entry == witness.manifest_entry or not image.staged_key for image in chunk.images):
+        return chunk
+    name = job_name(chunk.images, prefix, chunk.attempt, witness)
+    return replace(chunk, job_name=name, witness=witness)
+
+
+def retry_chunk(
+    images: Sequence[ImageObject],
+    prefix: str,
+    attempt: int,
+    unknown_splits: int = 0,
+    witness: ImageObject | None = None,
+) -> Chunk:
     """The same images (whole, not split) under the job name of retry ``attempt``.
 
     The images come from the failed job's images.json, staged keys included, so the retry reads
@@ -135,7 +169,7 @@ def retry_chunk(images: Sequence[ImageObject], prefix: str, attempt: int, unknow
         raise ValueError("nothing to retry")
     ordered = tuple(sorted(images, key=lambda image: (image.key, image.version)))
     first = ordered[0]
-    return Chunk(
+    chunk = Chunk(
         job_name=job_name(ordered, prefix, attempt),
         bucket=first.bucket,
         content_type=first.content_type,
@@ -143,6 +177,7 @@ def retry_chunk(images: Sequence[ImageObject], prefix: str, attempt: int, unknow
         attempt=attempt,
         unknown_splits=unknown_splits,
     )
+    return with_witness(chunk, witness, prefix)
 
 
 @dataclass(frozen=True)
@@ -184,7 +219,9 @@ def manifest_body(layout: JobLayout, chunk: Chunk) -> list[Any]:
     """
     staged = [image.staged_key for image in chunk.images]
     if all(staged):
-        return [{"prefix": layout.staging_uri()}, *staged]
+        # the witness first: it is answered before anything in the job can stop the job
+        witness = [chunk.witness.staged_key] if chunk.witness is not None else []
+        return [{"prefix": layout.staging_uri()}, *witness, *staged]
     if any(staged):
         raise ValueError(f"chunk {chunk.job_name} mixes staged and unstaged images")
     return [{"prefix": f"s3://{chunk.bucket}/"}, *(image.key for image in chunk.images)]
@@ -276,6 +313,8 @@ def images_document(chunk: Chunk, parent_job: str | None = None) -> dict[str, An
     }
     if chunk.purpose:  # only re-counts say it: a normal job's document stays as it was
         document.update(purpose=chunk.purpose, target_model_version=chunk.target_model_version)
+    if chunk.witness is not None:
+        document["witness"] = chunk.witness.to_dict()
     return document
 
 
@@ -290,4 +329,5 @@ def chunk_from_images_document(document: Mapping[str, Any]) -> Chunk:
         unknown_splits=int(document.get("unknown_splits") or 0),
         purpose=str(document.get("purpose") or ""),
         target_model_version=str(document.get("target_model_version") or ""),
+        witness=ImageObject.from_dict(document["witness"]) if document.get("witness") else None,
     )

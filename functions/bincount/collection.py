@@ -9,12 +9,15 @@ Per job, in this order, so a crash at any point is repaired by a retry of the sa
 3. publish the images' events (PutEvents, ≤ 10 entries a call, only failed entries resent);
 4. write the image records — the commit point (conditional, batched), only for images whose
    events all went out. Events are at-least-once; records exactly-once.
-Images a failed or stopped job left without output follow the failure's kind (bincount.failures):
-a transient failure (capacity, quota, throttling, a stopped job) queues them whole for a retry with
-backoff, parked once the chunk's retry budget is spent; a per-record failure splits them into new
-deterministic jobs until a lone failing image is recorded as ``transform_failed``; an unknown one
-splits within a budget, then waits. Re-drives start only while ``MaxJobsInFlight`` leaves room,
-else they wait in the retry queue too. No photo is rejected because of AWS's capacity.
+Images a failed or stopped job left without output follow the failure's kind and the job's own
+outputs (bincount.failures): a transient or container failure (capacity, quota, throttling, a
+stopped job, a model server that did not answer) queues them whole for a retry with backoff,
+parked once the chunk's retry budget is spent; a per-record failure records ``transform_failed``
+only for a photo that failed alone while the server answered in the same run (other photos of the
+job, or its witness), splits several such photos into new deterministic jobs (each led by a
+witness), and without any answer waits like a transient one; an unknown one splits within a
+budget, then waits. Re-drives start only while ``MaxJobsInFlight`` leaves room, else they wait in
+the retry queue too. No photo is rejected because of AWS's capacity or a model server outage.
 """
 
 from __future__ import annotations
@@ -46,7 +49,14 @@ from bincount.count_records import (
     image_record_sk,
     outcome_for,
 )
-from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.failures import (
+    Evidence,
+    FailureAction,
+    FailureKind,
+    RetryPolicy,
+    classify_failure,
+    next_step,
+)
 from bincount.inventory_events import InventoryDiscrepancyDetected
 from bincount.job_events import TransformJobEvent
 from bincount.ports import CountStore, EventSender, JobStore, JobSubmissionError, ObjectStore
@@ -60,7 +70,13 @@ from bincount.recounts import (
     recount_attributes,
     recount_latest,
 )
-from bincount.serving_records import TRANSFORM_FAILED, ErrorResult, ResultRecord, parse_result_body
+from bincount.serving_records import (
+    TRANSFORM_FAILED,
+    CountResult,
+    ErrorResult,
+    ResultRecord,
+    parse_result_body,
+)
 from bincount.submission import IN_FLIGHT_ATTRIBUTE, Submitted, Submitter, available_slots
 from bincount.timefmt import now
 from bincount.uploads import ImageObject
@@ -70,6 +86,23 @@ K = TypeVar("K")  # what one LATEST planner plans by: a bin, or one re-counted p
 log = logging.getLogger(__name__)
 
 MAX_LATEST_ATTEMPTS = 8
+
+
+def choose_witness(chunk: Chunk, results: Mapping[str, ResultRecord]) -> ImageObject | None:
+    """The photo a split sends first in each half: one the server counted in this job (the first by
+    key, so a repeated collection makes the same jobs), else the job's own witness (counted once,
+    it stays a photo the server can answer), else any photo of the job that got an answer (an
+    error record is an answer too). None when there is no such photo yet."""
+    answered = sorted(
+        (image for image in chunk.images if image.manifest_entry in results),
+        key=lambda image: (image.key, image.version),
+    )
+    counted = [image for image in answered if isinstance(results[image.manifest_entry], CountResult)]
+    if counted:
+        return counted[0]
+    if chunk.witness is not None:
+        return chunk.witness
+    return answered[0] if answered else None
 
 
 class CollectionIncomplete(Exception):
@@ -128,7 +161,7 @@ class Collector:
             report.ignored = True
             return report
         chunk = self._load_chunk(job)
-        results = self._read_results(job, chunk)
+        results = self._read_results(job, chunk)  # the witness's answer included
         outcomes = [
             outcome_for(image, results[image.manifest_entry], job.job_name, self.rules)
             for image in chunk.images
@@ -139,7 +172,19 @@ class Collector:
         if missing:
             report.failure_kind = classify_failure(job.status, job.failure_reason)
             kind = report.failure_kind
-            action = next_step(kind, len(chunk.images), chunk.unknown_splits, self.retry_policy)
+            evidence = Evidence(answered=len(results), missing=len(missing))
+            action = next_step(kind, evidence, chunk.unknown_splits, self.retry_policy)
+            log.warning(
+                "job left photos without output",
+                extra={
+                    "job": job.job_name,
+                    "kind": kind.value,
+                    "answered": evidence.answered,
+                    "missing": evidence.missing,
+                    "action": action.value,
+                    "reason": job.failure_reason,
+                },
+            )
         if action is FailureAction.RECORD_FAILED:
             reason = job.failure_reason or f"transform job {job.status} without output for this image"
             failed = ErrorResult(TRANSFORM_FAILED, reason[:1000])
@@ -150,7 +195,8 @@ class Collector:
         else:
             self._record(outcomes, report)
         if missing and action is FailureAction.SPLIT:
-            self._redrive(job, self._split(chunk, missing, report.failure_kind), report)
+            witness = choose_witness(chunk, results)
+            self._redrive(job, self._split(chunk, missing, report.failure_kind, witness), report)
         elif missing:
             self._retry_whole(job, chunk, missing, report)
         self.jobs.update(
@@ -202,6 +248,8 @@ class Collector:
         (the staged copy's path: one per upload, even for two uploads of one key in one job)."""
         bucket = self.layout.results_bucket
         wanted = {image.manifest_entry for image in chunk.images}
+        if chunk.witness is not None:
+            wanted.add(chunk.witness.manifest_entry)
         outputs: dict[str, str] = {}
         for output_key in self.objects.list_keys(bucket, self.layout.output_prefix_for(job.job_name)):
             image_key = image_key_for_output(self.layout, job.job_name, output_key)
@@ -400,10 +448,13 @@ class Collector:
 
     # -- re-drive ---------------------------------------------------------------------------------
 
-    def _split(self, chunk: Chunk, missing: list[ImageObject], kind: FailureKind | None) -> list[Chunk]:
-        """Halves of the photos left without output; unknown-reason splits count against their budget."""
+    def _split(
+        self, chunk: Chunk, missing: list[ImageObject], kind: FailureKind | None, witness: ImageObject | None
+    ) -> list[Chunk]:
+        """Halves of the photos left without output, each with the witness sent first;
+        unknown-reason splits count against their budget."""
         splits = chunk.unknown_splits + (1 if kind is FailureKind.UNKNOWN else 0)
-        halves = split_for_redrive(missing, prefix=chunk_prefix(chunk, self.job_name_prefix))
+        halves = split_for_redrive(missing, prefix=chunk_prefix(chunk, self.job_name_prefix), witness=witness)
         return [
             replace(
                 half,
@@ -419,7 +470,9 @@ class Collector:
     ) -> None:
         """The same photos under the next attempt's job name, after the attempt's backoff."""
         attempt = chunk.attempt + 1
-        retry = retry_chunk(missing, chunk_prefix(chunk, self.job_name_prefix), attempt, chunk.unknown_splits)
+        retry = retry_chunk(
+            missing, chunk_prefix(chunk, self.job_name_prefix), attempt, chunk.unknown_splits, chunk.witness
+        )
         retry = replace(retry, purpose=chunk.purpose, target_model_version=chunk.target_model_version)
         reason = job.failure_reason or f"transform job {job.status}"
         policy = self.retry_policy

@@ -10,7 +10,14 @@ from bincount.job_events import DETAIL_TYPE
 
 from local.lambda_runtime import subscribe_queue
 from local.moto_server import AwsEndpoint
-from local.transform_executor import JobOutcome, TransformExecutor, busy_seconds, output_key
+from local.transform_executor import (
+    JobOutcome,
+    RecordFailure,
+    TransformExecutor,
+    busy_seconds,
+    failure_reason,
+    output_key,
+)
 
 
 def test_output_key_is_relative_key_plus_out() -> None:
@@ -19,6 +26,19 @@ def test_output_key_is_relative_key_plus_out() -> None:
         "transform-output/job-1/BIN-1/a.jpg.out",
     )
     assert output_key("s3://r/", "a.jpg") == ("r", "a.jpg.out")
+
+
+def test_a_server_that_did_not_answer_is_named_first_and_read_as_a_container_failure() -> None:
+    from bincount.failures import FailureKind, classify_failure
+
+    record = RecordFailure("a.jpg", "model server answered 413: payload too large")
+    refused = RecordFailure("b.jpg", "model server did not answer: [Errno 111] Connection refused", True)
+    crashed = RecordFailure("c.jpg", "model server answered 500: worker died", True)
+    assert classify_failure("Failed", failure_reason([record], 40)) is FailureKind.PER_RECORD
+    for container in (refused, crashed):
+        reason = failure_reason([record, container], 40)
+        assert reason.startswith("ClientError: 2 of 40 records failed; first: ")
+        assert container.key in reason and classify_failure("Failed", reason) is FailureKind.CONTAINER
 
 
 def test_busy_seconds_counts_overlapping_jobs_once() -> None:

@@ -206,16 +206,31 @@ REQUEST_KEYS = (
 )
 
 
-def test_single_image_failed_job_ends_as_transform_failed(
+def test_a_photo_failing_alone_while_the_server_answered_ends_as_transform_failed(
     stack: Any, bus_queue: str, use_runtime: Any, context: Any
 ) -> None:
-    poison = photo(stack, "B9", "poison")
-    name, _ = stage_job([poison], {})
-    app.handler(job_event(name, "Failed", stack.results_bucket, "ClientError: 500 from model"), context)
+    poison, good = photo(stack, "B9", "poison"), photo(stack, "B8", "good")
+    name, _ = stage_job([poison, good], {good.key: count_record(2)})  # the server answered the other
+    reason = "ClientError: See job logs for more information"
+    app.handler(job_event(name, "Failed", stack.results_bucket, reason), context)
     record = items(stack, "B9")[image_record_sk(poison)]
     assert (record["outcome"], record["error_code"]) == ("error", "transform_failed")
-    assert "500 from model" in record["error_message"]
+    assert "See job logs" in record["error_message"]
+    assert items(stack, "B8")[image_record_sk(good)]["outcome"] == "count"
     assert [d["error_code"] for d in by_type(drain(bus_queue), "Bin Image Rejected")] == ["transform_failed"]
+
+
+def test_a_lone_photo_failing_without_any_answer_waits_instead_of_being_rejected(
+    stack: Any, bus_queue: str, use_runtime: Any, context: Any
+) -> None:
+    lone = photo(stack, "B9", "lone")
+    name, _ = stage_job([lone], {})
+    reason = "ClientError: See job logs for more information"
+    summary = app.handler(job_event(name, "Failed", stack.results_bucket, reason), context)
+    assert (summary["failure_kind"], summary["rejected"]) == ("per_record", 0)
+    assert list(summary["waiting_jobs"]) == [f"{name[: -len('-r1')]}-r1"]
+    assert image_record_sk(lone) not in items(stack, "B9")
+    assert by_type(drain(bus_queue), "Bin Image Rejected") == []
 
 
 def test_put_events_partial_failure_resends_only_failed_entries(

@@ -42,7 +42,14 @@ PER_RECORD = "ClientError: See job logs for more information"
 
 def photo(i: int) -> ImageObject:
     return ImageObject(
-        "ingest", f"incoming/B{i}/x.jpg", f"e{i}", 10, f"B{i}", "2026-01-01T00:00:00.000Z", "image/jpeg"
+        "ingest",
+        f"incoming/B{i}/x.jpg",
+        f"e{i}",
+        10,
+        f"B{i}",
+        "2026-01-01T00:00:00.000Z",
+        "image/jpeg",
+        staged_key=f"{i:032x}.jpg",
     )
 
 
@@ -100,15 +107,35 @@ class World:
         return chunk.job_name
 
     def keys_of(self, name: str) -> list[str]:
-        return [item["key"] for item in self.objects.get_json("results", LAYOUT.images_key(name))["images"]]
+        """The job's photos in manifest order (a witness is no photo of the job)."""
+        document = self.objects.get_json("results", LAYOUT.images_key(name))
+        key_of = {item["staged_key"]: item["key"] for item in document["images"]}
+        manifest = self.objects.get_json("results", LAYOUT.manifest_key(name))[1:]
+        return [key_of[entry] for entry in manifest if entry in key_of]
 
-    def end(self, name: str, status: str, reason: str = "", done: set[str] | None = None) -> None:
-        """Batch Transform ends the job: outputs for ``done`` (default: all if Completed, else none)."""
+    def witness_of(self, name: str) -> str | None:
+        witness = self.objects.get_json("results", LAYOUT.images_key(name)).get("witness")
+        return witness["staged_key"] if witness else None
+
+    def end(
+        self, name: str, status: str, reason: str = "", done: set[str] | None = None, answered: bool = True
+    ) -> None:
+        """Batch Transform ends the job: outputs for ``done`` (default: all if Completed, else none),
+        and for the witness sent first, if any, while the server ``answered``."""
         if done is None:
             done = set(self.keys_of(name)) if status == "Completed" else set()
-        for key in done:
+        staged = {
+            image["key"]: image["staged_key"]
+            for image in self.objects.get_json("results", LAYOUT.images_key(name))["images"]
+        }
+        entries = {staged[key] for key in done}
+        if answered and (witness := self.witness_of(name)):
+            entries.add(witness)
+        for entry in entries:
             record = {"count": 1, "confidence": 0.9, "probabilities": [], "model_version": "v"}
-            self.objects.put_bytes("results", output_key_for(LAYOUT, name, key), json.dumps(record).encode())
+            self.objects.put_bytes(
+                "results", output_key_for(LAYOUT, name, entry), json.dumps(record).encode()
+            )
         self.transforms.descriptions[name] = {
             "TransformJobName": name,
             "TransformJobStatus": status,
@@ -123,9 +150,9 @@ class World:
         return TransformJobEvent(name, description["TransformJobStatus"], description["FailureReason"])
 
     def collect(
-        self, name: str, status: str, reason: str = "", done: set[str] | None = None
+        self, name: str, status: str, reason: str = "", done: set[str] | None = None, answered: bool = True
     ) -> CollectionReport:
-        self.end(name, status, reason, done)
+        self.end(name, status, reason, done, answered)
         return self.collector.collect(self.event(name))
 
     def running(self) -> list[str]:
@@ -252,9 +279,9 @@ def test_stopped_job_is_retried_whole_with_its_unfinished_photos() -> None:
 
 def test_redrives_respect_max_jobs_in_flight() -> None:
     world = World(max_in_flight=3)
-    name = world.start([photo(i) for i in range(4)])
+    name = world.start([photo(i) for i in range(5)])
     world.transforms.in_progress = 2  # one slot left for two halves
-    report = world.collect(name, "Failed", PER_RECORD)
+    report = world.collect(name, "Failed", PER_RECORD, done={photo(0).key})  # 4 failed, 1 answered
     assert len(world.running()) == 1 and len(report.waiting_jobs) == 1
     assert report.parked_images == 0
 
@@ -268,9 +295,9 @@ def test_redrives_respect_max_jobs_in_flight() -> None:
 
 def test_throttled_redrive_waits_instead_of_failing_the_event() -> None:
     world = World()
-    name = world.start([photo(i) for i in range(4)])
+    name = world.start([photo(i) for i in range(5)])
     world.transforms.errors = [JobSubmissionError("ThrottlingException", "Rate exceeded", retryable=True)]
-    report = world.collect(name, "Failed", PER_RECORD)
+    report = world.collect(name, "Failed", PER_RECORD, done={photo(0).key})
     assert report.problems == [] and len(report.waiting_jobs) == 2
     assert world.jobs.get(name) is not None and "in_flight" not in world.jobs.items[name]
 
@@ -327,3 +354,108 @@ def test_one_broken_job_does_not_stop_the_reconciler() -> None:
     report = world.reconciler.run()
     assert list(report.collected) == [fine] and report.problems and broken in report.problems[0]
     assert [item["pk"] for item in world.jobs.in_flight()] == [broken]  # tried again next run
+
+
+OUTAGE_REASONS = [
+    # the local executor's, when the model server was killed mid-job
+    "ClientError: 33 of 40 records failed; first: x.jpg: model server did not answer: "
+    "<urlopen error [Errno 111] Connection refused>",
+    # SageMaker's for a container that stopped answering or crashed
+    "AlgorithmError: Model container failed to respond to ping. Please ensure /ping endpoint is "
+    "implemented and responds with an HTTP 200 status code",
+    "AlgorithmError: Unable to get response from algorithm",
+    "ClientError: Worker died.",
+    "AlgorithmError: Exit Code: 137",
+    "ClientError: model server answered 502: Bad Gateway",
+    "ClientError: 1 of 40 records failed; first: y.jpg: model server did not answer: timed out",
+]
+
+
+@pytest.mark.parametrize("reason", OUTAGE_REASONS)
+def test_a_model_server_outage_mid_job_rejects_no_photo(reason: str) -> None:
+    world = World()
+    images = [photo(i) for i in range(40)]
+    name = world.start(images)
+    counted_before = {image.key for image in images[:7]}  # answered before the server died
+    report = world.collect(name, "Failed", reason, done=counted_before)
+    assert report.failure_kind and report.failure_kind.value == "container"
+    assert report.rejected == [] and report.redriven_images == 0  # retried whole, not split
+    (waiting,) = world.queue.bodies()
+    assert len(waiting["chunk"]["images"]) == 33 and waiting["parked"] is False
+
+    world.clock.advance(world.policy.delay_s(1))
+    world.reconciler.run()
+    (retry,) = world.running()
+    world.collect(retry, "Completed")  # the server is back
+    records = world.records()
+    assert set(records) == {image.key for image in images}
+    assert all(record["outcome"] == "count" for record in records.values())
+    assert world.rejections() == [] and world.queue.messages == {}
+
+
+def test_requests_failing_without_any_answer_wait_whole_instead_of_splitting_down_to_one() -> None:
+    world = World()
+    images = [photo(i) for i in range(8)]
+    name = world.start(images)
+    report = world.collect(name, "Failed", PER_RECORD)  # "See job logs", nothing answered at all
+    assert report.failure_kind and report.failure_kind.value == "per_record"
+    assert report.redriven_images == 0 and list(report.waiting_jobs.values()) == [8]
+    assert world.records() == {} and world.rejections() == []
+
+
+def test_a_lone_photo_is_rejected_only_beside_its_witness_answer() -> None:
+    world = World(max_in_flight=100)
+    images = [photo(i) for i in range(3)]
+    name = world.start(images)
+    # one photo counted, two failed without a cause named: split, each half led by the counted one
+    world.collect(name, "Failed", PER_RECORD, done={images[0].key})
+    halves = world.running()
+    assert len(halves) == 2
+    assert {world.witness_of(half) for half in halves} == {images[0].staged_key}
+
+    first, second = sorted(halves, key=world.keys_of)
+    # the first lone photo fails while its witness is answered in the same run: its verdict
+    assert world.collect(first, "Failed", PER_RECORD, done=set()).rejected
+    # the second fails with its witness unanswered too: the server's failure, it waits
+    report = world.collect(second, "Failed", PER_RECORD, done=set(), answered=False)
+    assert report.rejected == [] and len(report.waiting_jobs) == 1
+    (waiting,) = world.queue.bodies()
+    assert waiting["chunk"]["witness"]["key"] == images[0].key  # the retry keeps its witness
+
+    world.clock.advance(world.policy.delay_s(1))
+    world.reconciler.run()
+    (retry,) = world.running()
+    world.collect(retry, "Completed")
+    records = world.records()
+    assert records[images[1].key]["error_code"] == "transform_failed"
+    assert records[images[2].key]["outcome"] == "count" and records[images[0].key]["outcome"] == "count"
+    assert len(world.rejections()) == 1 and len(world.counts.images()) == 3  # the witness recorded once
+
+
+def test_a_poison_photo_is_isolated_through_an_outage_during_its_search() -> None:
+    world = World(max_in_flight=2)
+    images = [photo(i) for i in range(8)]
+    poison = images[5].key
+    name = world.start(images)
+    outage_left = 2  # the next two jobs meet a dead model server
+    world.collect(name, "Failed", PER_RECORD, done={i.key for i in images[:5]})  # stopped at the poison
+    for _ in range(30):
+        world.clock.advance(3600)
+        world.reconciler.run()
+        running = world.running()
+        if not running:
+            break
+        for job in running:
+            keys = world.keys_of(job)
+            if outage_left:
+                outage_left -= 1
+                world.collect(job, "Failed", OUTAGE_REASONS[0], done=set(), answered=False)
+            elif poison in keys:
+                world.collect(job, "Failed", PER_RECORD, done=set(keys) - {poison})
+            else:
+                world.collect(job, "Completed")
+    records = world.records()
+    assert outage_left == 0 and set(records) == {image.key for image in images}
+    assert records[poison]["error_code"] == "transform_failed"
+    assert sum(1 for r in records.values() if r["outcome"] == "count") == 7
+    assert len(world.rejections()) == 1 and world.queue.messages == {}

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from bincount.batching import JOB_NAME_PATTERN, MAX_JOB_NAME_LENGTH, job_name, plan_chunks, retry_chunk
-from bincount.failures import FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
+from bincount.failures import Evidence, FailureAction, FailureKind, RetryPolicy, classify_failure, next_step
 from bincount.job_events import parse_job_event
 from bincount.uploads import ImageObject
 
 TRANSIENT, PER_RECORD, UNKNOWN = FailureKind.TRANSIENT, FailureKind.PER_RECORD, FailureKind.UNKNOWN
+CONTAINER = FailureKind.CONTAINER
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,36 @@ TRANSIENT, PER_RECORD, UNKNOWN = FailureKind.TRANSIENT, FailureKind.PER_RECORD, 
         ("Failed", "ClientError: See job logs for more information", PER_RECORD),
         ("Failed", "AlgorithmError: See job logs for more information", PER_RECORD),
         ("Failed", "ClientError: 500 from model", PER_RECORD),
+        (
+            "Failed",
+            "ClientError: 2 of 40 records failed; first: a.jpg: model server answered 413: too big",
+            PER_RECORD,
+        ),
+        # The model server did not answer: container-level, never a verdict on a photo.
+        (
+            "Failed",
+            "ClientError: 33 of 40 records failed; first: x.jpg: model server did not answer: "
+            "<urlopen error [Errno 111] Connection refused>",
+            CONTAINER,
+        ),
+        (
+            "Failed",
+            "AlgorithmError: Model container failed to respond to ping. Please ensure /ping endpoint "
+            "is implemented and responds with an HTTP 200 status code",
+            CONTAINER,
+        ),
+        ("Failed", "AlgorithmError: Unable to get response from algorithm", CONTAINER),
+        ("Failed", "ClientError: Worker died.", CONTAINER),
+        ("Failed", "AlgorithmError: Exit Code: 139", CONTAINER),
+        ("Failed", "ClientError: model server answered 503: worker busy", CONTAINER),
+        ("Failed", "ClientError: Bad HTTP status received from algorithm: 500", CONTAINER),
+        ("Failed", "ClientError: request timed out after 600 s", CONTAINER),
+        ("Failed", "ClientError: Connection reset by peer", CONTAINER),
+        (
+            "Failed",
+            "ClientError: 503 of 1000 records failed; first: a.jpg: model server answered 415: x",
+            PER_RECORD,
+        ),
         ("Failed", "", UNKNOWN),
         ("Failed", "Something nobody documented", UNKNOWN),
         (
@@ -56,13 +88,21 @@ def test_classify_failure(status: str, reason: str, kind: FailureKind) -> None:
 
 def test_next_step_per_kind() -> None:
     policy = RetryPolicy(max_unknown_splits=2)
-    assert next_step(TRANSIENT, 8, 0, policy) is FailureAction.RETRY_WHOLE
-    assert next_step(TRANSIENT, 1, 0, policy) is FailureAction.RETRY_WHOLE
-    assert next_step(PER_RECORD, 8, 5, policy) is FailureAction.SPLIT
-    assert next_step(PER_RECORD, 1, 0, policy) is FailureAction.RECORD_FAILED
-    assert next_step(UNKNOWN, 8, 1, policy) is FailureAction.SPLIT
-    assert next_step(UNKNOWN, 8, 2, policy) is FailureAction.RETRY_WHOLE  # budget spent
-    assert next_step(UNKNOWN, 1, 0, policy) is FailureAction.RETRY_WHOLE  # never rejected
+    answered, silent = Evidence(answered=3, missing=5), Evidence(answered=0, missing=8)
+    lone_beside_answers, lone_alone = Evidence(answered=1, missing=1), Evidence(answered=0, missing=1)
+    assert next_step(TRANSIENT, answered, 0, policy) is FailureAction.RETRY_WHOLE
+    assert next_step(TRANSIENT, lone_beside_answers, 0, policy) is FailureAction.RETRY_WHOLE
+    # the server did not answer: whatever the job's outputs say, no verdict on a photo
+    assert next_step(CONTAINER, lone_beside_answers, 0, policy) is FailureAction.RETRY_WHOLE
+    assert next_step(CONTAINER, answered, 0, policy) is FailureAction.RETRY_WHOLE
+    # requests failed, no cause named: the outputs of the same run decide
+    assert next_step(PER_RECORD, answered, 5, policy) is FailureAction.SPLIT
+    assert next_step(PER_RECORD, lone_beside_answers, 0, policy) is FailureAction.RECORD_FAILED
+    assert next_step(PER_RECORD, lone_alone, 0, policy) is FailureAction.RETRY_WHOLE  # no evidence
+    assert next_step(PER_RECORD, silent, 0, policy) is FailureAction.RETRY_WHOLE
+    assert next_step(UNKNOWN, Evidence(0, 8), 1, policy) is FailureAction.SPLIT
+    assert next_step(UNKNOWN, Evidence(0, 8), 2, policy) is FailureAction.RETRY_WHOLE  # budget spent
+    assert next_step(UNKNOWN, lone_beside_answers, 0, policy) is FailureAction.RETRY_WHOLE  # never rejected
 
 
 def test_retry_policy_backoff_and_parking() -> None:
@@ -95,3 +135,22 @@ def test_sample_capacity_event_is_transient(event_file: Any) -> None:
     assert classify_failure(job.status, job.failure_reason) is TRANSIENT
     sample = parse_job_event(event_file("transform_job_failed.json"))
     assert classify_failure(sample.status, sample.failure_reason) is PER_RECORD
+
+
+def test_the_witness_is_a_counted_photo_first_then_the_jobs_own_then_any_answered() -> None:
+    from bincount.batching import Chunk
+    from bincount.collection import choose_witness
+    from bincount.serving_records import CountResult, ErrorResult
+
+    def staged(i: int) -> ImageObject:
+        return replace(image(i), staged_key=f"{i:032x}.jpg")
+
+    a, b, c, old = staged(1), staged(2), staged(3), staged(9)
+    chunk = Chunk("j", "b", "image/jpeg", (c, b, a), witness=old)
+    count = CountResult(1, 0.9, (0.1, 0.9), count_is_lower_bound=False, model_version="v")
+    error = ErrorResult("corrupt_image", "cannot identify image file")
+    results: dict[str, Any] = {c.manifest_entry: count, b.manifest_entry: count}
+    assert choose_witness(chunk, results) == b  # counted, first by key
+    assert choose_witness(chunk, {a.manifest_entry: error}) == old  # the job's own stays
+    assert choose_witness(replace(chunk, witness=None), {a.manifest_entry: error}) == a  # an answer
+    assert choose_witness(replace(chunk, witness=None), {}) is None

@@ -106,3 +106,52 @@ def test_capacity_failure_waits_in_the_retry_queue_and_the_reconciler_restarts_i
     left = sqs.get_queue_attributes(QueueUrl=stack.outputs["RetryQueueUrl"], AttributeNames=["All"])
     assert left["Attributes"]["ApproximateNumberOfMessages"] == "0"
     assert left["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "0"
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "AlgorithmError: Model container failed to respond to ping. Please ensure /ping endpoint is "
+        "implemented and responds with an HTTP 200 status code",
+        "ClientError: 3 of 4 records failed; first: x.jpg: model server did not answer: "
+        "<urlopen error [Errno 111] Connection refused>",
+        "ClientError: Worker died.",
+    ],
+)
+def test_a_container_failure_mid_job_retries_the_rest_whole_and_rejects_none(
+    stack: Any,
+    bus_queue: str,
+    quick_retries: None,
+    context: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    reason: str,
+) -> None:
+    images = [photo(stack, f"B{i}", "x") for i in range(4)]
+    name, _ = stage_job(images, {images[0].key: count_record(2)})  # answered before the container died
+    runtime = collector_app.build_runtime(Settings.from_env(), sleep=lambda _: None)
+    monkeypatch.setattr(collector_app, "get_runtime", lambda: runtime)
+    summary = collector_app.handler(job_event(name, "Failed", stack.results_bucket, reason), context)
+    assert (summary["failure_kind"], summary["counted"], summary["rejected"]) == ("container", 1, 0)
+    assert summary["redriven_images"] == 0  # nothing split
+    ((retry_name, waiting),) = summary["waiting_jobs"].items()
+    assert retry_name.endswith("-r1") and waiting == 3
+
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sagemaker)
+    stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
+    stubber.add_response(
+        "create_transform_job",
+        {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{retry_name}"},
+        {"TransformJobName": retry_name, **{key: ANY for key in REQUEST_KEYS}},
+    )
+    with stubber:
+        assert reconcile(sagemaker)["resubmitted"] == [retry_name]
+
+    s3 = boto3.client("s3", region_name=REGION)  # the retry runs on a healthy container
+    for image in images[1:]:
+        key = f"transform-output/{retry_name}/{image.manifest_entry}.out"
+        s3.put_object(Bucket=stack.results_bucket, Key=key, Body=b'{"count": 1, "confidence": 0.9}')
+    done = collector_app.handler(job_event(retry_name, "Completed", stack.results_bucket), context)
+    assert (done["counted"], done["rejected"]) == (3, 0)
+    assert all(items(stack, image.bin_id)[image_record_sk(image)]["outcome"] == "count" for image in images)
+    assert by_type(drain(bus_queue), "Bin Image Rejected") == []

@@ -26,7 +26,14 @@ CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 
 def photo(i: int) -> ImageObject:
     return ImageObject(
-        "ingest", f"incoming/B{i}/x.jpg", f"e{i}", 10, f"B{i}", "2026-01-01T00:00:00.000Z", "image/jpeg"
+        "ingest",
+        f"incoming/B{i}/x.jpg",
+        f"e{i}",
+        10,
+        f"B{i}",
+        "2026-01-01T00:00:00.000Z",
+        "image/jpeg",
+        staged_key=f"{i:032x}.jpg",
     )
 
 
@@ -48,15 +55,20 @@ class World:
         )
 
     def finish(self, name: str, status: str, poison: set[str]) -> None:
-        """Play Batch Transform: every image gets its .out unless it is poison or the job failed
-        before reaching it (here: everything after the first poison image in manifest order)."""
-        images = self.objects.get_json("results", LAYOUT.images_key(name))["images"]
-        for item in images:
-            if item["key"] in poison and status == "Failed":
+        """Play Batch Transform: every manifest entry (a witness first) gets its .out unless it is
+        poison or the job failed before reaching it (everything after the first poison photo)."""
+        document = self.objects.get_json("results", LAYOUT.images_key(name))
+        key_of = {
+            item["staged_key"]: item["key"]
+            for item in [*document["images"], document.get("witness") or {}]
+            if item
+        }
+        for entry in self.objects.get_json("results", LAYOUT.manifest_key(name))[1:]:
+            if key_of[entry] in poison and status == "Failed":
                 break
             record = {"count": 1, "confidence": 0.9, "probabilities": [], "model_version": "v"}
             self.objects.put_bytes(
-                "results", output_key_for(LAYOUT, name, item["key"]), json.dumps(record).encode()
+                "results", output_key_for(LAYOUT, name, entry), json.dumps(record).encode()
             )
 
 
