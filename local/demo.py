@@ -231,11 +231,12 @@ def print_report(report: dict[str, Any], out: Path) -> None:
         print(f"  {name:<28} {value}")
     ok = report["accounting"]["every_image_exactly_one_record"]
     print(f"  {'one record per image (DynamoDB)':<28} {'yes' if ok else 'NO: ' + str(report['accounting'])}")
-    print("\nStages (images/s while busy)")
+    print("\nStages: photos per second of work; working = seconds spent handling photos, first to last =")
+    print("from the stage's first photo to its last (stages overlap, so spans add up to more than the run)")
     for stage, rate in report["stages"].items():
         print(
-            f"  {stage:<12} {rate['images_per_s']:>8} img/s  busy {rate['busy_s']:>7} s"
-            f"  span {rate['span_s']:>7} s"
+            f"  {stage:<12} {rate['images_per_s']:>8} photos/s  working {rate['busy_s']:>7} s"
+            f"  first to last {rate['span_s']:>7} s"
         )
     server = {
         "torchserve": "TorchServe + sagemaker-pytorch-inference, the SageMaker container's code path",

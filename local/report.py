@@ -213,6 +213,19 @@ def discrepancy_lines(summary: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def verdict(quality: dict[str, Any]) -> str:
+    """The accuracy line in words: a model that does not beat a constant answer must say so."""
+    constant = quality["baseline"]["name"].split(" (", 1)[0]  # "always 1"
+    margin = quality["accuracy"] - quality["baseline"]["accuracy"]
+    if margin > 0.02:
+        return f"On these photos the model is exactly right more often than {constant}, by {margin:.1%}."
+    worse = "worse than" if margin < -0.02 else "no better than"
+    return (
+        f"On these photos the model is {worse} {constant} at exact counts: "
+        "read its ranges, not its exact counts."
+    )
+
+
 def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> list[str]:
     """What a person reads under the table: how good the counts are and what the flags mean."""
     lines = []
@@ -223,6 +236,7 @@ def quality_lines(quality: dict[str, Any] | None, threshold: float | None) -> li
             f"RMSE {quality['rmse']:.2f}; {base['name']}: accuracy {base['accuracy']:.1%}, "
             f"RMSE {base['rmse']:.2f}."
         )
+        lines.append(verdict(quality))
     if threshold is not None:
         lines.append(
             f"conf = the model's probability for the count it gave. 'needs review' sends a photo to a "

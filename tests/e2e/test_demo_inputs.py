@@ -154,7 +154,15 @@ def test_quality_beside_the_most_common_count() -> None:
     assert quality["baseline"]["rmse"] == pytest.approx(((4 + 1) / 5) ** 0.5, abs=1e-3)
     lines = quality_lines(quality, 0.35)
     assert "accuracy 60.0%" in lines[0] and "always 1" in lines[0]
-    assert "below 0.35" in lines[1] and "needs review" in lines[1]
+    assert lines[1] == (
+        "On these photos the model is no better than always 1 at exact counts: "
+        "read its ranges, not its exact counts."
+    )
+    assert "below 0.35" in lines[2] and "needs review" in lines[2]
+    better = {**quality, "accuracy": 0.8}
+    assert quality_lines(better, None)[1] == (
+        "On these photos the model is exactly right more often than always 1, by 20.0%."
+    )
     assert count_quality([{"count": 1}]) is None
 
 
