@@ -46,6 +46,7 @@ endif
 endif
 LABELS ?=
 LOOP_ARGS ?=
+BENCH_ARGS ?=
 # The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz
@@ -147,8 +148,9 @@ demo: $(STAMP) $(MODEL_LOCAL)
 loop-demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.loop --images $(IMAGES) --labels $(LABELS) --model $(MODEL_LOCAL) --base $(DATA) $(LOOP_ARGS)
 
-bench: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.serving_bench --model $(MODEL_LOCAL)
+# Both artifacts through TorchServe (as root, with Java) and in-process, against the seed-style handler.
+bench: $(STAMP) $(MODEL) $(MODEL_LOCAL)
+	$(PY) -m local.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.pipeline_bench --model $(MODEL_LOCAL) --count 2000
