@@ -172,42 +172,58 @@ def torchserve_settings() -> list[ServingPlan]:
 
 
 def torchserve_rows(
-    artifacts: list[tuple[str, Path]], workdir: Path, images: list[bytes], warmup: int
+    artifacts: list[tuple[str, Path]], workdir: Path, images: list[bytes], warmup: int, rounds: int
 ) -> list[Result]:
-    """Each artifact through TorchServe, one photo per request, per setting; [] where it cannot run."""
-    from concurrent.futures import ThreadPoolExecutor
+    """Each artifact through TorchServe, one photo per request, per setting; [] where it cannot run.
 
-    from local.torchserve_server import torchserve_process, torchserve_unavailable
-    from local.transform_executor import http_invoker
+    Artifacts take turns under each setting, and the plan's setting is measured ``rounds`` times,
+    so that both see the same load on a shared machine; a row adds up all its rounds.
+    """
+    from local.torchserve_server import torchserve_unavailable
 
     reason = torchserve_unavailable()
     if reason:
         print(f"  TorchServe rows skipped: {reason}", flush=True)
         return []
-    results: list[Result] = []
-    for label, artifact in artifacts:
-        model_dir = unpack_artifact(artifact, workdir / f"torchserve-{label}")
-        for plan in torchserve_settings():
-            with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
-                invoke = http_invoker(url)
-
-                def send(data: bytes, invoke: Callable[..., tuple[int, bytes]] = invoke) -> None:
-                    status, body = invoke(data, "application/x-image", "application/json", 60.0)
-                    if status != 200 or b'"count"' not in body:
-                        raise RuntimeError(f"TorchServe answered {status}: {body[:200]!r}")
-
-                def run(batch: list[bytes], in_flight: int = plan.max_concurrent_transforms) -> None:
-                    with ThreadPoolExecutor(in_flight) as pool:
-                        list(pool.map(send, batch))
-
+    model_dirs = {
+        label: unpack_artifact(path, workdir / f"torchserve-{i}") for i, (label, path) in enumerate(artifacts)
+    }
+    totals: dict[str, Result] = {}
+    for round_ in range(rounds):
+        for plan in torchserve_settings()[: None if round_ == 0 else 1]:
+            for label, model_dir in model_dirs.items():
                 name = (
                     f"TorchServe, {label}, {plan.workers} worker(s) x {plan.threads_per_worker} thread(s), "
                     f"{plan.max_concurrent_transforms} in flight"
                 )
-                rows = [timed(name, images, run, max(warmup, 2 * plan.workers))]
-            report_rows(rows)
-            results.extend(rows)
-    return results
+                row = torchserve_row(name, model_dir, plan, images, max(warmup, 2 * plan.workers))
+                print(f"  round {round_ + 1}: {row.name}: {row.rate:.1f} img/s", flush=True)
+                total = totals.setdefault(name, Result(name, 0, 0.0))
+                total.images += row.images
+                total.seconds += row.seconds
+    return list(totals.values())
+
+
+def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[bytes], warmup: int) -> Result:
+    """One TorchServe on ``model_dir`` with ``plan``; photos sent with its requests in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from local.torchserve_server import torchserve_process
+    from local.transform_executor import http_invoker
+
+    with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
+        invoke = http_invoker(url)
+
+        def send(data: bytes) -> None:
+            status, body = invoke(data, "application/x-image", "application/json", 60.0)
+            if status != 200 or b'"count"' not in body:
+                raise RuntimeError(f"TorchServe answered {status}: {body[:200]!r}")
+
+        def run(batch: list[bytes]) -> None:
+            with ThreadPoolExecutor(plan.max_concurrent_transforms) as pool:
+                list(pool.map(send, batch))
+
+        return timed(name, images, run, warmup)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
@@ -229,6 +245,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         ("--seed-count", args.seed_count),
         ("--batch", args.batch),
         ("--threads", args.threads),
+        ("--rounds", args.rounds),
     ):
         if value < 1:
             raise UsageError(f"{flag} {value}: give a whole number above 0")
@@ -252,6 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-in-process", action="store_true", help="only the seed-style and TorchServe rows"
     )
     parser.add_argument("--no-torchserve", action="store_true", help="skip the rows through TorchServe")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="turns of the artifacts through TorchServe with this machine's plan",
+    )
     return parser
 
 
@@ -361,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_torchserve:
             artifacts = [("SageMaker artifact", args.sagemaker_model)] if args.sagemaker_model else []
             artifacts.append(("local artifact", args.model))
-            results += torchserve_rows(artifacts, Path(tmp), images, warmup=4)
+            results += torchserve_rows(artifacts, Path(tmp), images, warmup=4, rounds=args.rounds)
         if not args.no_in_process:
             results += artifact_rows(args, unpack_artifact(args.model, Path(tmp) / "default"), images)
             if not args.no_resnet:
