@@ -196,7 +196,11 @@ def torchserve_rows(
                     f"TorchServe, {label}, {plan.workers} worker(s) x {plan.threads_per_worker} thread(s), "
                     f"{plan.max_concurrent_transforms} in flight"
                 )
-                row = torchserve_row(name, model_dir, plan, images, max(warmup, 2 * plan.workers))
+                try:
+                    row = torchserve_row(name, model_dir, plan, images, max(warmup, 2 * plan.workers))
+                except RuntimeError as error:  # e.g. another TorchServe started meanwhile (one per machine)
+                    print(f"  round {round_ + 1}: {name}: skipped ({error})", flush=True)
+                    continue
                 print(f"  round {round_ + 1}: {row.name}: {row.rate:.1f} img/s", flush=True)
                 total = totals.setdefault(name, Result(name, 0, 0.0))
                 total.images += row.images
