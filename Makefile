@@ -54,6 +54,7 @@ endif
 endif
 LABELS ?=
 LOOP_ARGS ?=
+BENCH_ARGS ?=
 # The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
 # installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
 MODEL_LOCAL := build/model/model-local.tar.gz
@@ -75,7 +76,7 @@ help:
 	@echo "make train     retrain on DATA=<folder of <count>/*.jpg + labels.csv>"
 	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
 	@echo "make loop-demo IMAGES=dir LABELS=csv  upload, review, retrain, gate, promote, re-count"
-	@echo "make bench     serving-path throughput vs the seed-style path"
+	@echo "make bench     both artifacts through TorchServe and in-process vs the seed-style path"
 	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
 	@echo "make up        start the local stack in the background (make down stops it)"
 	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
@@ -169,8 +170,9 @@ demo: $(STAMP) $(MODEL_LOCAL)
 loop-demo: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.loop --images $(IMAGES) --labels $(LABELS) --model $(MODEL_LOCAL) --base $(DATA) $(LOOP_ARGS)
 
-bench: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.serving_bench --model $(MODEL_LOCAL)
+# Both artifacts through TorchServe (as root, with Java) and in-process, against the seed-style handler.
+bench: $(STAMP) $(MODEL) $(MODEL_LOCAL)
+	$(PY) -m local.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.pipeline_bench --model $(MODEL_LOCAL) --count 2000

@@ -1,7 +1,8 @@
 """Serving-path throughput against a seed-style path, in one run on the same machine.
 
-``make bench`` runs ``python -m local.serving_bench --model build/model/model-local.tar.gz`` (the
-artifact with model.onnx). Every path takes JPEG bytes and produces a JSON record:
+``make bench`` runs ``python -m local.serving_bench --model build/model/model-local.tar.gz
+--sagemaker-model build/model/model.tar.gz`` (the artifact with model.onnx, and the one SageMaker
+serves). Every path takes JPEG bytes and produces a JSON record:
 
 * ``seed-style``: Pillow full-size decode, torchvision ``Resize``/``ToTensor``/``Normalize``,
   fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
@@ -9,6 +10,11 @@ artifact with model.onnx). Every path takes JPEG bytes and produces a JSON recor
   request per image as Batch Transform sends them, and as lists (one batched forward).
 * ``ours, torch``: the same with ONNX Runtime switched off (what the SageMaker container runs).
 * ``resnet50 ours``: ResNet-50 packed by ``model.package`` through the same handlers.
+* ``TorchServe``: each artifact through the real serving stack (TorchServe + SageMaker's inference
+  toolkit, as in the container; needs root and Java), one photo per HTTP request with
+  ``MaxConcurrentTransforms`` requests in flight, per setting (workers x threads per worker; the
+  first is the plan ``model.instances`` gives this machine). The SageMaker artifact has no
+  model.onnx, so it serves ``model.torchscript`` as the container does.
 
 Images are generated bin photos at ABID-like sizes (``local/synthetic.py``) or ``--images DIR``.
 A local tool, not part of ``model/``: it needs the demo's synthetic photos and opens the artifact
@@ -37,6 +43,7 @@ from bincount.image_formats import IMAGE_SUFFIXES
 from cli.errors import UsageError, one_line_errors
 from local.synthetic import draw_bin, encode
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
+from model.instances import ServingPlan, local_plan
 from model.network import ModelConfig, build_model
 from model.package import package_model
 from training.artifact import unpack_artifact
@@ -154,12 +161,86 @@ def workers_path(models: list[CountingModel]) -> Callable[[list[bytes]], None]:
     return run
 
 
+def torchserve_settings() -> list[ServingPlan]:
+    """This machine's plan first, then one worker using every core (the alternative it beat)."""
+    plan = local_plan()
+    cores = plan.workers * plan.threads_per_worker
+    settings = [plan]
+    if plan.workers > 1:
+        settings.append(ServingPlan(workers=1, threads_per_worker=cores, max_concurrent_transforms=1))
+    return settings
+
+
+def torchserve_rows(
+    artifacts: list[tuple[str, Path]], workdir: Path, images: list[bytes], warmup: int, rounds: int
+) -> list[Result]:
+    """Each artifact through TorchServe, one photo per request, per setting; [] where it cannot run.
+
+    Artifacts take turns under each setting, and the plan's setting is measured ``rounds`` times,
+    so that both see the same load on a shared machine; a row adds up all its rounds.
+    """
+    from local.torchserve_server import torchserve_unavailable
+
+    reason = torchserve_unavailable()
+    if reason:
+        print(f"  TorchServe rows skipped: {reason}", flush=True)
+        return []
+    model_dirs = {
+        label: unpack_artifact(path, workdir / f"torchserve-{i}") for i, (label, path) in enumerate(artifacts)
+    }
+    totals: dict[str, Result] = {}
+    for round_ in range(rounds):
+        for plan in torchserve_settings()[: None if round_ == 0 else 1]:
+            for label, model_dir in model_dirs.items():
+                name = (
+                    f"TorchServe, {label}, {plan.workers} worker(s) x {plan.threads_per_worker} thread(s), "
+                    f"{plan.max_concurrent_transforms} in flight"
+                )
+                try:
+                    row = torchserve_row(name, model_dir, plan, images, max(warmup, 2 * plan.workers))
+                except RuntimeError as error:  # e.g. another TorchServe started meanwhile (one per machine)
+                    print(f"  round {round_ + 1}: {name}: skipped ({error})", flush=True)
+                    continue
+                print(f"  round {round_ + 1}: {row.name}: {row.rate:.1f} img/s", flush=True)
+                total = totals.setdefault(name, Result(name, 0, 0.0))
+                total.images += row.images
+                total.seconds += row.seconds
+    return list(totals.values())
+
+
+def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[bytes], warmup: int) -> Result:
+    """One TorchServe on ``model_dir`` with ``plan``; photos sent with its requests in flight."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from local.torchserve_server import torchserve_process
+    from local.transform_executor import http_invoker
+
+    with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
+        invoke = http_invoker(url)
+
+        def send(data: bytes) -> None:
+            status, body = invoke(data, "application/x-image", "application/json", 60.0)
+            if status != 200 or b'"count"' not in body:
+                raise RuntimeError(f"TorchServe answered {status}: {body[:200]!r}")
+
+        def run(batch: list[bytes]) -> None:
+            with ThreadPoolExecutor(plan.max_concurrent_transforms) as pool:
+                list(pool.map(send, batch))
+
+        return timed(name, images, run, warmup)
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Paths and numbers checked before any model loads: one line for each mistake."""
     if not args.model.is_file():
         raise UsageError(
             f"--model {args.model}: no such file; pack one with "
             f"`python -m model.package --onnx --out {args.model}`"
+        )
+    if args.sagemaker_model is not None and not args.sagemaker_model.is_file():
+        raise UsageError(
+            f"--sagemaker-model {args.sagemaker_model}: no such file; pack one with "
+            f"`python -m model.package --out {args.sagemaker_model}`"
         )
     if args.images is not None and not args.images.is_dir():
         raise UsageError(f"--images {args.images}: not a folder (give a folder of .jpg/.png photos)")
@@ -168,6 +249,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         ("--seed-count", args.seed_count),
         ("--batch", args.batch),
         ("--threads", args.threads),
+        ("--rounds", args.rounds),
     ):
         if value < 1:
             raise UsageError(f"{flag} {value}: give a whole number above 0")
@@ -184,6 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=16, help="list size for the batched rows")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads")
     parser.add_argument("--no-resnet", action="store_true", help="skip ResNet-50 through our path")
+    parser.add_argument(
+        "--sagemaker-model", type=Path, help="the artifact SageMaker serves (make model), through TorchServe"
+    )
+    parser.add_argument(
+        "--no-in-process", action="store_true", help="only the seed-style and TorchServe rows"
+    )
+    parser.add_argument("--no-torchserve", action="store_true", help="skip the rows through TorchServe")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="turns of the artifacts through TorchServe with this machine's plan",
+    )
     return parser
 
 
@@ -239,7 +334,23 @@ def print_table(results: list[Result], threads: int) -> None:
     print("| path | images | img/s | x seed-style |\n|---|---:|---:|---:|")
     for result in results:
         print(f"| {result.name} | {result.images} | {result.rate:.1f} | {result.rate / seed:.2f}x |")
-    default = results[1]
+    served = [r for r in results if r.name.startswith("TorchServe")]
+    if served:
+        print(
+            "\nthrough TorchServe, one photo per request (targets: >= 8x seed-style, SageMaker within 10 %):"
+        )
+        for setting in sorted({r.name.split(", ", 2)[2] for r in served}, key=served_order(served)):
+            rows = {r.name.split(", ")[1]: r for r in served if r.name.endswith(setting)}
+            sagemaker, onnx = rows.get("SageMaker artifact"), rows.get("local artifact")
+            if sagemaker and onnx:
+                print(
+                    f"  {setting}: SageMaker artifact {sagemaker.rate / seed:.1f}x seed-style, "
+                    f"{sagemaker.rate / onnx.rate:.2f}x the ONNX Runtime artifact"
+                )
+    in_process = [r for r in results[1:] if not r.name.startswith("TorchServe")]
+    if not in_process:
+        return
+    default = in_process[0]
     print(f"\ndefault serving path, 1 per request: {default.rate / seed:.1f}x seed-style (target >= 8x)")
     workers = [r for r in results if "workers x 1 thread" in r.name]
     if workers:
@@ -251,6 +362,11 @@ def print_table(results: list[Result], threads: int) -> None:
             f"ResNet-50 through our path, 1 per request: {resnet[0].rate / seed:.1f}x seed-style "
             "(target >= 1.5x)"
         )
+
+
+def served_order(served: list[Result]) -> Callable[[str], int]:
+    names = [r.name for r in served]
+    return lambda setting: next(i for i, name in enumerate(names) if name.endswith(setting))
 
 
 @one_line_errors("local.serving_bench")
@@ -269,9 +385,14 @@ def main(argv: list[str] | None = None) -> int:
     ]
     report_rows(results)
     with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
-        results += artifact_rows(args, unpack_artifact(args.model, Path(tmp) / "default"), images)
-        if not args.no_resnet:
-            results += resnet_rows(args, Path(tmp), images)
+        if not args.no_torchserve:
+            artifacts = [("SageMaker artifact", args.sagemaker_model)] if args.sagemaker_model else []
+            artifacts.append(("local artifact", args.model))
+            results += torchserve_rows(artifacts, Path(tmp), images, warmup=4, rounds=args.rounds)
+        if not args.no_in_process:
+            results += artifact_rows(args, unpack_artifact(args.model, Path(tmp) / "default"), images)
+            if not args.no_resnet:
+                results += resnet_rows(args, Path(tmp), images)
     print_table(results, args.threads)
     return 0
 

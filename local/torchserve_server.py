@@ -22,6 +22,7 @@ from pathlib import Path
 
 from local.moto_server import free_port
 from local.serving_server import server_process
+from model.instances import local_plan
 from training.malloc import with_malloc_env
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
@@ -63,9 +64,21 @@ def _path() -> str:
 
 @contextlib.contextmanager
 def torchserve_process(
-    model_dir: Path, workers: int = 2, log_path: Path | None = None, startup_timeout_s: float = 180
+    model_dir: Path,
+    workers: int | None = None,
+    log_path: Path | None = None,
+    startup_timeout_s: float = 180,
+    threads: int | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[str]:
-    """Serve ``model_dir`` (an extracted model.tar.gz) as SageMaker would; yields the URL."""
+    """Serve ``model_dir`` (an extracted model.tar.gz) as SageMaker would; yields the URL.
+
+    ``workers`` and ``threads`` (per worker) default to this machine's plan in
+    ``model.instances``, the rule template.yaml applies to the transform instance type.
+    """
+    plan = local_plan()
+    workers = workers or plan.workers
+    threads = threads or max(1, plan.threads_per_worker * plan.workers // workers)
     reason = torchserve_unavailable()
     if reason:
         raise RuntimeError(reason)
@@ -85,6 +98,7 @@ def torchserve_process(
         "SAGEMAKER_SUBMIT_DIRECTORY": str(SAGEMAKER_MODEL_DIR / "code"),
         "SAGEMAKER_BIND_TO_PORT": str(port),
         "SAGEMAKER_MODEL_SERVER_WORKERS": str(workers),
+        "BINCOUNT_THREADS": str(threads),
         "TS_MAX_REQUEST_SIZE": "104857600",
         "TS_MAX_RESPONSE_SIZE": "104857600",
         # TorchServe's gRPC and metrics ports default to fixed numbers (7070, 7071, 8082): free ones
@@ -98,6 +112,7 @@ def torchserve_process(
         "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{free_port()}",
         "LOG_LOCATION": str(workdir / "logs"),
         "METRICS_LOCATION": str(workdir / "logs"),
+        **(extra_env or {}),
     }
     url = f"http://127.0.0.1:{port}"
     try:

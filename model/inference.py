@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,17 @@ InputData = torch.Tensor | RequestError
 
 def model_fn(model_dir: str, context: Any = None) -> CountingModel:
     """Load ``model.pt`` + ``config.json`` (hash-checked) and pick the runtime; raises if broken."""
-    return load_model(model_dir, SETTINGS)
+    return load_model(model_dir, worker_settings(SETTINGS, context))
+
+
+def worker_settings(settings: ServingSettings, context: Any) -> ServingSettings:
+    """On a multi-GPU instance, this worker's GPU: TorchServe gives worker *i* ``gpu_id`` *i mod GPUs*
+    (model/instances.py runs one worker per vCPU); without it every worker would share ``cuda:0``."""
+    properties = getattr(context, "system_properties", None) or {}
+    gpu_id = properties.get("gpu_id")
+    if settings.device != "auto" or gpu_id is None or torch.cuda.device_count() < 2:
+        return settings
+    return replace(settings, device=f"cuda:{int(gpu_id) % torch.cuda.device_count()}")
 
 
 def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> CountingModel:

@@ -2,7 +2,8 @@
 
 Layout (docs/ARCHITECTURE.md): ``model.pt``, ``config.json`` (with the weights' sha256),
 ``code/inference.py``, ``code/model/{__init__,network,preprocess,ranges,runtime}.py``,
-``code/requirements.txt``; with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
+``code/requirements.txt``, ``model.torchscript`` (the same weights traced and frozen: what the
+container's CPU serves, see model/runtime.py); with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
 
 ``model.onnx`` is left out by default: SageMaker's PyTorch inference container has no ONNX
 Runtime (and a network-isolated job cannot install it), so there the 13.5 MB file would only
@@ -47,7 +48,7 @@ from model.network import (
     build_model,
     sha256_file,
 )
-from model.runtime import ONNX_FILE, export_onnx
+from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,14 @@ def package_model(
     *,
     fp16: bool = True,
     onnx: bool = False,
+    torchscript: bool = True,
 ) -> Path:
     """Write ``model.tar.gz`` for ``state_dict`` (of ``build_model(config)``); returns its path.
 
     ``config.weights_sha256`` is set to the hash of the written ``model.pt``. The weights are
     stored in fp16 by default (half the size; loaded back as fp32). ``model.onnx`` is added
-    when ``onnx`` is true and the exporter is installed.
+    when ``onnx`` is true and the exporter is installed, ``model.torchscript`` unless
+    ``torchscript`` is false.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,10 @@ def package_model(
             (staging / WEIGHTS_FILE, WEIGHTS_FILE),
             (staging / CONFIG_FILE, CONFIG_FILE),
         ]
+        if torchscript:
+            # Traced from the (rounded) shipped weights too: the same logits as eager serving.
+            export_torchscript(network, config, staging / TORCHSCRIPT_FILE)
+            members.append((staging / TORCHSCRIPT_FILE, TORCHSCRIPT_FILE))
         if onnx and _onnx_exporter_available():
             # The exported graph computes with the (rounded) shipped weights, exactly as torch serving would.
             export_onnx(network, config, staging / ONNX_FILE)
@@ -231,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also add model.onnx, for servers with ONNX Runtime (not SageMaker's PyTorch container)",
     )
+    parser.add_argument(
+        "--no-torchscript", action="store_true", help="leave model.torchscript out (eager PyTorch serves)"
+    )
     parser.add_argument("--no-onnx", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     args = parser.parse_args(argv)
     check_arguments(args)
@@ -239,7 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     state, config, source = _load_inputs(args)
     try:
-        path = package_model(args.out, state, config, fp16=not args.fp32, onnx=args.onnx and not args.no_onnx)
+        path = package_model(
+            args.out,
+            state,
+            config,
+            fp16=not args.fp32,
+            onnx=args.onnx and not args.no_onnx,
+            torchscript=not args.no_torchscript,
+        )
     except RuntimeError as error:  # load_state_dict: the weights belong to another network/config
         raise UsageError(f"the weights do not fit {config.arch}: {str(error).splitlines()[0]}") from error
     print(f"packed {source}")

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from model.instances import INSTANCE_SPECS, template_mapping
+
 FRAMEWORK = "pytorch"
 VERSION = "2.6"
 PY_VERSION = "py312"
@@ -31,17 +33,8 @@ REPOSITORY = "pytorch-inference"
 
 # x86 instance types Batch Transform and real-time endpoints offer for this container (Graviton
 # types need the arm64 image and Inferentia/Trainium a Neuron build: neither serves our handlers).
-INSTANCE_TYPES: tuple[str, ...] = (
-    *(f"ml.m5.{size}" for size in ("large", "xlarge", "2xlarge", "4xlarge", "12xlarge", "24xlarge")),
-    *(f"ml.m6i.{size}" for size in ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge")),
-    *(f"ml.c5.{size}" for size in ("xlarge", "2xlarge", "4xlarge", "9xlarge", "18xlarge")),
-    *(f"ml.c6i.{size}" for size in ("large", "xlarge", "2xlarge", "4xlarge", "8xlarge")),
-    *(f"ml.r5.{size}" for size in ("large", "xlarge", "2xlarge", "4xlarge")),
-    *(f"ml.g4dn.{size}" for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge")),
-    *(f"ml.g5.{size}" for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge")),
-    *(f"ml.g6.{size}" for size in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "12xlarge", "16xlarge")),
-    *(f"ml.p3.{size}" for size in ("2xlarge", "8xlarge", "16xlarge")),
-)
+# Their vCPUs, GPUs and serving plan live in model/instances.py, the one table of instance types.
+INSTANCE_TYPES: tuple[str, ...] = tuple(INSTANCE_SPECS)
 # One instance type of each kind: the SDK derives the variant from the instance type.
 REFERENCE_TYPES = {"cpu": "ml.c5.xlarge", "gpu": "ml.g4dn.xlarge"}
 
@@ -149,7 +142,10 @@ def block(accelerators: dict[str, str], images: dict[str, dict[str, str]]) -> di
     return {
         "Rules": rules(accelerators),
         "Mappings": {
-            "InstanceTypes": {t: {"Accelerator": kind} for t, kind in accelerators.items()},
+            # The serving plan per type (model/instances.py): CloudFormation cannot compute it.
+            "InstanceTypes": {
+                t: {"Accelerator": kind, **template_mapping()[t]} for t, kind in accelerators.items()
+            },
             "InferenceImages": images,
         },
     }

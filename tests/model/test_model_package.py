@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow  # every test here packs or builds a network
 
 EXPECTED_MEMBERS = {
     "model.pt",
+    "model.torchscript",
     "config.json",
     "code/inference.py",
     "code/requirements.txt",

@@ -27,6 +27,7 @@ def test_bench_prints_the_table_and_ratios(
         "2",
         "--threads",
         "2",
+        "--no-torchserve",  # the TorchServe rows have their own test below; one TorchServe per machine
     ]
     assert bench.main([*args, "--no-resnet"]) == 0
     out = capsys.readouterr().out
@@ -67,3 +68,44 @@ def test_a_folder_without_photos_is_one_line(
     (tmp_path / "notes.txt").write_text("no photos")
     assert bench.main(["--model", str(packed_model), "--images", str(tmp_path)]) == 2
     assert "no .jpg/.png photos" in capsys.readouterr().err
+
+
+def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
+    packed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import local.torchserve_server
+
+    served: list[tuple[str, int]] = []
+
+    def fake_row(
+        name: str, model_dir: Path, plan: bench.ServingPlan, images: list[bytes], warmup: int
+    ) -> bench.Result:
+        served.append((name.split(", ")[1], plan.workers))
+        return bench.Result(name, len(images), 2.0)
+
+    monkeypatch.setattr(local.torchserve_server, "torchserve_unavailable", lambda: None)
+    monkeypatch.setattr(bench, "torchserve_row", fake_row)
+    monkeypatch.setattr(bench, "local_plan", lambda: bench.ServingPlan(2, 1, 2))
+    artifacts = [("SageMaker artifact", packed_model), ("local artifact", packed_model)]
+    rows = bench.torchserve_rows(artifacts, tmp_path, [b"x"] * 6, warmup=1, rounds=2)
+    assert served == [
+        ("SageMaker artifact", 2),
+        ("local artifact", 2),
+        ("SageMaker artifact", 1),
+        ("local artifact", 1),
+        ("SageMaker artifact", 2),
+        ("local artifact", 2),
+    ]
+    plan_rows = [row for row in rows if "2 worker(s) x 1 thread(s)" in row.name]
+    assert [(row.images, row.seconds) for row in plan_rows] == [(12, 4.0), (12, 4.0)]
+    assert len(rows) == 4
+
+
+def test_torchserve_rows_say_why_they_are_skipped(
+    packed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import local.torchserve_server
+
+    monkeypatch.setattr(local.torchserve_server, "torchserve_unavailable", lambda: "no Java here")
+    assert bench.torchserve_rows([("local artifact", packed_model)], tmp_path, [b"x"], 1, 1) == []
+    assert "TorchServe rows skipped: no Java here" in capsys.readouterr().out

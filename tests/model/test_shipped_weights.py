@@ -44,7 +44,7 @@ def test_a_tampered_weights_file_is_refused(tmp_path) -> None:
         load_state(tmp_path)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+@pytest.mark.parametrize("runtime", ["torch", "torchscript", "onnx"])
 def test_shipped_model_gives_the_recorded_answers(runtime: str, shipped_artifact: Path) -> None:
     recorded = json.loads(RECORD.read_text())
     assert recorded["weights_sha256"] == ModelConfig.load(WEIGHTS_DIR / "config.json").weights_sha256, (

@@ -43,9 +43,9 @@ def test_mapping_covers_all_regions_with_both_variants() -> None:
 def test_instance_types_pick_the_variant_the_sdk_picks() -> None:
     template = load_template(TEMPLATE)
     mapping = template["Mappings"]["InstanceTypes"]
-    assert mapping["ml.g4dn.xlarge"] == {"Accelerator": "gpu"}
-    assert mapping["ml.p3.2xlarge"] == {"Accelerator": "gpu"}
-    assert mapping["ml.c5.xlarge"] == {"Accelerator": "cpu"}
+    assert mapping["ml.g4dn.xlarge"]["Accelerator"] == "gpu"
+    assert mapping["ml.p3.2xlarge"]["Accelerator"] == "gpu"
+    assert mapping["ml.c5.xlarge"]["Accelerator"] == "cpu"
     for parameter in ("InstanceType", "RealtimeInstanceType"):
         assert template["Parameters"][parameter]["AllowedValues"] == list(mapping), parameter
     assert template["Conditions"]["GpuInstanceType"] == {
