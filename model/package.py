@@ -2,6 +2,7 @@
 
 Layout (docs/ARCHITECTURE.md): ``model.pt``, ``config.json`` (with the weights' sha256),
 ``code/inference.py``, ``code/model/{__init__,network,preprocess,ranges,runtime}.py``,
+``code/bincount/count_ranges.py`` (the range rule the pipeline shares),
 ``code/requirements.txt``, ``model.torchscript`` (the same weights traced and frozen: what the
 container's CPU serves, see model/runtime.py); with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
 
@@ -55,6 +56,11 @@ log = logging.getLogger(__name__)
 MODEL_PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS_DIR = MODEL_PACKAGE_DIR / "weights"
 SERVING_MODULES = ("__init__.py", "network.py", "preprocess.py", "ranges.py", "runtime.py")
+#: The pipeline's range rule (stdlib only), which model/ranges.py serves with: one definition. No
+#: ``__init__.py`` on purpose: ``code/bincount`` is then a namespace package, which a regular
+#: ``bincount`` package elsewhere on the path (functions/, in a process that runs both) outranks.
+BINCOUNT_DIR = MODEL_PACKAGE_DIR.parent / "functions" / "bincount"
+SERVING_BINCOUNT_MODULES = ("count_ranges.py",)
 REQUIREMENTS = (
     "# Intentionally empty: the SageMaker PyTorch container's torch/torchvision/Pillow/numpy suffice,\n"
     "# and anything listed here is pip-installed at start-up, which fails without internet access.\n"
@@ -104,6 +110,7 @@ def package_model(
             members.append((staging / ONNX_FILE, ONNX_FILE))
         members.append((MODEL_PACKAGE_DIR / "inference.py", "code/inference.py"))
         members += [(MODEL_PACKAGE_DIR / name, f"code/model/{name}") for name in SERVING_MODULES]
+        members += [(BINCOUNT_DIR / name, f"code/bincount/{name}") for name in SERVING_BINCOUNT_MODULES]
         partial = out.with_name(out.name + ".partial")
         with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
             for source, name in members:

@@ -14,9 +14,9 @@ least the calibrated threshold, so the set never grows around the mode.
 
 Scores and probabilities are both taken from the probabilities as the record prints them
 (rounded to 4 places), so a consumer can recompute every p-value from a record and the config.
-``functions/bincount/count_ranges.py`` reads the same p-values on the pipeline side with the same
-rule (``tests/model/test_model_ranges.py`` holds the two to each other); ``model`` cannot import it,
-because the artifact ships ``code/model/`` alone.
+The range rule itself is ``functions/bincount/count_ranges.py``, the one the collector decides
+with: the artifact carries it as ``code/bincount/count_ranges.py`` (stdlib only, see
+``model/package.py``), so serving and the pipeline read p-values with one definition.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from bincount.count_ranges import Bounds, bounds
 
 SCORE = "1-p"
 GROUPINGS = ("all", "predicted_count")
@@ -92,33 +94,9 @@ class Conformal:
         return [(1 + n - bisect.bisect_left(scores, score_of(p))) / (n + 1) for p in probabilities]
 
 
-@dataclass(frozen=True)
-class Range:
-    """The counts whose p-value exceeds ``1 - level``: lowest, highest, open top, gaps."""
-
-    low: int
-    high: int
-    open: bool
-    contiguous: bool
-
-
-def range_counts(p_values: Sequence[float], level: float) -> list[int]:
-    """Counts with p-value > 1 - level; never empty (the count with the largest p-value stays in)."""
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    inside = [k for k, p in enumerate(p_values) if p > 1.0 - level]
-    return inside or [max(range(len(p_values)), key=p_values.__getitem__)]
-
-
-def range_of(p_values: Sequence[float], level: float, top_class_open: bool = True) -> Range:
-    counts = range_counts(p_values, level)
-    low, high = counts[0], counts[-1]
-    return Range(
-        low=low,
-        high=high,
-        open=top_class_open and high == len(p_values) - 1,
-        contiguous=len(counts) == high - low + 1,
-    )
+#: The serving record's range is the pipeline's: one rule for both (``Range`` is its bounds).
+Range = Bounds
+range_of = bounds
 
 
 def range_fields(

@@ -28,7 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from model.ranges import ALL, GROUPINGS, PLACES, Conformal, range_counts, score_of
+from bincount.count_ranges import range_counts
+
+from model.ranges import ALL, GROUPINGS, PLACES, Conformal, score_of
 
 DEFAULT_GROUPS = "predicted_count"
 #: A predicted count needs this many calibration photos for a pool of its own; fewer would make

@@ -28,6 +28,7 @@ EXPECTED_MEMBERS = {
     "code/model/preprocess.py",
     "code/model/ranges.py",
     "code/model/runtime.py",
+    "code/bincount/count_ranges.py",
 }
 
 
@@ -55,6 +56,8 @@ def test_code_in_the_artifact_imports_and_serves_from_a_clean_sys_path(
         f"sys.path.insert(0, {str(model_dir / 'code')!r})\n"
         "import inference, model.network\n"
         f"assert model.network.__file__.startswith({str(model_dir / 'code')!r}), model.network.__file__\n"
+        "import bincount.count_ranges\n"
+        f"assert bincount.count_ranges.__file__.startswith({str(model_dir / 'code')!r})\n"
         f"loaded = inference.model_fn({str(model_dir)!r})\n"
         f"body = open({str(model_dir.parent / 'photo.jpg')!r}, 'rb').read()\n"
         "record = inference.predict_fn(inference.input_fn(body, 'image/jpeg'), loaded)\n"

@@ -6,8 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from bincount.count_ranges import range_counts
 
-from model.ranges import ALL, Conformal, range_counts, score_of
+from model.ranges import ALL, Conformal, score_of
 from training import conformal
 
 CLASSES = 6
