@@ -137,7 +137,9 @@ def test_torchscript_serves_without_onnxruntime_with_eager_logits(
 ) -> None:
     """The container's path: frozen TorchScript, and logits within 1e-4 of eager PyTorch on photos."""
     photos = [encode(draw_bin(i % 6, seed=40 + i, size=size)) for i, size in enumerate(PHOTO_SIZES)]
-    with caplog.at_level(logging.INFO):
+    # the serving logger by name too: a Powertools logger named "bincount" (the Lambda tests make one)
+    # sets its own level, which "bincount.inference" would otherwise inherit
+    with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger="bincount.inference"):
         assert_same_logits(model_dir, photos)
     assert "onnxruntime is not installed" in caplog.text
     assert "on torchscript-" in caplog.text  # model_fn's line says which runtime serves
