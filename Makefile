@@ -117,7 +117,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model training local tests cli
+	$(VENV)/bin/mypy functions model training local tests cli common
 
 $(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bincount.image_formats import content_type_for
 
-from cli.errors import NotFound, Refused, UsageError
+from common.errors import NotFound, Refused, UsageError
 
 Record = dict[str, Any]
 
@@ -82,7 +82,7 @@ class HttpEndpointCounter:
     """The container contract at ``url`` (the local stack's model server): one photo per request."""
 
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
-        from local.transform_executor import http_invoker
+        from common.invocations import http_invoker
 
         self.url = url
         self.invoke = http_invoker(url)

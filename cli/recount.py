@@ -33,9 +33,9 @@ from bincount.uploads import ImageObject
 from bincount.wiring import Clients, build_submitter
 from botocore.exceptions import ClientError
 
-from cli.errors import Refused, UsageError
 from cli.queries import image_items, image_items_of_bin
 from cli.stack import StackResources
+from common.errors import Refused, UsageError
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from cli.errors import Refused, UsageError, did_you_mean
+from common.errors import Refused, UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def resolve_stack(name: str | None, region: str | None) -> StackResources:
     ``name`` None means the local stack when it is up, else a :class:`UsageError` saying how to
     get one. A stack that does not exist or is not in a usable state is :class:`Refused`.
     """
-    from local.stack_state import default_state_path, read_state
+    from common.stack_state import default_state_path, read_state
 
     if name is None:
         if read_state(default_state_path()) is None:
@@ -132,7 +132,7 @@ def resolve_stack(name: str | None, region: str | None) -> StackResources:
 
 def resolve_local(state_path: Path) -> StackResources:
     """The local stack from its state file; its outputs read back from moto's CloudFormation."""
-    from local.stack_state import process_alive, read_state
+    from common.stack_state import process_alive, read_state
 
     state = read_state(state_path)
     if state is None:

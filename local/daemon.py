@@ -23,13 +23,7 @@ from types import FrameType
 
 import psutil
 
-from local.demo import choose_server, decision_parameters, false_alarm_rate, quiet_handlers
-from local.lambda_invoke_server import lambda_invoke_server
-from local.model_swap import RegistryWatcher
-from local.moto_server import free_port
-from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
-from local.serving_server import Restart
-from local.stack_state import (
+from common.stack_state import (
     STATE_DIR,
     ChildProcess,
     LocalStackState,
@@ -37,6 +31,12 @@ from local.stack_state import (
     read_state,
     write_state,
 )
+from local.demo import choose_server, decision_parameters, false_alarm_rate, quiet_handlers
+from local.lambda_invoke_server import lambda_invoke_server
+from local.model_swap import RegistryWatcher
+from local.moto_server import free_port
+from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from local.serving_server import Restart
 
 log = logging.getLogger("local.daemon")
 

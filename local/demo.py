@@ -18,8 +18,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cli.errors import UsageError, one_line_errors
-from local.inventory import expected_quantities, write_expected_quantities
+from cli.inventory import expected_quantities, write_expected_quantities
+from common.errors import UsageError, one_line_errors
 from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
 from local.report import (
     Upload,

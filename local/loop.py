@@ -34,10 +34,10 @@ from typing import Any
 
 from bincount.image_formats import IMAGE_SUFFIXES
 
-from cli.errors import NotFound, Refused, UsageError, one_line_errors
-from cli.files import sha256_file
+from common.errors import NotFound, Refused, UsageError, one_line_errors
+from common.files import sha256_file
+from common.stack_state import REPO_ROOT, STATE_ENV
 from local.loop_report import LoopUpload, build_report, latest_record, read_labels, render_table, review_plan
-from local.stack_state import REPO_ROOT, STATE_ENV
 from local.uploads import find_photos
 
 PROG = "make loop-demo"

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from local.transform_executor import http_invoker
+from common.invocations import http_invoker
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from local.bench_baseline import install_per_photo_collector
 from local.cpu_meter import CpuMeter
 from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from common.stack_state import REPO_ROOT
 from local.serving_server import extract_model, serving_process
-from local.stack_state import REPO_ROOT
 from local.torchserve_server import torchserve_process
 
 SHARED_IMAGES = REPO_ROOT.parent / "shared" / "abid" / "images"

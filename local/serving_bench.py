@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from bincount.image_formats import IMAGE_SUFFIXES
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from local.synthetic import draw_bin, encode
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
 from model.instances import ServingPlan, local_plan
@@ -212,8 +212,8 @@ def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[b
     """One TorchServe on ``model_dir`` with ``plan``; photos sent with its requests in flight."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from common.invocations import http_invoker
     from local.torchserve_server import torchserve_process
-    from local.transform_executor import http_invoker
 
     with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
         invoke = http_invoker(url)

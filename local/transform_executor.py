@@ -22,16 +22,15 @@ import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from bincount.job_events import DETAIL_TYPE as EVENT_DETAIL_TYPE
 
+from common.invocations import Invoker
 from local.moto_server import AwsEndpoint
 
 log = logging.getLogger(__name__)
@@ -39,33 +38,6 @@ log = logging.getLogger(__name__)
 EVENT_SOURCE = "aws.sagemaker"
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_TIMEOUT_S = 600
-
-
-class Invoker(Protocol):
-    """Sends one record to the model server; returns the HTTP status and body."""
-
-    def __call__(
-        self, body: bytes, content_type: str, accept: str, timeout_s: float
-    ) -> tuple[int, bytes]: ...
-
-
-def http_invoker(url: str) -> Invoker:
-    """POST /invocations on a server speaking the SageMaker container contract."""
-
-    def invoke(body: bytes, content_type: str, accept: str, timeout_s: float) -> tuple[int, bytes]:
-        request = urllib.request.Request(
-            f"{url}/invocations",
-            data=body,
-            method="POST",
-            headers={"Content-Type": content_type, "Accept": accept},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return int(response.status), response.read()
-        except urllib.error.HTTPError as error:
-            return int(error.code), error.read()
-
-    return invoke
 
 
 def _log_failure(future: Future[JobOutcome]) -> None:

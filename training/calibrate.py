@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from model.network import ModelConfig, sha256_file
 from training import conformal
 from training.data import Sample, discover_local, stratified_split

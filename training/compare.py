@@ -29,7 +29,7 @@ if __package__ in (None, ""):
 
 import torch
 
-from cli.errors import Refused, UsageError, one_line_errors
+from common.errors import Refused, UsageError, one_line_errors
 from training.metrics import compute_metrics, validation_score
 from training.report import PREDICTIONS_FILE
 

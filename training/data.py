@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from bincount.image_formats import IMAGE_SUFFIXES
 from PIL import Image
 
-from cli.files import write_atomically
+from common.files import write_atomically
 from training.progress import progress
 
 SPLITS = ("train", "valid", "test")

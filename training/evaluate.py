@@ -28,7 +28,7 @@ from typing import Any
 
 from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from training import conformal, discrepancy
 from training.artifact import load_inference_module, unpack_artifact
 from training.metrics import (

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from model.network import CONFIG_FILE, WEIGHTS_FILE, EfficientNetLite, ModelConfig, ModelLoadError, load_state
 from training.artifact import unpack_artifact
 

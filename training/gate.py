@@ -47,7 +47,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.errors import NotFound, UsageError, one_line_errors
+from common.errors import NotFound, UsageError, one_line_errors
 from training.artifact import unpack_artifact
 from training.data import MANIFEST, discover_local, hash_split, is_prepared, is_reviewed
 from training.evaluate import (

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from cli.errors import UsageError
+from common.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")

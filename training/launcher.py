@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.errors import NotFound, UsageError, one_line_errors
+from common.errors import NotFound, UsageError, one_line_errors
 from training.launch_policy import (
     TRAINING_NAME_MAX,
     TUNING_NAME_MAX,
@@ -218,9 +218,9 @@ STAGED_FILES = (
     ("functions/bincount/__init__.py", "bincount/__init__.py"),
     ("functions/bincount/image_formats.py", "bincount/image_formats.py"),
     ("functions/bincount/count_ranges.py", "bincount/count_ranges.py"),
-    ("cli/__init__.py", "cli/__init__.py"),
-    ("cli/errors.py", "cli/errors.py"),
-    ("cli/files.py", "cli/files.py"),
+    ("common/__init__.py", "common/__init__.py"),
+    ("common/errors.py", "common/errors.py"),
+    ("common/files.py", "common/files.py"),
 )
 
 

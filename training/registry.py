@@ -39,8 +39,8 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.errors import NotFound, Refused, UsageError, one_line_errors
-from cli.files import sha256_file, write_atomically
+from common.errors import NotFound, Refused, UsageError, one_line_errors
+from common.files import sha256_file, write_atomically
 
 PROG = "python -m training.registry"
 DEFAULT_REGISTRY = Path("build/registry")

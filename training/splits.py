@@ -3,7 +3,7 @@
 
 ``training.data`` prepares and splits folders; ``training.dataset`` lists and decodes one split;
 this module puts them together for one run of ``training.train`` (torchvision's ``load_data()``).
-A bad folder or flag ends in one line (:class:`~cli.errors.UsageError`), never a traceback.
+A bad folder or flag ends in one line (:class:`~common.errors.UsageError`), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from model.network import ModelConfig
 from training.conformal import calibration_halves
 from training.data import SPLITS, parse_sources, prepare_source

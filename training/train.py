@@ -68,7 +68,7 @@ from torch.utils.data import DataLoader
 if __package__ in (None, ""):  # run as a script (SageMaker: python training/train.py): find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from model.network import ModelConfig, backbone_parameters, build_model, freeze_backbone, head_parameters
 from model.preprocess import normalise
 from training.checkpoints import LoopState, checkpoint_dir, load_checkpoint, save_checkpoint

@@ -20,7 +20,7 @@ import pytest
 from cli_support import REPO, python_env
 from imaging import jpeg_photo
 
-from local.stack_state import LocalStackState, process_alive, read_state
+from common.stack_state import LocalStackState, process_alive, read_state
 from local.updown import open_ports
 
 pytestmark = pytest.mark.e2e

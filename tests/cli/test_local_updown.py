@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from common.stack_state import process_alive
 from local import torchserve_server
-from local.stack_state import process_alive
 from local.updown import main, open_ports, stop_group
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cli.errors import UsageError
-from cli.files import sha256_file
+from common.errors import UsageError
+from common.files import sha256_file
 from local.loop import base_subset, main
 from local.loop_report import (
     LoopUpload,

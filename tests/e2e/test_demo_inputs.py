@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cli.errors import UsageError
-from local.inventory import expected_quantities
+from cli.inventory import expected_quantities
+from common.errors import UsageError
 from local.report import (
     Upload,
     count_quality,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from training import launcher
 from training.launch_policy import shipped_recipe
 

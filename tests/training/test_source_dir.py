@@ -28,11 +28,11 @@ ENTRY_MODULE = "training.train"
 
 #: Top-level packages of this repository (``bincount`` lives under functions/): an import of one of
 #: these must be answered by the staged tree, never by the installed checkout.
-REPO_PACKAGES = frozenset({"training", "model", "cli", "bincount", "local", "functions", "tests"})
+REPO_PACKAGES = frozenset({"training", "model", "common", "cli", "bincount", "local", "functions", "tests"})
 
 # Run by a fresh ``python -I`` (no PYTHONPATH, no cwd, no user site): the staged dir is the only
 # place repository modules may come from. The editable install's finder would answer any import of
-# ``cli``/``local``/... from the checkout, so it goes first; then every module that did load must
+# ``common``/``local``/... from the checkout, so it goes first; then every module that did load must
 # lie inside the staged dir.
 _IMPORT_ALL = """
 import importlib, json, sys
@@ -91,13 +91,13 @@ def test_every_staged_module_imports_with_only_the_staged_dir(staged: Path) -> N
 
 
 def test_the_isolated_import_fails_when_a_module_is_not_staged(staged: Path, tmp_path: Path) -> None:
-    """The check above can fail: without cli/errors.py the entry point does not import."""
+    """The check above can fail: without common/errors.py the entry point does not import."""
     broken = tmp_path / "broken"
     launcher.stage_source_dir(broken)
-    (broken / "cli" / "errors.py").unlink()
+    (broken / "common" / "errors.py").unlink()
     done = import_in_isolation(broken, [ENTRY_MODULE])
     assert done.returncode != 0
-    assert "No module named 'cli.errors'" in done.stderr
+    assert "No module named 'common.errors'" in done.stderr
 
 
 # --- static reading: lazy imports and third-party requirements --------------------------------------

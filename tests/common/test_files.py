@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.files import replacing, write_atomically
+from common.files import replacing, write_atomically
 
 
 def test_write_atomically_creates_parents_and_replaces_whole(tmp_path: Path) -> None:
@@ -30,7 +30,7 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_partial(tmp_path: 
 def test_sha256_file_reads_in_pieces_and_matches_the_whole(tmp_path: Path) -> None:
     import hashlib
 
-    from cli.files import sha256_file
+    from common.files import sha256_file
 
     data = bytes(range(256)) * 9000  # over two 1 MiB pieces
     path = write_atomically(tmp_path / "big.bin", data)
