@@ -172,10 +172,10 @@ loop-demo: $(STAMP) $(MODEL_LOCAL)
 
 # Both artifacts through TorchServe (as root, with Java) and in-process, against the seed-style handler.
 bench: $(STAMP) $(MODEL) $(MODEL_LOCAL)
-	$(PY) -m local.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
+	$(PY) -m local.bench.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.pipeline_bench --model $(MODEL_LOCAL) --count 2000
+	$(PY) -m local.bench.pipeline_bench --model $(MODEL_LOCAL) --count 2000
 
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
@@ -186,7 +186,7 @@ down: $(STAMP)
 	$(PY) -m local.updown down
 
 bench-realtime: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+	$(PY) -m local.bench.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache $(FN_VENV)

@@ -70,6 +70,13 @@ class StackResources:
             )
         return boto3.resource(service, region_name=self.region)  # type: ignore[call-overload]
 
+    def outputs(self) -> dict[str, str]:
+        """The stack's outputs by their names in template.yaml (the mapped ones as this stack holds them)."""
+        named = {
+            name: getattr(self, field) for field, name in {**REQUIRED_OUTPUTS, **OPTIONAL_OUTPUTS}.items()
+        }
+        return {**dict(self.extra), **named}
+
     def output(self, name: str) -> str:
         """A further stack output by its name in template.yaml (empty when absent)."""
         return dict(self.extra).get(name, "")

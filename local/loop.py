@@ -11,7 +11,7 @@ On a fresh local stack (started and stopped here, tied to a fresh model registry
    step budget), and the gate compares it with the current model on the reviewed photos' gate
    split (hash of the photo, never trained on) and on the base subset's test split (the
    reference set); an approved candidate is promoted in the registry, and the stack's model
-   server follows (:mod:`local.model_swap`);
+   server follows (:mod:`local.emulator.model_swap`);
 4. everything is re-counted by the promoted model (``bincount recount``), or the loop says why
    it was not promoted;
 5. a before/after table is printed and ``build/loop/report.json`` written.

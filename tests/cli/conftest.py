@@ -12,7 +12,7 @@ from moto_baseline import ModuleAccount
 
 from cli.main import main
 from cli.stack import StackResources, resolve_stack
-from local.stack import LOCAL_PARAMETER_VALUES
+from local.emulator.stack import LOCAL_PARAMETER_VALUES
 
 
 @pytest.fixture

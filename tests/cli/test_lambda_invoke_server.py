@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from local.lambda_invoke_server import function_key, lambda_invoke_server
-from local.moto_server import free_port
+from local.emulator.lambda_invoke_server import function_key, lambda_invoke_server
+from local.emulator.moto_server import free_port
 
 
 class FakeRuntime:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.stack_state import process_alive
-from local import torchserve_server
+from local.emulator import torchserve_server
 from local.updown import main, open_ports, stop_group
 
 

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from local.model_swap import SwitchingInvoker
+from local.emulator.model_swap import SwitchingInvoker
 
 
 class FakeModelServer:

@@ -51,5 +51,5 @@ def test_every_package_has_files_to_check() -> None:
 
 
 def test_the_check_sees_a_lazy_import() -> None:
-    source = "def f():\n    from local.stack import LocalStack\n"
+    source = "def f():\n    from local.emulator.stack import LocalStack\n"
     assert imported_roots(source) == {"local"}

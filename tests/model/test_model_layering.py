@@ -1,5 +1,5 @@
 """``model/`` is what ships inside the artifact and the serving container: it imports neither the
-training code nor the local tools (the benchmark that needs both lives in ``local/serving_bench.py``)."""
+training code nor the local tools (the benchmark that needs both: ``local/bench/serving_bench.py``)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from local.template import load_template
+from local.emulator.template import load_template
 from training import inference_images
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,15 +6,15 @@ reports (build/bench-pipeline/<design>/report.json, summary.json) hold the per-s
 
 Designs, run one after the other in this process with the same photos and model:
 
-* ``previous``: the collector's per-photo path (``local.bench_baseline``: four DynamoDB calls per
+* ``previous``: the collector's per-photo path (``local.bench.bench_baseline``: four DynamoDB calls per
   photo), ``python -m moto.server`` as it comes, progress polling that reads every record of
   the table twice a second, transform jobs one at a time — the pipeline as it was before;
 * ``batched``: the collector as shipped (one batched read, LATEST once per bin, records and
-  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.moto_launcher``,
+  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.emulator.moto_launcher``,
   polling that reads each record once, transform jobs side by side up to ``MaxJobsInFlight``.
 
 Besides photos/s, each design's CPU seconds per photo per process are measured
-(``local.cpu_meter``): on a shared machine they move far less with the load than photos/s.
+(``local.bench.cpu_meter``): on a shared machine they move far less with the load than photos/s.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line_errors
-from local.bench_baseline import install_per_photo_collector
-from local.cpu_meter import CpuMeter
+from local.bench.bench_baseline import install_per_photo_collector
+from local.bench.cpu_meter import CpuMeter
 from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run
-from local.pipeline import REPO_ROOT, PipelineOptions
+from local.emulator.pipeline import REPO_ROOT, PipelineOptions
+from local.emulator.template import load_template
 from local.report import Upload, write_report
-from local.template import load_template
 from local.uploads import synthetic_uploads
 
 
@@ -180,7 +180,7 @@ def comparison(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@one_line_errors("local.pipeline_bench")
+@one_line_errors("local.bench.pipeline_bench")
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(False, args.out.parent)

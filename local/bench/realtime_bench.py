@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.stack_state import REPO_ROOT
-from local.serving_server import extract_model, serving_process
-from local.torchserve_server import torchserve_process
+from local.emulator.serving_server import extract_model, serving_process
+from local.emulator.torchserve_server import torchserve_process
 
 SHARED_IMAGES = REPO_ROOT.parent / "shared" / "abid" / "images"
 
@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_photos(args: argparse.Namespace) -> tuple[list[bytes], str]:
-    from local.serving_bench import folder_images, synthetic_jpegs
+    from local.bench.serving_bench import folder_images, synthetic_jpegs
 
     folder = args.images or (SHARED_IMAGES if SHARED_IMAGES.is_dir() else None)
     if folder is not None:

@@ -2,7 +2,7 @@
 
 Operator tools invoke a function the way they would on AWS (``boto3.client("lambda").invoke``),
 e.g. ``bincount redrive collector`` hands dead-lettered events back to the collector. Locally the
-functions run inside the daemon's process (:class:`local.lambda_runtime.FunctionRuntime`), so the
+functions run inside the daemon's process (:class:`local.emulator.lambda_runtime.FunctionRuntime`), so the
 daemon answers ``POST /2015-03-31/functions/{name}/invocations`` for them: the same request and
 response shapes (``X-Amz-Function-Error: Unhandled`` and an ``errorMessage`` body when the
 handler raises), so the tools need no local special case beyond the endpoint URL.
@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
-from local.http_handler import LocalRequestHandler
-from local.lambda_runtime import FunctionRuntime
+from local.emulator.http_handler import LocalRequestHandler
+from local.emulator.lambda_runtime import FunctionRuntime
 
 log = logging.getLogger(__name__)
 

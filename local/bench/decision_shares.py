@@ -1,4 +1,4 @@
-"""``python -m local.decision_shares``: what the collector's decision and review rules send where,
+"""``python -m local.bench.decision_shares``: what the collector's decision and review rules send where,
 on synthetic calibration-like data (numpy only, about a second).
 
 A stand-in model over counts 0..5 ("5 or more") whose probabilities peak near a noisy estimate of

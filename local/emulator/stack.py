@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.moto_server import AwsEndpoint
-from local.template import ACCOUNT_ID, Resolver, load_template, parameter_values, resources_of_type
+from local.emulator.moto_server import AwsEndpoint
+from local.emulator.template import ACCOUNT_ID, Resolver, load_template, parameter_values, resources_of_type
 
 log = logging.getLogger(__name__)
 

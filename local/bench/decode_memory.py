@@ -1,4 +1,4 @@
-"""Peak memory of decoding the worst image each kind of upload may be: ``python -m local.decode_memory``.
+"""Peak memory of decoding the worst image each upload may be: ``python -m local.bench.decode_memory``.
 
 For every format and mode the serving handlers decode, the largest image the decode limits
 accept (model.preprocess.DecodeLimits: a square at the mode's pixel limit; for JPEG also the
@@ -22,7 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def measure(path: Path) -> dict[str, object]:
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")]),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "local.decode_memory", "--one", str(path)],
+        [sys.executable, "-m", "local.bench.decode_memory", "--one", str(path)],
         env=env,
         capture_output=True,
         text=True,

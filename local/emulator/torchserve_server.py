@@ -20,8 +20,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from local.moto_server import free_port
-from local.serving_server import server_process
+from local.emulator.moto_server import free_port
+from local.emulator.serving_server import server_process
 from model.instances import local_plan
 from training.malloc import with_malloc_env
 

@@ -9,12 +9,12 @@ pipeline's limit, and about a fifth of its samples went to things that say nothi
   it is remembered;
 * werkzeug's access log line per request (9 %), which the demo writes to a file nobody reads;
 * and, once the collector batched its writes, moto's table copies in ``TransactWriteItems``
-  (``local.moto_patches``).
+  (``local.emulator.moto_patches``).
 
 Everything else is moto's own server (``DomainDispatcherApplication``, ``MotoRequestHandler``,
 werkzeug's threaded server), so requests are answered exactly as by ``moto.server``.
 
-Run: ``python -m local.moto_launcher -H 127.0.0.1 -p PORT``.
+Run: ``python -m local.emulator.moto_launcher -H 127.0.0.1 -p PORT``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import run_simple
 
-from local import moto_patches
+from local.emulator import moto_patches
 
 
 class CachedDispatcher(DomainDispatcherApplication):

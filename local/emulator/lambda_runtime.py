@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from local.moto_server import AwsEndpoint
-from local.stack import EventRuleSource, FunctionSpec, SqsEventSource, StreamEventSource
-from local.template import ACCOUNT_ID
+from local.emulator.moto_server import AwsEndpoint
+from local.emulator.stack import EventRuleSource, FunctionSpec, SqsEventSource, StreamEventSource
+from local.emulator.template import ACCOUNT_ID
 
 log = logging.getLogger(__name__)
 

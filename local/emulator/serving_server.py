@@ -5,7 +5,7 @@ artifact's ``model_fn`` once and ``input_fn -> predict_fn -> output_fn`` per req
 request's ``Content-Type`` and ``Accept``; an exception becomes an HTTP 500 (a failed record in
 Batch Transform). This is the same contract in a few lines, for machines without TorchServe.
 
-Run: ``python -m local.serving_server --model-dir DIR --port PORT`` (the model directory is
+Run: ``python -m local.emulator.serving_server --model-dir DIR --port PORT`` (the model directory is
 what ``/opt/ml/model`` would hold: the extracted ``model.tar.gz``).
 """
 
@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from local.http_handler import LocalRequestHandler
-from local.moto_server import free_port
+from local.emulator.http_handler import LocalRequestHandler
+from local.emulator.moto_server import free_port
 from training.artifact import load_inference_module, unpack_artifact
 from training.malloc import with_malloc_env
 
@@ -230,14 +230,14 @@ def serving_process(
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]
+            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")]
         ),
     }
     url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable,
         "-m",
-        "local.serving_server",
+        "local.emulator.serving_server",
         "--model-dir",
         str(model_dir),
         "--port",

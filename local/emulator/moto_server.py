@@ -26,7 +26,7 @@ import boto3
 from botocore.config import Config
 
 REGION = "us-east-1"
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FAKE_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
@@ -92,7 +92,7 @@ def moto_server(
 ) -> Iterator[AwsEndpoint]:
     """Run moto's server on 127.0.0.1 for the duration of the ``with`` block.
 
-    ``tuned``: ``local.moto_launcher`` (moto's server without its per-request backend search and
+    ``tuned``: ``local.emulator.moto_launcher`` (moto's server without its per-request backend search and
     access log); otherwise ``python -m moto.server`` as it comes. The server is stopped on normal
     exit, on exceptions and on Ctrl-C; its output goes to ``log_path`` (or nowhere) so it cannot
     interleave with the demo's progress bars.
@@ -100,7 +100,7 @@ def moto_server(
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    module = "local.moto_launcher" if tuned else "moto.server"
+    module = "local.emulator.moto_launcher" if tuned else "moto.server"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],

@@ -31,7 +31,7 @@ from typing import Any
 from bincount.job_events import DETAIL_TYPE as EVENT_DETAIL_TYPE
 
 from common.invocations import Invoker
-from local.moto_server import AwsEndpoint
+from local.emulator.moto_server import AwsEndpoint
 
 log = logging.getLogger(__name__)
 

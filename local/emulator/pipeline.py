@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from local.lambda_runtime import (
+from local.emulator.lambda_runtime import (
     DynamoStreamEventSourceMapping,
     EventRuleSubscription,
     FunctionRuntime,
@@ -32,16 +32,16 @@ from local.lambda_runtime import (
     schedule_seconds,
     subscribe_queue,
 )
-from local.model_swap import SwitchingInvoker
-from local.moto_server import AwsEndpoint, moto_server, patched_environ
-from local.serving_server import Restart, Supervisor, extract_model, serving_process
-from local.stack import FunctionSpec, LocalStack
-from local.torchserve_server import torchserve_process
-from local.transform_executor import TransformExecutor, busy_seconds
+from local.emulator.model_swap import SwitchingInvoker
+from local.emulator.moto_server import AwsEndpoint, moto_server, patched_environ
+from local.emulator.serving_server import Restart, Supervisor, extract_model, serving_process
+from local.emulator.stack import FunctionSpec, LocalStack
+from local.emulator.torchserve_server import torchserve_process
+from local.emulator.transform_executor import TransformExecutor, busy_seconds
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO_ROOT / "template.yaml"
 
 
@@ -60,10 +60,10 @@ class PipelineOptions:
     environment_overrides: dict[str, str] = field(default_factory=dict)
     torch_threads: int | None = None
     # "python": the small server with the container's HTTP contract; "torchserve": the real
-    # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/torchserve_server.py
+    # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/emulator/torchserve_server.py
     server: str = "python"
     # Today's design and the previous one side by side (``make bench-pipeline``): the emulator
-    # without local.moto_launcher's per-request savings, and progress polling that reads every
+    # without local.emulator.moto_launcher's per-request savings, and progress polling that reads every
     # record of the table each time instead of only the ones it has not seen.
     tuned_emulator: bool = True
     incremental_records: bool = True

@@ -1,6 +1,6 @@
 """Serving-path throughput against a seed-style path, in one run on the same machine.
 
-``make bench`` runs ``python -m local.serving_bench --model build/model/model-local.tar.gz
+``make bench`` runs ``python -m local.bench.serving_bench --model build/model/model-local.tar.gz
 --sagemaker-model build/model/model.tar.gz`` (the artifact with model.onnx, and the one SageMaker
 serves). Every path takes JPEG bytes and produces a JSON record:
 
@@ -179,7 +179,7 @@ def torchserve_rows(
     Artifacts take turns under each setting, and the plan's setting is measured ``rounds`` times,
     so that both see the same load on a shared machine; a row adds up all its rounds.
     """
-    from local.torchserve_server import torchserve_unavailable
+    from local.emulator.torchserve_server import torchserve_unavailable
 
     reason = torchserve_unavailable()
     if reason:
@@ -213,7 +213,7 @@ def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[b
     from concurrent.futures import ThreadPoolExecutor
 
     from common.invocations import http_invoker
-    from local.torchserve_server import torchserve_process
+    from local.emulator.torchserve_server import torchserve_process
 
     with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
         invoke = http_invoker(url)
@@ -257,7 +257,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m local.serving_bench", description=__doc__.split("\n\n")[0]
+        prog="python -m local.bench.serving_bench", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--model", type=Path, required=True, help="model.tar.gz to serve")
     parser.add_argument("--images", type=Path, help="folder of photos (default: generated ABID-size JPEGs)")
@@ -369,7 +369,7 @@ def served_order(served: list[Result]) -> Callable[[str], int]:
     return lambda setting: next(i for i, name in enumerate(names) if name.endswith(setting))
 
 
-@one_line_errors("local.serving_bench")
+@one_line_errors("local.bench.serving_bench")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     check_arguments(args)
