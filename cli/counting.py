@@ -57,7 +57,7 @@ class InProcessCounter:
         os.environ["BINCOUNT_THREADS"] = str(threads)
         self._tmp = tempfile.TemporaryDirectory(prefix="bincount-model-")
         model_dir = Path(self._tmp.name)
-        from training.artifact import load_inference_module, unpack_artifact
+        from training.promotion.artifact import load_inference_module, unpack_artifact
 
         try:
             unpack_artifact(artifact, model_dir)

@@ -116,7 +116,7 @@ def serve_until_stopped(
     """
     log_dir = options.log_dir or STATE_DIR
     if registry is not None:
-        from training.registry import served_artifact
+        from training.promotion.registry import served_artifact
 
         options.model_artifact = served_artifact(registry) or options.model_artifact
     with local_pipeline(options) as pipeline:

@@ -19,9 +19,9 @@ import torch
 
 from common.errors import UsageError
 from model.network import ModelConfig
-from training.conformal import calibration_halves
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import Entry, ImageSet, list_split, load_images, train_cache_size
+from training.uncertainty.conformal import calibration_halves
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Splits:
     test: ImageSet | None
     description: dict[str, Any]
     train_weights: torch.Tensor | None = None  # per-photo sampling weight (several --data folders)
-    #: Half of the held-out test photos (training.conformal.calibration_halves): neither the loop
+    #: Half of the held-out test photos (training.uncertainty.conformal.calibration_halves): neither the loop
     #: nor the checkpoint choice nor the temperature sees them; the count ranges are calibrated on them.
     calibration: ImageSet | None = None
 

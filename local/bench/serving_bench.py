@@ -18,7 +18,7 @@ serves). Every path takes JPEG bytes and produces a JSON record:
 
 Images are generated bin photos at ABID-like sizes (``local/synthetic.py``) or ``--images DIR``.
 A local tool, not part of ``model/``: it needs the demo's synthetic photos and opens the artifact
-with ``training.artifact``, neither of which the serving package may import.
+with ``training.promotion.artifact``, neither of which the serving package may import.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from model.inference import SETTINGS, CountingModel, input_fn, load_model, outpu
 from model.instances import ServingPlan, local_plan
 from model.network import ModelConfig, build_model
 from model.package import package_model
-from training.artifact import unpack_artifact
+from training.promotion.artifact import unpack_artifact
 
 ABID_LIKE_SIZES = ((470, 350), (520, 400), (400, 300), (640, 480), (350, 260))
 

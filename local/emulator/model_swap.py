@@ -7,7 +7,7 @@ per server, a switch points every request from then on at the new server, and th
 stopped only once its requests have been answered (:meth:`SwitchingInvoker.drain`). A job that
 straddles the switch completes; its later records carry the new ``model_version``.
 
-:class:`RegistryWatcher` ties the stack to a model registry (``training.registry``): when the
+:class:`RegistryWatcher` ties the stack to a model registry (``training.promotion.registry``): when the
 served version changes (``promote`` / ``rollback``), it asks the pipeline to serve the new
 artifact and tells the daemon, which rewrites the state file with the new URL.
 """
@@ -71,7 +71,7 @@ class RegistryWatcher:
 
     def check_once(self) -> bool:
         """Serve the registry's served artifact if it is not the one served; True if it switched."""
-        from training.registry import served_artifact
+        from training.promotion.registry import served_artifact
 
         try:
             artifact = served_artifact(self.registry)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from local.emulator.http_handler import LocalRequestHandler
 from local.emulator.moto_server import free_port
-from training.artifact import load_inference_module, unpack_artifact
 from training.malloc import with_malloc_env
+from training.promotion.artifact import load_inference_module, unpack_artifact
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import pytest
 from cli_support import REPO, python_env
 from imaging import jpeg_photo
 
-from training import registry
+from training.promotion import registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

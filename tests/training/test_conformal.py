@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from model.ranges import ALL, Conformal, range_counts, score_of
-from training import conformal
+from training.uncertainty import conformal
 
 CLASSES = 6
 

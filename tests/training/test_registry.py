@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from training import registry
+from training.promotion import registry
 
 
 def _artifact(path: Path, version: str, parent: str | None = None) -> Path:
@@ -77,9 +77,9 @@ def test_cli_answers_in_one_line(reg: Path, tmp_path: Path, capsys: pytest.Captu
     assert registry.main(["--registry", str(reg), "promote", "v9"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "python -m training.registry: error: nothing to roll back to: "
+        "python -m training.promotion.registry: error: nothing to roll back to: "
         "fewer than two versions have been served",
-        f"python -m training.registry: error: version v9 is not in the registry {reg}",
+        f"python -m training.promotion.registry: error: version v9 is not in the registry {reg}",
     ]
     assert registry.main(["--registry", str(reg), "list"]) == 0
     assert "* v1" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Contract: the source dir ``training.launcher`` stages is complete on its own.
+"""Contract: the source dir ``training.sagemaker.launcher`` stages is complete on its own.
 
 The training container gets only the staged tree (and the PyTorch image's site-packages plus
 ``requirements.txt``), so a staged module that imports an unstaged repository module fails there
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from training import launcher
+from training.sagemaker import launcher
 
 #: The module the entry shim runs (``runpy.run_module("training.train")``).
 ENTRY_MODULE = "training.train"
@@ -201,7 +201,8 @@ def test_the_entry_points_lazy_imports_are_staged_too(staged: Path) -> None:
 
 def test_requirements_cover_the_entry_points_third_party_imports(staged: Path) -> None:
     """Each third-party import the entry point needs is in the image or in requirements.txt; only
-    what the code reaches through ``except ImportError`` (training.plots' matplotlib, onnx...) may be
+    what the code reaches through ``except ImportError`` (training.reporting.plots' matplotlib,
+    onnx...) may be
     missing in the container."""
     requirements = (staged / "requirements.txt").read_text().split("\n")
     available = {_distribution(r) for r in requirements if r.strip()} | set(launcher._IMAGE_PROVIDES)

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from training.calibration import Calibration
 from training.dataset import ImageSet
-from training.metrics import RMSE_WEIGHT
+from training.reporting.metrics import RMSE_WEIGHT
 from training.splits import Splits
+from training.uncertainty.calibration import Calibration
 
 PREDICTIONS_FILE = "predictions.json"
 #: The one line ``training.train`` prints per epoch, with stable names (values from its ``epoch_record``).
@@ -142,7 +142,7 @@ def write_predictions(
     path: Path, temperature: float, splits: dict[str, tuple[ImageSet, torch.Tensor]]
 ) -> None:
     """The shipped weights' raw logits per photo of each split, for comparing runs and ensembles
-    afterwards without the photos (``training.compare``)."""
+    afterwards without the photos (``training.promotion.compare``)."""
     data = {
         "temperature": temperature,
         "splits": {
@@ -163,11 +163,12 @@ def write_run_files(out: Path, metrics: dict[str, Any], history: list[dict[str, 
 
 
 def plot_run(history: list[dict[str, Any]], metrics: dict[str, Any], out: Path) -> None:
-    """Training curves and confusion matrices (training.plots), skipped where matplotlib is absent."""
-    # training.plots imports matplotlib only when it draws, so a missing one raises in the calls, not
-    # at the import; the model is not in SM_MODEL_DIR yet, and a figure must not fail the job.
+    """Training curves and confusion matrices (training.reporting.plots), skipped where matplotlib
+    is absent."""
+    # training.reporting.plots imports matplotlib only when it draws, so a missing one raises in
+    # the calls, not at the import; the model is not in SM_MODEL_DIR yet, and a figure must not fail the job.
     try:
-        from training.plots import plot_confusion, plot_training_curves
+        from training.reporting.plots import plot_confusion, plot_training_curves
 
         plot_training_curves(history, out / "training_curves.png")
         plot_confusion(metrics["valid"]["confusion"], out / "confusion_valid.png", "validation split")

@@ -1,6 +1,6 @@
 """A local model registry: one JSON entry per model version, and a pointer to the version served.
 
-``python -m training.registry list | register ARTIFACT | promote VERSION | rollback | served``
+``python -m training.promotion.registry list | register ARTIFACT | promote VERSION | rollback | served``
 
 Layout (default ``build/registry/``, ``--registry DIR``)::
 
@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common.errors import NotFound, Refused, UsageError, one_line_errors
 from common.files import sha256_file, write_atomically
 
-PROG = "python -m training.registry"
+PROG = "python -m training.promotion.registry"
 DEFAULT_REGISTRY = Path("build/registry")
 STATUSES = ("candidate", "approved", "rejected", "archived")
 PROMOTABLE = ("approved", "archived")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from common.errors import UsageError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 TUNING_NAME_MAX = 32  # CreateHyperParameterTuningJob's limit
 TRAINING_NAME_MAX = 63

@@ -1,6 +1,7 @@
 """The promotion gate: does a retrained model beat the one being served, on the same photos?
 
-``python -m training.gate --candidate NEW.tar.gz --current OLD.tar.gz --gate-set DIR [--reference DIR]``
+``python -m training.promotion.gate --candidate NEW.tar.gz --current OLD.tar.gz --gate-set DIR
+[--reference DIR]``
 
 Both artifacts count every photo of the gate set (and of the reference set) through their own
 serving handlers (``training.evaluate``: ``code/inference.py`` of each artifact, as Batch
@@ -20,7 +21,7 @@ by more than 0.05. Refusal is a normal outcome and comes with its reasons; the e
 either way (1 only for inputs that cannot be read), so a pipeline reads the verdict from the JSON.
 
 The verdict and its numbers go to ``--out`` (JSON) and, with ``--registry``, into the candidate's
-registry entry (``training.registry``), approved or rejected; an approved candidate is promoted
+registry entry (``training.promotion.registry``), approved or rejected; an approved candidate is promoted
 there unless ``--no-promote``. ``render_markdown`` gives the model card's section.
 
 Photo sets (``--gate-set`` / ``--reference``): reviewed photos from ``bincount export-labels``
@@ -45,10 +46,9 @@ from typing import Any
 import numpy as np
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from common.errors import NotFound, UsageError, one_line_errors
-from training.artifact import unpack_artifact
 from training.data import MANIFEST, discover_local, hash_split, is_prepared, is_reviewed
 from training.evaluate import (
     LabelledImage,
@@ -58,8 +58,9 @@ from training.evaluate import (
     load_handlers,
     run_handlers,
 )
+from training.promotion.artifact import unpack_artifact
 
-PROG = "python -m training.gate"
+PROG = "python -m training.promotion.gate"
 ALPHA = 0.05
 ACCURACY_TOLERANCE = 0.02  # a drop of more than 2 points of accuracy is a regression
 RMSE_TOLERANCE = 0.05  # a rise of more than 0.05 in RMSE is a regression
@@ -323,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(verdict, indent=1) + "\n", encoding="utf-8")
     if args.registry is not None:
-        from training import registry
+        from training.promotion import registry
 
         entry = registry.record_gate(args.registry, args.candidate, verdict, args.approved_by)
         if verdict["promoted"] and not args.no_promote:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from training.metrics import expected_calibration_error
+from training.reporting.metrics import expected_calibration_error
 
 DEFAULT_THRESHOLDS = tuple(round(0.30 + 0.05 * i, 2) for i in range(13))  # 0.30 .. 0.90
 #: The chosen threshold may flag at most this fraction of photos: review costs people's time.

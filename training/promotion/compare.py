@@ -4,8 +4,8 @@ Every training run writes ``predictions.json`` (the shipped weights' logits on v
 a GPU sweep's ``summary.json`` holds them for all its runs. This answers "which candidate, and
 would averaging several help?" without the photos or a GPU::
 
-    python -m training.compare build/train-a build/train-b          # run folders
-    python -m training.compare summary.json --ensembles 3            # a sweep, plus best 2..3-model ensembles
+    python -m training.promotion.compare build/train-a build/train-b   # run folders
+    python -m training.promotion.compare summary.json --ensembles 3     # a sweep, best 2..3-model ensembles
 
 Ensembles average the temperature-calibrated probabilities of their members. They are ranked by
 the validation score (``valid_accuracy - 0.25 * valid_rmse``, as training chooses checkpoints);
@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 
 from common.errors import Refused, UsageError, one_line_errors
-from training.metrics import compute_metrics, validation_score
-from training.report import PREDICTIONS_FILE
+from training.reporting.metrics import compute_metrics, validation_score
+from training.reporting.report import PREDICTIONS_FILE
 
 
 @dataclass
@@ -137,9 +137,11 @@ def format_rows(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-@one_line_errors("training.compare")
+@one_line_errors("training.promotion.compare")
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.promotion.compare", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("runs", nargs="+", type=Path, help="run folders and/or sweep summary.json files")
     parser.add_argument("--ensembles", type=int, default=1, metavar="N", help="also ensembles of 2..N runs")
     parser.add_argument("--top", type=int, default=5, help="ensembles shown per size")
