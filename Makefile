@@ -77,7 +77,7 @@ help:
 	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
 	@echo "make loop-demo IMAGES=dir LABELS=csv  upload, review, retrain, gate, promote, re-count"
 	@echo "make bench     both artifacts through TorchServe and in-process vs the seed-style path"
-	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
+	@echo "make bench-pipeline  2,000 photos through the local pipeline: photos/s, CPU per photo"
 	@echo "make up        start the local stack in the background (make down stops it)"
 	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
 	@echo "make lint | typecheck | validate (cfn-lint, checkov against docs/pipeline.md's security table once make checkov ran, sam validate --lint once make sam ran)"

@@ -1,19 +1,16 @@
-"""``make bench-pipeline``: photos through the local pipeline, the previous design and today's side by side.
+"""``make bench-pipeline``: photos through the local pipeline at scale, photos/s and CPU per photo.
 
 A scale check, not a test: the batching window and the images per job are shrunk so jobs stay
 small and many, every image must still end as exactly one count or error record, and the
 reports (build/bench-pipeline/<design>/report.json, summary.json) hold the per-stage rates.
 
-Designs, run one after the other in this process with the same photos and model:
+The pipeline as shipped: the collector's batched path (one batched read, LATEST once per bin,
+records and LATEST in transactions of <= 100, events in PutEvents of <= 10),
+``local.emulator.moto_launcher``, progress polling that reads each record once, transform jobs side
+by side up to ``MaxJobsInFlight``. docs/local.md keeps the figures of the per-photo design it
+replaced.
 
-* ``previous``: the collector's per-photo path (``local.bench.bench_baseline``: four DynamoDB calls per
-  photo), ``python -m moto.server`` as it comes, progress polling that reads every record of
-  the table twice a second, transform jobs one at a time — the pipeline as it was before;
-* ``batched``: the collector as shipped (one batched read, LATEST once per bin, records and
-  LATEST in transactions of ≤ 100, events in PutEvents of ≤ 10), ``local.emulator.moto_launcher``,
-  polling that reads each record once, transform jobs side by side up to ``MaxJobsInFlight``.
-
-Besides photos/s, each design's CPU seconds per photo per process are measured
+Besides photos/s, the CPU seconds per photo per process are measured
 (``local.bench.cpu_meter``): on a shared machine they move far less with the load than photos/s.
 """
 
@@ -27,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line_errors
-from local.bench.bench_baseline import install_per_photo_collector
 from local.bench.cpu_meter import CpuMeter
 from local.demo import RunFailed, check_run_files, configure_logging, quiet_handlers, run
 from local.emulator.pipeline import REPO_ROOT, PipelineOptions
@@ -42,15 +38,7 @@ def shrunk_parameters(template: Path, images_per_job: int, window_s: int) -> dic
     return {name: value for name, value in wanted.items() if name in declared}
 
 
-DESIGNS: dict[str, dict[str, Any]] = {
-    "previous": {
-        "tuned_emulator": False,
-        "incremental_records": False,
-        "parallel_jobs": False,
-        "prepare": install_per_photo_collector,
-    },
-    "batched": {},
-}
+DESIGNS: dict[str, dict[str, Any]] = {"batched": {}}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -66,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=3600.0)
     parser.add_argument(
         "--designs",
-        default="previous,batched",
+        default="batched",
         help=f"comma-separated, run in this order (of {', '.join(DESIGNS)})",
     )
     args = parser.parse_args(argv)

@@ -88,19 +88,18 @@ def moto_server(
     port: int | None = None,
     startup_timeout: float = 30.0,
     log_path: str | os.PathLike[str] | None = None,
-    tuned: bool = True,
 ) -> Iterator[AwsEndpoint]:
     """Run moto's server on 127.0.0.1 for the duration of the ``with`` block.
 
-    ``tuned``: ``local.emulator.moto_launcher`` (moto's server without its per-request backend search and
-    access log); otherwise ``python -m moto.server`` as it comes. The server is stopped on normal
+    It runs through ``local.emulator.moto_launcher`` (moto's server without its per-request backend
+    search and access log). The server is stopped on normal
     exit, on exceptions and on Ctrl-C; its output goes to ``log_path`` (or nowhere) so it cannot
     interleave with the demo's progress bars.
     """
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
-    module = "local.emulator.moto_launcher" if tuned else "moto.server"
+    module = "local.emulator.moto_launcher"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],

@@ -62,15 +62,8 @@ class PipelineOptions:
     # "python": the small server with the container's HTTP contract; "torchserve": the real
     # SageMaker PyTorch serving stack (TorchServe + toolkit), see local/emulator/torchserve_server.py
     server: str = "python"
-    # Today's design and the previous one side by side (``make bench-pipeline``): the emulator
-    # without local.emulator.moto_launcher's per-request savings, and progress polling that reads every
-    # record of the table each time instead of only the ones it has not seen.
-    tuned_emulator: bool = True
-    incremental_records: bool = True
-    # transform jobs run side by side, up to the template's MaxJobsInFlight, as on SageMaker
-    parallel_jobs: bool = True
-    # called once the functions' environment is in place, before any event (benchmarks swap in
-    # a baseline collector here)
+    # called once the functions' environment is in place, before any event (the pipeline benchmark
+    # starts its CPU meter here)
     prepare: Callable[[], None] | None = None
     # a function's Schedule event (the reconciler's rate(15 minutes)) fires this often here, shrunk
     # like the batching window so waiting photos get their jobs within a demo; None: the template's
@@ -215,7 +208,8 @@ class LocalPipeline:
             endpoint,
             self.invoker,
             on_record=self.clocks["transform"].tick,
-            parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")) if options.parallel_jobs else 1,
+            # side by side, up to the template's MaxJobsInFlight, as on SageMaker
+            parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")),
         )
         self.consumer_queues = self._subscribe_consumers()
         self.consumed_events: list[dict[str, Any]] = []
@@ -392,14 +386,12 @@ class LocalPipeline:
     def image_records(self) -> dict[str, list[dict[str, Any]]]:
         """Every ``IMAGE#`` record in the counts table, grouped by image key.
 
-        Polled while a run waits, so (with ``incremental_records``) the table is looked at only
+        Polled while a run waits, so the table is looked at only
         after a collector invocation finished since the last look (only the collector writes
         image records), a look lists only the keys and when they were recorded, and only records
         not seen yet, or written again, are read in full: once, not once per poll.
         """
-        if not self.options.incremental_records:
-            self._records = {(item["pk"], item["sk"]): item for item in self._scan_records()}
-        elif (generation := self._collector_generation()) != self._records_generation:
+        if (generation := self._collector_generation()) != self._records_generation:
             self._records_generation = generation
             listed = {(item["pk"], item["sk"]): item for item in self._scan_records("pk, sk, recorded_at")}
             changed = [
@@ -511,7 +503,7 @@ def local_pipeline(options: PipelineOptions) -> Iterator[LocalPipeline]:
         serving_url = server.enter_context(model_server(options.model_artifact, options, supervised))
         servers[serving_url] = server
         endpoint = stack_of_contexts.enter_context(
-            moto_server(log_path=log_dir / "moto.log" if log_dir else None, tuned=options.tuned_emulator)
+            moto_server(log_path=log_dir / "moto.log" if log_dir else None)
         )
         stack = LocalStack(endpoint, options.template, options.stack_name, options.parameters).create()
         pipeline = LocalPipeline(endpoint, stack, serving_url, options)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import Run, python_env
+from cli_support import Run
+from processes import python_env
 
 from cli.commands import count as count_command
 from cli.main import build_parser

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import REPO, python_env
 from imaging import jpeg_photo
+from processes import REPO, python_env
 
 from training.promotion import registry
 
