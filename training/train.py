@@ -451,7 +451,7 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 def ensure_malloc_env() -> None:
-    """Re-exec with glibc malloc tuned (../shared/ENGINEERING.md: training 1.7x faster on CPU).
+    """Re-exec with glibc malloc tuned (measured: training 1.7x faster on CPU).
 
     The variables are read once when the process starts, so setting them later does nothing;
     ``BINCOUNT_MALLOC_TUNING=0`` opts out (to measure the difference).
