@@ -21,7 +21,7 @@ export CKV_SKIP_PACKAGE_UPDATE_CHECK := TRUE
 CONFIG_ENV ?= dev
 
 # glibc malloc keeps torch's activation buffers instead of returning them to the OS after every
-# step (measured 1.5–3x faster on 2 CPU cores, see ../shared/ENGINEERING.md). The Python home of
+# step (measured 1.5–3x faster on 2 CPU cores). The Python home of
 # these values is training/malloc.py (MALLOC_ENV); tests/training/test_malloc.py keeps them equal.
 export MALLOC_MMAP_THRESHOLD_ := 2000000000
 export MALLOC_TRIM_THRESHOLD_ := 4000000000
@@ -77,7 +77,7 @@ help:
 	@echo "make retrain   fine-tune INIT (model/weights) on DATA=A,B (minutes on 2 cores)"
 	@echo "make loop-demo IMAGES=dir LABELS=csv  upload, review, retrain, gate, promote, re-count"
 	@echo "make bench     both artifacts through TorchServe and in-process vs the seed-style path"
-	@echo "make bench-pipeline  2,000 photos through the local pipeline, previous vs batched design"
+	@echo "make bench-pipeline  2,000 photos through the local pipeline: photos/s, CPU per photo"
 	@echo "make up        start the local stack in the background (make down stops it)"
 	@echo "make bench-realtime  one photo at a time: local endpoint vs in-process counting"
 	@echo "make lint | typecheck | validate (cfn-lint, checkov against docs/pipeline.md's security table once make checkov ran, sam validate --lint once make sam ran)"
@@ -117,7 +117,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy functions model training local tests cli
+	$(VENV)/bin/mypy functions model training local tests cli common
 
 $(SAM_STAMP):
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -172,10 +172,10 @@ loop-demo: $(STAMP) $(MODEL_LOCAL)
 
 # Both artifacts through TorchServe (as root, with Java) and in-process, against the seed-style handler.
 bench: $(STAMP) $(MODEL) $(MODEL_LOCAL)
-	$(PY) -m local.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
+	$(PY) -m local.bench.serving_bench --model $(MODEL_LOCAL) --sagemaker-model $(MODEL) $(BENCH_ARGS)
 
 bench-pipeline: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.pipeline_bench --model $(MODEL_LOCAL) --count 2000
+	$(PY) -m local.bench.pipeline_bench --model $(MODEL_LOCAL) --count 2000
 
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
@@ -186,7 +186,7 @@ down: $(STAMP)
 	$(PY) -m local.updown down
 
 bench-realtime: $(STAMP) $(MODEL_LOCAL)
-	$(PY) -m local.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
+	$(PY) -m local.bench.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache $(FN_VENV)

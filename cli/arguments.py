@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from cli.errors import EXIT_USAGE, did_you_mean
+from common.errors import EXIT_USAGE, did_you_mean
 
 Run = Callable[[argparse.Namespace], int]
 

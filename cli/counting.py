@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from bincount.image_formats import content_type_for
 
-from cli.errors import NotFound, Refused, UsageError
+from common.errors import NotFound, Refused, UsageError
 
 Record = dict[str, Any]
 
@@ -57,7 +57,7 @@ class InProcessCounter:
         os.environ["BINCOUNT_THREADS"] = str(threads)
         self._tmp = tempfile.TemporaryDirectory(prefix="bincount-model-")
         model_dir = Path(self._tmp.name)
-        from training.artifact import load_inference_module, unpack_artifact
+        from training.promotion.artifact import load_inference_module, unpack_artifact
 
         try:
             unpack_artifact(artifact, model_dir)
@@ -82,7 +82,7 @@ class HttpEndpointCounter:
     """The container contract at ``url`` (the local stack's model server): one photo per request."""
 
     def __init__(self, url: str, timeout_s: float = 60.0) -> None:
-        from local.transform_executor import http_invoker
+        from common.invocations import http_invoker
 
         self.url = url
         self.invoke = http_invoker(url)

@@ -4,7 +4,7 @@ Each subcommand lives in its own module under ``cli/commands/`` with ``register(
 (``cli/arguments.py``: the options and help layout they share);
 adding one is one line in :data:`COMMAND_MODULES`. Global options (``--stack``, ``--region``,
 ``--json``) are accepted before or after the subcommand. Exit codes: one rule for every
-subcommand, :data:`cli.errors.EXIT_RULE`.
+subcommand, :data:`common.errors.EXIT_RULE`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cli.arguments import OneLineParser, Subcommands, global_options, option_strings
-from cli.errors import EXIT_REFUSED, EXIT_RULE, one_line_errors
+from common.errors import EXIT_REFUSED, EXIT_RULE, one_line_errors
 
 PROG = "bincount"
 

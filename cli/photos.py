@@ -24,7 +24,7 @@ from bincount.image_formats import IMAGE_SUFFIXES as DEFAULT_IMAGE_SUFFIXES
 from bincount.timefmt import canonical_time
 from bincount.uploads import KeyRules, bin_and_capture_time
 
-from cli.errors import UsageError
+from common.errors import UsageError
 
 LABELS_FILE = "labels.csv"
 LAYOUTS = "a photo, a folder of photos (each its own bin), or a folder of <bin>/<photo> subfolders"

@@ -26,16 +26,16 @@ from bincount.recounts import (
     recount_prefix,
     select_records,
 )
-from bincount.settings import Settings, SettingsError
+from bincount.settings import Settings, SettingsError, environment_from_outputs
 from bincount.staging import stage_images
 from bincount.submission import Submitted, Submitter, available_slots, submit_chunks
 from bincount.uploads import ImageObject
 from bincount.wiring import Clients, build_submitter
 from botocore.exceptions import ClientError
 
-from cli.errors import Refused, UsageError
 from cli.queries import image_items, image_items_of_bin
 from cli.stack import StackResources
+from common.errors import Refused, UsageError
 
 
 @dataclass
@@ -69,19 +69,8 @@ def batcher_settings(stack: StackResources) -> Settings:
             return Settings.from_env((config.get("Environment") or {}).get("Variables") or {})
         except (ClientError, SettingsError):
             pass
-    env = {
-        "RESULTS_BUCKET": stack.results_bucket,
-        "COUNTS_TABLE": stack.counts_table,
-        "JOBS_TABLE": stack.jobs_table,
-        "EVENT_BUS_NAME": stack.event_bus,
-        "MODEL_NAME": stack.model_name,
-        "INGEST_BUCKET": stack.ingest_bucket,
-        "INGEST_PREFIX": stack.ingest_prefix,
-    }
-    if stack.output("JobNamePrefix"):
-        env["JOB_NAME_PREFIX"] = stack.output("JobNamePrefix")
     try:
-        return Settings.from_env(env)
+        return Settings.from_env(environment_from_outputs(stack.outputs()))
     except SettingsError as error:
         raise Refused(f"stack {stack.stack}: {error}") from error
 

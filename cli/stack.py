@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from cli.errors import Refused, UsageError, did_you_mean
+from common.errors import Refused, UsageError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,13 @@ class StackResources:
             )
         return boto3.resource(service, region_name=self.region)  # type: ignore[call-overload]
 
+    def outputs(self) -> dict[str, str]:
+        """The stack's outputs by their names in template.yaml (the mapped ones as this stack holds them)."""
+        named = {
+            name: getattr(self, field) for field, name in {**REQUIRED_OUTPUTS, **OPTIONAL_OUTPUTS}.items()
+        }
+        return {**dict(self.extra), **named}
+
     def output(self, name: str) -> str:
         """A further stack output by its name in template.yaml (empty when absent)."""
         return dict(self.extra).get(name, "")
@@ -119,7 +126,7 @@ def resolve_stack(name: str | None, region: str | None) -> StackResources:
     ``name`` None means the local stack when it is up, else a :class:`UsageError` saying how to
     get one. A stack that does not exist or is not in a usable state is :class:`Refused`.
     """
-    from local.stack_state import default_state_path, read_state
+    from common.stack_state import default_state_path, read_state
 
     if name is None:
         if read_state(default_state_path()) is None:
@@ -132,7 +139,7 @@ def resolve_stack(name: str | None, region: str | None) -> StackResources:
 
 def resolve_local(state_path: Path) -> StackResources:
     """The local stack from its state file; its outputs read back from moto's CloudFormation."""
-    from local.stack_state import process_alive, read_state
+    from common.stack_state import process_alive, read_state
 
     state = read_state(state_path)
     if state is None:

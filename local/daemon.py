@@ -2,7 +2,7 @@
 
 ``python -m local.daemon`` (started detached by ``make up``, see :mod:`local.updown`) brings up
 moto, the stack from ``template.yaml``, the model server and the Lambda/Batch-Transform
-stand-ins (:func:`local.pipeline.local_pipeline`), adds Lambda's Invoke API for the hosted
+stand-ins (:func:`local.emulator.pipeline.local_pipeline`), adds Lambda's Invoke API for the hosted
 functions, writes the state file once everything answers (again after each restart of a model
 server that died), and waits for SIGTERM/SIGINT. Then it
 tears everything down in reverse order and removes the state file. Uploads into the ingest
@@ -23,13 +23,7 @@ from types import FrameType
 
 import psutil
 
-from local.demo import choose_server, decision_parameters, false_alarm_rate, quiet_handlers
-from local.lambda_invoke_server import lambda_invoke_server
-from local.model_swap import RegistryWatcher
-from local.moto_server import free_port
-from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
-from local.serving_server import Restart
-from local.stack_state import (
+from common.stack_state import (
     STATE_DIR,
     ChildProcess,
     LocalStackState,
@@ -37,6 +31,12 @@ from local.stack_state import (
     read_state,
     write_state,
 )
+from local.demo import choose_server, decision_parameters, false_alarm_rate, quiet_handlers
+from local.emulator.lambda_invoke_server import lambda_invoke_server
+from local.emulator.model_swap import RegistryWatcher
+from local.emulator.moto_server import free_port
+from local.emulator.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from local.emulator.serving_server import Restart
 
 log = logging.getLogger("local.daemon")
 
@@ -112,11 +112,11 @@ def serve_until_stopped(
     """Bring everything up, publish the state file, wait for ``stop``, tear down, remove the file.
 
     With ``registry``, the stack serves that registry's served version (``--model`` only while
-    it serves none) and follows each promotion or rollback (:mod:`local.model_swap`).
+    it serves none) and follows each promotion or rollback (:mod:`local.emulator.model_swap`).
     """
     log_dir = options.log_dir or STATE_DIR
     if registry is not None:
-        from training.registry import served_artifact
+        from training.promotion.registry import served_artifact
 
         options.model_artifact = served_artifact(registry) or options.model_artifact
     with local_pipeline(options) as pipeline:

@@ -18,9 +18,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from cli.errors import UsageError, one_line_errors
-from local.inventory import expected_quantities, write_expected_quantities
-from local.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from cli.inventory import expected_quantities, write_expected_quantities
+from common.errors import UsageError, one_line_errors
+from local.emulator.pipeline import REPO_ROOT, LocalPipeline, PipelineOptions, local_pipeline
+from local.emulator.torchserve_server import torchserve_unavailable
 from local.report import (
     Upload,
     accounting,
@@ -36,7 +37,6 @@ from local.report import (
     totals,
     write_report,
 )
-from local.torchserve_server import torchserve_unavailable
 from local.uploads import Photo, find_photos, photo_uploads, synthetic_uploads
 
 log = logging.getLogger("local.demo")

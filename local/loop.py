@@ -11,7 +11,7 @@ On a fresh local stack (started and stopped here, tied to a fresh model registry
    step budget), and the gate compares it with the current model on the reviewed photos' gate
    split (hash of the photo, never trained on) and on the base subset's test split (the
    reference set); an approved candidate is promoted in the registry, and the stack's model
-   server follows (:mod:`local.model_swap`);
+   server follows (:mod:`local.emulator.model_swap`);
 4. everything is re-counted by the promoted model (``bincount recount``), or the loop says why
    it was not promoted;
 5. a before/after table is printed and ``build/loop/report.json`` written.
@@ -34,10 +34,10 @@ from typing import Any
 
 from bincount.image_formats import IMAGE_SUFFIXES
 
-from cli.errors import NotFound, Refused, UsageError, one_line_errors
-from cli.files import sha256_file
+from common.errors import NotFound, Refused, UsageError, one_line_errors
+from common.files import sha256_file
+from common.stack_state import REPO_ROOT, STATE_ENV
 from local.loop_report import LoopUpload, build_report, latest_record, read_labels, render_table, review_plan
-from local.stack_state import REPO_ROOT, STATE_ENV
 from local.uploads import find_photos
 
 PROG = "make loop-demo"
@@ -218,7 +218,7 @@ def gate(
 ) -> dict[str, Any]:
     """The promotion gate on the reviews' gate split, the base subset's test split as reference."""
     from training.data import prepare_source
-    from training.gate import build_parser, run_gate
+    from training.promotion.gate import build_parser, run_gate
 
     reference = prepare_source(base_dir, args.out / "work", 0)
     gate_args = build_parser().parse_args(
@@ -239,7 +239,7 @@ def gate(
 def promote(registry: Path, candidate: Path, verdict: dict[str, Any], override: bool) -> bool:
     """Record the verdict in the registry and serve the candidate if the gate (or, with
     ``override``, a person overruling it) approves it; True when it was promoted."""
-    from training import registry as models
+    from training.promotion import registry as models
 
     entry = models.record_gate(registry, candidate, verdict, REVIEWER)
     if not verdict["promoted"] and not override:
@@ -318,7 +318,7 @@ def learn(
     base_dir = base_subset(args.base, args.out / "base", args.base_photos, exclude=uploaded)
     candidate = retrain(args, current, labels_dir, base_dir)
     verdict = gate(args, candidate, current, labels_dir, base_dir)
-    from training.registry import artifact_config
+    from training.promotion.registry import artifact_config
 
     version = str(artifact_config(candidate)["version"])
     if not verdict["promoted"]:
@@ -333,7 +333,7 @@ def learn(
 
 
 def run_loop(args: argparse.Namespace) -> dict[str, Any]:
-    from training import registry as models
+    from training.promotion import registry as models
 
     started = time.monotonic()
     photos, labels = check_inputs(args)

@@ -15,8 +15,8 @@ from typing import Any
 
 from bincount.corrections import human_label_of
 
-from cli.errors import UsageError
 from cli.output import count_text
+from common.errors import UsageError
 
 LABEL_COLUMNS = ("image", "count")
 

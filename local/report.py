@@ -101,7 +101,7 @@ def count_quality(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Accuracy and RMSE of the counts against the labels, beside always answering the most common
     label: on ABID's skewed counts "21/52 exact" is what "always 1" scores, so the baseline is what
     gives a figure its meaning. None when no counted photo has a label."""
-    from training.metrics import compute_metrics, trivial_baselines  # numpy only, no torch
+    from training.reporting.metrics import compute_metrics, trivial_baselines  # numpy only, no torch
 
     scored = [e for e in entries if "count" in e and e.get("expected") is not None]
     if not scored:

@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from local.stack_state import (
+from common.stack_state import (
     REPO_ROOT,
     ChildProcess,
     LocalStackState,

@@ -2,7 +2,7 @@
 
 The one table of transform instance types (vCPUs, GPUs) and the one rule that turns them into a
 serving plan. ``template.yaml``'s ``InstanceTypes`` mapping is generated from it
-(``python -m training.inference_images --write template.yaml``), because CloudFormation cannot
+(``python -m training.sagemaker.inference_images --write template.yaml``), because CloudFormation cannot
 compute; the local TorchServe and the benchmarks size themselves with :func:`local_plan`, the
 same rule applied to this machine.
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from model.network import (
     ARCHS,
     CONFIG_FILE,

@@ -74,7 +74,7 @@ class ImageTooLargeError(InputError):
 
 # Peak memory of one decode (and the resize to the network's input), in bytes per pixel of the
 # header's size, by how the pixels are stored while decoding; measured with
-# ``python -m local.decode_memory`` at 64 MP (docs/model.md, "Memory per request"), rounded up.
+# ``python -m local.bench.decode_memory`` at 64 MP (docs/model.md, "Memory per request"), rounded up.
 # A JPEG larger than ``reduce_min_side`` is decoded reduced by its DCT (draft): its cost is almost
 # only the reduced image; other formats are decoded whole, then reduced right away.
 DECODE_BYTES_PER_PIXEL: dict[str, float] = {

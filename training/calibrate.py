@@ -6,10 +6,10 @@ For a model trained before training runs kept a calibration split of their own (
 ``training.hyperparameters``, checked against the recorded ``training.data.split_counts``),
 takes the photos the run never used (its test split, and the counts the split never held, like
 ABID's 6-47), cuts them into a calibration half and a test half
-(:func:`training.conformal.calibration_halves`), serves them through the model's handlers,
+(:func:`training.uncertainty.conformal.calibration_halves`), serves them through the model's handlers,
 calibrates on the first half, measures coverage on the second for both groupings, and writes the
 ``conformal`` calibration into the weights' ``config.json`` (``model.pt`` and its sha256 are left
-as they are). ``training.conformal`` records which photos it used (rule, seed, id digests), so the
+as they are). ``training.uncertainty.conformal`` records which photos it used (rule, seed, id digests), so the
 calibration can be rebuilt.
 
     python -m training.calibrate --weights model/weights --data ../shared/abid-train
@@ -31,11 +31,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from model.network import ModelConfig, sha256_file
-from training import conformal
 from training.data import Sample, discover_local, stratified_split
 from training.evaluate import LabelledImage, load_handlers, run_handlers
+from training.uncertainty import conformal
 
 LOG = logging.getLogger("training.calibrate")
 LEVELS = (0.8, 0.9, 0.95)

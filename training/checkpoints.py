@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from cli.errors import Refused
-from cli.files import replacing
+from common.errors import Refused
+from common.files import replacing
 
 #: Arguments that must match for a checkpoint to be resumed: a different value is another run.
 RESUME_KEYS = (

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from bincount.image_formats import IMAGE_SUFFIXES
 from PIL import Image
 
-from cli.files import write_atomically
+from common.files import write_atomically
 from training.progress import progress
 
 SPLITS = ("train", "valid", "test")
@@ -51,7 +51,7 @@ MANIFEST_FORMAT = "bincount-split/1"
 REVIEWED_MANIFEST = "sources.json"
 REVIEWED_FORMAT = "bincount-labels/"
 #: Reviewed photos go to train / valid / test by a hash of the photo; their test split is the
-#: gate set (``training.gate``), large enough for a paired test on a few hundred reviews.
+#: gate set (``training.promotion.gate``), large enough for a paired test on a few hundred reviews.
 REVIEWED_FRACTIONS = (0.65, 0.10, 0.25)
 
 ABID_BUCKET = "aft-vbi-pds"

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, Sampler
 
-from cli.files import replacing
+from common.files import replacing
 from model.network import ModelConfig
 from training.data import MANIFEST, Manifest
 from training.losses import class_weights

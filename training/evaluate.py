@@ -28,10 +28,9 @@ from typing import Any
 
 from bincount.image_formats import IMAGE_SUFFIXES, content_type_for
 
-from cli.errors import UsageError, one_line_errors
-from training import conformal, discrepancy
-from training.artifact import load_inference_module, unpack_artifact
-from training.metrics import (
+from common.errors import UsageError, one_line_errors
+from training.promotion.artifact import load_inference_module, unpack_artifact
+from training.reporting.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
     PUBLIC_BASELINES,
     challenge_comparison,
@@ -40,6 +39,7 @@ from training.metrics import (
     expected_calibration_error,
     trivial_baselines,
 )
+from training.uncertainty import conformal, discrepancy
 
 LOG = logging.getLogger("training.evaluate")
 
@@ -459,7 +459,7 @@ def _headline(title: str, block: dict[str, Any]) -> str:
 
 
 def write_outputs(report: dict[str, Any], out: Path) -> dict[str, str]:
-    from training.plots import plot_confusion, plot_discrepancy
+    from training.reporting.plots import plot_confusion, plot_discrepancy
 
     out.mkdir(parents=True, exist_ok=True)
     files = {

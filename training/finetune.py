@@ -2,7 +2,7 @@
 
 A fine-tune keeps its parent's architecture, input size and classes, so the successor can replace
 it in serving without any other change, and records the parent's version and weights hash so the
-registry (``training.registry``) knows what it was retrained from. Freezing the stem and the first
+registry (``training.promotion.registry``) knows what it was retrained from. Freezing the stem and the first
 blocks keeps the most expensive backward passes out of a short CPU run and the generic low-level
 features as the parent had them.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from model.network import CONFIG_FILE, WEIGHTS_FILE, EfficientNetLite, ModelConfig, ModelLoadError, load_state
-from training.artifact import unpack_artifact
+from training.promotion.artifact import unpack_artifact
 
 
 def load_init(

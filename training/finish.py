@@ -1,11 +1,11 @@
 """After the epoch loop: the kept weights as they ship, calibrated, tested, described, packaged, reported.
 
 :func:`finish` is a short list of calls into the modules that own each step: the best checkpoint
-is rounded to fp16 (as it ships) before anything is measured on it; ``training.calibration`` fits
-the temperature and picks the decoding and review threshold on validation; ``training.conformal``
+is rounded to fp16 (as it ships) before anything is measured on it; ``training.uncertainty.calibration`` fits
+the temperature and picks the decoding and review threshold on validation; ``training.uncertainty.conformal``
 calibrates the count ranges on the calibration split (after the temperature); the test split is
 scored with those choices, reported and never used for choosing; ``model.package`` writes the
-artifact; ``training.report`` writes the files and prints the lines SageMaker's metric definitions
+artifact; ``training.reporting.report`` writes the files and prints the lines SageMaker's metric definitions
 read, ``best_valid_score=`` last.
 """
 
@@ -20,14 +20,15 @@ import torch
 
 from model.network import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, half_state_dict
 from model.package import package_model
-from training import calibration, conformal, report
-from training.artifact import unpack_artifact
 from training.checkpoints import LoopState
 from training.dataset import ImageSet
-from training.report import PREDICTIONS_FILE
+from training.promotion.artifact import unpack_artifact
+from training.reporting import report
+from training.reporting.report import PREDICTIONS_FILE
 from training.scoring import ScoringContext, predict_logits, score_logits, score_split
 from training.splits import Splits, class_index
 from training.train_args import command_line
+from training.uncertainty import calibration, conformal
 
 
 def finish(ctx: ScoringContext, args: argparse.Namespace, splits: Splits, state: LoopState) -> dict[str, Any]:

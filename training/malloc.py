@@ -1,7 +1,7 @@
 """The glibc malloc settings torch runs with on CPU: the one Python home for them.
 
 glibc returning torch's activation buffers to the OS after every step costs 1.5-3x on 2 CPU cores
-(../shared/ENGINEERING.md). The variables are read once when a process starts, so they are given to
+(measured). The variables are read once when a process starts, so they are given to
 the processes we start (training, the local model servers, the daemon). The Makefile exports the same
 values (it cannot import Python) and template.yaml sets them on the SageMaker model;
 tests/training/test_malloc.py checks the three agree. Not in the ``model`` package: the local model

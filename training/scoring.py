@@ -15,12 +15,12 @@ from torch import nn
 
 from model.network import ModelConfig
 from model.preprocess import normalise
-from training import calibration
 from training.dataset import ImageSet
 from training.losses import CountLoss
-from training.metrics import compute_metrics, validation_score
 from training.precision import autocast
+from training.reporting.metrics import compute_metrics, validation_score
 from training.splits import class_index
+from training.uncertainty import calibration
 
 
 class ScoringContext(Protocol):

@@ -3,7 +3,7 @@
 
 ``training.data`` prepares and splits folders; ``training.dataset`` lists and decodes one split;
 this module puts them together for one run of ``training.train`` (torchvision's ``load_data()``).
-A bad folder or flag ends in one line (:class:`~cli.errors.UsageError`), never a traceback.
+A bad folder or flag ends in one line (:class:`~common.errors.UsageError`), never a traceback.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from model.network import ModelConfig
-from training.conformal import calibration_halves
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import Entry, ImageSet, list_split, load_images, train_cache_size
+from training.uncertainty.conformal import calibration_halves
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Splits:
     test: ImageSet | None
     description: dict[str, Any]
     train_weights: torch.Tensor | None = None  # per-photo sampling weight (several --data folders)
-    #: Half of the held-out test photos (training.conformal.calibration_halves): neither the loop
+    #: Half of the held-out test photos (training.uncertainty.conformal.calibration_halves): neither the loop
     #: nor the checkpoint choice nor the temperature sees them; the count ranges are calibrated on them.
     calibration: ImageSet | None = None
 

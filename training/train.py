@@ -11,8 +11,8 @@ the module that owns it:
 * a model's figures on a split (torchvision's ``evaluate``): ``training.scoring``
 * checkpoints and the loop state they hold: ``training.checkpoints``
 * after the loop -- calibration, test split, ``config.json``, artifact: ``training.finish``,
-  calling ``training.calibration``, ``model.package`` and ``training.report`` (the files and the
-  metric lines SageMaker's ``metric_definitions`` read, ``report.METRIC_DEFINITIONS``)
+  calling ``training.uncertainty.calibration``, ``model.package`` and ``training.reporting.report``
+  (the files and the metric lines SageMaker's ``metric_definitions`` read, ``report.METRIC_DEFINITIONS``)
 
 Argparse defaults come from the ``SM_*`` variables, so on SageMaker it reads its channels and
 writes the model directory with no flags, and locally the same script runs with
@@ -25,7 +25,7 @@ writes the model directory with no flags, and locally the same script runs with
 ``--data`` takes one or more folders (comma-separated, each with an optional ``:weight`` or the
 weights in ``--data-weights``): a prepared split folder (``training.data`` output), reviewed
 photos exported by ``bincount export-labels`` (split by photo hash; their test split is the gate
-set ``training.gate`` judges on, never trained on), or a raw folder of count classes / ABID
+set ``training.promotion.gate`` judges on, never trained on), or a raw folder of count classes / ABID
 metadata, which is first run through ``training.data`` into ``build/data``. Photos are decoded
 once into memory (``training.dataset``), cached in ``build/cache``. ``--init-from`` fine-tunes an
 existing model; ``--recipe`` names a recipe of ``training.recipes``.
@@ -41,7 +41,7 @@ calibration; ``test_*`` = the test split, reported, never used for choosing), an
 (``best:valid_score``), whose last value is then the model that ships rather than the last epoch.
 
 The checkpoint kept is the epoch with the best validation score
-``valid_score = valid_accuracy - 0.25 * valid_rmse`` (:func:`training.metrics.validation_score`):
+``valid_score = valid_accuracy - 0.25 * valid_rmse`` (:func:`training.reporting.metrics.validation_score`):
 accuracy and RMSE together, 0.1 of RMSE worth 2.5 points of accuracy. Early stopping watches the
 same score.
 """
@@ -68,7 +68,7 @@ from torch.utils.data import DataLoader
 if __package__ in (None, ""):  # run as a script (SageMaker: python training/train.py): find the packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 from model.network import ModelConfig, backbone_parameters, build_model, freeze_backbone, head_parameters
 from model.preprocess import normalise
 from training.checkpoints import LoopState, checkpoint_dir, load_checkpoint, save_checkpoint
@@ -79,7 +79,7 @@ from training.losses import CountLoss, class_weights
 from training.malloc import MALLOC_ENV
 from training.precision import autocast, autocast_dtype_for
 from training.progress import progress
-from training.report import METRIC_LINE_FORMAT
+from training.reporting.report import METRIC_LINE_FORMAT
 from training.scoring import score_split
 from training.splits import Splits, class_index, load_data
 from training.train_args import PROG, apply_quick, get_args_parser, parse_args
@@ -451,7 +451,7 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 def ensure_malloc_env() -> None:
-    """Re-exec with glibc malloc tuned (../shared/ENGINEERING.md: training 1.7x faster on CPU).
+    """Re-exec with glibc malloc tuned (measured: training 1.7x faster on CPU).
 
     The variables are read once when the process starts, so setting them later does nothing;
     ``BINCOUNT_MALLOC_TUNING=0`` opts out (to measure the difference).

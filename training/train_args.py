@@ -15,10 +15,10 @@ import shlex
 
 import torch
 
-from training import calibration
 from training.dataset import AUGMENT_PRESETS
 from training.losses import CLASS_WEIGHTINGS, LOSSES
 from training.recipes import RECIPES, recipe
+from training.uncertainty import calibration
 
 PROG = "python -m training.train"
 #: The first line of ``--help`` (the trainer's summary).

@@ -14,10 +14,10 @@ import argparse
 from typing import Any
 
 from cli.arguments import Subcommands, reviewed_option
-from cli.errors import EXIT_OK
 from cli.output import Column, count_text, emit_rows
 from cli.queries import SORT_KEYS, bin_row, latest_items, select_bins, sort_bins, source_text
 from cli.stack import stack_for
+from common.errors import EXIT_OK
 
 COLUMNS = [
     Column("bin", "bin_id"),

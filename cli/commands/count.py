@@ -29,11 +29,11 @@ from cli.counting import (
     SageMakerEndpointCounter,
     read_photos,
 )
-from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError, did_you_mean
 from cli.output import Column, count_text, emit_rows
 from cli.photos import checked_photos
 from cli.stack import LOCAL, resolve_stack, stack_for
-from local.stack_state import REPO_ROOT, default_state_path, read_state
+from common.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError, did_you_mean
+from common.stack_state import REPO_ROOT, default_state_path, read_state
 
 # The packed shipped model: `make model` writes the first, `make demo` / `make up` the second.
 PACKED_MODELS = (

@@ -15,10 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cli.arguments import Subcommands
-from cli.errors import EXIT_OK, EXIT_REFUSED
 from cli.output import emit
 from cli.review.commands import check_out_dir, export, parse_since
 from cli.stack import stack_for
+from common.errors import EXIT_OK, EXIT_REFUSED
 
 
 def register(subparsers: Subcommands) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 
 from cli.arguments import Subcommands, reviewed_option
-from cli.errors import EXIT_OK, NotFound
 from cli.output import Column, count_text, emit_rows
 from cli.photos import check_bin_id
 from cli.queries import history_rows, image_items_of_bin, select_reviewed, source_text
 from cli.stack import stack_for
+from common.errors import EXIT_OK, NotFound
 
 COLUMNS = [
     Column("captured", "captured_at"),

@@ -15,10 +15,10 @@ import argparse
 from bincount.timefmt import canonical_time
 
 from cli.arguments import Subcommands
-from cli.errors import EXIT_OK, EXIT_REFUSED, UsageError
 from cli.output import emit
 from cli.recount import batcher_settings, recount, served_model_version, summary
 from cli.stack import stack_for
+from common.errors import EXIT_OK, EXIT_REFUSED, UsageError
 
 
 def register(subparsers: Subcommands) -> None:

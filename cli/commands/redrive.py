@@ -13,10 +13,10 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from cli.arguments import Subcommands
-from cli.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
 from cli.output import emit
 from cli.redrive import lambda_deliver, move_messages
 from cli.stack import StackResources, stack_for
+from common.errors import EXIT_OK, EXIT_REFUSED, Refused, UsageError
 
 
 def register(subparsers: Subcommands) -> None:

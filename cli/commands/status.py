@@ -7,10 +7,10 @@ import argparse
 from typing import Any
 
 from cli.arguments import Subcommands
-from cli.errors import EXIT_OK
 from cli.output import Column, emit, table
 from cli.queries import error_items, job_items, jobs_in_flight, last_errors
 from cli.stack import StackResources, stack_for
+from common.errors import EXIT_OK
 
 
 def register(subparsers: Subcommands) -> None:
@@ -63,7 +63,7 @@ def gather(stack: StackResources, error_limit: int) -> dict[str, Any]:
 
 def local_restarts() -> list[dict[str, Any]]:
     """The local model server's restarts after it died, from the running stack's state file."""
-    from local.stack_state import default_state_path, read_state
+    from common.stack_state import default_state_path, read_state
 
     state = read_state(default_state_path())
     return list(state.model_server_restarts) if state is not None else []

@@ -32,7 +32,7 @@ from bincount.image_formats import content_type_for
 from bincount.timefmt import format_time
 
 from cli.arguments import Subcommands
-from cli.errors import EXIT_OK, UsageError
+from cli.inventory import expected_quantities, write_expected_quantities
 from cli.output import Column, emit_rows
 from cli.photos import (
     LAYOUTS,
@@ -50,7 +50,7 @@ from cli.photos import (
     upload_key,
 )
 from cli.stack import stack_for
-from local.inventory import expected_quantities, write_expected_quantities
+from common.errors import EXIT_OK, UsageError
 
 METAVAR = "DIR_OR_PHOTO"
 COLUMNS = [

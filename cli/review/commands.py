@@ -1,7 +1,7 @@
 """What `bincount review`, `bincount correct` and `bincount export-labels` do, given a stack.
 
 The command modules (cli/commands/) parse options and pick the stack; these functions check
-their inputs first (one line, exit 2/1 through cli/errors.py) and then act.
+their inputs first (one line, exit 2/1 through common/errors.py) and then act.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from bincount.corrections import (
 )
 from bincount.timefmt import canonical_time
 
-from cli.errors import NotFound, Refused, UsageError
 from cli.review.export import MANIFEST, ExportReport, export_labels
 from cli.review.identity import reviewer_for
 from cli.review.service import PhotoMode, ReviewService
 from cli.stack import StackResources
+from common.errors import NotFound, Refused, UsageError
 
 HOST = "127.0.0.1"  # the console never listens beyond this machine
 DEFAULT_PORT = 8765

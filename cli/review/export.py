@@ -43,7 +43,7 @@ from bincount.corrections import (
 from bincount.timefmt import now
 from bincount.uploads import ImageObject
 
-from cli.files import write_atomically
+from common.files import write_atomically
 
 MANIFEST = "sources.json"  # `manifest.json` would make train.py take OUT_DIR for a prepared split
 LABELS = "labels.csv"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import getpass
 
-from cli.errors import UsageError
 from cli.stack import StackResources
+from common.errors import UsageError
 
 
 def os_user() -> str:

@@ -1,7 +1,4 @@
-"""Bin Count's Lambda code shared by the batcher and the collector.
-
-Pure domain modules (``uploads``, ``notifications``, ``batching``, ``serving_records``,
-``job_events``, ``count_records``, ``inventory_events``) hold the rules; ``adapters/`` holds the
-boto3 glue behind the Protocols in ``ports``; ``submission`` and ``collection`` are the two
-services the handlers call.
+"""Bin Count's Lambda code, shared by the four handlers: pure domain rules, the services the handlers
+call, and ``adapters/`` (the boto3 glue behind the Protocols in ``ports``). Each module's docstring
+says what it holds; docs/ARCHITECTURE.md has the folders and the contracts.
 """

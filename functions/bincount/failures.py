@@ -15,7 +15,7 @@ at all the server may have been down, and the photos wait. Anything else is unkn
 levels deep, then the photos wait.
 
 The table below holds the texts AWS documents or sends (``FailureReason`` of DescribeTransformJob
-and of the state-change event), and the local executor's (local/transform_executor.py); the
+and of the state-change event), and the local executor's (local/emulator/transform_executor.py); the
 first matching row wins, so transient and container rows come first.
 """
 

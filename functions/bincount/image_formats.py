@@ -3,7 +3,7 @@
 The one home of this knowledge (docs/ARCHITECTURE.md, "Contracts"): the batcher forwards keys with
 these suffixes under these content types, and the training, evaluation and benchmark tools read
 the same files from folders. Standard library only, so everything can import it: the Lambdas, the
-local tools and the training container (``training.launcher`` stages this file next to the code).
+local tools and the training container (``training.sagemaker.launcher`` stages this file next to the code).
 """
 
 from __future__ import annotations

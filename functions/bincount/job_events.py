@@ -12,7 +12,8 @@ from typing import Any
 
 from bincount.timefmt import canonical_time, parse_time
 
-#: The one home of the detail-type (the local Batch Transform emits it too, local/transform_executor.py).
+#: The one home of the detail-type (the local Batch Transform emits it too:
+#: local/emulator/transform_executor.py).
 DETAIL_TYPE = "SageMaker Transform Job State Change"
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 

@@ -249,3 +249,29 @@ class Settings:
 def get_settings() -> Settings:
     """Settings of this process, read on first use (tests call ``get_settings.cache_clear()``)."""
     return Settings.from_env()
+
+
+#: The variables template.yaml fills from a resource that the stack also names in its ``Outputs``:
+#: variable -> output. Whoever runs the functions' code against a deployed or local stack (the
+#: tests, ``bincount recount``) builds their environment from the outputs with
+#: :func:`environment_from_outputs`; tests/e2e/test_local_stack.py checks it against the
+#: environment the local stack resolves from template.yaml.
+OUTPUT_OF_VARIABLE: dict[str, str] = {
+    "INGEST_BUCKET": "IngestBucketName",
+    "INGEST_PREFIX": "IngestPrefix",
+    "RESULTS_BUCKET": "ResultsBucketName",
+    "COUNTS_TABLE": "CountsTableName",
+    "JOBS_TABLE": "JobsTableName",
+    "IDEMPOTENCY_TABLE": "IdempotencyTableName",
+    "EVENT_BUS_NAME": "EventBusName",
+    "MODEL_NAME": "ModelName",
+    "JOB_NAME_PREFIX": "JobNamePrefix",
+    "INGEST_QUEUE_URL": "IngestQueueUrl",
+    "RETRY_QUEUE_URL": "RetryQueueUrl",
+    "INGEST_DLQ_URL": "IngestDLQUrl",
+}
+
+
+def environment_from_outputs(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The functions' variables that a stack's outputs give (an output absent or empty: no variable)."""
+    return {name: outputs[output] for name, output in OUTPUT_OF_VARIABLE.items() if outputs.get(output)}

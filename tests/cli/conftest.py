@@ -7,12 +7,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-from cli_support import REGION, REPO, STACK, Result, Run
+from cli_support import REGION, STACK, Result, Run
 from moto_baseline import ModuleAccount
+from processes import REPO
 
 from cli.main import main
 from cli.stack import StackResources, resolve_stack
-from local.stack import LOCAL_PARAMETER_VALUES
+from local.emulator.stack import LOCAL_PARAMETER_VALUES
 
 
 @pytest.fixture

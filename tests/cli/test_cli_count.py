@@ -18,7 +18,7 @@ from botocore.stub import Stubber
 from cli_support import REGION, Run
 
 from cli.counting import HttpEndpointCounter, Photo, SageMakerEndpointCounter
-from cli.errors import NotFound, Refused
+from common.errors import NotFound, Refused
 
 
 def test_count_in_process_prints_every_photo_and_fails_for_the_bad_ones(

@@ -1,5 +1,5 @@
 """Each command-line mistake a new user made: one line on stderr, the exit code of the one rule
-(cli/errors.py's EXIT_RULE), and a hint that names the option or command it means."""
+(common/errors.py's EXIT_RULE), and a hint that names the option or command it means."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import Run, python_env
+from cli_support import Run
+from processes import python_env
 
 from cli.commands import count as count_command
-from cli.errors import EXIT_BROKEN_PIPE, EXIT_REFUSED, EXIT_RULE, EXIT_USAGE, UsageError, did_you_mean
 from cli.main import build_parser
-from local.stack_state import LocalStackState, write_state
+from common.errors import EXIT_BROKEN_PIPE, EXIT_REFUSED, EXIT_RULE, EXIT_USAGE, UsageError, did_you_mean
+from common.stack_state import LocalStackState, write_state
 
 
 @pytest.fixture
@@ -141,7 +142,7 @@ def test_count_uses_the_model_the_local_stack_serves_else_the_packed_one(
 def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
     """`bincount bins | head`: no traceback when the pipe closes, the shell's SIGPIPE status."""
     script = (
-        "from cli.errors import one_line_errors\n"
+        "from common.errors import one_line_errors\n"
         "@one_line_errors('bincount')\n"
         "def main() -> int:\n"
         "    for n in range(200_000):\n"

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cli.errors import Refused, UsageError
 from cli.stack import StackResources, resolve_stack, resources_from_outputs
-from local.stack_state import ChildProcess, LocalStackState, process_alive, read_state, write_state
+from common.errors import Refused, UsageError
+from common.stack_state import ChildProcess, LocalStackState, process_alive, read_state, write_state
 
 OUTPUTS = {
     "IngestBucketName": "in",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.commands import status
-from local.stack_state import STATE_ENV, LocalStackState, write_state
+from common.stack_state import STATE_ENV, LocalStackState, write_state
 
 BASE = {
     "stack": "local",

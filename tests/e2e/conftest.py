@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local.moto_server import AwsEndpoint, moto_server
+from local.emulator.moto_server import AwsEndpoint, moto_server
 
 FIXTURE_TEMPLATE = Path(__file__).parent / "fixture_stack" / "template.yaml"
 

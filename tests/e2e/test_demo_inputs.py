@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cli.errors import UsageError
-from local.inventory import expected_quantities
+from cli.inventory import expected_quantities
+from common.errors import UsageError
 from local.report import (
     Upload,
     count_quality,
@@ -188,13 +188,13 @@ def test_expected_quantity_per_bin_is_the_newest_photos_label() -> None:
 def test_pipeline_benchmark_checks_its_arguments_first(
     args: list[str], phrase: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from local import pipeline_bench as bench
+    from local.bench import pipeline_bench as bench
 
     model = tmp_path / "model.tar.gz"
     model.write_bytes(b"")
     assert bench.main(["--model", str(model), "--out", str(tmp_path / "out/r.json"), *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("local.pipeline_bench: error: ") and phrase in err[0]
+    assert len(err) == 1 and err[0].startswith("local.bench.pipeline_bench: error: ") and phrase in err[0]
     assert not (tmp_path / "out").exists()
     assert bench.main(["--model", str(tmp_path / "none.tar.gz")]) == 2
     assert "is missing" in capsys.readouterr().err
@@ -265,7 +265,7 @@ def test_the_demo_says_how_many_discrepancy_events_to_expect_false() -> None:
 def test_alpha_option_follows_the_template_parameter(tmp_path: Path) -> None:
     """``--alpha`` takes what DiscrepancyFalseAlarmRate takes, and becomes that parameter."""
     from local.demo import ALPHA_RANGE, decision_parameters
-    from local.template import load_template
+    from local.emulator.template import load_template
 
     declared = load_template(REPO_ROOT / "template.yaml")["Parameters"]["DiscrepancyFalseAlarmRate"]
     assert (declared["MinValue"], declared["MaxValue"]) == ALPHA_RANGE

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from local.demo import run
-from local.model_swap import SwitchingInvoker
-from local.pipeline import PipelineOptions
+from local.emulator.model_swap import SwitchingInvoker
+from local.emulator.pipeline import PipelineOptions
 from local.report import Upload, discrepancy_lines, results_table
 from local.uploads import synthetic_uploads
 
@@ -81,7 +81,7 @@ def report(shipped_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         log_dir=tmp_path_factory.mktemp("logs-ranges"),
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("local.pipeline.SwitchingInvoker", CalibratedInvoker)
+        patch.setattr("local.emulator.pipeline.SwitchingInvoker", CalibratedInvoker)
         result = run(options, make_uploads, timeout_s=120, inventory=True)
     result["uploads"] = uploads
     yield result

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from local.demo import run
-from local.pipeline import PipelineOptions
+from local.emulator.pipeline import PipelineOptions
 from local.report import Upload
 from local.uploads import synthetic_uploads
 
@@ -151,7 +151,7 @@ def test_the_real_sagemaker_serving_stack_gives_the_same_records(
     shipped_artifact: Path, report: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """TorchServe + sagemaker-pytorch-inference (the container's code path) serve our handlers."""
-    from local.torchserve_server import torchserve_unavailable
+    from local.emulator.torchserve_server import torchserve_unavailable
 
     reason = torchserve_unavailable()
     if reason:

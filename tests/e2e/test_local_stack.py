@@ -11,8 +11,9 @@ from urllib.parse import unquote_plus
 
 import pytest
 from bincount.job_events import DETAIL_TYPE
+from bincount.settings import OUTPUT_OF_VARIABLE, environment_from_outputs
 
-from local.lambda_runtime import (
+from local.emulator.lambda_runtime import (
     DynamoStreamEventSourceMapping,
     EventRuleSubscription,
     FunctionRuntime,
@@ -23,10 +24,17 @@ from local.lambda_runtime import (
     reset_handler_caches,
     subscribe_queue,
 )
-from local.moto_server import AwsEndpoint, patched_environ
-from local.stack import LocalStack
+from local.emulator.moto_server import AwsEndpoint, patched_environ
+from local.emulator.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def template_stack(moto_endpoint: AwsEndpoint) -> LocalStack:
+    """template.yaml's stack, created once: some of its names (log groups) do not vary by environment."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    return LocalStack(moto_endpoint, REPO / "template.yaml", name, {"Environment": name}).create()
 
 
 @pytest.fixture()
@@ -164,11 +172,13 @@ def test_stream_partial_batch_rules(response: object, partial: bool, first: int 
     assert first_failed(response, stream_records("1", "2", "3"), partial) == first
 
 
-def test_a_saved_label_reaches_the_bus_through_the_counts_table_stream(moto_endpoint: AwsEndpoint) -> None:
+def test_a_saved_label_reaches_the_bus_through_the_counts_table_stream(
+    moto_endpoint: AwsEndpoint, template_stack: LocalStack
+) -> None:
     """template.yaml's CorrectedFunction on the local stack: moto's DynamoDB stream, the mapping
     the template declares, the real handler, the event on the inventory bus."""
-    name = f"t{uuid.uuid4().hex[:8]}"
-    stack = LocalStack(moto_endpoint, REPO / "template.yaml", name, {"Environment": name}).create()
+    stack = template_stack
+    name = stack.stack_name
     functions = stack.functions()
     spec = functions["CorrectedFunction"]
     (source,) = spec.stream_sources
@@ -234,3 +244,17 @@ def test_a_saved_label_reaches_the_bus_through_the_counts_table_stream(moto_endp
     assert event["detail"]["latest_updated"] is True  # the bin had no LATEST: the label is it now
     latest = dynamodb.get_item(TableName=table, Key={"pk": record["pk"], "sk": {"S": "LATEST"}})["Item"]
     assert latest["count"] == {"N": "4"} and latest["human_label"]["M"]["reviewer"] == {"S": "alice"}
+
+
+def test_the_outputs_give_the_functions_the_environment_the_template_does(template_stack: LocalStack) -> None:
+    """bincount.settings.environment_from_outputs (the tests', the CLI's) against what the local
+    stack resolves from template.yaml: every variable it maps is one some function has, with the
+    same value."""
+    stack = template_stack
+    from_outputs = environment_from_outputs(stack.outputs)
+    seen: set[str] = set()
+    for spec in stack.functions().values():
+        shared = set(spec.environment) & set(from_outputs)
+        assert {k: spec.environment[k] for k in shared} == {k: from_outputs[k] for k in shared}, spec
+        seen |= shared
+    assert seen == set(OUTPUT_OF_VARIABLE)

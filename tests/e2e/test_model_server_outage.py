@@ -1,6 +1,6 @@
 """The model server dies in the middle of a job on the real local stack: no photo pays for it.
 
-The local stack plays SageMaker replacing a failed instance (local.serving_server.Supervisor):
+The local stack plays SageMaker replacing a failed instance (local.emulator.serving_server.Supervisor):
 the killed server is started again on its port. The requests sent while it was down fail as a
 container failure (connection refused), the collector keeps the photos answered before the kill
 and queues the rest whole (bincount.failures), and the scheduled reconciler starts their retry.
@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from local.daemon import state_of
-from local.pipeline import PipelineOptions, local_pipeline
+from local.emulator.pipeline import PipelineOptions, local_pipeline
 from local.uploads import synthetic_uploads
 
 pytestmark = pytest.mark.e2e

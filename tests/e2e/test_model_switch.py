@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-import local.model_swap as model_swap
+import local.emulator.model_swap as model_swap
 from local.demo import wait_for_records
-from local.pipeline import PipelineOptions, local_pipeline
+from local.emulator.pipeline import PipelineOptions, local_pipeline
 from local.uploads import synthetic_uploads
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

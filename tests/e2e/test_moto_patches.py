@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local import moto_patches
+from local.emulator import moto_patches
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from local.cpu_meter import CpuMeter
-from local.pipeline_bench import comparison, main
+from local.bench.cpu_meter import CpuMeter
+from local.bench.pipeline_bench import comparison, main
 
 
 def summary(end_to_end: float, collector: float, cpu: dict[str, float]) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def test_bad_options_are_refused_in_one_line(argv: list[str], tmp_path: Path, ca
     model.write_bytes(b"x")
     assert main(["--model", str(model), *argv]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"local.pipeline_bench: error: {argv[0]}")
+    assert line.startswith(f"local.bench.pipeline_bench: error: {argv[0]}")
 
 
 def test_cpu_meter_counts_a_child_that_starts_after_it() -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from local.stack import notification_configuration_for_api
-from local.template import Resolver, load_template, parameter_values
+from local.emulator.stack import notification_configuration_for_api
+from local.emulator.template import Resolver, load_template, parameter_values
 
 
 def resolver_for(template: dict, **params: str) -> Resolver:

@@ -8,9 +8,9 @@ import uuid
 import pytest
 from bincount.job_events import DETAIL_TYPE
 
-from local.lambda_runtime import subscribe_queue
-from local.moto_server import AwsEndpoint
-from local.transform_executor import (
+from local.emulator.lambda_runtime import subscribe_queue
+from local.emulator.moto_server import AwsEndpoint
+from local.emulator.transform_executor import (
     JobOutcome,
     RecordFailure,
     TransformExecutor,

@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+from bincount.settings import environment_from_outputs
 from moto_baseline import ModuleAccount
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,22 +78,11 @@ def create_stack() -> dict[str, str]:
 def function_env(outputs: dict[str, str]) -> dict[str, str]:
     """The functions' environment as the template gives it, from the stack's outputs."""
     return {
+        **environment_from_outputs(outputs),
         "ENVIRONMENT": "dev",
-        "INGEST_PREFIX": outputs["IngestPrefix"],
-        "RESULTS_BUCKET": outputs["ResultsBucketName"],
-        "COUNTS_TABLE": outputs["CountsTableName"],
-        "JOBS_TABLE": outputs["JobsTableName"],
-        "IDEMPOTENCY_TABLE": outputs["IdempotencyTableName"],
-        "EVENT_BUS_NAME": outputs["EventBusName"],
-        "MODEL_NAME": outputs["ModelName"],
-        "JOB_NAME_PREFIX": outputs["JobNamePrefix"],
         "MAX_IMAGES_PER_JOB": "500",
         "MAX_JOBS_IN_FLIGHT": "4",
         "CONFIDENCE_THRESHOLD": "0.5",
-        "INGEST_QUEUE_URL": outputs["IngestQueueUrl"],
-        "RETRY_QUEUE_URL": outputs["RetryQueueUrl"],
-        "INGEST_BUCKET": outputs["IngestBucketName"],
-        "INGEST_DLQ_URL": outputs["IngestDLQUrl"],
     }
 
 

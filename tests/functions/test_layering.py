@@ -17,9 +17,9 @@ NOT_IN_LAMBDA = frozenset(
     {"torch", "torchvision", "PIL", "numpy", "onnxruntime", "model", "training", "local", "cli"}
 )
 #: Repository modules the Lambda tests may import although their package may not: each stands on
-#: the standard library and the functions-test group alone (checked below). ``local.template``
+#: the standard library and the functions-test group alone (checked below). ``local.emulator.template``
 #: reads template.yaml's CloudFormation tags; the deployment tests read the template through it.
-TEST_HELPERS = frozenset({"local.template"})
+TEST_HELPERS = frozenset({"local.emulator.template"})
 #: Files under tests/ that the Lambda tests load as well.
 SHARED_TEST_FILES = ("conftest.py", "moto_baseline.py")
 

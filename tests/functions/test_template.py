@@ -125,7 +125,7 @@ def test_retry_queue_reconciler_and_their_alarms(template: dict[str, Any]) -> No
 def test_decision_parameters_reach_every_function_that_collects() -> None:
     """α, the review budget and the width reach the collector, the reconciler (it collects missed
     jobs) and the batcher (its error records go through the same collector) from the parameters."""
-    from local.template import load_template  # reads the tags (!Ref) as CloudFormation does
+    from local.emulator.template import load_template  # reads the tags (!Ref) as CloudFormation does
 
     template = load_template(REPO / "template.yaml")
     parameters = template["Parameters"]

@@ -14,7 +14,7 @@ import boto3
 import pytest
 from bincount.settings import Settings
 
-from local.template import load_template
+from local.emulator.template import load_template
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

@@ -1,6 +1,6 @@
 """The decoding memory budget: pixel limits per mode, reduced decoding of large images, release.
 
-Peaks themselves are measured by ``python -m local.decode_memory`` (docs/model.md); here: the
+Peaks themselves are measured by ``python -m local.bench.decode_memory`` (docs/model.md); here: the
 limits follow the budget, refusals come before any pixel is decoded, a large image decoded
 reduced gives nearly the model input of a full decode, and a normal photo exactly the same.
 """
@@ -161,7 +161,7 @@ def test_the_issues_sixteen_bit_png_stays_within_the_budget_and_is_released(tmp_
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")]),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "local.decode_memory", "--one", str(path)],
+        [sys.executable, "-m", "local.bench.decode_memory", "--one", str(path)],
         env=env,
         capture_output=True,
         text=True,

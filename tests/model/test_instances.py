@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from local.template import load_template
+from local.emulator.template import load_template
 from model import instances
 from model.inference import SETTINGS, worker_settings
-from training.inference_images import INSTANCE_TYPES
+from training.sagemaker.inference_images import INSTANCE_TYPES
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 

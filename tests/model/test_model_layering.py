@@ -1,5 +1,5 @@
 """``model/`` is what ships inside the artifact and the serving container: it imports neither the
-training code nor the local tools (the benchmark that needs both lives in ``local/serving_bench.py``)."""
+training code nor the local tools (the benchmark that needs both: ``local/bench/serving_bench.py``)."""
 
 from __future__ import annotations
 
@@ -28,4 +28,6 @@ def test_model_imports_neither_training_nor_local(path: Path) -> None:
 
 
 def test_the_check_sees_a_lazy_import() -> None:
-    assert imported_roots("def f():\n    from training.artifact import unpack_artifact\n") == {"training"}
+    assert imported_roots("def f():\n    from training.promotion.artifact import unpack_artifact\n") == {
+        "training"
+    }

@@ -1,4 +1,4 @@
-"""``make bench`` (local/serving_bench.py) smoke test: every path runs on a few images, ratios printed."""
+"""``make bench`` (local/bench/serving_bench.py) smoke test: every path runs on a few images, ratios shown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from local import serving_bench as bench
+from local.bench import serving_bench as bench
 
 
 def test_bench_prints_the_table_and_ratios(
@@ -59,7 +59,7 @@ def test_cli_refuses_with_one_line(
 ) -> None:
     assert bench.main(["--model", str(packed_model), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("local.serving_bench: error: ") and phrase in err[0]
+    assert len(err) == 1 and err[0].startswith("local.bench.serving_bench: error: ") and phrase in err[0]
 
 
 def test_a_folder_without_photos_is_one_line(
@@ -73,7 +73,7 @@ def test_a_folder_without_photos_is_one_line(
 def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
     packed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import local.torchserve_server
+    import local.emulator.torchserve_server
 
     served: list[tuple[str, int]] = []
 
@@ -83,7 +83,7 @@ def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
         served.append((name.split(", ")[1], plan.workers))
         return bench.Result(name, len(images), 2.0)
 
-    monkeypatch.setattr(local.torchserve_server, "torchserve_unavailable", lambda: None)
+    monkeypatch.setattr(local.emulator.torchserve_server, "torchserve_unavailable", lambda: None)
     monkeypatch.setattr(bench, "torchserve_row", fake_row)
     monkeypatch.setattr(bench, "local_plan", lambda: bench.ServingPlan(2, 1, 2))
     artifacts = [("SageMaker artifact", packed_model), ("local artifact", packed_model)]
@@ -104,8 +104,8 @@ def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
 def test_torchserve_rows_say_why_they_are_skipped(
     packed_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import local.torchserve_server
+    import local.emulator.torchserve_server
 
-    monkeypatch.setattr(local.torchserve_server, "torchserve_unavailable", lambda: "no Java here")
+    monkeypatch.setattr(local.emulator.torchserve_server, "torchserve_unavailable", lambda: "no Java here")
     assert bench.torchserve_rows([("local artifact", packed_model)], tmp_path, [b"x"], 1, 1) == []
     assert "TorchServe rows skipped: no Java here" in capsys.readouterr().out

@@ -30,8 +30,8 @@ from imaging import draw_bin, encode
 
 from cli.review.service import counts_table
 from cli.stack import StackResources, resolve_deployed
-from local.lambda_runtime import DynamoStreamEventSourceMapping
-from local.stack import LOCAL_PARAMETER_VALUES, StreamEventSource
+from local.emulator.lambda_runtime import DynamoStreamEventSourceMapping
+from local.emulator.stack import LOCAL_PARAMETER_VALUES, StreamEventSource
 
 REPO = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

@@ -14,7 +14,6 @@ import pytest
 from bincount.corrections import ACCEPTED, RecordVersion
 from review_support import REGION, STACK_NAME, ReviewStack, sk
 
-from cli.errors import NotFound, Refused, UsageError
 from cli.main import main
 from cli.review.commands import (
     check_count,
@@ -28,6 +27,7 @@ from cli.review.commands import (
 from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
 from cli.review.service import ReviewService
+from common.errors import NotFound, Refused, UsageError
 from training.data import MANIFEST as DATA_MANIFEST
 from training.data import is_reviewed, prepare_local, samples_from_count_folder
 

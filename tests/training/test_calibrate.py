@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.errors import UsageError
+from common.errors import UsageError
 from model.network import ModelConfig
 from training.calibrate import held_out_samples
 from training.data import discover_local, stratified_split

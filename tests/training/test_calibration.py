@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training import calibration
-from training.metrics import expected_calibration_error
+from training.reporting.metrics import expected_calibration_error
+from training.uncertainty import calibration
 
 
 def _overconfident(n: int = 2000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training import compare
+from training.promotion import compare
 
 COUNTS = [0, 1, 2, 3]
 
@@ -41,7 +41,7 @@ def test_single_runs_and_their_ensemble_are_scored_on_each_split(tmp_path: Path)
 def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("training.compare: error: "), captured.err
+    assert len(lines) == 1 and lines[0].startswith("training.promotion.compare: error: "), captured.err
     assert "Traceback" not in captured.err and not captured.out
     return lines[0]
 

@@ -9,7 +9,7 @@ import pytest
 from bincount.count_ranges import range_counts
 
 from model.ranges import ALL, Conformal, score_of
-from training import conformal
+from training.uncertainty import conformal
 
 CLASSES = 6
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from training.discrepancy import Photo, expected_quantities, in_review_band, raised_share, trade_off
+from training.uncertainty.discrepancy import (
+    Photo,
+    expected_quantities,
+    in_review_band,
+    raised_share,
+    trade_off,
+)
 
 #: p-values of a photo whose range is 2-3 at most levels: 0.01 far off, 0.12 borderline at 4
 PHOTO = [0.01, 0.03, 0.6, 0.4, 0.12, 0.01]

@@ -13,9 +13,9 @@ from imaging import draw_bin, encode
 
 from model.network import ModelConfig, build_model
 from model.package import package_model
-from training import gate, registry
 from training.data import hash_split, samples_from_count_folder
 from training.evaluate import LabelledImage
+from training.promotion import gate, registry
 
 
 def _photos(n: int) -> list[LabelledImage]:

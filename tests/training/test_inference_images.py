@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from local.template import load_template
-from training import inference_images
+from local.emulator.template import load_template
+from training.sagemaker import inference_images
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "template.yaml"
@@ -22,7 +22,7 @@ def generated() -> str:
 def test_template_block_is_what_the_sdk_answers_for_every_region(generated: str) -> None:
     """Fails when the SDK's table moves on or the block was edited by hand: regenerate it."""
     assert inference_images.current_block(TEMPLATE.read_text()) == generated, (
-        "run: python -m training.inference_images --write template.yaml"
+        "run: python -m training.sagemaker.inference_images --write template.yaml"
     )
 
 

@@ -1,6 +1,6 @@
 """The launcher's exact CreateTrainingJob / CreateHyperParameterTuningJob requests, captured offline.
 
-A recording boto3 session (training/sagemaker_capture.py) records every API call after botocore
+A recording boto3 session (training/sagemaker/sagemaker_capture.py) records every API call after botocore
 validated it against the SageMaker/S3 service models and answers it locally: no AWS, no network.
 One test lets S3 go to moto to check what the job would download as its source code.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from cli.errors import UsageError
-from training import launcher
-from training.launch_policy import shipped_recipe
+from common.errors import UsageError
+from training.sagemaker import launcher
+from training.sagemaker.launch_policy import shipped_recipe
 
 pytestmark = pytest.mark.filterwarnings("ignore:sagemaker.train.configs has been moved:DeprecationWarning")
 
@@ -52,7 +52,7 @@ def _config(**overrides: Any) -> launcher.LaunchConfig:
 
 @pytest.fixture(scope="module")
 def train_request() -> dict[str, Any]:
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     cfg = _config(use_spot=True, max_run_s=7200, max_wait_s=10800)
@@ -67,7 +67,7 @@ def train_request() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def debugger_request() -> dict[str, Any]:
     """``train --debugger``: for accounts that had SageMaker Debugger before it closed."""
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     with pytest.MonkeyPatch.context() as mp:
@@ -77,7 +77,7 @@ def debugger_request() -> dict[str, Any]:
 
 
 def _tuning(**kwargs: Any) -> dict[str, Any]:
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     config = kwargs.pop("config", _config())
@@ -87,7 +87,7 @@ def _tuning(**kwargs: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def tuning_request() -> dict[str, Any]:
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     with pytest.MonkeyPatch.context() as mp:
@@ -102,7 +102,7 @@ def tuning_request() -> dict[str, Any]:
 
 
 def _metric_line() -> tuple[str, dict[str, float]]:
-    from training.report import METRIC_LINE_FORMAT
+    from training.reporting.report import METRIC_LINE_FORMAT
 
     values = {
         "epoch": 3, "train_loss": 0.9123, "train_accuracy": 0.6012, "valid_loss": 1.0345,
@@ -176,7 +176,7 @@ def test_no_debugger_rules_by_default(train_request: dict[str, Any]) -> None:
 
 
 def test_training_job_names_are_unique_within_a_minute(train_request: dict[str, Any]) -> None:
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     names = {train_request["TrainingJobName"]}
     session, _ = recording_session("eu-west-1")
@@ -248,7 +248,7 @@ def test_tuning_training_definition(tuning_request: dict[str, Any]) -> None:
 
 
 def test_tuning_with_spot_has_no_shared_checkpoints() -> None:
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     launcher.start_tuning_job(_config(use_spot=True), boto_session=session, ranges=["lr=log:0.0001:0.001"])
@@ -310,7 +310,7 @@ def moto_s3() -> Iterator[None]:
 def test_tuning_uploads_a_runnable_sourcedir(moto_s3: None) -> None:
     import boto3
 
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     boto3.client("s3", region_name="eu-west-1").create_bucket(
         Bucket="bincount-artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
@@ -491,9 +491,9 @@ def test_cli_refuses_with_one_line(argv: list[str], phrase: str, capsys: pytest.
     assert launcher.main([*argv, "--dry-run"]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("training.launcher: error: ") and phrase in lines[0], (
-        captured.err
-    )
+    assert (
+        len(lines) == 1 and lines[0].startswith("training.sagemaker.launcher: error: ") and phrase in lines[0]
+    ), captured.err
     assert "Traceback" not in captured.err and not captured.out
 
 
@@ -503,7 +503,7 @@ def test_help_shows_defaults_and_an_example(command: str, capsys: pytest.Capture
         launcher.main([command, "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    assert "example:" in text and f"python -m training.launcher {command}" in text
+    assert "example:" in text and f"python -m training.sagemaker.launcher {command}" in text
     if command != "best":
         assert "(default: ml.g4dn.xlarge)" in text and "(default: 2.8)" in text
     if command == "tune":
@@ -521,7 +521,7 @@ def test_recorded_requests_passed_the_service_models_validation() -> None:
     """What the recorder holds is what botocore accepted: a malformed request never gets recorded."""
     from botocore.exceptions import ParamValidationError
 
-    from training.sagemaker_capture import recording_session
+    from training.sagemaker.sagemaker_capture import recording_session
 
     session, recorder = recording_session("eu-west-1")
     client: Any = session.client("sagemaker")  # untyped: the request is malformed on purpose

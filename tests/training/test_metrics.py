@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import (
+from training.reporting.metrics import (
     ABID_CHALLENGE_PER_CLASS_ACCURACY,
     PUBLIC_BASELINES,
     challenge_comparison,
@@ -120,7 +120,7 @@ def test_challenge_constants_and_mix() -> None:
 
 
 def test_plots_write_pngs(tmp_path) -> None:
-    from training.plots import plot_confusion, plot_training_curves
+    from training.reporting.plots import plot_confusion, plot_training_curves
 
     conf = compute_metrics([0, 1, 2], [0, 2, 2], 6).confusion
     png = plot_confusion(conf, tmp_path / "c.png", title="t")

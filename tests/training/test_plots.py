@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from training import plots
+from training.reporting import plots
 
 _KEYS = ("epoch", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy", "valid_rmse")
 HISTORY = [
@@ -83,7 +83,7 @@ def test_a_run_without_matplotlib_skips_its_figures(
     SM_MODEL_DIR) says so in one line instead of failing the job."""
     import sys
 
-    from training import report
+    from training.reporting import report
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     report.plot_run(HISTORY, {"valid": {"confusion": [[1, 0], [0, 1]]}, "test": None}, tmp_path)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from training import registry
+from training.promotion import registry
 
 
 def _artifact(path: Path, version: str, parent: str | None = None) -> Path:
@@ -77,9 +77,9 @@ def test_cli_answers_in_one_line(reg: Path, tmp_path: Path, capsys: pytest.Captu
     assert registry.main(["--registry", str(reg), "promote", "v9"]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "python -m training.registry: error: nothing to roll back to: "
+        "python -m training.promotion.registry: error: nothing to roll back to: "
         "fewer than two versions have been served",
-        f"python -m training.registry: error: version v9 is not in the registry {reg}",
+        f"python -m training.promotion.registry: error: version v9 is not in the registry {reg}",
     ]
     assert registry.main(["--registry", str(reg), "list"]) == 0
     assert "* v1" in capsys.readouterr().out
@@ -115,9 +115,9 @@ def test_create_model_package_request_is_valid_for_sagemaker(reg: Path) -> None:
         client.update_model_package(**registry.update_approval_request(arn, "rejected"))
 
 
-# --- the local stack follows the registry (local.model_swap) ---------------------------------------
+# --- the local stack follows the registry (local.emulator.model_swap) ---------------------------------------
 def test_the_stack_watcher_serves_each_promotion_and_rollback_once(reg: Path, tmp_path: Path) -> None:
-    from local.model_swap import RegistryWatcher
+    from local.emulator.model_swap import RegistryWatcher
 
     registry.register(reg, _artifact(tmp_path / "b" / "model.tar.gz", "v2"), "approved", "bob")
     served: list[str] = []
@@ -133,7 +133,7 @@ def test_the_stack_watcher_serves_each_promotion_and_rollback_once(reg: Path, tm
 def test_a_model_that_does_not_start_leaves_the_old_one_serving_and_is_not_retried(
     reg: Path, tmp_path: Path
 ) -> None:
-    from local.model_swap import RegistryWatcher
+    from local.emulator.model_swap import RegistryWatcher
 
     registry.register(reg, _artifact(tmp_path / "b" / "model.tar.gz", "v2"), "approved", "bob")
     calls: list[Path] = []

@@ -1,4 +1,4 @@
-"""Contract: the source dir ``training.launcher`` stages is complete on its own.
+"""Contract: the source dir ``training.sagemaker.launcher`` stages is complete on its own.
 
 The training container gets only the staged tree (and the PyTorch image's site-packages plus
 ``requirements.txt``), so a staged module that imports an unstaged repository module fails there
@@ -21,18 +21,18 @@ from pathlib import Path
 
 import pytest
 
-from training import launcher
+from training.sagemaker import launcher
 
 #: The module the entry shim runs (``runpy.run_module("training.train")``).
 ENTRY_MODULE = "training.train"
 
 #: Top-level packages of this repository (``bincount`` lives under functions/): an import of one of
 #: these must be answered by the staged tree, never by the installed checkout.
-REPO_PACKAGES = frozenset({"training", "model", "cli", "bincount", "local", "functions", "tests"})
+REPO_PACKAGES = frozenset({"training", "model", "common", "cli", "bincount", "local", "functions", "tests"})
 
 # Run by a fresh ``python -I`` (no PYTHONPATH, no cwd, no user site): the staged dir is the only
 # place repository modules may come from. The editable install's finder would answer any import of
-# ``cli``/``local``/... from the checkout, so it goes first; then every module that did load must
+# ``common``/``local``/... from the checkout, so it goes first; then every module that did load must
 # lie inside the staged dir.
 _IMPORT_ALL = """
 import importlib, json, sys
@@ -91,13 +91,13 @@ def test_every_staged_module_imports_with_only_the_staged_dir(staged: Path) -> N
 
 
 def test_the_isolated_import_fails_when_a_module_is_not_staged(staged: Path, tmp_path: Path) -> None:
-    """The check above can fail: without cli/errors.py the entry point does not import."""
+    """The check above can fail: without common/errors.py the entry point does not import."""
     broken = tmp_path / "broken"
     launcher.stage_source_dir(broken)
-    (broken / "cli" / "errors.py").unlink()
+    (broken / "common" / "errors.py").unlink()
     done = import_in_isolation(broken, [ENTRY_MODULE])
     assert done.returncode != 0
-    assert "No module named 'cli.errors'" in done.stderr
+    assert "No module named 'common.errors'" in done.stderr
 
 
 # --- static reading: lazy imports and third-party requirements --------------------------------------
@@ -201,7 +201,8 @@ def test_the_entry_points_lazy_imports_are_staged_too(staged: Path) -> None:
 
 def test_requirements_cover_the_entry_points_third_party_imports(staged: Path) -> None:
     """Each third-party import the entry point needs is in the image or in requirements.txt; only
-    what the code reaches through ``except ImportError`` (training.plots' matplotlib, onnx...) may be
+    what the code reaches through ``except ImportError`` (training.reporting.plots' matplotlib,
+    onnx...) may be
     missing in the container."""
     requirements = (staged / "requirements.txt").read_text().split("\n")
     available = {_distribution(r) for r in requirements if r.strip()} | set(launcher._IMAGE_PROVIDES)

@@ -12,11 +12,12 @@ import pytest
 import torch
 from imaging import draw_bin, encode
 
-from cli.errors import Refused, UsageError
+from common.errors import Refused, UsageError
 from model.network import ModelConfig, load_state
-from training import dataset, recipes, report, splits, train, train_args
+from training import dataset, recipes, splits, train, train_args
 from training.data import MANIFEST
-from training.metrics import validation_score
+from training.reporting import report
+from training.reporting.metrics import validation_score
 
 TINY = [
     "--quick",

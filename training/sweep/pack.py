@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cli.errors import UsageError, one_line_errors
+from common.errors import UsageError, one_line_errors
 
 BOX = (352, 288)
 QUALITY = 85

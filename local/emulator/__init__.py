@@ -1,0 +1,1 @@
+"""The local stack: moto with the template's resources, Lambda and Batch Transform stand-ins, servers."""

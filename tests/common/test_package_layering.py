@@ -1,0 +1,55 @@
+"""Which top-level package may import which: the base (``common/``) stands on no front door, the
+model and the training code never reach into the operator's CLI, and the CLI never into the local
+emulator. A lazy import inside a function counts like one at the top of the file.
+
+The Lambda code's own rule (no torch, no repository package) lives in tests/functions/test_layering.py,
+the model's (no training, no local) in tests/model/test_model_layering.py; both are repeated here so
+that the whole table reads in one place.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+#: package -> top-level names none of its files may import
+FORBIDDEN: dict[str, frozenset[str]] = {
+    "common": frozenset({"cli", "local", "training", "model", "bincount", "torch", "boto3"}),
+    "model": frozenset({"cli", "local", "training"}),
+    "training": frozenset({"cli", "local"}),
+    "cli": frozenset({"local"}),
+    "functions": frozenset({"torch", "torchvision", "cli", "local", "training", "model", "common"}),
+}
+
+
+def imported_roots(source: str) -> set[str]:
+    roots: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+CASES = [(package, path) for package in FORBIDDEN for path in sorted((REPO / package).rglob("*.py"))]
+
+
+@pytest.mark.parametrize(("package", "path"), CASES, ids=[str(p.relative_to(REPO)) for _, p in CASES])
+def test_package_imports_only_what_its_layer_allows(package: str, path: Path) -> None:
+    assert not imported_roots(path.read_text(encoding="utf-8")) & FORBIDDEN[package]
+
+
+def test_every_package_has_files_to_check() -> None:
+    """A renamed folder would leave its rule checking nothing."""
+    for package in FORBIDDEN:
+        assert any((REPO / package).rglob("*.py")), package
+
+
+def test_the_check_sees_a_lazy_import() -> None:
+    source = "def f():\n    from local.emulator.stack import LocalStack\n"
+    assert imported_roots(source) == {"local"}

@@ -1,0 +1,1 @@
+"""Training, tuning and retraining on SageMaker: the launcher, its pure policy, request capture, images."""

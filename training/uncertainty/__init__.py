@@ -1,0 +1,1 @@
+"""How sure a count is: temperature scaling, conformal count ranges, the discrepancy decision simulated."""
