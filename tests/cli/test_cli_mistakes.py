@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import Run
+from cli_support import Run, stack_state
 from processes import python_env
 
 from cli.commands import count as count_command
 from cli.main import build_parser
 from common.errors import EXIT_BROKEN_PIPE, EXIT_REFUSED, EXIT_RULE, EXIT_USAGE, UsageError, did_you_mean
-from common.stack_state import LocalStackState, write_state
+from common.stack_state import write_state
 
 
 @pytest.fixture
@@ -105,23 +105,7 @@ def test_the_exit_rule_is_in_the_help_and_the_codes_are_what_it_says(
 
 
 def local_state(path: Path, artifact: Path) -> None:
-    write_state(
-        path,
-        LocalStackState(
-            daemon_pid=1,
-            daemon_create_time=0.0,
-            started_at="2026-12-07T00:00:00.000Z",
-            region="us-east-1",
-            stack_name="bincount-local",
-            moto_url="http://127.0.0.1:1",
-            model_server_url="http://127.0.0.1:2",
-            model_server="python",
-            lambda_url="http://127.0.0.1:3",
-            functions={},
-            log_dir=str(path.parent),
-            model_artifact=str(artifact),
-        ),
-    )
+    write_state(path, stack_state(log_dir=str(path.parent), model_artifact=str(artifact)))
 
 
 def test_count_uses_the_model_the_local_stack_serves_else_the_packed_one(

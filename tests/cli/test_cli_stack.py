@@ -7,6 +7,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+from cli_support import stack_state
 from moto import mock_aws
 
 from cli.stack import StackResources, resolve_stack, resources_from_outputs
@@ -64,18 +65,10 @@ def test_no_stack_and_no_local_stack_says_how_to_get_one(no_local_stack: Path) -
 
 
 def state(pid: int, create_time: float) -> LocalStackState:
-    return LocalStackState(
+    return stack_state(
         daemon_pid=pid,
         daemon_create_time=create_time,
-        started_at="2026-12-01T10:00:00.000Z",
-        region="us-east-1",
-        stack_name="bincount-local",
-        moto_url="http://127.0.0.1:1",
-        model_server_url="http://127.0.0.1:2",
-        model_server="python",
-        lambda_url="http://127.0.0.1:3",
         functions={"CollectorFunction": "bincount-local-CollectorFunction"},
-        log_dir="/tmp",
         children=[ChildProcess(pid, create_time, "moto")],
     )
 

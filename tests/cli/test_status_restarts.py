@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from cli_support import stack_state
 
 from cli.commands import status
 from common.stack_state import STATE_ENV, LocalStackState, write_state
@@ -20,20 +21,7 @@ BASE = {
 
 
 def state(restarts: list[dict[str, object]]) -> LocalStackState:
-    return LocalStackState(
-        daemon_pid=1,
-        daemon_create_time=0.0,
-        started_at="2026-12-07T00:00:00Z",
-        region="us-east-1",
-        stack_name="bincount-local",
-        moto_url="http://127.0.0.1:1",
-        model_server_url="http://127.0.0.1:2",
-        model_server="python",
-        lambda_url="http://127.0.0.1:3",
-        functions={},
-        log_dir="/tmp",
-        model_server_restarts=restarts,
-    )
+    return stack_state(model_server_restarts=restarts)
 
 
 def test_restarts_come_from_the_state_file_and_show_in_the_text(
