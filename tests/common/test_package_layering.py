@@ -2,9 +2,9 @@
 model and the training code never reach into the operator's CLI, and the CLI never into the local
 emulator. A lazy import inside a function counts like one at the top of the file.
 
-The Lambda code's own rule (no torch, no repository package) lives in tests/functions/test_layering.py,
-the model's (no training, no local) in tests/model/test_model_layering.py; both are repeated here so
-that the whole table reads in one place.
+The Lambda code's own rule (no torch, no repository package) also lives in
+tests/functions/test_layering.py, which `make test-functions` runs without the rest of the repository;
+it is repeated here so that the whole table reads in one place.
 """
 
 from __future__ import annotations
