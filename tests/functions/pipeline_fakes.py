@@ -11,6 +11,21 @@ from bincount.count_records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.ports import JobSubmissionError, QueuedMessage
 from bincount.recounts import RecountWrite
 from bincount.timefmt import parse_time
+from bincount.uploads import ImageObject
+
+
+def photo(i: int) -> ImageObject:
+    """Upload ``i``: the only photo of bin ``B<i>``, already staged for its job."""
+    return ImageObject(
+        "ingest",
+        f"incoming/B{i}/x.jpg",
+        f"e{i}",
+        10,
+        f"B{i}",
+        "2026-01-01T00:00:00.000Z",
+        "image/jpeg",
+        staged_key=f"{i:032x}.jpg",
+    )
 
 
 class MemoryObjects:

@@ -29,6 +29,7 @@ from pipeline_fakes import (
     MemoryObjects,
     MemoryQueue,
     RecordingSender,
+    photo,
 )
 
 LAYOUT = JobLayout("results")
@@ -38,19 +39,6 @@ CAPACITY = (
     "Please retry using a different ML instance type."
 )
 PER_RECORD = "ClientError: See job logs for more information"
-
-
-def photo(i: int) -> ImageObject:
-    return ImageObject(
-        "ingest",
-        f"incoming/B{i}/x.jpg",
-        f"e{i}",
-        10,
-        f"B{i}",
-        "2026-01-01T00:00:00.000Z",
-        "image/jpeg",
-        staged_key=f"{i:032x}.jpg",
-    )
 
 
 class Clock:

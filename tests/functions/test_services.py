@@ -15,26 +15,12 @@ from bincount.job_events import TransformJobEvent
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, SettingsError, transform_limits
 from bincount.submission import Submitted, Submitter, submit_chunks
-from bincount.uploads import ImageObject
-from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender, photo
 
 RULES = DecisionRules(confidence_threshold=0.5)
 
 LAYOUT = JobLayout("results")
 CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
-
-
-def photo(i: int) -> ImageObject:
-    return ImageObject(
-        "ingest",
-        f"incoming/B{i}/x.jpg",
-        f"e{i}",
-        10,
-        f"B{i}",
-        "2026-01-01T00:00:00.000Z",
-        "image/jpeg",
-        staged_key=f"{i:032x}.jpg",
-    )
 
 
 class World:
