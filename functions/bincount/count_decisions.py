@@ -93,8 +93,9 @@ def expected_probability(result: CountResult, expected: int) -> float | None:
     return None if cls is None else float(result.probabilities[cls])
 
 
-def _count_differs(expected: int, count: int, count_is_lower_bound: bool) -> bool:
-    """Without any probabilities: a lower-bound count ("5 or more") differs only when it exceeds."""
+def count_differs(expected: int, count: int, count_is_lower_bound: bool) -> bool:
+    """A count contradicts a quantity: a lower-bound count ("5 or more") only when it exceeds it.
+    The rule without any probabilities (and for a person's label against the model's count)."""
     return count > expected if count_is_lower_bound else count != expected
 
 
@@ -123,7 +124,7 @@ def check_expected(result: CountResult, expected: int | None, rules: DecisionRul
     outside = (
         probability <= alpha
         if probability is not None
-        else _count_differs(expected, result.count, result.count_is_lower_bound)
+        else count_differs(expected, result.count, result.count_is_lower_bound)
     )
     return ExpectedCheck(
         expected_quantity=expected,

@@ -17,7 +17,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from bincount.count_decisions import DecisionRules, review_reason
+from bincount.count_decisions import DecisionRules, count_differs, review_reason
 from bincount.serving_records import CountRange, CountResult, ErrorResult, ResultRecord
 from bincount.uploads import ImageObject
 
@@ -195,10 +195,8 @@ def decide_latest(current: LatestState | None, image: ImageObject) -> LatestDeci
 
 
 def is_discrepancy(expected: int | None, count: int, count_is_lower_bound: bool) -> bool:
-    """A lower-bound count ("5 or more") contradicts the expectation only when it exceeds it."""
-    if expected is None:
-        return False
-    return count > expected if count_is_lower_bound else count != expected
+    """:func:`count_differs`, and no expectation contradicts nothing."""
+    return expected is not None and count_differs(expected, count, count_is_lower_bound)
 
 
 def _decimal(value: float) -> Decimal:
