@@ -256,18 +256,10 @@ def event_summary(events: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def shown_count(entry: Mapping[str, Any]) -> str:
-    """``3, 2–4 at 90 %``: the count and its calibrated range (the count alone without one)."""
-    from bincount.count_ranges import count_with_range
+    """``3, 2–4 at 90 %``: the count and its calibrated range, as the CLI shows it."""
+    from cli.output import count_text
 
-    level = entry.get("range_level")
-    return count_with_range(
-        int(entry["count"]),
-        bool(entry.get("count_is_lower_bound")),
-        entry.get("count_low"),
-        entry.get("count_high"),
-        None if level is None else float(level),
-        bool(entry.get("range_open")),
-    )
+    return count_text(entry["count"], entry.get("count_is_lower_bound"), entry)
 
 
 def entry_flags(entry: Mapping[str, Any]) -> str:
