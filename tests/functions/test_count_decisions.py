@@ -10,6 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 import pytest
+from bincount import serving_records
 from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
 from bincount.collection import Collector
 from bincount.count_decisions import (
@@ -315,19 +316,9 @@ def test_settings_read_the_decision_parameters() -> None:
 
 
 def test_the_schema_example_with_a_range_parses_into_a_decision() -> None:
-    example = parse_record(
-        {
-            "count": 2,
-            "confidence": 0.41,
-            "probabilities": [0.01, 0.3, 0.41, 0.2, 0.05, 0.03],
-            "count_is_lower_bound": False,
-            "model_version": "x",
-            "count_p_values": [0.004, 0.41, 0.83, 0.27, 0.06, 0.03],
-            "count_low": 1,
-            "count_high": 3,
-            "range_level": 0.9,
-        }
-    )
+    ranged = [x for x in serving_records.SCHEMA["examples"] if "count_p_values" in x]
+    assert len(ranged) == 1
+    example = parse_record(ranged[0])
     assert isinstance(example, CountResult)
     assert check_expected(example, 0, RULES).outside  # type: ignore[union-attr]
     assert review_reason(example, 4, RULES) == BORDERLINE_DISCREPANCY  # p = 0.06
