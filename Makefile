@@ -5,6 +5,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed-dev
+# The light install (`make demo`, `make up`, `bincount`): the local stack on ONNX Runtime, no torch.
+# The full one ($(STAMP): training, `make model`, the tests) is a superset and marks both.
+DEMO_STAMP := $(VENV)/.installed-demo
+# pip's progress on a terminal, one line per package otherwise (CI logs)
+PIP_INSTALL := $(PIP) install $(shell [ -t 2 ] && echo --progress-bar on || echo --progress-bar off)
 # SAM CLI and AWS CLI in their own virtualenv: aws-sam-cli pins many packages.
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
@@ -55,8 +60,9 @@ endif
 LABELS ?=
 LOOP_ARGS ?=
 BENCH_ARGS ?=
-# The same model plus model.onnx, for the local model server and benchmarks (ONNX Runtime is
-# installed here; SageMaker's PyTorch container has none, so the deployed artifact leaves it out).
+# The model for the local model server and benchmarks: model.onnx served by the installed ONNX
+# Runtime (packs without torch from model/weights/model.onnx). $(MODEL), the deployed artifact,
+# carries ONNX Runtime itself for the container's Python (model/package.py), and model.torchscript.
 MODEL_LOCAL := build/model/model-local.tar.gz
 
 FN_VENV := .venv-functions
@@ -87,8 +93,17 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=25.1"
-	$(PIP) install -q --group dev
-	$(PIP) install -q --no-deps --no-build-isolation -e .
+	@echo "Installing the full set (torch for training, make model and the tests): several GB, minutes"
+	$(PIP_INSTALL) --group dev
+	$(PIP) install -q --no-deps -e .
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=25.1"
+	@echo "Installing the local stack (ONNX Runtime, moto, no torch): about 0.5 GB"
+	$(PIP_INSTALL) --group demo
+	$(PIP) install -q --no-deps -e .
 	touch $@
 
 venv: $(STAMP)
@@ -150,9 +165,9 @@ model-key:
 	@$(PYTHON) -c 'import sys, tomllib; o = tomllib.load(open("samconfig.toml", "rb"))[sys.argv[1]]["deploy"]["parameters"]["parameter_overrides"]; print(next(x.split("=", 1)[1] for x in o if x.startswith("ModelArtifactKey=")))' $(CONFIG_ENV)
 
 $(MODEL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
-	$(PY) -m model.package --out $(MODEL)
+	$(PY) -m model.package --out $(MODEL) --onnxruntime-wheel auto
 
-$(MODEL_LOCAL): $(STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
+$(MODEL_LOCAL): $(DEMO_STAMP) $(wildcard model/weights/*) $(wildcard model/*.py)
 	$(PY) -m model.package --out $(MODEL_LOCAL) --onnx
 
 model: $(MODEL)
@@ -163,7 +178,7 @@ train: $(STAMP)
 retrain: $(STAMP)
 	$(PY) -m training.train --data $(DATA) --init-from $(INIT) --out build/retrain $(RETRAIN_ARGS)
 
-demo: $(STAMP) $(MODEL_LOCAL)
+demo: $(DEMO_STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.demo --model $(MODEL_LOCAL) --server $(SERVER) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N)) $(if $(ALPHA),--alpha $(ALPHA))
 
 # The model lifecycle on one fresh local stack (local/loop.py); report in build/loop/report.json
@@ -179,13 +194,13 @@ bench-pipeline: $(STAMP) $(MODEL_LOCAL)
 
 # The local stack that stays up: moto + template.yaml + the Lambda/Batch-Transform stand-ins + the
 # model server (the local real-time endpoint), detached, logs and state in build/local-stack/.
-up: $(STAMP) $(MODEL_LOCAL)
+up: $(DEMO_STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.updown up --model $(MODEL_LOCAL) --server $(SERVER) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(ALPHA),--alpha $(ALPHA))
 
-down: $(STAMP)
+down: $(DEMO_STAMP)
 	$(PY) -m local.updown down
 
-bench-realtime: $(STAMP) $(MODEL_LOCAL)
+bench-realtime: $(DEMO_STAMP) $(MODEL_LOCAL)
 	$(PY) -m local.bench.realtime_bench --model $(MODEL_LOCAL) $(if $(IMAGES),--images $(IMAGES)) $(if $(N),--count $(N))
 
 clean:

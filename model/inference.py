@@ -19,6 +19,7 @@ Configuration is read once from the environment (see :class:`ServingSettings`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -28,15 +29,22 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
+import numpy as np
+from PIL import Image
 
 # Inside the artifact this file sits in code/ next to code/model/; make that importable even when
 # the server imports us by path without putting code/ on sys.path.
 _CODE_DIR = str(Path(__file__).resolve().parent)
 if (Path(_CODE_DIR) / "model" / "network.py").is_file() and _CODE_DIR not in sys.path:
     sys.path.insert(0, _CODE_DIR)
+# ONNX Runtime carried in the artifact (model/package.py --onnxruntime-wheel): importable when the
+# container has none of its own and the wheel was built for this Python; else a torch runtime serves.
+_VENDORED = Path(_CODE_DIR) / "lib"
+_VENDORED_FOR = (_VENDORED / "PYTHON").read_text().strip() if (_VENDORED / "PYTHON").is_file() else ""
+if "{}.{}".format(*sys.version_info[:2]) == _VENDORED_FOR and importlib.util.find_spec("onnxruntime") is None:
+    sys.path.append(str(_VENDORED))
 
-from model.network import ModelConfig, load_state  # noqa: E402
+from model.config import ModelConfig, load_config  # noqa: E402
 from model.preprocess import (  # noqa: E402
     DEFAULT_LIMITS,
     CorruptImageError,
@@ -84,6 +92,10 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+#: Present when the NVIDIA kernel driver is loaded: the only machines where ``auto`` can mean a GPU.
+NVIDIA_DRIVER = "/proc/driver/nvidia"
+
+
 @dataclass(frozen=True)
 class ServingSettings:
     """Knobs from environment variables, read once when the module loads.
@@ -127,14 +139,20 @@ class ServingSettings:
             range_level=_env_level("BINCOUNT_RANGE_LEVEL", DEFAULT_RANGE_LEVEL),
         )
 
-    def torch_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            log.warning("BINCOUNT_DEVICE=%s but CUDA is not available; using the CPU", self.device)
-            return torch.device("cpu")
-        return device
+    def resolved_device(self) -> str:
+        """``cpu`` or ``cuda:N``; without torch installed there is no GPU runtime, so ``cpu``.
+
+        ``auto`` on a machine without an NVIDIA driver is ``cpu`` without importing torch (seconds
+        of start-up and hundreds of MB per worker that the ONNX Runtime path never uses)."""
+        if self.device == "cpu" or (self.device == "auto" and not Path(NVIDIA_DRIVER).exists()):
+            return "cpu"
+        try:
+            from model.torch_runtime import resolve_device
+        except ImportError:
+            if self.device != "auto":
+                log.warning("BINCOUNT_DEVICE=%s but torch is not installed; using the CPU", self.device)
+            return "cpu"
+        return resolve_device(self.device)
 
 
 SETTINGS = ServingSettings.from_env()
@@ -163,7 +181,7 @@ class CountingModel:
 
 
 Record = dict[str, Any]
-InputData = torch.Tensor | RequestError
+InputData = Image.Image | RequestError
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,24 +199,22 @@ def worker_settings(settings: ServingSettings, context: Any) -> ServingSettings:
     (model/instances.py runs one worker per vCPU); without it every worker would share ``cuda:0``."""
     properties = getattr(context, "system_properties", None) or {}
     gpu_id = properties.get("gpu_id")
-    if settings.device != "auto" or gpu_id is None or torch.cuda.device_count() < 2:
+    if settings.device != "auto" or gpu_id is None:
         return settings
-    return replace(settings, device=f"cuda:{int(gpu_id) % torch.cuda.device_count()}")
+    try:
+        from model.torch_runtime import gpu_count
+    except ImportError:
+        return settings
+    gpus = gpu_count()
+    return settings if gpus < 2 else replace(settings, device=f"cuda:{int(gpu_id) % gpus}")
 
 
 def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> CountingModel:
     """``model_fn`` with explicit settings (the benchmark compares runtimes with it)."""
-    device = settings.torch_device()
-    network, config = load_state(model_dir)
+    config = load_config(model_dir)
     runtime = select_runtime(
-        network, config, model_dir, settings.runtime, device, settings.threads, settings.ort_spin
+        config, model_dir, settings.runtime, settings.resolved_device(), settings.threads, settings.ort_spin
     )
-    if runtime.name.startswith("onnxruntime"):
-        # Preprocessing stays on one torch thread: torch's idle OpenMP workers spinning next to
-        # ONNX Runtime's pool halved throughput on 2 cores.
-        torch.set_num_threads(1)
-    elif device.type == "cpu":
-        torch.set_num_threads(settings.threads)
     log.info(
         "loaded %s (%s, %d classes, input %s) on %s, %d threads",
         config.version,
@@ -208,6 +224,13 @@ def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> 
         runtime.name,
         settings.threads,
     )
+    if _VENDORED_FOR and not runtime.name.startswith("onnxruntime"):
+        log.warning(
+            "the artifact carries ONNX Runtime for Python %s; this is Python %d.%d: %s serves instead",
+            _VENDORED_FOR,
+            *sys.version_info[:2],
+            runtime.name,
+        )
     ranges = config.ranges()
     if ranges is None:
         log.info("this artifact has no range calibration: records carry no range")
@@ -215,7 +238,7 @@ def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> 
 
 
 def input_fn(request_body: Any, request_content_type: str | None = None, context: Any = None) -> InputData:
-    """Request bytes -> an upright RGB ``uint8`` tensor, or the :class:`RequestError` saying why not."""
+    """Request bytes -> the upright RGB photo, or the :class:`RequestError` saying why not."""
     try:
         check_content_type(request_content_type)
         return decode_image(_as_bytes(request_body), SETTINGS.limits)
@@ -252,11 +275,11 @@ def output_fn(prediction: Any, accept: str | None = None, context: Any = None) -
 
 def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
     records: list[Record | None] = [None] * len(inputs)
-    images: list[tuple[int, torch.Tensor]] = []
+    images: list[tuple[int, Image.Image]] = []
     for index, item in enumerate(inputs):
         if isinstance(item, bytes | bytearray | memoryview):
             item = input_fn(item, "application/x-image")
-        if isinstance(item, torch.Tensor):
+        if isinstance(item, Image.Image):
             images.append((index, item))
         elif isinstance(item, RequestError):
             records[index] = error_record(item.code, item.message, model.version)
@@ -283,14 +306,14 @@ def predict_records(inputs: list[Any], model: CountingModel) -> list[Record]:
     return [record for record in records if record is not None]
 
 
-def _forward(images: list[torch.Tensor], model: CountingModel) -> torch.Tensor:
-    runtime, config = model.runtime, model.config
-    with torch.inference_mode():
-        batch = torch.stack([resize_for_model(image, config) for image in images])
-        if runtime.device.type != "cpu":
-            batch = batch.to(runtime.device, non_blocking=True)  # uint8 over the bus, not floats
-        logits = runtime(normalise(batch, config, runtime.input_dtype))
-        return torch.softmax(logits.float() / config.temperature, dim=1)
+def _forward(images: list[Image.Image], model: CountingModel) -> np.ndarray:
+    """Softmax of the temperature-scaled logits, in float32 as training computes it."""
+    batch = np.stack([resize_for_model(image, model.config) for image in images])
+    logits = model.runtime(normalise(batch, model.config)).astype(np.float32)
+    logits /= np.float32(model.config.temperature)
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def count_record(

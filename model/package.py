@@ -1,24 +1,27 @@
 """Pack a counting model into the ``model.tar.gz`` SageMaker's PyTorch serving container expects.
 
 Layout (docs/ARCHITECTURE.md): ``model.pt``, ``config.json`` (with the weights' sha256),
-``code/inference.py``, ``code/model/{__init__,network,preprocess,ranges,runtime}.py``,
-``code/bincount/count_ranges.py`` (the range rule the pipeline shares),
-``code/requirements.txt``, ``model.torchscript`` (the same weights traced and frozen: what the
-container's CPU serves, see model/runtime.py); with ``--onnx`` also ``model.onnx`` for ONNX Runtime.
-
-``model.onnx`` is left out by default: SageMaker's PyTorch inference container has no ONNX
-Runtime (and a network-isolated job cannot install it), so there the 13.5 MB file would only
-double the artifact. It pays where ONNX Runtime is installed, as in the local stack and the
-benchmarks here (``make demo``/``make bench`` pack with ``--onnx``).
+``code/inference.py``, ``code/model/*.py`` (the serving modules), ``code/bincount/count_ranges.py``
+(the range rule the pipeline shares), ``code/requirements.txt``, ``model.torchscript`` (the same
+weights traced and frozen: what the container's CPU serves without ONNX Runtime, see
+model/runtime.py); with ``--onnx`` also ``model.onnx``, and with ``--onnxruntime-wheel`` ONNX
+Runtime itself under ``code/lib/`` (unpacked from the wheel for the container's Python), so that
+the PyTorch container, which has no ONNX Runtime and cannot install one in a network-isolated
+job, serves the ONNX graph anyway (docs/serving-cost.md measures both).
 
 ``model.pt`` must load on the inference container's torch 2.6 whatever torch packs it: a plain
 ``dict`` of plain tensors in the zip format, whose pickle names only what torch
 2.6's ``weights_only`` loader allows (tests/model/test_model_package.py checks the records).
 
+The shipped model's ONNX graph is kept next to its weights (``model/weights/model.onnx``, made by
+``--refresh-shipped-onnx``), so the local artifact (``make demo``: ``--onnx --no-torchscript``)
+packs without torch installed.
+
 Usage::
 
     python -m model.package --out build/model/model.tar.gz [--weights FILE] [--arch NAME]
-        [--config FILE] [--onnx]
+        [--config FILE] [--onnx] [--onnxruntime-wheel auto|FILE] [--no-torchscript]
+    python -m model.package --refresh-shipped-onnx
 
 Without ``--weights`` it packs the shipped trained model (``model/weights/``) when present,
 otherwise the default backbone's ImageNet weights with a fresh, untrained head (offline).
@@ -29,43 +32,65 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from common.errors import UsageError, one_line_errors
-from model.network import (
+from model.config import (
     ARCHS,
     CONFIG_FILE,
     DEFAULT_ARCH,
     WEIGHTS_FILE,
     ModelConfig,
-    build_model,
+    ModelLoadError,
+    load_config,
     sha256_file,
 )
-from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE, export_onnx, export_torchscript
+from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
 MODEL_PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS_DIR = MODEL_PACKAGE_DIR / "weights"
-SERVING_MODULES = ("__init__.py", "network.py", "preprocess.py", "ranges.py", "runtime.py")
+SERVING_MODULES = (
+    "__init__.py",
+    "config.py",
+    "network.py",
+    "preprocess.py",
+    "ranges.py",
+    "runtime.py",
+    "torch_runtime.py",
+)
 #: The pipeline's range rule (stdlib only), which model/ranges.py serves with: one definition. No
 #: ``__init__.py`` on purpose: ``code/bincount`` is then a namespace package, which a regular
 #: ``bincount`` package elsewhere on the path (functions/, in a process that runs both) outranks.
 BINCOUNT_DIR = MODEL_PACKAGE_DIR.parent / "functions" / "bincount"
 SERVING_BINCOUNT_MODULES = ("count_ranges.py",)
 REQUIREMENTS = (
-    "# Intentionally empty: the SageMaker PyTorch container's torch/torchvision/Pillow/numpy suffice,\n"
-    "# and anything listed here is pip-installed at start-up, which fails without internet access.\n"
-    "# ONNX Runtime is used when the image already has it and the artifact holds model.onnx (--onnx).\n"
+    "# Intentionally empty: the SageMaker PyTorch container's torch/Pillow/numpy suffice, and\n"
+    "# anything listed here is pip-installed at start-up, which fails without internet access.\n"
+    "# ONNX Runtime, when packed, travels unpacked under code/lib/ (see code/lib/PYTHON).\n"
 )
+#: Where the artifact carries ONNX Runtime, and the file naming the Python it was built for.
+VENDOR_DIR = "code/lib"
+VENDOR_PYTHON_FILE = "PYTHON"
+#: The serving container's Python (template.yaml: pytorch-inference:2.6-*-py312) and platform.
+CONTAINER_PYTHON = "3.12"
+CONTAINER_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux2014_x86_64")
+#: The ONNX Runtime carried when none is installed here to take the version from.
+DEFAULT_ONNXRUNTIME_VERSION = "1.32.0"
+#: Parts of the ONNX Runtime package that serving never imports (model tools: 9 MB unpacked).
+VENDOR_SKIP = ("onnxruntime/tools/", "onnxruntime/transformers/", "onnxruntime/quantization/")
 
 
 def package_model(
@@ -76,14 +101,20 @@ def package_model(
     fp16: bool = True,
     onnx: bool = False,
     torchscript: bool = True,
+    onnxruntime_wheel: Path | None = None,
 ) -> Path:
     """Write ``model.tar.gz`` for ``state_dict`` (of ``build_model(config)``); returns its path.
 
     ``config.weights_sha256`` is set to the hash of the written ``model.pt``. The weights are
     stored in fp16 by default (half the size; loaded back as fp32). ``model.onnx`` is added
     when ``onnx`` is true and the exporter is installed, ``model.torchscript`` unless
-    ``torchscript`` is false.
+    ``torchscript`` is false; ``onnxruntime_wheel``: ONNX Runtime to carry under ``code/lib/``.
     """
+    import torch
+
+    from model.network import build_model
+    from model.torch_runtime import export_onnx, export_torchscript
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state = portable_state_dict(state_dict, fp16=fp16)
@@ -104,26 +135,137 @@ def package_model(
             # Traced from the (rounded) shipped weights too: the same logits as eager serving.
             export_torchscript(network, config, staging / TORCHSCRIPT_FILE)
             members.append((staging / TORCHSCRIPT_FILE, TORCHSCRIPT_FILE))
-        if onnx and _onnx_exporter_available():
+        shipped_onnx = SHIPPED_WEIGHTS_DIR / ONNX_FILE
+        if onnx and shipped_onnx.is_file() and _exported_from(shipped_onnx, config.weights_sha256):
+            members.append((shipped_onnx, ONNX_FILE))  # the shipped weights' graph, exported once
+        elif onnx and _onnx_exporter_available():
             # The exported graph computes with the (rounded) shipped weights, exactly as torch serving would.
             export_onnx(network, config, staging / ONNX_FILE)
             members.append((staging / ONNX_FILE, ONNX_FILE))
-        members.append((MODEL_PACKAGE_DIR / "inference.py", "code/inference.py"))
-        members += [(MODEL_PACKAGE_DIR / name, f"code/model/{name}") for name in SERVING_MODULES]
-        members += [(BINCOUNT_DIR / name, f"code/bincount/{name}") for name in SERVING_BINCOUNT_MODULES]
-        partial = out.with_name(out.name + ".partial")
-        with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
-            for source, name in members:
-                archive.add(source, arcname=name, recursive=False, filter=_normalise_member)
-            _add_text(archive, "code/requirements.txt", REQUIREMENTS)
-        partial.replace(out)  # never leave a half-written artifact under the real name
+        _write_artifact(out, members, onnxruntime_wheel)
     return out
+
+
+def pack_prebuilt(out: str | Path, model_dir: Path, onnxruntime_wheel: Path | None = None) -> Path:
+    """The artifact of a model directory that already holds ``model.onnx`` (the shipped model):
+    its files as they are, no torch needed. Serves with ONNX Runtime only (no ``model.torchscript``)."""
+    out = Path(out)
+    config = load_config(model_dir)
+    onnx_file = model_dir / ONNX_FILE
+    if not onnx_file.is_file():
+        raise ModelLoadError(f"{onnx_file} is missing: packing without torch needs the exported graph")
+    recorded = onnx_metadata(onnx_file).get("weights_sha256", "")
+    if recorded != config.weights_sha256:
+        raise ModelLoadError(
+            f"{onnx_file} was exported from other weights ({recorded[:12] or 'unnamed'}); "
+            "run python -m model.package --refresh-shipped-onnx with torch installed"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    members = [(model_dir / name, name) for name in (WEIGHTS_FILE, CONFIG_FILE, ONNX_FILE)]
+    _write_artifact(out, members, onnxruntime_wheel)
+    return out
+
+
+def onnx_metadata(path: Path) -> dict[str, str]:
+    """The custom metadata of an ONNX file (which weights it was exported from), via ONNX Runtime."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def refresh_shipped_onnx(model_dir: Path = SHIPPED_WEIGHTS_DIR) -> Path:
+    """Export ``model_dir/model.onnx`` from ``model_dir``'s weights (after new weights are shipped)."""
+    from model.network import load_state
+    from model.torch_runtime import export_onnx
+
+    network, config = load_state(model_dir)
+    return export_onnx(network, config, model_dir / ONNX_FILE)
+
+
+def _write_artifact(out: Path, members: list[tuple[Path, str]], onnxruntime_wheel: Path | None) -> None:
+    members = [
+        *members,
+        (MODEL_PACKAGE_DIR / "inference.py", "code/inference.py"),
+        *[(MODEL_PACKAGE_DIR / name, f"code/model/{name}") for name in SERVING_MODULES],
+        *[(BINCOUNT_DIR / name, f"code/bincount/{name}") for name in SERVING_BINCOUNT_MODULES],
+    ]
+    partial = out.with_name(out.name + ".partial")
+    with tarfile.open(partial, "w:gz", compresslevel=6) as archive:
+        for source, name in members:
+            archive.add(source, arcname=name, recursive=False, filter=_normalise_member)
+        _add_text(archive, "code/requirements.txt", REQUIREMENTS)
+        if onnxruntime_wheel is not None:
+            _add_wheel(archive, onnxruntime_wheel)
+    partial.replace(out)  # never leave a half-written artifact under the real name
+
+
+def _add_wheel(archive: tarfile.TarFile, wheel: Path) -> None:
+    """Unpack ``wheel``'s ``onnxruntime/`` package under ``code/lib/`` with a note of its Python.
+
+    A wheel is a zip: its package imports from the unpacked folder like any installed one. Only
+    the package itself: its declared dependencies (flatbuffers, protobuf, packaging, sympy) serve
+    its model tools, not ``InferenceSession``, which needs numpy alone.
+    """
+    python = _wheel_python(wheel)
+    with zipfile.ZipFile(wheel) as source:
+        for entry in source.infolist():
+            name = entry.filename
+            if entry.is_dir() or not name.startswith("onnxruntime/") or name.startswith(VENDOR_SKIP):
+                continue
+            info = tarfile.TarInfo(f"{VENDOR_DIR}/{name}")
+            info.size, info.mode, info.mtime = entry.file_size, 0o644, int(time.time())
+            with source.open(entry) as data:
+                archive.addfile(info, data)
+    _add_text(archive, f"{VENDOR_DIR}/{VENDOR_PYTHON_FILE}", python + "\n")
+
+
+def _wheel_python(wheel: Path) -> str:
+    """``onnxruntime-1.32.0-cp312-cp312-manylinux_2_28_x86_64.whl`` -> ``3.12``."""
+    parts = wheel.name.split("-")
+    tag = parts[2] if len(parts) >= 5 else ""
+    if not tag.startswith("cp") or not tag[2:].isdigit():
+        raise UsageError(f"{wheel.name}: not a CPython wheel (want e.g. onnxruntime-*-cp312-*.whl)")
+    return f"{tag[2]}.{tag[3:]}"
+
+
+def fetch_onnxruntime_wheel(cache: Path, python: str = CONTAINER_PYTHON) -> Path:
+    """The ONNX Runtime wheel for the serving container's Python, from ``cache`` or the package index.
+
+    The version is the one installed here (the local path measures and tests it), else
+    :data:`DEFAULT_ONNXRUNTIME_VERSION`.
+    """
+    try:
+        from importlib.metadata import version
+
+        wanted = version("onnxruntime")
+    except Exception:
+        wanted = DEFAULT_ONNXRUNTIME_VERSION
+    tag = "cp" + python.replace(".", "")
+    found = sorted(cache.glob(f"onnxruntime-{wanted}-{tag}-{tag}-*x86_64.whl"))
+    if found:
+        return found[-1]
+    cache.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "pip", "download", "-q", f"onnxruntime=={wanted}", "--no-deps"]
+    command += ["--only-binary=:all:", "--python-version", python, "--implementation", "cp", "-d", str(cache)]
+    for platform in CONTAINER_PLATFORMS:
+        command += ["--platform", platform]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = sorted(cache.glob(f"onnxruntime-{wanted}-{tag}-{tag}-*x86_64.whl"))
+    if result.returncode != 0 or not found:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no wheel"]
+        raise UsageError(f"cannot download onnxruntime=={wanted} for Python {python}: {detail[0]}")
+    return found[-1]
 
 
 def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -> dict[str, torch.Tensor]:
     """A plain ``dict`` of plain CPU tensors (no Parameter, subclass or shared storage), so the
     saved pickle holds nothing an older torch's ``weights_only`` loader refuses. Strides are kept
     (``clone`` preserves them): repacking the shipped weights gives the very same bytes."""
+    import torch
+
     state: dict[str, torch.Tensor] = {}
     for key, value in state_dict.items():
         tensor = (
@@ -133,6 +275,13 @@ def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -
             tensor = tensor.half()
         state[str(key)] = tensor.clone()
     return state
+
+
+def _exported_from(onnx_file: Path, weights_sha256: str) -> bool:
+    try:
+        return onnx_metadata(onnx_file).get("weights_sha256") == weights_sha256
+    except Exception:  # no ONNX Runtime here, or a broken file: export afresh
+        return False
 
 
 def _onnx_exporter_available() -> bool:
@@ -161,6 +310,8 @@ def _add_text(archive: tarfile.TarFile, name: str, text: str) -> None:
 
 def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from ``--weights``: a bare state dict or a training checkpoint holding one."""
+    import torch
+
     loaded: Any = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
@@ -175,6 +326,8 @@ def resolve_inputs(
     weights: Path | None, arch: str | None, config_path: Path | None
 ) -> tuple[dict[str, torch.Tensor], ModelConfig, str]:
     """Decide what to pack; the third value says where it came from (printed for the operator)."""
+    from model.network import build_model
+
     if weights is None and config_path is None and arch is None:
         shipped_weights, shipped_config = (
             SHIPPED_WEIGHTS_DIR / WEIGHTS_FILE,
@@ -232,41 +385,91 @@ def _load_inputs(args: argparse.Namespace) -> tuple[dict[str, torch.Tensor], Mod
         raise UsageError(f"cannot pack these inputs: {str(error).splitlines()[0]}") from error
 
 
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _wheel_argument(value: str | None) -> Path | None:
+    if not value:
+        return None
+    if value == "auto":
+        return fetch_onnxruntime_wheel(WHEEL_CACHE)
+    wheel = Path(value)
+    if not wheel.is_file() or wheel.suffix != ".whl":
+        raise UsageError(f"--onnxruntime-wheel {value}: no such wheel file (or say auto)")
+    _wheel_python(wheel)
+    return wheel
+
+
+WHEEL_CACHE = Path("build") / "wheels"
+
+
 @one_line_errors("model.package")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="where to write model.tar.gz")
+    parser.add_argument("--out", type=Path, help="where to write model.tar.gz")
     parser.add_argument("--weights", type=Path, help="state dict (.pt) of build_model(config)")
     parser.add_argument("--arch", help="backbone when no --config is given (default efficientnet_lite0)")
     parser.add_argument("--config", type=Path, help="config.json (ModelConfig) for --weights")
     parser.add_argument("--fp32", action="store_true", help="store fp32 weights instead of fp16")
+    parser.add_argument("--onnx", action="store_true", help="also add model.onnx, for ONNX Runtime")
     parser.add_argument(
-        "--onnx",
-        action="store_true",
-        help="also add model.onnx, for servers with ONNX Runtime (not SageMaker's PyTorch container)",
+        "--onnxruntime-wheel",
+        metavar="auto|FILE",
+        help="carry ONNX Runtime under code/lib/ (implies --onnx): a wheel for the serving container's "
+        f"Python, or auto: onnxruntime for Python {CONTAINER_PYTHON} from {WHEEL_CACHE} or the package index",
     )
     parser.add_argument(
         "--no-torchscript", action="store_true", help="leave model.torchscript out (eager PyTorch serves)"
     )
+    parser.add_argument(
+        "--refresh-shipped-onnx",
+        action="store_true",
+        help=f"export {SHIPPED_WEIGHTS_DIR.name}/{ONNX_FILE} from the shipped weights (needs torch) and stop",
+    )
     parser.add_argument("--no-onnx", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     args = parser.parse_args(argv)
-    check_arguments(args)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    if args.refresh_shipped_onnx:
+        print(f"wrote {refresh_shipped_onnx()}")
+        return 0
+    if args.out is None:
+        raise UsageError("--out is required: the model.tar.gz to write")
+    check_arguments(args)
     started = time.perf_counter()
-    state, config, source = _load_inputs(args)
-    try:
-        path = package_model(
-            args.out,
-            state,
-            config,
-            fp16=not args.fp32,
-            onnx=args.onnx and not args.no_onnx,
-            torchscript=not args.no_torchscript,
-        )
-    except RuntimeError as error:  # load_state_dict: the weights belong to another network/config
-        raise UsageError(f"the weights do not fit {config.arch}: {str(error).splitlines()[0]}") from error
-    print(f"packed {source}")
+    wheel = _wheel_argument(args.onnxruntime_wheel)
+    onnx = (args.onnx or wheel is not None) and not args.no_onnx
+    if not torch_available():
+        if args.weights or args.config or args.arch or not onnx:
+            raise UsageError(
+                "torch is not installed here: only the shipped model packs without it (with --onnx); "
+                "other weights, --arch and model.torchscript need the full install (make venv)"
+            )
+        path = pack_prebuilt(args.out, SHIPPED_WEIGHTS_DIR, wheel)
+        config = load_config(SHIPPED_WEIGHTS_DIR)
+        source = f"the shipped model with its exported {ONNX_FILE} (no torch here: no {TORCHSCRIPT_FILE})"
+    else:
+        import torch
+
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        state, config, source = _load_inputs(args)
+        try:
+            path = package_model(
+                args.out,
+                state,
+                config,
+                fp16=not args.fp32,
+                onnx=onnx,
+                torchscript=not args.no_torchscript,
+                onnxruntime_wheel=wheel,
+            )
+        except RuntimeError as error:  # load_state_dict: the weights belong to another network/config
+            raise UsageError(f"the weights do not fit {config.arch}: {str(error).splitlines()[0]}") from error
+    print(f"packed {source}" + (f", with {wheel.name} under {VENDOR_DIR}/" if wheel else ""))
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, {config.arch}, version {config.version}, "
         f"sha256 {config.weights_sha256[:12]}) in {time.perf_counter() - started:.1f}s"

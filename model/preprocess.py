@@ -1,19 +1,20 @@
-"""Turn request bytes into the network's input; the one place that defines resize and normalisation.
+"""Turn request bytes into the network's input; the one place that defines decoding, resize and normalisation.
 
-Serving and training's evaluation transform both go through :func:`resize_for_model` and
-:func:`normalise`, so a model is always fed exactly as it was validated.
+Serving (every runtime, with or without torch installed) and training's image cache both go
+through :func:`decode_image` and :func:`resize_for_model`, and every batch the network sees goes
+through the constants of :func:`normalisation`, so a model is always fed exactly as it was
+trained and validated. Pillow and numpy only: the local model server runs on ONNX Runtime
+without torch.
 
 Decoding. Pillow opens every image lazily: it reads only the header, which gives the format, the
 mode, the size and the EXIF orientation before a single pixel is decoded. That is where absurd
-dimensions and decompression bombs are refused. Plain RGB/grayscale JPEGs (nearly every bin
-photo) are then decoded by ``torchvision.io.decode_jpeg`` (libjpeg-turbo straight into a tensor,
-measured 2.3x Pillow's decode + conversion here, identical pixels) and rotated by their EXIF
-orientation with tensor flips; anything else (PNG, CMYK JPEG, palette, alpha, 16-bit, TIFF, ...)
-goes through Pillow and becomes RGB.
+dimensions and decompression bombs are refused. The image is then decoded (libjpeg-turbo for
+JPEG), rotated upright by its EXIF orientation and made RGB (PNG, CMYK JPEG, palette, alpha,
+16-bit, TIFF, ...).
 
-Resize policy ``squash``: the whole photo is resized, antialiased, to ``image_size`` without
-keeping its aspect ratio. Counting needs every item in view, so nothing is cropped; the network
-learns the (small, constant) distortion of ABID's ~4:3 photos.
+Resize policy ``squash``: the whole photo is resized to ``image_size`` with Pillow's antialiased
+bilinear filter, without keeping its aspect ratio. Counting needs every item in view, so nothing
+is cropped; the network learns the (small, constant) distortion of ABID's ~4:3 photos.
 """
 
 from __future__ import annotations
@@ -26,20 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision.io import ImageReadMode, decode_jpeg
 
-from model.network import ModelConfig
+from model.config import ModelConfig
 
 JPEG_CONTENT_TYPES = frozenset({"image/jpeg", "image/jpg", "image/pjpeg"})
 IMAGE_CONTENT_TYPES = JPEG_CONTENT_TYPES | {"image/png", "application/x-image"}
 EXIF_ORIENTATION_TAG = 0x0112
-
-# torchvision >= 0.29 warns on every decode that its decoders will move to TorchCodec; the
-# serving container pins 0.21 and training pins 0.29, so the notice is noise on the hot path.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
 
 
 class InputError(ValueError):
@@ -163,15 +157,14 @@ def check_content_type(content_type: str | None) -> str:
     return kind
 
 
-def decode_image(data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS) -> torch.Tensor:
-    """Decode any Pillow-readable image to an upright RGB ``uint8`` tensor ``(3, H, W)``.
+def decode_image(data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS) -> Image.Image:
+    """Decode any Pillow-readable image to an upright RGB image.
 
     Raises an :class:`InputError` subclass for anything that is not a sane image.
     """
     if data is None or len(data) == 0:
         raise EmptyBodyError("the request body is empty")
-    raw = bytes(data)
-    image = _open_header(raw)
+    image = _open_header(bytes(data))
     width, height = image.size
     if width < 1 or height < 1:
         raise CorruptImageError(f"image has no pixels ({width}x{height})")
@@ -184,12 +177,10 @@ def decode_image(data: bytes | bytearray | memoryview, limits: DecodeLimits = DE
         )
     factor = limits.reduction(width, height)
     try:
-        if image.format == "JPEG":
-            if min(factor) > 1:  # DCT scaling: 1/2, 1/4 or 1/8 of each side, never below reduce_min_side
-                image.draft(image.mode, (-(-width // factor[0]), -(-height // factor[1])))
-                factor = limits.reduction(*image.size)  # what the DCT scaling left to reduce
-            elif image.mode in ("RGB", "L") and factor == (1, 1):
-                return _decode_jpeg_fast(raw, image, height, width)
+        if image.format == "JPEG" and min(factor) > 1:
+            # DCT scaling: 1/2, 1/4 or 1/8 of each side, never below reduce_min_side
+            image.draft(image.mode, (-(-width // factor[0]), -(-height // factor[1])))
+            factor = limits.reduction(*image.size)  # what the DCT scaling left to reduce
         return _decode_with_pillow(image, factor)
     finally:
         if width * height >= LARGE_IMAGE_PIXELS:
@@ -224,38 +215,7 @@ def _exif_orientation(image: Image.Image) -> int:
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def apply_exif_orientation(chw: torch.Tensor, orientation: int) -> torch.Tensor:
-    """Rotate/flip a ``(C, H, W)`` tensor the way ``ImageOps.exif_transpose`` rotates a picture."""
-    if orientation == 2:
-        return chw.flip(-1)
-    if orientation == 3:
-        return chw.flip(-2, -1)
-    if orientation == 4:
-        return chw.flip(-2)
-    if orientation == 5:
-        return chw.transpose(-2, -1)
-    if orientation == 6:
-        return torch.rot90(chw, -1, dims=(-2, -1))
-    if orientation == 7:
-        return chw.transpose(-2, -1).flip(-2, -1)
-    if orientation == 8:
-        return torch.rot90(chw, 1, dims=(-2, -1))
-    return chw
-
-
-def _decode_jpeg_fast(raw: bytes, header: Image.Image, height: int, width: int) -> torch.Tensor:
-    orientation = _exif_orientation(header)
-    header.close()
-    try:
-        tensor = decode_jpeg(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
-        raise CorruptImageError(f"cannot decode JPEG: {_first_line(exc)}") from exc
-    if tuple(tensor.shape) != (3, height, width):
-        raise CorruptImageError(f"JPEG decoded to {tuple(tensor.shape)}, header said {width}x{height}")
-    return apply_exif_orientation(tensor, orientation)
-
-
-def _decode_with_pillow(image: Image.Image, factor: tuple[int, int] = (1, 1)) -> torch.Tensor:
+def _decode_with_pillow(image: Image.Image, factor: tuple[int, int] = (1, 1)) -> Image.Image:
     """Decode, reduce by ``factor`` as early as the mode allows (the full-size copy closed at
     once), rotate upright, make RGB."""
     try:
@@ -269,15 +229,13 @@ def _decode_with_pillow(image: Image.Image, factor: tuple[int, int] = (1, 1)) ->
                     exif = Image.Exif()
                     exif[EXIF_ORIENTATION_TAG] = orientation
                     image.info["exif"] = exif.tobytes()
-            upright = ImageOps.exif_transpose(image)
-            rgb = _to_rgb(upright if upright is not None else image)
-            del image, upright
+            if _exif_orientation(image) != 1:
+                image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"decompression bomb refused: {exc}") from exc
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         raise CorruptImageError(f"cannot decode image: {_first_line(exc)}") from exc
-    # HWC memory as Pillow lays it out; the CHW view is what the resize expects.
-    return torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
 
 
 def _reduced(image: Image.Image, factor: tuple[int, int]) -> Image.Image:
@@ -355,38 +313,33 @@ def _first_line(exc: BaseException) -> str:
     return text[-1] if text else type(exc).__name__
 
 
-def resize_for_model(image: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """Antialiased bilinear resize of the whole ``uint8`` image ``(3, H, W)`` (or ``(N, 3, H, W)``).
+def resize_for_model(image: Image.Image, config: ModelConfig) -> np.ndarray:
+    """The whole upright RGB image resized to ``config.image_size``: ``uint8`` ``(H, W, 3)``.
 
-    Calls ``interpolate`` on the ``uint8`` batch directly: on the CPU that is PyTorch's vectorised
-    uint8 antialias kernel (since torch 2.1), measured 4.8x faster than ``TF.resize`` on a 3-D
-    tensor here (0.23 vs 1.1 ms for an ABID photo), within one grey level of it.
+    Pillow's bilinear filter widens with the scale (antialiased), as PyTorch's
+    ``interpolate(antialias=True)`` does: on ABID photos the two differ by at most 2 grey levels,
+    on 1 % of the pixels (``python -m local.bench.preprocess_bench``).
     """
     if config.resize != "squash":
         raise ValueError(f"unknown resize policy {config.resize!r}")
     height, width = config.image_size
-    if tuple(image.shape[-2:]) == (height, width):
-        return image
-    batch = image.unsqueeze(0) if image.dim() == 3 else image
-    if batch.dtype == torch.uint8 and batch.device.type != "cpu":
-        # uint8 antialiasing is a CPU kernel; elsewhere resize in float and round back
-        resized = F.interpolate(batch.float(), size=(height, width), mode="bilinear", antialias=True)
-        resized = resized.round_().clamp_(0, 255).to(torch.uint8)
-    else:
-        resized = F.interpolate(
-            batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False
-        )
-    return resized[0] if image.dim() == 3 else resized
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    return np.array(image, dtype=np.uint8)  # writable: training wraps it in a tensor
 
 
-def normalise(batch: torch.Tensor, config: ModelConfig, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``uint8`` ``(N, 3, H, W)`` or ``(3, H, W)`` in 0..255 -> the network's float input.
+def normalisation(config: ModelConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(offset, scale)`` per channel: the network's input is ``(pixel - offset) * scale`` for
+    ``uint8`` pixels, i.e. ``(x / 255 - mean) / std`` folded into one multiply-add. Training's
+    batches on the GPU (``training/scoring.py``) use the same two constants."""
+    return tuple(255.0 * m for m in config.mean), tuple(1.0 / (255.0 * s) for s in config.std)
 
-    ``(x / 255 - mean) / std`` folded into one multiply-add, on the tensor's own device.
-    """
-    if batch.dtype != torch.uint8:
-        raise TypeError(f"normalise expects uint8 pixels, got {batch.dtype}")
-    shape = (3, 1, 1) if batch.dim() == 3 else (1, 3, 1, 1)
-    mean = torch.tensor([255.0 * m for m in config.mean], device=batch.device).view(shape)
-    scale = torch.tensor([1.0 / (255.0 * s) for s in config.std], device=batch.device).view(shape)
-    return batch.float().sub_(mean).mul_(scale).to(dtype)
+
+def normalise(images: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """``uint8`` ``(N, H, W, 3)`` (or one ``(H, W, 3)``) -> the network's ``float32`` ``(N, 3, H, W)``."""
+    if images.dtype != np.uint8:
+        raise TypeError(f"normalise expects uint8 pixels, got {images.dtype}")
+    batch = images[None] if images.ndim == 3 else images
+    offset, scale = normalisation(config)
+    out = (batch.astype(np.float32) - np.asarray(offset, np.float32)) * np.asarray(scale, np.float32)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))

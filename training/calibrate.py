@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UsageError, one_line_errors
-from model.network import ModelConfig, sha256_file
+from model.config import ModelConfig, sha256_file
 from training.data import Sample, discover_local, stratified_split
 from training.evaluate import LabelledImage, load_handlers, run_handlers
 from training.uncertainty import conformal

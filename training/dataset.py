@@ -31,12 +31,12 @@ from torch import nn
 from torch.utils.data import Dataset, Sampler
 
 from common.files import replacing
-from model.network import ModelConfig
+from model.config import ModelConfig
 from training.data import MANIFEST, Manifest
 from training.losses import class_weights
 from training.progress import progress
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: resized by Pillow (model/preprocess.py)
 #: Training photos are cached at this multiple of the input size, then randomly cropped down to it.
 TRAIN_CACHE_SCALE = 1.15
 
@@ -135,7 +135,23 @@ def decode_resized(path: Path, config: ModelConfig) -> torch.Tensor:
     """uint8 ``(3, H, W)`` at ``config.image_size``, decoded and resized as serving does."""
     from model.preprocess import decode_image, resize_for_model
 
-    return resize_for_model(decode_image(path.read_bytes()), config)
+    return torch.from_numpy(resize_for_model(decode_image(path.read_bytes()), config)).permute(2, 0, 1)
+
+
+def normalise(batch: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """``uint8`` ``(N, 3, H, W)`` -> the network's float input, on the batch's own device, with the
+    constants serving normalises with (:func:`model.preprocess.normalisation`)."""
+    from model.preprocess import normalisation
+
+    if batch.dtype != torch.uint8:
+        raise TypeError(f"normalise expects uint8 pixels, got {batch.dtype}")
+    offset, scale = normalisation(config)
+    shape = (1, 3, 1, 1)
+    return (
+        batch.float()
+        .sub_(torch.tensor(offset, device=batch.device).view(shape))
+        .mul_(torch.tensor(scale, device=batch.device).view(shape))
+    )
 
 
 def load_images(

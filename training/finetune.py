@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from common.errors import UsageError
-from model.network import CONFIG_FILE, WEIGHTS_FILE, EfficientNetLite, ModelConfig, ModelLoadError, load_state
+from model.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelLoadError
+from model.network import EfficientNetLite, load_state
 from training.promotion.artifact import unpack_artifact
 
 

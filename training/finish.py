@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from model.network import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, half_state_dict
+from model.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig
+from model.network import half_state_dict
 from model.package import package_model
 from training.checkpoints import LoopState
 from training.dataset import ImageSet

@@ -13,9 +13,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from model.network import ModelConfig
-from model.preprocess import normalise
-from training.dataset import ImageSet
+from model.config import ModelConfig
+from training.dataset import ImageSet, normalise
 from training.losses import CountLoss
 from training.precision import autocast
 from training.reporting.metrics import compute_metrics, validation_score

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from common.errors import UsageError
-from model.network import ModelConfig
+from model.config import ModelConfig
 from training.data import SPLITS, parse_sources, prepare_source
 from training.dataset import Entry, ImageSet, list_split, load_images, train_cache_size
 from training.uncertainty.conformal import calibration_halves

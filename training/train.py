@@ -69,10 +69,17 @@ if __package__ in (None, ""):  # run as a script (SageMaker: python training/tra
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.errors import UsageError, one_line_errors
-from model.network import ModelConfig, backbone_parameters, build_model, freeze_backbone, head_parameters
-from model.preprocess import normalise
+from model.config import ModelConfig
+from model.network import backbone_parameters, build_model, freeze_backbone, head_parameters
 from training.checkpoints import LoopState, checkpoint_dir, load_checkpoint, save_checkpoint
-from training.dataset import AUGMENT_PRESETS, BinAugment, CachedDataset, EpochSampler, worker_transform
+from training.dataset import (
+    AUGMENT_PRESETS,
+    BinAugment,
+    CachedDataset,
+    EpochSampler,
+    normalise,
+    worker_transform,
+)
 from training.finetune import freeze_early_blocks, load_init
 from training.finish import finish
 from training.losses import CountLoss, class_weights

@@ -93,7 +93,7 @@ def measure_one(path: Path) -> dict[str, object]:
 
     import psutil
 
-    from model.network import ModelConfig
+    from model.config import ModelConfig
     from model.preprocess import decode_image, resize_for_model
 
     data = path.read_bytes()

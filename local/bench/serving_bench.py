@@ -8,13 +8,15 @@ serves). Every path takes JPEG bytes and produces a JSON record:
   fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
 * ``ours``: the artifact through our handlers (``input_fn -> predict_fn -> output_fn``), one
   request per image as Batch Transform sends them, and as lists (one batched forward).
-* ``ours, torch``: the same with ONNX Runtime switched off (what the SageMaker container runs).
+* ``ours, torchscript``: the same with ONNX Runtime switched off (what the SageMaker container
+  falls back to when the ONNX Runtime the artifact carries cannot load).
 * ``resnet50 ours``: ResNet-50 packed by ``model.package`` through the same handlers.
 * ``TorchServe``: each artifact through the real serving stack (TorchServe + SageMaker's inference
   toolkit, as in the container; needs root and Java), one photo per HTTP request with
   ``MaxConcurrentTransforms`` requests in flight, per setting (workers x threads per worker; the
-  first is the plan ``model.instances`` gives this machine). The SageMaker artifact has no
-  model.onnx, so it serves ``model.torchscript`` as the container does.
+  first is the plan ``model.instances`` gives this machine). The SageMaker artifact carries ONNX
+  Runtime for the container's Python 3.12 under ``code/lib/``; here (Python 3.11, ONNX Runtime
+  installed, the same version) the installed copy serves its ``model.onnx``.
 
 Images are generated bin photos at ABID-like sizes (``local/synthetic.py``) or ``--images DIR``.
 A local tool, not part of ``model/``: it needs the demo's synthetic photos and opens the artifact
@@ -42,9 +44,10 @@ from bincount.image_formats import IMAGE_SUFFIXES
 
 from common.errors import UsageError, one_line_errors
 from local.synthetic import draw_bin, encode
+from model.config import ModelConfig
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, output_fn, predict_fn
 from model.instances import ServingPlan, local_plan
-from model.network import ModelConfig, build_model
+from model.network import build_model
 from model.package import package_model
 from training.promotion.artifact import unpack_artifact
 
@@ -293,7 +296,7 @@ def artifact_rows(args: argparse.Namespace, model_dir: Path, images: list[bytes]
     settings = replace(SETTINGS, threads=args.threads)
     warmup = min(4, len(images))
     results: list[Result] = []
-    for runtime in ("auto", "torch"):
+    for runtime in ("auto", "torchscript"):
         model = load_model(model_dir, replace(settings, runtime=runtime))
         label = f"ours {model.config.arch} [{model.runtime.name}]"
         rows = [

@@ -38,6 +38,7 @@ from local.emulator.serving_server import Restart, Supervisor, extract_model, se
 from local.emulator.stack import FunctionSpec, LocalStack
 from local.emulator.torchserve_server import torchserve_process
 from local.emulator.transform_executor import TransformExecutor, busy_seconds
+from model.instances import local_plan
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,8 @@ class LocalPipeline:
             on_record=self.clocks["transform"].tick,
             # side by side, up to the template's MaxJobsInFlight, as on SageMaker
             parallel_jobs=int(_env_of_any(functions, "MAX_JOBS_IN_FLIGHT")),
+            # the one local model server is sized for this machine, as TorchServe is on an instance
+            max_in_flight=local_plan().max_concurrent_transforms,
         )
         self.consumer_queues = self._subscribe_consumers()
         self.consumed_events: list[dict[str, Any]] = []

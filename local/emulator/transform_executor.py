@@ -149,7 +149,9 @@ class TransformExecutor:
 
     ``parallel_jobs`` > 1 runs that many jobs at once, as SageMaker does (each job on its own
     instances; here all share the one model server), and :meth:`poll_once` only hands new jobs
-    over; 1 runs them one after the other inside :meth:`poll_once`.
+    over; 1 runs them one after the other inside :meth:`poll_once`. ``max_in_flight``: requests in
+    flight per job at most, whatever the job's ``MaxConcurrentTransforms`` (sized for its transform
+    instance): the plan :func:`model.instances.local_plan` gives the model server of this machine.
     """
 
     def __init__(
@@ -159,8 +161,10 @@ class TransformExecutor:
         on_record: Callable[[], None] | None = None,
         bus_name: str = "default",
         parallel_jobs: int = 1,
+        max_in_flight: int | None = None,
     ) -> None:
         self.s3 = endpoint.client("s3")
+        self.max_in_flight = max_in_flight
         self.sagemaker = endpoint.client("sagemaker")
         self.events = endpoint.client("events")
         self.invoker = invoker
@@ -238,6 +242,8 @@ class TransformExecutor:
 
     def _transform_all(self, job: dict[str, Any], prefix: str, keys: list[str]) -> list[RecordFailure]:
         workers = max(1, int(job.get("MaxConcurrentTransforms") or 1))
+        if self.max_in_flight is not None:
+            workers = min(workers, max(1, self.max_in_flight))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
             results = list(pool.map(lambda key: self._transform_one(job, prefix, key), keys))
         return [failure for failure in results if failure is not None]

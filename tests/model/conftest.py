@@ -12,8 +12,9 @@ import pytest
 import torch
 from imaging import draw_bin, encode
 
+from model.config import ModelConfig
 from model.inference import SETTINGS, CountingModel, load_model
-from model.network import ModelConfig, build_model
+from model.network import build_model
 from model.package import package_model
 
 torch.set_num_threads(2)

@@ -9,12 +9,8 @@ from typing import Any
 import pytest
 import torch
 
+from model.config import ARCHS, CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelLoadError, sha256_file
 from model.network import (
-    ARCHS,
-    CONFIG_FILE,
-    WEIGHTS_FILE,
-    ModelConfig,
-    ModelLoadError,
     backbone_parameters,
     build_model,
     freeze_backbone,
@@ -22,7 +18,6 @@ from model.network import (
     head_parameters,
     lite_checkpoint_path,
     load_state,
-    sha256_file,
 )
 
 torch.set_num_threads(2)

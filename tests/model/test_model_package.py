@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.errors import UsageError
 from model import package
-from model.network import ModelConfig, build_model, half_state_dict, sha256_file
+from model.config import ModelConfig, sha256_file
+from model.network import build_model, half_state_dict
 
 pytestmark = pytest.mark.slow  # every test here packs or builds a network
 
@@ -24,10 +26,12 @@ EXPECTED_MEMBERS = {
     "code/inference.py",
     "code/requirements.txt",
     "code/model/__init__.py",
+    "code/model/config.py",
     "code/model/network.py",
     "code/model/preprocess.py",
     "code/model/ranges.py",
     "code/model/runtime.py",
+    "code/model/torch_runtime.py",
     "code/bincount/count_ranges.py",
 }
 
@@ -259,3 +263,127 @@ def test_repacking_the_shipped_weights_keeps_their_bytes(tmp_path: Path) -> None
     state, config, _ = package.resolve_inputs(None, None, None)
     package.package_model(tmp_path / "m.tar.gz", state, config)
     assert config.weights_sha256 == sha256_file(weights)
+
+
+SERVE_SCRIPT = """
+import json, sys
+{hide}
+sys.path.insert(0, {code!r})
+import inference
+loaded = inference.model_fn({model_dir!r})
+body = open({photo!r}, 'rb').read()
+record = inference.predict_fn(inference.input_fn(body, 'image/jpeg'), loaded)
+import onnxruntime
+print(json.dumps({{"runtime": loaded.runtime.name, "onnxruntime": onnxruntime.__file__,
+                  "torch": sys.modules.get("torch") is not None, "record": record}}))
+"""
+
+
+def serve_in_subprocess(model_dir: Path, photo: bytes, hide: str, python_path: list[str]) -> dict:
+    """Serve one photo from the unpacked artifact in a fresh interpreter started with ``-S``
+    (no site-packages), whose only other paths are ``python_path``; ``hide``: code run first."""
+    (model_dir.parent / "photo.jpg").write_bytes(photo)
+    script = SERVE_SCRIPT.format(
+        hide=hide,
+        code=str(model_dir / "code"),
+        model_dir=str(model_dir),
+        photo=str(model_dir.parent / "photo.jpg"),
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(BINCOUNT_THREADS="1", PYTHONPATH=os.pathsep.join(python_path))
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def site_without(tmp_path: Path, *prefixes: str) -> Path:
+    """A folder of links to every installed distribution but those starting with ``prefixes``:
+    a Python that has everything of this one except, say, ONNX Runtime (as the container has)."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    folder = tmp_path / "site"
+    folder.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().startswith(prefixes) and not entry.name.endswith(".pth"):
+            (folder / entry.name).symlink_to(entry)
+    return folder
+
+
+def wheel_of_installed_onnxruntime(tmp_path: Path) -> Path:
+    """The installed ONNX Runtime as a wheel for this Python (the container gets the cp312 one)."""
+    import zipfile
+
+    ort = pytest.importorskip("onnxruntime")
+    root = Path(ort.__file__).parent
+    tag = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    wheel = tmp_path / f"onnxruntime-{ort.__version__}-{tag}-{tag}-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_STORED) as archive:
+        for path in root.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                archive.write(path, f"onnxruntime/{path.relative_to(root)}")
+    return wheel
+
+
+def test_the_artifact_carries_onnxruntime_the_container_lacks(tmp_path: Path, bin_jpeg: bytes) -> None:
+    """SageMaker's PyTorch container has no ONNX Runtime: the one under code/lib/ serves, and its
+    answer is the installed one's."""
+    config = ModelConfig(version="vendored")
+    torch.manual_seed(3)
+    state = build_model(config).state_dict()
+    artifact = package.package_model(
+        tmp_path / "m.tar.gz",
+        state,
+        config,
+        onnx=True,
+        onnxruntime_wheel=wheel_of_installed_onnxruntime(tmp_path),
+    )
+    model_dir = tmp_path / "model"
+    with tarfile.open(artifact) as archive:
+        names = archive.getnames()
+        archive.extractall(model_dir, filter="data")
+    assert "code/lib/onnxruntime/__init__.py" in names and "code/lib/PYTHON" in names
+    assert not any(name.startswith("code/lib/onnxruntime/tools/") for name in names)
+    site = site_without(tmp_path, "onnxruntime")
+    served = serve_in_subprocess(model_dir, bin_jpeg, "", [str(site)])
+    assert served["runtime"].startswith("onnxruntime-")
+    assert served["onnxruntime"].startswith(str(model_dir / "code" / "lib"))
+    from model.inference import SETTINGS, input_fn, load_model, predict_fn
+
+    local = predict_fn(input_fn(bin_jpeg, "image/jpeg"), load_model(model_dir, SETTINGS))
+    assert served["record"] == local
+
+
+def test_a_carried_onnxruntime_for_another_python_is_left_alone(tmp_path: Path) -> None:
+    (tmp_path / "code" / "lib").mkdir(parents=True)
+    (tmp_path / "code" / "lib" / "PYTHON").write_text("2.7\n")
+    with pytest.raises(UsageError, match="not a CPython wheel"):
+        package._wheel_python(tmp_path / "onnxruntime-1.0-py3-none-any.whl")
+    assert package._wheel_python(Path("onnxruntime-1.32.0-cp312-cp312-manylinux_2_28_x86_64.whl")) == "3.12"
+
+
+def test_the_shipped_model_packs_and_serves_without_torch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bin_jpeg: bytes
+) -> None:
+    """The light install (make demo): the shipped model's exported graph, packed and served with
+    ``import torch`` failing."""
+    pytest.importorskip("onnxruntime")
+    if not (package.SHIPPED_WEIGHTS_DIR / "model.onnx").is_file():
+        pytest.skip("no shipped model in this checkout")
+    monkeypatch.setattr(package, "torch_available", lambda: False)
+    out = tmp_path / "local.tar.gz"
+    assert package.main(["--out", str(out), "--onnx"]) == 0
+    model_dir = tmp_path / "model"
+    with tarfile.open(out) as archive:
+        names = set(archive.getnames())
+        archive.extractall(model_dir, filter="data")
+    assert "model.onnx" in names and "model.torchscript" not in names
+    assert (model_dir / "model.onnx").read_bytes() == (
+        package.SHIPPED_WEIGHTS_DIR / "model.onnx"
+    ).read_bytes()
+    served = serve_in_subprocess(model_dir, bin_jpeg, "sys.modules['torch'] = None", sys.path[1:])
+    assert served["runtime"].startswith("onnxruntime-") and not served["torch"]
+    assert served["record"]["model_version"].startswith("bincount-")
+    assert package.main(["--out", str(out), "--arch", "resnet50", "--onnx"]) == 2

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from bincount import count_ranges
 
+from model.config import ModelConfig
 from model.inference import SETTINGS, ServingSettings, count_record, load_model
-from model.network import ModelConfig
 from model.ranges import ALL, Conformal, range_of
 
 CALIBRATION = Conformal(

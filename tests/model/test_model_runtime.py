@@ -10,14 +10,16 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from imaging import draw_bin, encode
 
+from model.config import load_config
 from model.inference import SETTINGS, CountingModel, input_fn, load_model, predict_fn
-from model.network import load_state
 from model.preprocess import normalise, resize_for_model
-from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE, TorchRuntime, TorchScriptRuntime, select_runtime
+from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE, select_runtime
+from model.torch_runtime import TorchRuntime, TorchScriptRuntime
 
 
 def test_onnx_runtime_is_used_when_available_and_agrees_with_torch(model_dir: Path, bin_jpeg: bytes) -> None:
@@ -36,8 +38,7 @@ def test_falls_back_to_torchscript_when_onnxruntime_is_missing(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` fail
-    network, config = load_state(model_dir)
-    runtime = select_runtime(network, config, model_dir, "onnx", torch.device("cpu"), 1)
+    runtime = select_runtime(load_config(model_dir), model_dir, "onnx", "cpu", 1)
     assert isinstance(runtime, TorchScriptRuntime)
     assert "onnxruntime is not installed" in caplog.text
 
@@ -55,9 +56,8 @@ def test_falls_back_when_the_artifact_has_no_onnx_file(
 
 def test_refuses_an_onnx_file_exported_from_other_weights(model_dir: Path) -> None:
     pytest.importorskip("onnxruntime")
-    network, config = load_state(model_dir)
-    stale = replace(config, weights_sha256="0" * 64)
-    runtime = select_runtime(network, stale, model_dir, "auto", torch.device("cpu"), 1)
+    stale = replace(load_config(model_dir), weights_sha256="0" * 64)
+    runtime = select_runtime(stale, model_dir, "auto", "cpu", 1)
     assert isinstance(runtime, TorchRuntime)  # model.torchscript names the other weights too
 
 
@@ -66,8 +66,7 @@ def test_broken_onnx_file_falls_back(model_dir: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken"
     shutil.copytree(model_dir, broken)
     (broken / ONNX_FILE).write_bytes(b"not an onnx graph")
-    network, config = load_state(broken)
-    runtime = select_runtime(network, config, broken, "auto", torch.device("cpu"), 1)
+    runtime = select_runtime(load_config(broken), broken, "auto", "cpu", 1)
     assert isinstance(runtime, TorchScriptRuntime)
 
 
@@ -113,22 +112,36 @@ def without_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what the SageMaker container has
 
 
-def served_logits(model: CountingModel, photos: list[bytes]) -> torch.Tensor:
+def served_logits(model: CountingModel, photos: list[bytes]) -> np.ndarray:
     """The logits the serving path computes: the handlers' decode, resize and normalisation."""
-    with torch.inference_mode():
-        batch = torch.stack([resize_for_model(input_fn(p, "image/jpeg"), model.config) for p in photos])  # type: ignore[arg-type]
-        return model.runtime(normalise(batch, model.config, model.runtime.input_dtype))
+    batch = np.stack([resize_for_model(input_fn(p, "image/jpeg"), model.config) for p in photos])  # type: ignore[arg-type]
+    return model.runtime(normalise(batch, model.config))
 
 
-def assert_same_logits(model_dir: Path, photos: list[bytes]) -> None:
-    scripted = load_model(model_dir, replace(SETTINGS, runtime="auto", device="cpu", threads=2))
+def assert_same_logits(model_dir: Path, photos: list[bytes], runtime: str = "torchscript") -> None:
+    """``runtime`` serves each photo alone and all in one batch; both within 1e-4 of eager PyTorch."""
+    served = load_model(model_dir, replace(SETTINGS, runtime="auto", device="cpu", threads=2))
     eager = load_model(model_dir, replace(SETTINGS, runtime="torch", device="cpu", threads=2))
-    assert scripted.runtime.name.startswith("torchscript-")
+    assert served.runtime.name.startswith(runtime)
     assert eager.runtime.name == "torch-cpu"
-    one_by_one = torch.cat([served_logits(scripted, [photo]) for photo in photos])
-    difference = (one_by_one - served_logits(eager, photos)).abs().max().item()
-    assert difference <= MAX_LOGIT_DIFFERENCE
-    assert (served_logits(scripted, photos) - one_by_one).abs().max().item() <= MAX_LOGIT_DIFFERENCE
+    one_by_one = np.concatenate([served_logits(served, [photo]) for photo in photos])
+    assert np.abs(one_by_one - served_logits(eager, photos)).max() <= MAX_LOGIT_DIFFERENCE
+    assert np.abs(served_logits(served, photos) - one_by_one).max() <= MAX_LOGIT_DIFFERENCE
+
+
+def test_onnxruntime_matches_eager_on_photos(model_dir: Path) -> None:
+    """The path both artifacts serve on the CPU (ONNX Runtime, installed or carried): fp32 logits
+    within 1e-4 of eager PyTorch, one photo per request and batched."""
+    pytest.importorskip("onnxruntime")
+    photos = [encode(draw_bin(i % 6, seed=60 + i, size=size)) for i, size in enumerate(PHOTO_SIZES)]
+    assert_same_logits(model_dir, photos, runtime="onnxruntime")
+
+
+def test_onnxruntime_matches_eager_on_real_photos(model_dir: Path, shared_abid: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    photos = sorted((shared_abid / "images").glob("*.jpg"))[:12]
+    assert photos, f"no photos in {shared_abid / 'images'}"
+    assert_same_logits(model_dir, [p.read_bytes() for p in photos], runtime="onnxruntime")
 
 
 @pytest.mark.usefixtures("without_onnxruntime")
@@ -159,7 +172,7 @@ def test_torchscript_that_cannot_serve_falls_back_to_eager(
 ) -> None:
     copy = tmp_path / "model"
     shutil.copytree(model_dir, copy)
-    network, config = load_state(copy)
+    config = load_config(copy)
     if damage == "missing":
         (copy / TORCHSCRIPT_FILE).unlink()
     elif damage == "broken":
@@ -167,7 +180,7 @@ def test_torchscript_that_cannot_serve_falls_back_to_eager(
     else:
         config = replace(config, weights_sha256="0" * 64)
     with caplog.at_level(logging.INFO):
-        runtime = select_runtime(network, config, copy, "auto", torch.device("cpu"), 1)
+        runtime = select_runtime(config, copy, "auto", "cpu", 1)
     assert isinstance(runtime, TorchRuntime)
     assert "TorchScript not used" in caplog.text
 

@@ -16,6 +16,7 @@ from imaging import draw_bin
 from PIL import Image, ImageOps
 
 import model.inference as inference
+from model.config import ModelConfig
 from model.inference import (
     CountingModel,
     RequestError,
@@ -24,7 +25,6 @@ from model.inference import (
     output_fn,
     predict_fn,
 )
-from model.network import ModelConfig
 from model.preprocess import decode_image, normalise, resize_for_model
 
 
@@ -101,26 +101,32 @@ def test_unusual_colour_modes_get_a_count(
 def test_sixteen_bit_png_is_scaled_not_clipped(bin_image: Image.Image) -> None:
     gray = np.asarray(bin_image.convert("L"), dtype=np.uint16) * 257
     decoded = decode_image(encode_as(Image.fromarray(gray), "PNG"))
-    assert decoded.shape == (3, bin_image.height, bin_image.width)
-    assert 60 < decoded.float().mean() < 200  # clipping would make it all white (255)
+    assert decoded.size == bin_image.size and decoded.mode == "RGB"
+    assert 60 < np.asarray(decoded).mean() < 200  # clipping would make it all white (255)
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_like_pillow(orientation: int) -> None:
     body = exif_rotated_jpeg(orientation)
     expected = np.array(ImageOps.exif_transpose(Image.open(io.BytesIO(body))).convert("RGB"))
-    decoded = decode_image(body)
-    assert decoded.permute(1, 2, 0).numpy().shape == expected.shape
-    assert np.abs(decoded.permute(1, 2, 0).numpy().astype(int) - expected.astype(int)).max() <= 1
+    decoded = np.asarray(decode_image(body))
+    assert decoded.shape == expected.shape
+    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_exif_rotated_photo_gets_a_count(torch_model: CountingModel) -> None:
     assert_count_record(serve(exif_rotated_jpeg(6), "image/jpeg", torch_model))
 
 
-def test_fast_jpeg_decoder_matches_pillow_pixels(bin_jpeg: bytes) -> None:
-    expected = np.array(Image.open(io.BytesIO(bin_jpeg)).convert("RGB"))
-    assert np.abs(decode_image(bin_jpeg).permute(1, 2, 0).numpy().astype(int) - expected).max() <= 1
+def test_the_resize_is_torchs_antialiased_bilinear_within_two_grey_levels(bin_jpeg: bytes) -> None:
+    """Pillow's resize (serving, training's cache) against ``interpolate(antialias=True)``, the
+    resize the shipped model was trained with."""
+    image = decode_image(bin_jpeg)
+    ours = resize_for_model(image, ModelConfig()).astype(int)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None]
+    theirs = torch.nn.functional.interpolate(pixels, size=(224, 224), mode="bilinear", antialias=True)
+    difference = np.abs(ours - theirs[0].permute(1, 2, 0).numpy().astype(int))
+    assert difference.max() <= 2 and difference.mean() < 0.05
 
 
 @pytest.mark.parametrize("name", BAD_REQUESTS)
@@ -146,7 +152,6 @@ def test_size_limits_are_checked_before_decoding(
     def must_not_decode(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoded pixels of an oversized image")
 
-    monkeypatch.setattr("model.preprocess.decode_jpeg", must_not_decode)
     monkeypatch.setattr(Image.Image, "load", must_not_decode)
     for name in ("decompression_bomb_png", "absurd_side_png", "absurd_dimensions_jpeg"):
         body, content_type, _ = bad_requests[name]
@@ -162,7 +167,7 @@ def test_text_and_missing_bodies_do_not_raise(torch_model: CountingModel) -> Non
 def test_forward_failure_becomes_internal_error_records(
     bin_jpeg: bytes, torch_model: CountingModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(batch: torch.Tensor) -> torch.Tensor:
+    def broken(batch: np.ndarray) -> np.ndarray:
         raise RuntimeError("CUDA error: device-side assert triggered")
 
     broken_model = replace(torch_model, runtime=_Wrapped(torch_model.runtime, broken))
@@ -176,9 +181,9 @@ class _Wrapped:
     def __init__(self, inner: Any, call: Any = None) -> None:
         self.inner, self.call = inner, call
         self.batches: list[int] = []
-        self.name, self.device, self.input_dtype = inner.name, inner.device, inner.input_dtype
+        self.name, self.device = inner.name, inner.device
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
         self.batches.append(batch.shape[0])
         return (self.call or self.inner)(batch)
 
@@ -247,12 +252,17 @@ def test_temperature_softens_probabilities(bin_jpeg: bytes, torch_model: Countin
 def test_preprocessing_resizes_the_whole_photo_and_normalises_from_config(bin_jpeg: bytes) -> None:
     config = ModelConfig.for_arch("efficientnet_lite1")
     resized = resize_for_model(decode_image(bin_jpeg), config)
-    assert resized.shape == (3, 240, 240) and resized.dtype == torch.uint8
-    batch = normalise(resized.unsqueeze(0), config)
-    manual = (resized.float() / 255 - torch.tensor(config.mean).view(3, 1, 1)) / torch.tensor(
-        config.std
-    ).view(3, 1, 1)
-    torch.testing.assert_close(batch[0], manual, rtol=1e-5, atol=1e-5)
+    assert resized.shape == (240, 240, 3) and resized.dtype == np.uint8
+    batch = normalise(resized[None], config)
+    assert batch.shape == (1, 3, 240, 240) and batch.dtype == np.float32
+    manual = (resized.transpose(2, 0, 1) / 255 - np.array(config.mean)[:, None, None]) / np.array(config.std)[
+        :, None, None
+    ]
+    np.testing.assert_allclose(batch[0], manual, rtol=1e-5, atol=1e-5)
+    from training.dataset import normalise as normalise_for_training
+
+    on_gpu_path = normalise_for_training(torch.from_numpy(resized).permute(2, 0, 1)[None], config)
+    np.testing.assert_allclose(on_gpu_path.numpy(), batch, rtol=1e-6, atol=1e-6)
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ import pytest
 import torch
 from shipped_expectations import RECORD, WEIGHTS_DIR, predict_shipped
 
-from model.network import ModelConfig, load_state, sha256_file
+from model.config import ModelConfig, sha256_file
+from model.network import load_state
 
 MAX_BYTES = 16 * 1024 * 1024
 
@@ -66,3 +67,18 @@ def test_shipped_config_carries_a_range_calibration_on_photos_it_never_saw() -> 
     record = config.training["conformal"]
     assert len(ranges.scores["all"]) == record["n_calibration"]
     assert record["calibration_ids_sha256"] != record["test_ids_sha256"]
+
+
+@pytest.mark.slow
+def test_the_shipped_onnx_graph_is_the_shipped_weights() -> None:
+    """``model/weights/model.onnx`` (what packs without torch) names the weights' hash and computes
+    their logits within 1e-4 (fp32); after new weights: ``python -m model.package --refresh-shipped-onnx``."""
+    ort = pytest.importorskip("onnxruntime")
+    network, config = load_state(WEIGHTS_DIR)
+    session = ort.InferenceSession(str(WEIGHTS_DIR / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_modelmeta().custom_metadata_map["weights_sha256"] == config.weights_sha256
+    batch = torch.rand(3, 3, *config.image_size) * 4 - 2
+    with torch.inference_mode():
+        eager = network.eval()(batch).numpy()
+    (served,) = session.run(["logits"], {"input": batch.numpy()})
+    assert abs(served - eager).max() <= 1e-4

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import UsageError
-from model.network import ModelConfig
+from model.config import ModelConfig
 from training.calibrate import held_out_samples
 from training.data import discover_local, stratified_split
 

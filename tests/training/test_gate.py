@@ -11,7 +11,8 @@ import pytest
 import torch
 from imaging import draw_bin, encode
 
-from model.network import ModelConfig, build_model
+from model.config import ModelConfig
+from model.network import build_model
 from model.package import package_model
 from training.data import hash_split, samples_from_count_folder
 from training.evaluate import LabelledImage

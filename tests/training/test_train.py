@@ -13,7 +13,8 @@ import torch
 from imaging import draw_bin, encode
 
 from common.errors import Refused, UsageError
-from model.network import ModelConfig, load_state
+from model.config import ModelConfig
+from model.network import load_state
 from training import dataset, recipes, splits, train, train_args
 from training.data import MANIFEST
 from training.reporting import report
@@ -118,10 +119,9 @@ def test_training_run_writes_a_servable_artifact_and_resumes(
     record = record[0] if isinstance(record, list) else record
     network, _ = load_state(out)
     cached = dataset.load_images(valid_entries[:1], config, config.image_size, work / "cache", "valid-one")
-    from model.preprocess import normalise
-
     with torch.no_grad():
-        expected = torch.softmax(network(normalise(cached.images, config)) / config.temperature, dim=1)[0]
+        logits = network(dataset.normalise(cached.images, config))
+        expected = torch.softmax(logits / config.temperature, dim=1)[0]
     assert record["probabilities"] == pytest.approx(expected.tolist(), abs=2e-3)
     assert len(record["count_p_values"]) == 6 and record["range_level"] == 0.9
 

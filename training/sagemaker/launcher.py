@@ -235,7 +235,8 @@ def stage_source_dir(dest: Path, repo_root: Path = REPO_ROOT) -> Path:
     would slow every upload. ``tests/training/test_source_dir.py`` imports the staged tree on its
     own, so a new import of an unstaged module fails there rather than in the container.
     """
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
+    # model.onnx: the shipped weights' exported graph, for packing without torch; training never reads it
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache", "*.onnx")
     for package in ("training", "model"):
         src = repo_root / package
         if not (src / "train.py").exists() and package == "training":
