@@ -46,7 +46,7 @@ CHANNELS = {"train": "train", "valid": "validation", "test": "test"}
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bincount-split/1"
-#: A folder of reviewed photos (``bincount export-labels``, cli/review/export.py) holds
+#: A folder of reviewed photos (``bincount export-labels``, cli/commands/export_labels.py) holds
 #: ``sources.json`` whose format starts with this (not ``manifest.json``, which marks a prepared split).
 REVIEWED_MANIFEST = "sources.json"
 REVIEWED_FORMAT = "bincount-labels/"
