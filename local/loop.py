@@ -372,7 +372,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=Path, default=None, help="photos, or <bin>/<photo> subfolders")
     parser.add_argument("--labels", type=Path, default=None, help="CSV image,count (image relative to it)")
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model-local.tar.gz")
-    parser.add_argument("--base", type=Path, default=REPO_ROOT.parent / "shared/abid-train", help="base data")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        required=True,
+        help="base training data: a folder of <count>/*.jpg + labels.csv (make loop-demo passes DATA)",
+    )
     parser.add_argument("--base-photos", type=int, default=600, help="stratified subset of the base data")
     parser.add_argument("--epochs", type=int, default=3, help="the finetune recipe's 3")
     parser.add_argument("--max-steps", type=int, default=40, help="training steps per epoch at most")

@@ -1,8 +1,8 @@
 """Build a labelled, split dataset of bin photos: ``<out>/<split>/<count>/<id>.jpg`` + ``manifest.json``.
 
 Three sources go through one path (discover labelled samples -> stratified split -> fetch, verify
-and write concurrently -> manifest), so a model trained on the offline stand-in
-(``../shared/abid-train``) was prepared exactly as one trained on the public bucket:
+and write concurrently -> manifest), so a model trained on a downloaded copy of ABID (a count
+folder on disk) was prepared exactly as one trained on the public bucket:
 
 * the ABID public bucket (``aft-vbi-pds``, unsigned requests): a listing such as
   ``file_list.json`` (``{"1": ["metadata/00001.json", ...]}``) or plain ids; the label is the
