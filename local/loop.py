@@ -284,6 +284,10 @@ def check_inputs(args: argparse.Namespace) -> tuple[list[Any], dict[Path, int]]:
     labels = read_labels(args.labels, (photo.path for photo in photos))
     if not args.model.is_file():
         raise NotFound(f"--model {args.model}: no such artifact (make model-local builds it)")
+    if args.base is None:
+        raise UsageError(
+            "give --base: the base training data (<count>/<photo> folders; make loop-demo passes DATA)"
+        )
     if not args.base.is_dir():
         raise NotFound(f"--base {args.base}: no base training data (<count>/<photo> folders)")
     for name in ("epochs", "max_steps", "base_photos", "max_eval_images"):
@@ -375,7 +379,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--base",
         type=Path,
-        required=True,
         help="base training data: a folder of <count>/*.jpg + labels.csv (make loop-demo passes DATA)",
     )
     parser.add_argument("--base-photos", type=int, default=600, help="stratified subset of the base data")
