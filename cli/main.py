@@ -1,7 +1,7 @@
 """``bincount``: the operator's command line for a Bin Count stack (local or deployed).
 
-Each subcommand lives in its own module under ``cli/commands/`` with ``register(subparsers)``
-(``cli/arguments.py``: the options and help layout they share);
+Each subcommand lives in its own module under ``cli/commands/``: ``register(subparsers)``, its work
+and ``run`` (``cli/arguments.py``: the options and help layout they share);
 adding one is one line in :data:`COMMAND_MODULES`. Global options (``--stack``, ``--region``,
 ``--json``) are accepted before or after the subcommand. Exit codes: one rule for every
 subcommand, :data:`common.errors.EXIT_RULE`.

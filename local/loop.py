@@ -5,7 +5,7 @@ On a fresh local stack (started and stopped here, tied to a fresh model registry
 1. every photo of IMAGES is uploaded (bin from its subfolder or file name, as ``make demo``)
    and counted by the current model;
 2. the photos LABELS names are reviewed through the review console's code path
-   (``bincount correct``: :func:`cli.review.commands.correct_photo`);
+   (``bincount correct``: :func:`cli.commands.correct.correct_photo`);
 3. the reviews are exported (``bincount export-labels``), the current model is fine-tuned on them
    mixed with a stratified subset of the base data (``training.train --recipe finetune`` with a
    step budget), and the gate compares it with the current model on the reviewed photos' gate
@@ -119,7 +119,7 @@ def upload_all(resources: Any, photos: Sequence[Any]) -> list[LoopUpload]:
 
 def served_version(resolve: Callable[[], Any], expected: str | None, timeout_s: float = 300) -> str:
     """The version the stack's model server answers with (waiting until it is ``expected``)."""
-    from cli.recount import served_model_version
+    from cli.commands.recount import served_model_version
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -145,7 +145,7 @@ def apply_reviews(
     are said so (they keep human_count null)."""
     from bincount.corrections import answer_for, top_class
 
-    from cli.review.commands import correct_photo
+    from cli.commands.correct import correct_photo
     from training.progress import progress
 
     applied = 0
@@ -252,7 +252,7 @@ def promote(registry: Path, candidate: Path, verdict: dict[str, Any], override: 
 
 def recount_all(resolve: Callable[[], Any], version: str, keys: Sequence[str]) -> None:
     """``bincount recount --model-version VERSION`` until every count record carries it."""
-    from cli.recount import batcher_settings, recount
+    from cli.commands.recount import batcher_settings, recount
 
     resources = resolve()
     settings = batcher_settings(resources)
@@ -284,6 +284,10 @@ def check_inputs(args: argparse.Namespace) -> tuple[list[Any], dict[Path, int]]:
     labels = read_labels(args.labels, (photo.path for photo in photos))
     if not args.model.is_file():
         raise NotFound(f"--model {args.model}: no such artifact (make model-local builds it)")
+    if args.base is None:
+        raise UsageError(
+            "give --base: the base training data (<count>/<photo> folders; make loop-demo passes DATA)"
+        )
     if not args.base.is_dir():
         raise NotFound(f"--base {args.base}: no base training data (<count>/<photo> folders)")
     for name in ("epochs", "max_steps", "base_photos", "max_eval_images"):
@@ -310,7 +314,7 @@ def learn(
     uploaded: frozenset[str],
 ) -> dict[str, Any]:
     """Export the reviews, retrain, gate, promote: the loop's summary of it."""
-    from cli.review.commands import export
+    from cli.commands.export_labels import export
 
     labels_dir = args.out / "labels"
     exported = export(resolve(), labels_dir, "")
@@ -372,7 +376,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=Path, default=None, help="photos, or <bin>/<photo> subfolders")
     parser.add_argument("--labels", type=Path, default=None, help="CSV image,count (image relative to it)")
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "build/model/model-local.tar.gz")
-    parser.add_argument("--base", type=Path, default=REPO_ROOT.parent / "shared/abid-train", help="base data")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="base training data: a folder of <count>/*.jpg + labels.csv (make loop-demo passes DATA)",
+    )
     parser.add_argument("--base-photos", type=int, default=600, help="stratified subset of the base data")
     parser.add_argument("--epochs", type=int, default=3, help="the finetune recipe's 3")
     parser.add_argument("--max-steps", type=int, default=40, help="training steps per epoch at most")

@@ -42,10 +42,11 @@ def read_labels(labels_csv: Path, photos: Iterable[Path]) -> dict[Path, int]:
     """``image,count`` rows (``image`` relative to the CSV's folder) of the photos in IMAGES.
 
     Rows of photos that exist but are not among IMAGES are left out, so one labels file can serve
-    any subfolder of a data set (``LABELS=../shared/abid-train/labels.csv`` with
-    ``IMAGES=../shared/abid-train/images/7``). One :class:`UsageError` line for a missing or
-    unreadable file, a missing column, a count that is not a whole number >= 0, a row naming no
-    file at all (a typo would otherwise silently label nothing), or no row for any photo of IMAGES.
+    any subfolder of a data set (``LABELS=abid-train/labels.csv`` with
+    ``IMAGES=abid-train/images/7``, for a count folder ``abid-train`` you downloaded). One
+    :class:`UsageError` line for a missing or unreadable file, a missing column, a count that is
+    not a whole number >= 0, a row naming no file at all (a typo would otherwise silently label
+    nothing), or no row for any photo of IMAGES.
     """
     if not labels_csv.is_file():
         raise UsageError(f"LABELS={labels_csv}: no such file; give a CSV image,count (image relative to it)")

@@ -115,6 +115,26 @@ def bin_image() -> Image.Image:
 
 
 @pytest.fixture(scope="session")
+def packed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real ``model.tar.gz``: ImageNet EfficientNet-Lite0, a fresh head, fp16 weights, model.onnx.
+
+    For the model's own tests and the serving benchmark's (tests/model, tests/local).
+    """
+    import torch
+
+    from model.config import ModelConfig
+    from model.network import build_model
+    from model.package import package_model
+
+    config = ModelConfig.for_arch("efficientnet_lite0", version="bincount-test-lite0")
+    torch.manual_seed(0)
+    network = build_model(config, pretrained=True)
+    return package_model(
+        tmp_path_factory.mktemp("artifact") / "model.tar.gz", network.state_dict(), config, onnx=True
+    )
+
+
+@pytest.fixture(scope="session")
 def shipped_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``make model``'s artifact, built once per run by ``python -m model.package`` in its own process.
 

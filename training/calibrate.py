@@ -12,7 +12,10 @@ calibrates on the first half, measures coverage on the second for both groupings
 as they are). ``training.uncertainty.conformal`` records which photos it used (rule, seed, id digests), so the
 calibration can be rebuilt.
 
-    python -m training.calibrate --weights model/weights --data ../shared/abid-train
+    python -m training.calibrate --weights model/weights --data abid-train
+
+(``abid-train``: the photos the weights were trained on, the folder of ``images/<count>/*.jpg`` +
+``labels.csv`` you gave ``training.train --data``.)
 
 It also writes ``<out>/photos.json`` (each held-out photo's half, count and served probabilities)
 and ``<out>/test_half.csv`` (image,count), the photos to evaluate the ranges on:

@@ -1,8 +1,8 @@
 """Build a labelled, split dataset of bin photos: ``<out>/<split>/<count>/<id>.jpg`` + ``manifest.json``.
 
 Three sources go through one path (discover labelled samples -> stratified split -> fetch, verify
-and write concurrently -> manifest), so a model trained on the offline stand-in
-(``../shared/abid-train``) was prepared exactly as one trained on the public bucket:
+and write concurrently -> manifest), so a model trained on a downloaded copy of ABID (a count
+folder on disk) was prepared exactly as one trained on the public bucket:
 
 * the ABID public bucket (``aft-vbi-pds``, unsigned requests): a listing such as
   ``file_list.json`` (``{"1": ["metadata/00001.json", ...]}``) or plain ids; the label is the
@@ -46,7 +46,7 @@ CHANNELS = {"train": "train", "valid": "validation", "test": "test"}
 DEFAULT_FRACTIONS = (0.8, 0.1, 0.1)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "bincount-split/1"
-#: A folder of reviewed photos (``bincount export-labels``, cli/review/export.py) holds
+#: A folder of reviewed photos (``bincount export-labels``, cli/commands/export_labels.py) holds
 #: ``sources.json`` whose format starts with this (not ``manifest.json``, which marks a prepared split).
 REVIEWED_MANIFEST = "sources.json"
 REVIEWED_FORMAT = "bincount-labels/"

@@ -7,7 +7,7 @@ puts each figure beside what gives it meaning: the ABID challenge's per-class ac
 baselines, and the trivial constant predictors on the same labels.
 
 Labels come from a CSV ``image,count,...`` (paths relative to the CSV's folder, like
-``../shared/abid/labels.csv``), from a split manifest written by ``training.data`` (``--manifest``,
+the ``labels.csv`` of a count folder), from a split manifest written by ``training.data`` (``--manifest``,
 test split by default), or from count-class folders ``<images>/<count>/*.jpg``.
 """
 
@@ -73,7 +73,7 @@ def labels_from_csv(csv_path: Path, images: Path | None = None) -> list[Labelled
 
 
 def labels_from_folders(images: Path) -> list[LabelledImage]:
-    """``<images>/<count>/*.jpg`` (or ``<images>/images/<count>/``, the layout of ../shared/abid-train)."""
+    """``<images>/<count>/*.jpg`` (or ``<images>/images/<count>/``: a count folder with its labels.csv)."""
     root = images / "images" if not _count_dirs(images) and (images / "images").is_dir() else images
     found = [
         LabelledImage(path, int(folder.name), str(path.relative_to(root)))

@@ -16,10 +16,11 @@ the module that owns it:
 
 Argparse defaults come from the ``SM_*`` variables, so on SageMaker it reads its channels and
 writes the model directory with no flags, and locally the same script runs with
-``--data DIR --out DIR``::
+``--data DIR --out DIR`` (``abid-train`` below: the ABID photos you downloaded, a folder of
+``images/<count>/*.jpg`` + ``labels.csv``)::
 
-    python -m training.train --data ../shared/abid-train --out build/train --recipe shipped
-    python -m training.train --data ../shared/abid-train,build/labels:3 --init-from model/weights \\
+    python -m training.train --data abid-train --out build/train --recipe shipped
+    python -m training.train --data abid-train,build/labels:3 --init-from model/weights \\
         --recipe finetune --out build/retrain
 
 ``--data`` takes one or more folders (comma-separated, each with an optional ``:weight`` or the

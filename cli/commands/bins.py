@@ -11,14 +11,19 @@ bin's expected quantity (written by inventory systems on the bin's LATEST item);
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
+
+from bincount.count_decisions import DecisionRules, check_expected
+from bincount.count_records import stored_result
 
 from cli.arguments import Subcommands, reviewed_option
 from cli.output import Column, count_text, emit_rows
-from cli.queries import SORT_KEYS, bin_row, latest_items, select_bins, sort_bins, source_text
+from cli.queries import MODEL, PERSON, Item, latest_items, range_fields, select_reviewed, source_text
 from cli.stack import stack_for
 from common.errors import EXIT_OK
 
+SORT_KEYS = ("bin", "count", "confidence", "updated", "captured")
 COLUMNS = [
     Column("bin", "bin_id"),
     Column("count", "count_text", right=True),
@@ -62,6 +67,73 @@ def flags(row: dict[str, Any]) -> str:
         if on
     ]
     return ", ".join(named)
+
+
+def contradicts_expected(item: Item, expected: int | None) -> bool:
+    """The collector's decision (expected quantity outside the range at 1 - α, α as the collector
+    used it; its fallback for counts without a range) for a stored count."""
+    result = stored_result(item)
+    if result is None or expected is None:
+        return False
+    rate = item.get("false_alarm_rate")
+    rules = DecisionRules() if rate is None else DecisionRules(false_alarm_rate=float(rate))
+    check = check_expected(result, expected, rules)
+    return check is not None and check.outside
+
+
+def bin_row(item: Item) -> Item:
+    """A LATEST item as the `bins` listing shows it: the discrepancy decided again, as the collector
+    decides it (bincount.count_decisions), against the bin's expected quantity as it is now."""
+    count = item.get("count")
+    expected = item.get("expected_quantity")
+    lower_bound = bool(item.get("count_is_lower_bound", False))
+    discrepancy = contradicts_expected(item, None if expected is None else int(expected))
+    person = item.get("human_label") or {}  # set when the latest count is a person's label
+    model_count = person.get("model_count") if person else count
+    return {
+        "bin_id": item.get("bin_id") or str(item.get("pk", "")).removeprefix("BIN#"),
+        "count": None if count is None else int(count),
+        "count_is_lower_bound": lower_bound,
+        "confidence": None if item.get("confidence") is None else float(item["confidence"]),
+        "needs_review": bool(item.get("needs_review", False)),
+        **range_fields(item),
+        "expected_quantity": None if expected is None else int(expected),
+        "discrepancy": discrepancy,
+        "captured_at": item.get("captured_at"),
+        "updated_at": item.get("updated_at"),
+        "image_key": item.get("image_key"),
+        "model_version": item.get("model_version"),
+        # which count LATEST holds: the model's, or a person's label of that photo (who, when, how)
+        "count_source": PERSON if person else MODEL,
+        "model_count": None if model_count is None else int(model_count),
+        "reviewer": person.get("reviewer"),
+        "reviewed_at": person.get("reviewed_at"),
+        "label_source": (person.get("label_source") or "typed") if person else None,
+        "reviewed": bool(person),
+    }
+
+
+def select_bins(
+    rows: Iterable[Item], needs_review: bool = False, discrepancy: bool = False, reviewed: str | None = None
+) -> list[Item]:
+    """Keep rows with a count; with the flags, only those needing review / contradicting inventory /
+    (not) holding a person's label."""
+    kept = [row for row in rows if row.get("count") is not None]
+    if needs_review:
+        kept = [row for row in kept if row["needs_review"]]
+    if discrepancy:
+        kept = [row for row in kept if row["discrepancy"]]
+    return select_reviewed(kept, reviewed)
+
+
+def sort_bins(rows: list[Item], key: str, descending: bool = False) -> list[Item]:
+    """Sort by bin id, count, confidence, update or capture time; ties by bin id; blanks last."""
+    field = {"bin": "bin_id", "updated": "updated_at", "captured": "captured_at"}.get(key, key)
+    present = [row for row in rows if row.get(field) is not None]
+    blank = [row for row in rows if row.get(field) is None]
+    present.sort(key=lambda row: row["bin_id"])
+    present.sort(key=lambda row: row[field], reverse=descending)
+    return present + sorted(blank, key=lambda row: row["bin_id"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,11 +12,25 @@ as a ready --seen, and `bincount history BIN --json` shows each photo's record_v
 from __future__ import annotations
 
 import argparse
+import shlex
+from typing import Any
+
+from bincount.corrections import (
+    MORE_THAN_TOP,
+    CorrectionRefused,
+    LabelOutOfRange,
+    PhotoGone,
+    RecordVersion,
+    StaleRecord,
+    human_label_of,
+)
 
 from cli.arguments import Subcommands
 from cli.output import emit
-from cli.review.commands import check_count, correct_photo
-from cli.stack import stack_for
+from cli.review.identity import reviewer_for
+from cli.review.service import ReviewService
+from cli.stack import StackResources, stack_for
+from common.errors import NotFound, Refused, UsageError
 
 
 def register(subparsers: Subcommands) -> None:
@@ -40,6 +54,80 @@ def register(subparsers: Subcommands) -> None:
     )
     parser.add_argument("--bin", dest="bin_id", default="", help="the bin (default: read from the key)")
     parser.add_argument("--reviewer", help="name saved with the label (local stack; default: the OS user)")
+
+
+def check_count(value: str) -> str:
+    """The form of COUNT, before any stack is asked (its range depends on the photo's record)."""
+    text = value.strip()
+    if text != MORE_THAN_TOP and not text.isdigit():
+        raise UsageError(f"COUNT {value!r} must be a number (0..the model's top class) or + for more")
+    return text
+
+
+def photo_key(resources: StackResources, given: str) -> str:
+    """``incoming/BIN-1/x.jpg``, ``BIN-1/x.jpg`` (under the ingest prefix) or ``s3://bucket/key``."""
+    key = given.strip()
+    if key.startswith("s3://"):
+        bucket, _, key = key[len("s3://") :].partition("/")
+        if bucket != resources.ingest_bucket:
+            raise UsageError(f"{given} is not in the ingest bucket {resources.ingest_bucket}")
+    if not key:
+        raise UsageError("KEY must name a photo, e.g. incoming/BIN-1/20261126T101500Z-cam1.jpg")
+    prefix = resources.ingest_prefix
+    return key if not prefix or key.startswith(prefix) else prefix + key
+
+
+def correct_photo(
+    resources: StackResources,
+    key: str,
+    count: str,
+    reviewer: str | None,
+    version: str | None = None,
+    seen: str | None = None,
+    bin_id: str = "",
+) -> dict[str, Any]:
+    """Save one human count through the console's code path; the answer as plain data.
+
+    ``version`` picks the upload of ``key`` (required when the key has several: refused with
+    the list); ``seen`` is the record version the reviewer saw (to replace another label).
+    """
+    service = ReviewService.for_stack(resources, reviewer_for(resources, reviewer))
+    record_bin, sk = "", ""
+    try:
+        record_bin, sk = service.resolve(photo_key(resources, key), version, bin_id)
+        result = service.correct(record_bin, sk, count, seen)
+    except LabelOutOfRange as error:
+        raise UsageError(f"COUNT {count}: {error}") from error
+    except PhotoGone as error:
+        raise NotFound(str(error)) from error
+    except StaleRecord as error:  # another label, or a --seen that is not the record's version
+        current = service.counts.get_image(record_bin, sk) if sk else None
+        if current is None:
+            raise Refused(str(error)) from error
+        seen_now = f"--seen {shlex.quote(RecordVersion.of(current).token())}"
+        label = human_label_of(current)
+        if label is None:
+            raise Refused(f"{error}; the record now: run again with {seen_now}") from error
+        raise Refused(
+            f"{current.get('reviewer')} already saved {label} for this photo at "
+            f"{current.get('reviewed_at')}; your {count} was not saved: "
+            f"to replace it, run again with {seen_now}"
+        ) from error
+    except CorrectionRefused as error:
+        raise Refused(str(error)) from error
+    return {
+        "status": result.status.value,
+        "message": result.message,
+        "bin_id": result.event.bin_id,
+        "key": result.event.image.key,
+        "image_version": result.record.get("image_version"),
+        "count": result.label.count,
+        "count_is_lower_bound": result.label.is_lower_bound,
+        "model_count": result.event.model_count,
+        "reviewer": result.event.reviewer,
+        "reviewed_at": result.event.reviewed_at,
+        "latest_updated": result.latest_followed,
+    }
 
 
 def run(args: argparse.Namespace) -> int:

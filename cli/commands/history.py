@@ -9,11 +9,14 @@ record's ``record_version``, which ``bincount correct --seen`` takes to replace 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+
+from bincount.corrections import RecordVersion, human_label_of, label_source_of
 
 from cli.arguments import Subcommands, reviewed_option
 from cli.output import Column, count_text, emit_rows
 from cli.photos import check_bin_id
-from cli.queries import history_rows, image_items_of_bin, select_reviewed, source_text
+from cli.queries import Item, image_items_of_bin, range_fields, select_reviewed, source_text
 from cli.stack import stack_for
 from common.errors import EXIT_OK, NotFound
 
@@ -46,6 +49,47 @@ def register(subparsers: Subcommands) -> None:
     )
     parser.add_argument("bin_id", metavar="BIN_ID")
     reviewed_option(parser)
+
+
+def history_row(item: Item) -> Item:
+    """One photo of a bin: the model's count or its error, a person's label of it (who, when, typed
+    or accepted), the model version and the times."""
+    label = human_label_of(item)
+    row = {
+        "captured_at": item.get("captured_at"),
+        "photo": str(item.get("image_key", "")).rsplit("/", 1)[-1],
+        "image_key": item.get("image_key"),
+        "uploaded_at": item.get("uploaded_at"),
+        "image_version": item.get("image_version"),
+        "outcome": item.get("outcome", "count" if "count" in item else "error"),
+        "count": None if item.get("count") is None else int(item["count"]),
+        "count_is_lower_bound": bool(item.get("count_is_lower_bound", False)),
+        "confidence": None if item.get("confidence") is None else float(item["confidence"]),
+        "needs_review": bool(item.get("needs_review", False)),
+        **range_fields(item),
+        "model_version": item.get("model_version"),
+        "recorded_at": item.get("recorded_at"),
+        "job_name": item.get("job_name"),
+        "reviewed": label is not None,
+        "label": None if label is None else str(label),  # "3", or ">5" for more than the top class
+        "label_count": None if label is None else label.count,
+        "label_is_lower_bound": None if label is None else label.is_lower_bound,
+        "label_source": label_source_of(item),
+        "reviewer": item.get("reviewer") if label else None,
+        "reviewed_at": item.get("reviewed_at") if label else None,
+        "record_version": RecordVersion.of(item).token(),  # `bincount correct --seen` takes it
+    }
+    if row["outcome"] == "error":
+        row["error"] = f"{item.get('error_code')}: {item.get('error_message')}"
+    return row
+
+
+def history_rows(items: Iterable[Item]) -> list[Item]:
+    """Oldest photo first (capture time, then key, then upload time: a re-upload after the first)."""
+    return sorted(
+        (history_row(item) for item in items),
+        key=lambda r: (r["captured_at"] or "", r["image_key"] or "", r["uploaded_at"] or ""),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,11 +4,12 @@ and on the local stack the model server's restarts (it is started again when it 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from typing import Any
 
 from cli.arguments import Subcommands
 from cli.output import Column, emit, table
-from cli.queries import error_items, job_items, jobs_in_flight, last_errors
+from cli.queries import Item, error_items, job_items
 from cli.stack import StackResources, stack_for
 from common.errors import EXIT_OK
 
@@ -25,6 +26,33 @@ def register(subparsers: Subcommands) -> None:
         ],
     )
     parser.add_argument("--errors", type=int, default=5, help="how many recent errors to show")
+
+
+def jobs_in_flight(jobs: Iterable[Item]) -> list[Item]:
+    return sorted(
+        (job for job in jobs if job.get("status") == "InProgress"), key=lambda j: str(j.get("created_at"))
+    )
+
+
+def last_errors(errors: Iterable[Item], failed_jobs: Iterable[Item], limit: int = 5) -> list[Item]:
+    """The most recent rejected photos and failed jobs, newest first."""
+    entries = [
+        {
+            "at": item.get("recorded_at"),
+            "what": f"photo {item.get('image_key')}",
+            "error": f"{item.get('error_code')}: {item.get('error_message')}",
+        }
+        for item in errors
+    ]
+    entries += [
+        {
+            "at": job.get("updated_at") or job.get("created_at"),
+            "what": f"job {job.get('job_name') or job.get('pk')}",
+            "error": f"{job.get('status')}: {job.get('failure_reason') or ''}".rstrip(": "),
+        }
+        for job in failed_jobs
+    ]
+    return sorted(entries, key=lambda e: str(e["at"] or ""), reverse=True)[:limit]
 
 
 def queue_depth(sqs: Any, url: str) -> dict[str, int]:

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 from cli_support import REGION, Run
 
 from cli.commands import redrive as redrive_command
-from cli.redrive import InvokeFailed, lambda_deliver
+from cli.commands.redrive import InvokeFailed, lambda_deliver
 from cli.stack import StackResources
 
 

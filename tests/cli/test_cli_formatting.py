@@ -11,10 +11,12 @@ import pytest
 from bincount.count_records import image_sk
 from bincount.uploads import KeyRules, bin_and_capture_time
 
+from cli.commands.bins import bin_row, select_bins, sort_bins
+from cli.commands.history import history_rows
+from cli.commands.redrive import keys_in_body
+from cli.commands.status import jobs_in_flight, last_errors
 from cli.output import Column, cell, count_text, table, to_json
 from cli.photos import check_bin_id, parse_capture_time, select_photos, sniff_image, upload_key
-from cli.queries import bin_row, history_rows, jobs_in_flight, last_errors, select_bins, sort_bins
-from cli.redrive import keys_in_body
 from common.errors import UsageError
 
 

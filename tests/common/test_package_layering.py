@@ -1,6 +1,8 @@
 """Which top-level package may import which: the base (``common/``) stands on no front door, the
 model and the training code never reach into the operator's CLI, and the CLI never into the local
-emulator. A lazy import inside a function counts like one at the top of the file.
+emulator. A lazy import inside a function counts like one at the top of the file. Within the CLI,
+each subcommand's module under ``cli/commands/`` is its one home: it imports the shared modules of
+``cli/``, never another subcommand's module.
 
 The Lambda code's own rule (no torch, no repository package) also lives in
 tests/functions/test_layering.py, which `make test-functions` runs without the rest of the repository;
@@ -48,6 +50,37 @@ def test_every_package_has_files_to_check() -> None:
     """A renamed folder would leave its rule checking nothing."""
     for package in FORBIDDEN:
         assert any((REPO / package).rglob("*.py")), package
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every module a file imports, by full dotted name (``from a import b`` counts ``a`` and ``a.b``)."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return modules
+
+
+COMMANDS = sorted((REPO / "cli" / "commands").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=[path.stem for path in COMMANDS])
+def test_a_command_module_imports_no_other_command(path: Path) -> None:
+    own = f"cli.commands.{path.stem}"
+    others = {
+        name
+        for name in imported_modules(path.read_text(encoding="utf-8"))
+        if name.startswith("cli.commands.") and name != own
+    }
+    assert not others, f"{path.name} imports {sorted(others)}: move what they share to a module of cli/"
+
+
+def test_the_command_check_sees_a_command_imported_by_name() -> None:
+    source = "def f():\n    from cli.commands import count\n"
+    assert "cli.commands.count" in imported_modules(source)
 
 
 def test_the_check_sees_a_lazy_import() -> None:

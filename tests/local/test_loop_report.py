@@ -155,6 +155,18 @@ def test_bad_images_are_one_line_before_anything_starts(
     assert not (out / "stack").exists() and not (out / "registry").exists()
 
 
+def test_no_base_data_is_one_line_before_anything_starts(
+    tmp_path: Path, photos: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    labels = write_csv(tmp_path / "labels.csv", "image,count\nimages/BIN-1/p0.jpg,1\n")
+    out = tmp_path / "out"
+    argv = ["--images", str(tmp_path / "images"), "--labels", str(labels), "--model", str(labels)]
+    code = main([*argv, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "--base" in err
+    assert not (out / "stack").exists()
+
+
 def test_the_base_subset_leaves_out_the_loops_own_photos(tmp_path: Path) -> None:
     """A photo the loop uploads (and may review into the gate set) never reaches training through
     the base data, even when IMAGES were taken from the base folder."""

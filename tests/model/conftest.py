@@ -1,4 +1,5 @@
-"""Fixtures for the model tests: one packed artifact per session, and crafted bad images."""
+"""Fixtures for the model tests: the packed artifact (tests/conftest.py) unpacked and loaded, and crafted
+bad images."""
 
 from __future__ import annotations
 
@@ -12,23 +13,9 @@ import pytest
 import torch
 from imaging import draw_bin, encode
 
-from model.config import ModelConfig
 from model.inference import SETTINGS, CountingModel, load_model
-from model.network import build_model
-from model.package import package_model
 
 torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="session")
-def packed_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real ``model.tar.gz``: ImageNet EfficientNet-Lite0, a fresh head, fp16 weights, model.onnx."""
-    config = ModelConfig.for_arch("efficientnet_lite0", version="bincount-test-lite0")
-    torch.manual_seed(0)
-    network = build_model(config, pretrained=True)
-    return package_model(
-        tmp_path_factory.mktemp("artifact") / "model.tar.gz", network.state_dict(), config, onnx=True
-    )
 
 
 @pytest.fixture(scope="session")

@@ -14,17 +14,10 @@ import pytest
 from bincount.corrections import ACCEPTED, RecordVersion
 from review_support import REGION, STACK_NAME, ReviewStack, sk
 
+from cli.commands.correct import check_count, correct_photo, photo_key
+from cli.commands.export_labels import check_out_dir, export, export_name, parse_since
+from cli.commands.review import check_port
 from cli.main import main
-from cli.review.commands import (
-    check_count,
-    check_out_dir,
-    check_port,
-    correct_photo,
-    export,
-    parse_since,
-    photo_key,
-)
-from cli.review.export import export_name
 from cli.review.identity import os_user, reviewer_for
 from cli.review.service import ReviewService
 from common.errors import NotFound, Refused, UsageError
@@ -277,7 +270,7 @@ class FailingPhotos:
 
 
 def test_an_export_is_written_whole_or_not_at_all(seeded: ReviewStack, tmp_path: Path) -> None:
-    from cli.review.export import export_labels
+    from cli.commands.export_labels import export_labels
     from cli.review.service import ReviewService
 
     resources, out = seeded.resources, tmp_path / "labels"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from imaging import draw_bin, encode
 
-from cli.review.export import MANIFEST, MANIFEST_FORMAT
+from cli.commands.export_labels import MANIFEST, MANIFEST_FORMAT
 
 
 @pytest.fixture

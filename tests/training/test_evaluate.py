@@ -2,7 +2,8 @@
 
 A fake artifact whose ``code/inference.py`` is ``fake_inference.py`` (contract-faithful, no torch)
 makes the expected confusion matrix exact; the real artifact from ``python -m model.package`` is
-evaluated too when that module exists, and ``../shared/abid`` when it is present.
+evaluated too when that module exists, and the ABID evaluation photos (``$BINCOUNT_ABID_DIR``)
+when they are present.
 """
 
 from __future__ import annotations

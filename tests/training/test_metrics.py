@@ -92,7 +92,8 @@ def test_trivial_baselines() -> None:
 
 
 def test_issue7_trivial_figures_on_shared_abid_mix() -> None:
-    # ../shared/abid mix: 10 x 0, 21 x 1, 20 x 2, 1 x 3 -> "always 1" gives 40 %, RMSE 0.81 (issue 7)
+    # the 52 ABID evaluation photos' mix: 10 x 0, 21 x 1, 20 x 2, 1 x 3
+    # -> "always 1" gives 40 %, RMSE 0.81 (issue 7)
     y = [0] * 10 + [1] * 21 + [2] * 20 + [3]
     always_one = constant_baseline(y, 1)
     assert always_one.accuracy == pytest.approx(21 / 52)
@@ -105,7 +106,7 @@ def test_challenge_constants_and_mix() -> None:
     assert by_name["abid-challenge-resnet34"].accuracy == pytest.approx(0.5567)
     assert by_name["abid-challenge-resnet34"].rmse == pytest.approx(0.930)
     assert by_name["frozen-resnet50-10k-subset"].accuracy == pytest.approx(0.3158)
-    # the ../shared/abid mix: issue 7 quotes "about 79 %" for the baseline's per-class rates
+    # the 52 ABID evaluation photos' mix: issue 7 quotes "about 79 %" for the baseline's per-class rates
     mix = challenge_expected_on_mix({0: 10, 1: 21, 2: 20, 3: 1})
     assert mix == pytest.approx((10 * 0.977 + 21 * 0.834 + 20 * 0.672 + 0.549) / 52)
     assert mix == pytest.approx(0.79, abs=0.01)
