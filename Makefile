@@ -37,7 +37,8 @@ export SAM_CLI_TELEMETRY := 0
 IMAGES ?=
 SERVER ?= auto
 N ?=
-DATA ?= ../shared/abid-train
+# make train / retrain / loop-demo: the ABID training photos you downloaded (images/<count>/*.jpg + labels.csv)
+DATA ?=
 # The shipped model's recipe (model/MODEL_CARD.md); recipes are defined once, in training/recipes.py
 TRAIN_ARGS ?= --recipe shipped
 # make retrain: a short fine-tune of INIT (the shipped model) on DATA (several: A,B or A:1,B:3)
@@ -52,6 +53,9 @@ $(error IMAGES=$(IMAGES): no such file or folder; give a photo, a folder of phot
 endif
 endif
 # make loop-demo: both inputs are checked in one line before the install and the model packing.
+ifneq ($(and $(filter train retrain loop-demo,$(MAKECMDGOALS)),$(if $(DATA),,missing)),)
+$(error make $(filter train retrain loop-demo,$(MAKECMDGOALS)) needs DATA=<folder of images/<count>/*.jpg + labels.csv> (the ABID photos you downloaded; docs/training.md))
+endif
 ifneq ($(filter loop-demo,$(MAKECMDGOALS)),)
 ifeq ($(and $(IMAGES),$(LABELS)),)
 $(error make loop-demo needs IMAGES=<folder of photos or <bin>/<photo> subfolders> and LABELS=<CSV image,count, image relative to it>)

@@ -7,8 +7,7 @@ reports (build/bench-pipeline/<design>/report.json, summary.json) hold the per-s
 The pipeline as shipped: the collector's batched path (one batched read, LATEST once per bin,
 records and LATEST in transactions of <= 100, events in PutEvents of <= 10),
 ``local.emulator.moto_launcher``, progress polling that reads each record once, transform jobs side
-by side up to ``MaxJobsInFlight``. docs/local.md keeps the figures of the per-photo design it
-replaced.
+by side up to ``MaxJobsInFlight``. docs/local.md holds the figures it measured.
 
 Besides photos/s, the CPU seconds per photo per process are measured
 (``local.bench.cpu_meter``): on a shared machine they move far less with the load than photos/s.

@@ -86,3 +86,21 @@ def test_the_command_check_sees_a_command_imported_by_name() -> None:
 def test_the_check_sees_a_lazy_import() -> None:
     source = "def f():\n    from local.emulator.stack import LocalStack\n"
     assert imported_roots(source) == {"local"}
+
+
+#: What serves a model where torch is not installed (the light install of ``make demo``, the local
+#: model server): these never import torch themselves; they reach the torch runtimes only through
+#: ``model.torch_runtime``, lazily and guarded, when ONNX Runtime cannot serve.
+TORCH_FREE_SERVING = ["config.py", "inference.py", "preprocess.py", "ranges.py", "runtime.py"]
+
+
+@pytest.mark.parametrize("name", TORCH_FREE_SERVING)
+def test_the_serving_path_imports_no_torch(name: str) -> None:
+    roots = imported_roots((REPO / "model" / name).read_text(encoding="utf-8"))
+    assert not roots & {"torch", "torchvision"}
+    top_level = {
+        node.module
+        for node in ast.parse((REPO / "model" / name).read_text(encoding="utf-8")).body
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not top_level & {"model.network", "model.torch_runtime"}
