@@ -164,13 +164,47 @@ def workers_path(models: list[CountingModel]) -> Callable[[list[bytes]], None]:
     return run
 
 
-def torchserve_settings() -> list[ServingPlan]:
-    """This machine's plan first, then one worker using every core (the alternative it beat)."""
+@dataclass(frozen=True)
+class TorchServeSetting:
+    """A serving plan and TorchServe's dynamic batching (``SAGEMAKER_TS_BATCH_SIZE``: the toolkit
+    still calls the handlers once per photo, but the front end hands a worker several at once)."""
+
+    plan: ServingPlan
+    batch_size: int = 1
+    max_batch_delay_ms: int = 5
+
+    @property
+    def in_flight(self) -> int:
+        return self.plan.max_concurrent_transforms * self.batch_size
+
+    @property
+    def label(self) -> str:
+        plan = self.plan
+        text = f"{plan.workers} worker(s) x {plan.threads_per_worker} thread(s), {self.in_flight} in flight"
+        return text + (f", batches of {self.batch_size}" if self.batch_size > 1 else "")
+
+    def environment(self) -> dict[str, str]:
+        if self.batch_size == 1:
+            return {}
+        workers = str(self.plan.workers)
+        return {
+            "SAGEMAKER_TS_BATCH_SIZE": str(self.batch_size),
+            "SAGEMAKER_TS_MAX_BATCH_DELAY": str(self.max_batch_delay_ms),
+            "SAGEMAKER_TS_MIN_WORKERS": workers,
+            "SAGEMAKER_TS_MAX_WORKERS": workers,
+        }
+
+
+def torchserve_settings() -> list[TorchServeSetting]:
+    """This machine's plan first, then the plan with batches of 4, then one worker using every
+    core (the alternative the plan beat)."""
     plan = local_plan()
     cores = plan.workers * plan.threads_per_worker
-    settings = [plan]
+    settings = [TorchServeSetting(plan), TorchServeSetting(plan, batch_size=4)]
     if plan.workers > 1:
-        settings.append(ServingPlan(workers=1, threads_per_worker=cores, max_concurrent_transforms=1))
+        settings.append(
+            TorchServeSetting(ServingPlan(workers=1, threads_per_worker=cores, max_concurrent_transforms=1))
+        )
     return settings
 
 
@@ -193,14 +227,11 @@ def torchserve_rows(
     }
     totals: dict[str, Result] = {}
     for round_ in range(rounds):
-        for plan in torchserve_settings()[: None if round_ == 0 else 1]:
+        for setting in torchserve_settings()[: None if round_ == 0 else 1]:
             for label, model_dir in model_dirs.items():
-                name = (
-                    f"TorchServe, {label}, {plan.workers} worker(s) x {plan.threads_per_worker} thread(s), "
-                    f"{plan.max_concurrent_transforms} in flight"
-                )
+                name = f"TorchServe, {label}, {setting.label}"
                 try:
-                    row = torchserve_row(name, model_dir, plan, images, max(warmup, 2 * plan.workers))
+                    row = torchserve_row(name, model_dir, setting, images, max(warmup, 2 * setting.in_flight))
                 except RuntimeError as error:  # e.g. another TorchServe started meanwhile (one per machine)
                     print(f"  round {round_ + 1}: {name}: skipped ({error})", flush=True)
                     continue
@@ -211,14 +242,19 @@ def torchserve_rows(
     return list(totals.values())
 
 
-def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[bytes], warmup: int) -> Result:
-    """One TorchServe on ``model_dir`` with ``plan``; photos sent with its requests in flight."""
+def torchserve_row(
+    name: str, model_dir: Path, setting: TorchServeSetting, images: list[bytes], warmup: int
+) -> Result:
+    """One TorchServe on ``model_dir`` with ``setting``; photos sent with its requests in flight."""
     from concurrent.futures import ThreadPoolExecutor
 
     from common.invocations import http_invoker
     from local.emulator.torchserve_server import torchserve_process
 
-    with torchserve_process(model_dir, workers=plan.workers, threads=plan.threads_per_worker) as url:
+    plan = setting.plan
+    with torchserve_process(
+        model_dir, workers=plan.workers, threads=plan.threads_per_worker, extra_env=setting.environment()
+    ) as url:
         invoke = http_invoker(url)
 
         def send(data: bytes) -> None:
@@ -227,7 +263,7 @@ def torchserve_row(name: str, model_dir: Path, plan: ServingPlan, images: list[b
                 raise RuntimeError(f"TorchServe answered {status}: {body[:200]!r}")
 
         def run(batch: list[bytes]) -> None:
-            with ThreadPoolExecutor(plan.max_concurrent_transforms) as pool:
+            with ThreadPoolExecutor(setting.in_flight) as pool:
                 list(pool.map(send, batch))
 
         return timed(name, images, run, warmup)

@@ -78,9 +78,9 @@ def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
     served: list[tuple[str, int]] = []
 
     def fake_row(
-        name: str, model_dir: Path, plan: bench.ServingPlan, images: list[bytes], warmup: int
+        name: str, model_dir: Path, setting: bench.TorchServeSetting, images: list[bytes], warmup: int
     ) -> bench.Result:
-        served.append((name.split(", ")[1], plan.workers))
+        served.append((name.split(", ")[1], setting.plan.workers * 10 + setting.batch_size))
         return bench.Result(name, len(images), 2.0)
 
     monkeypatch.setattr(local.emulator.torchserve_server, "torchserve_unavailable", lambda: None)
@@ -88,17 +88,22 @@ def test_torchserve_rows_alternate_the_artifacts_and_add_up_rounds(
     monkeypatch.setattr(bench, "local_plan", lambda: bench.ServingPlan(2, 1, 2))
     artifacts = [("SageMaker artifact", packed_model), ("local artifact", packed_model)]
     rows = bench.torchserve_rows(artifacts, tmp_path, [b"x"] * 6, warmup=1, rounds=2)
-    assert served == [
-        ("SageMaker artifact", 2),
-        ("local artifact", 2),
-        ("SageMaker artifact", 1),
-        ("local artifact", 1),
-        ("SageMaker artifact", 2),
-        ("local artifact", 2),
+    assert served == [  # workers * 10 + batch size
+        ("SageMaker artifact", 21),
+        ("local artifact", 21),
+        ("SageMaker artifact", 24),
+        ("local artifact", 24),
+        ("SageMaker artifact", 12),
+        ("local artifact", 12),
+        ("SageMaker artifact", 21),
+        ("local artifact", 21),
     ]
-    plan_rows = [row for row in rows if "2 worker(s) x 1 thread(s)" in row.name]
+    plan_rows = [row for row in rows if row.name.endswith("2 worker(s) x 1 thread(s), 2 in flight")]
     assert [(row.images, row.seconds) for row in plan_rows] == [(12, 4.0), (12, 4.0)]
-    assert len(rows) == 4
+    assert len(rows) == 6
+    batched = bench.TorchServeSetting(bench.ServingPlan(2, 1, 2), batch_size=4)
+    assert batched.in_flight == 8 and batched.environment()["SAGEMAKER_TS_BATCH_SIZE"] == "4"
+    assert bench.TorchServeSetting(bench.ServingPlan(2, 1, 2)).environment() == {}
 
 
 def test_torchserve_rows_say_why_they_are_skipped(
