@@ -144,6 +144,13 @@ def busy_seconds(outcomes: Iterable[JobOutcome]) -> float:
     return total
 
 
+def requests_in_flight(job: dict[str, Any], max_in_flight: int | None) -> int:
+    """The job's ``MaxConcurrentTransforms`` (sized for its transform instance), at most
+    ``max_in_flight`` (what the local model server's plan takes), at least 1."""
+    wanted = max(1, int(job.get("MaxConcurrentTransforms") or 1))
+    return wanted if max_in_flight is None else min(wanted, max(1, max_in_flight))
+
+
 class TransformExecutor:
     """Runs each transform job moto has stored exactly once, oldest first.
 
@@ -241,9 +248,7 @@ class TransformExecutor:
         return keys, source["S3Uri"]
 
     def _transform_all(self, job: dict[str, Any], prefix: str, keys: list[str]) -> list[RecordFailure]:
-        workers = max(1, int(job.get("MaxConcurrentTransforms") or 1))
-        if self.max_in_flight is not None:
-            workers = min(workers, max(1, self.max_in_flight))
+        workers = requests_in_flight(job, self.max_in_flight)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="transform") as pool:
             results = list(pool.map(lambda key: self._transform_one(job, prefix, key), keys))
         return [failure for failure in results if failure is not None]

@@ -17,6 +17,7 @@ from local.emulator.transform_executor import (
     busy_seconds,
     failure_reason,
     output_key,
+    requests_in_flight,
 )
 
 
@@ -39,6 +40,13 @@ def test_a_server_that_did_not_answer_is_named_first_and_read_as_a_container_fai
         reason = failure_reason([record, container], 40)
         assert reason.startswith("ClientError: 2 of 40 records failed; first: ")
         assert container.key in reason and classify_failure("Failed", reason) is FailureKind.CONTAINER
+
+
+def test_requests_in_flight_follow_the_job_up_to_the_local_servers_plan() -> None:
+    assert requests_in_flight({"MaxConcurrentTransforms": 4}, None) == 4  # as SageMaker would
+    assert requests_in_flight({"MaxConcurrentTransforms": 4}, 2) == 2  # the one local server: 2 workers
+    assert requests_in_flight({"MaxConcurrentTransforms": 1}, 2) == 1
+    assert requests_in_flight({}, 2) == 1 and requests_in_flight({"MaxConcurrentTransforms": 0}, 0) == 1
 
 
 def test_busy_seconds_counts_overlapping_jobs_once() -> None:
