@@ -27,7 +27,7 @@ CONFIG_ENV ?= dev
 
 # glibc malloc keeps torch's activation buffers instead of returning them to the OS after every
 # step (measured 1.5–3x faster on 2 CPU cores). The Python home of
-# these values is training/malloc.py (MALLOC_ENV); tests/training/test_malloc.py keeps them equal.
+# these values is common/malloc.py (MALLOC_ENV); tests/common/test_malloc.py keeps them equal.
 export MALLOC_MMAP_THRESHOLD_ := 2000000000
 export MALLOC_TRIM_THRESHOLD_ := 4000000000
 export MALLOC_TOP_PAD_ := 1000000000

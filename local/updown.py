@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from common.malloc import with_malloc_env
 from common.stack_state import (
     REPO_ROOT,
     ChildProcess,
@@ -30,7 +31,6 @@ from common.stack_state import (
     process_alive,
     read_state,
 )
-from training.malloc import with_malloc_env
 
 
 def pid_file(state_path: Path) -> Path:

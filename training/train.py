@@ -70,6 +70,7 @@ if __package__ in (None, ""):  # run as a script (SageMaker: python training/tra
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.errors import UsageError, one_line_errors
+from common.malloc import MALLOC_ENV
 from model.config import ModelConfig
 from model.network import backbone_parameters, build_model, freeze_backbone, head_parameters
 from training.checkpoints import LoopState, checkpoint_dir, load_checkpoint, save_checkpoint
@@ -84,7 +85,6 @@ from training.dataset import (
 from training.finetune import freeze_early_blocks, load_init
 from training.finish import finish
 from training.losses import CountLoss, class_weights
-from training.malloc import MALLOC_ENV
 from training.precision import autocast, autocast_dtype_for
 from training.progress import progress
 from training.reporting.report import METRIC_LINE_FORMAT

@@ -130,7 +130,7 @@ def peak_resident_bytes() -> int:
 
 def measure(path: Path) -> dict[str, object]:
     """:func:`measure_one` in a fresh process, with the serving processes' environment."""
-    from training.malloc import with_malloc_env
+    from common.malloc import with_malloc_env
 
     env = {
         **with_malloc_env(os.environ),

@@ -28,9 +28,9 @@ from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from common.malloc import with_malloc_env
 from local.emulator.http_handler import LocalRequestHandler
 from local.emulator.moto_server import free_port
-from training.malloc import with_malloc_env
 from training.promotion.artifact import load_inference_module, unpack_artifact
 
 log = logging.getLogger(__name__)

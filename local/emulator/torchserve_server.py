@@ -20,10 +20,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from common.malloc import with_malloc_env
 from local.emulator.moto_server import free_port
 from local.emulator.serving_server import server_process
 from model.instances import local_plan
-from training.malloc import with_malloc_env
 
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 START = (

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from training.malloc import with_malloc_env
+from common.malloc import with_malloc_env
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]

@@ -224,6 +224,7 @@ STAGED_FILES = (
     ("common/__init__.py", "common/__init__.py"),
     ("common/errors.py", "common/errors.py"),
     ("common/files.py", "common/files.py"),
+    ("common/malloc.py", "common/malloc.py"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The malloc settings have one Python home (training/malloc.py); the Makefile and template.yaml,
+"""The malloc settings have one Python home (common/malloc.py); the Makefile and template.yaml,
 which cannot import it, must carry the same values."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from training.malloc import MALLOC_ENV, with_malloc_env
+from common.malloc import MALLOC_ENV, with_malloc_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

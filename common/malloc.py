@@ -4,7 +4,7 @@ glibc returning torch's activation buffers to the OS after every step costs 1.5-
 (measured). The variables are read once when a process starts, so they are given to
 the processes we start (training, the local model servers, the daemon). The Makefile exports the same
 values (it cannot import Python) and template.yaml sets them on the SageMaker model;
-tests/training/test_malloc.py checks the three agree. Not in the ``model`` package: the local model
+tests/common/test_malloc.py checks the three agree. Not in the ``model`` package: the local model
 server imports this before the artifact's own ``code/model`` must be free to load.
 """
 
