@@ -1,1 +1,2 @@
-"""Errors and exit codes, atomic writes and digests, the local stack's state file, malloc settings: for every package."""
+"""What every package stands on: errors and exit codes, atomic writes and digests, the local
+stack's state file, the malloc settings."""
