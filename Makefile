@@ -94,20 +94,21 @@ help:
 	@echo "make sam       SAM CLI + AWS CLI into $(SAM_VENV) (README: Deploying)"
 	@echo "make checkov   checkov into $(CHECKOV_VENV) (make validate runs it offline)"
 
-$(STAMP): pyproject.toml
+# $(call install_group,GROUP,WHAT): .venv with the dependency group GROUP and this project (editable)
+define install_group
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade "pip>=25.1"
-	@echo "Installing the full set (torch for training, make model and the tests): several GB, minutes"
-	$(PIP_INSTALL) --group dev
+	@echo "Installing $(2)"
+	$(PIP_INSTALL) --group $(1)
 	$(PIP) install -q --no-deps -e .
+endef
+
+$(STAMP): pyproject.toml
+	$(call install_group,dev,the full set (torch for training; make model and the tests): several GB; minutes)
 	touch $@ $(DEMO_STAMP)
 
 $(DEMO_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade "pip>=25.1"
-	@echo "Installing the local stack (ONNX Runtime, moto, no torch): about 0.5 GB"
-	$(PIP_INSTALL) --group demo
-	$(PIP) install -q --no-deps -e .
+	$(call install_group,demo,the local stack (ONNX Runtime and moto; no torch): about 0.5 GB)
 	touch $@
 
 venv: $(STAMP)

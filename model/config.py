@@ -187,7 +187,11 @@ def load_config(model_dir: str | os.PathLike[str]) -> ModelConfig:
 
     A config is never paired with the wrong weights, whichever runtime serves them.
     """
-    weights_path, config_path = Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / CONFIG_FILE
+    return read_config(Path(model_dir) / WEIGHTS_FILE, Path(model_dir) / CONFIG_FILE)
+
+
+def read_config(weights_path: Path, config_path: Path) -> ModelConfig:
+    """``config_path`` read and ``weights_path`` checked against it; :class:`ModelLoadError` if not."""
     try:
         config = ModelConfig.load(config_path)
     except (OSError, ValueError, TypeError) as exc:

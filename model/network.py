@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelLoadError, check_weights
+from model.config import CONFIG_FILE, WEIGHTS_FILE, ModelConfig, ModelLoadError, read_config
 
 # --------------------------------------------------------------------------------------------
 # EfficientNet-Lite
@@ -346,11 +346,7 @@ def load_state(
         weights_path, config_path = Path(source[0]), Path(source[1])
     else:
         weights_path, config_path = Path(source) / WEIGHTS_FILE, Path(source) / CONFIG_FILE
-    try:
-        config = ModelConfig.load(config_path)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelLoadError(f"cannot read model config {config_path}: {exc}") from exc
-    check_weights(weights_path, config, config_path)
+    config = read_config(weights_path, config_path)
     state = torch.load(weights_path, map_location=map_location, weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

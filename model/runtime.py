@@ -108,15 +108,10 @@ def select_runtime(
                 reason = f"cannot load {ONNX_FILE}: {exc}"
             else:
                 recorded = runtime.metadata.get("weights_sha256", "")
-                if recorded and config.weights_sha256 and recorded != config.weights_sha256:
-                    reason = f"{ONNX_FILE} was exported from other weights ({recorded[:12]})"
-                else:
+                reason = other_weights(ONNX_FILE, recorded, config.weights_sha256, unnamed_ok=True)
+                if reason is None:
                     return runtime
-        log.log(
-            logging.WARNING if preference == "onnx" else logging.INFO,
-            "ONNX Runtime not used (%s)",
-            reason,
-        )
+        log_not_used(preference == "onnx", "ONNX Runtime not used (%s)", reason)
     try:
         from model.torch_runtime import select_torch_runtime
     except ImportError as exc:
@@ -126,6 +121,19 @@ def select_runtime(
             f"nothing can serve this model: ONNX Runtime cannot ({ONNX_FILE}) and torch is missing ({exc})"
         ) from exc
     return select_torch_runtime(config, model_dir, preference, device, threads)
+
+
+def other_weights(file_name: str, recorded: str, expected: str, *, unnamed_ok: bool) -> str | None:
+    """Why an exported file cannot serve these weights, or None when it names them (or, with
+    ``unnamed_ok``, when it or the config names none)."""
+    if recorded == expected or (unnamed_ok and not (recorded and expected)):
+        return None
+    return f"{file_name} was exported from other weights ({recorded[:12] or 'unnamed'})"
+
+
+def log_not_used(asked_for: bool, message: str, reason: str | None) -> None:
+    """A runtime that cannot serve: a warning when it was asked for by name, else a note."""
+    log.log(logging.WARNING if asked_for else logging.INFO, message, reason)
 
 
 def _onnx_unusable_reason(model_dir: str | os.PathLike[str]) -> str | None:

@@ -26,6 +26,8 @@ from model.runtime import (
     TORCHSCRIPT_EXTRA,
     TORCHSCRIPT_FILE,
     Runtime,
+    log_not_used,
+    other_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -119,17 +121,10 @@ def select_torch_runtime(
                 reason = f"cannot load {TORCHSCRIPT_FILE}: {exc}"
             else:
                 recorded = scripted.metadata.get("weights_sha256", "")
-                if recorded != config.weights_sha256:
-                    reason = (
-                        f"{TORCHSCRIPT_FILE} was exported from other weights ({recorded[:12] or 'unnamed'})"
-                    )
-                else:
+                reason = other_weights(TORCHSCRIPT_FILE, recorded, config.weights_sha256, unnamed_ok=False)
+                if reason is None:
                     return scripted
-        log.log(
-            logging.WARNING if preference == "torchscript" else logging.INFO,
-            "TorchScript not used (%s); running eager PyTorch",
-            reason,
-        )
+        log_not_used(preference == "torchscript", "TorchScript not used (%s); running eager PyTorch", reason)
     network, _ = load_state(model_dir)
     return TorchRuntime(network, device)
 
