@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -102,15 +103,14 @@ def select_runtime(
     if preference in ("auto", "onnx") and device == "cpu":
         reason = _onnx_unusable_reason(model_dir)
         if reason is None:
-            try:
-                runtime = OnnxRuntime(Path(model_dir) / ONNX_FILE, threads, spin)
-            except Exception as exc:  # a broken or foreign model.onnx: fall back, never fail
-                reason = f"cannot load {ONNX_FILE}: {exc}"
-            else:
-                recorded = runtime.metadata.get("weights_sha256", "")
-                reason = other_weights(ONNX_FILE, recorded, config.weights_sha256, unnamed_ok=True)
-                if reason is None:
-                    return runtime
+            onnx_runtime, reason = open_exported(
+                Path(model_dir) / ONNX_FILE,
+                lambda path: OnnxRuntime(path, threads, spin),
+                config.weights_sha256,
+                unnamed_ok=True,
+            )
+            if onnx_runtime is not None:
+                return onnx_runtime
         log_not_used(preference == "onnx", "ONNX Runtime not used (%s)", reason)
     try:
         from model.torch_runtime import select_torch_runtime
@@ -121,6 +121,29 @@ def select_runtime(
             f"nothing can serve this model: ONNX Runtime cannot ({ONNX_FILE}) and torch is missing ({exc})"
         ) from exc
     return select_torch_runtime(config, model_dir, preference, device, threads)
+
+
+Exported = TypeVar("Exported", bound="ExportedRuntime")
+
+
+class ExportedRuntime(Runtime, Protocol):
+    """A runtime over a file exported at packaging time, which names the weights it came from."""
+
+    metadata: dict[str, str]
+
+
+def open_exported(
+    path: Path, load: Callable[[Path], Exported], expected: str, *, unnamed_ok: bool
+) -> tuple[Exported | None, str | None]:
+    """``(runtime, None)`` when ``path`` loads and was exported from the ``expected`` weights,
+    else ``(None, why not)``: a broken or foreign file falls back, never fails the job."""
+    try:
+        runtime = load(path)
+    except Exception as exc:
+        return None, f"cannot load {path.name}: {exc}"
+    recorded = runtime.metadata.get("weights_sha256", "")
+    reason = other_weights(path.name, recorded, expected, unnamed_ok=unnamed_ok)
+    return (runtime, None) if reason is None else (None, reason)
 
 
 def other_weights(file_name: str, recorded: str, expected: str, *, unnamed_ok: bool) -> str | None:

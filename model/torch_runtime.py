@@ -27,7 +27,7 @@ from model.runtime import (
     TORCHSCRIPT_FILE,
     Runtime,
     log_not_used,
-    other_weights,
+    open_exported,
 )
 
 log = logging.getLogger(__name__)
@@ -115,15 +115,14 @@ def select_torch_runtime(
     if preference != "torch" and device == "cpu":
         reason = _torchscript_unusable_reason(config, model_dir)
         if reason is None:
-            try:
-                scripted = TorchScriptRuntime(Path(model_dir) / TORCHSCRIPT_FILE)
-            except Exception as exc:  # a broken or foreign archive: fall back, never fail
-                reason = f"cannot load {TORCHSCRIPT_FILE}: {exc}"
-            else:
-                recorded = scripted.metadata.get("weights_sha256", "")
-                reason = other_weights(TORCHSCRIPT_FILE, recorded, config.weights_sha256, unnamed_ok=False)
-                if reason is None:
-                    return scripted
+            scripted, reason = open_exported(
+                Path(model_dir) / TORCHSCRIPT_FILE,
+                TorchScriptRuntime,
+                config.weights_sha256,
+                unnamed_ok=False,
+            )
+            if scripted is not None:
+                return scripted
         log_not_used(preference == "torchscript", "TorchScript not used (%s); running eager PyTorch", reason)
     network, _ = load_state(model_dir)
     return TorchRuntime(network, device)
