@@ -7,9 +7,13 @@ import json
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
+from bincount.batching import JobLayout, TransformConfig
+from bincount.collection import Collector
+from bincount.count_decisions import DecisionRules
 from bincount.count_records import LATEST_SK, CountSnapshot, LatestWrite, bin_pk
 from bincount.ports import JobSubmissionError, QueuedMessage
 from bincount.recounts import RecountWrite
+from bincount.submission import Submitter
 from bincount.timefmt import parse_time
 from bincount.uploads import ImageObject
 
@@ -221,3 +225,32 @@ class MemoryQueue:
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(body) for body, _ in self.messages.values()]
+
+
+#: Where the fakes keep a job's files, and the transform settings the tests' submitter uses.
+LAYOUT = JobLayout("results")
+CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
+
+
+class FakePipeline:
+    """The submitter and the collector over in-memory ports, wired as the Lambdas wire the real
+    ones; ``collector_options`` (clock, waiting room, retry policy, ...) go to the collector, and a
+    ``clock`` to the submitter too."""
+
+    def __init__(self, **collector_options: Any) -> None:
+        self.objects, self.transforms, self.jobs = MemoryObjects(), FakeTransforms(), MemoryJobs()
+        self.counts, self.sender = MemoryCounts(), RecordingSender()
+        clock = {"clock": collector_options["clock"]} if "clock" in collector_options else {}
+        self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG, **clock)
+        self.collector = Collector(
+            self.objects,
+            self.counts,
+            self.jobs,
+            self.sender,
+            self.submitter,
+            LAYOUT,
+            "bus",
+            DecisionRules(confidence_threshold=0.5),
+            "bincount",
+            **collector_options,
+        )

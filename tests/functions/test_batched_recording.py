@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
+from bincount.batching import output_key_for, plan_chunks
 from bincount.bin_plans import plan_bin
 from bincount.collection import Collector
 from bincount.count_decisions import DecisionRules
@@ -16,12 +16,18 @@ from bincount.job_events import TransformJobEvent
 from bincount.serving_records import CountResult
 from bincount.submission import Submitter
 from bincount.uploads import ImageObject
-from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+from pipeline_fakes import (
+    CONFIG,
+    LAYOUT,
+    FakeTransforms,
+    MemoryCounts,
+    MemoryJobs,
+    MemoryObjects,
+    RecordingSender,
+)
 
 RULES = DecisionRules(confidence_threshold=0.5)
 
-LAYOUT = JobLayout("results")
-CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 T = [f"2026-01-01T0{hour}:00:00.000Z" for hour in range(6)]
 
 

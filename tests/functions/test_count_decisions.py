@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from bincount import serving_records
-from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
+from bincount.batching import output_key_for, plan_chunks
 from bincount.collection import Collector
 from bincount.count_decisions import (
     BORDERLINE_DISCREPANCY,
@@ -36,13 +36,19 @@ from bincount.serving_records import CountRange, CountResult, parse_record
 from bincount.settings import Settings, SettingsError
 from bincount.submission import Submitter
 from bincount.uploads import ImageObject
-from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender
+from pipeline_fakes import (
+    CONFIG,
+    LAYOUT,
+    FakeTransforms,
+    MemoryCounts,
+    MemoryJobs,
+    MemoryObjects,
+    RecordingSender,
+)
 
 ALPHA = 0.05
 RULES = DecisionRules(false_alarm_rate=ALPHA, review_budget=0.10, range_width=4, confidence_threshold=0.5)
 PROBABILITIES = (0.01, 0.3, 0.41, 0.2, 0.05, 0.03)
-LAYOUT = JobLayout("results")
-CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 PHOTO = ImageObject("ingest", "incoming/B1/a.jpg", "e", 10, "B1", "2026-01-01T01:00:00.000Z", "image/jpeg")
 
 

@@ -10,30 +10,23 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
-from bincount.collection import CollectionReport, Collector
-from bincount.count_decisions import DecisionRules
+from bincount.batching import output_key_for, plan_chunks
+from bincount.collection import CollectionReport
 from bincount.failures import RetryPolicy
 from bincount.inventory_events import BinImageRejected
 from bincount.job_events import TransformJobEvent
 from bincount.ports import JobSubmissionError
 from bincount.reconciliation import Reconciler
-from bincount.submission import Submitter
 from bincount.timefmt import format_time
 from bincount.uploads import ImageObject
 from bincount.waiting import WaitingRoom
 from pipeline_fakes import (
-    FakeTransforms,
-    MemoryCounts,
-    MemoryJobs,
-    MemoryObjects,
+    LAYOUT,
+    FakePipeline,
     MemoryQueue,
-    RecordingSender,
     photo,
 )
 
-LAYOUT = JobLayout("results")
-CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 CAPACITY = (
     "CapacityError: Unable to provision requested ML compute capacity. "
     "Please retry using a different ML instance type."
@@ -52,29 +45,14 @@ class Clock:
         self.moment += timedelta(seconds=seconds)
 
 
-class World:
+class World(FakePipeline):
     def __init__(self, max_in_flight: int = 4, policy: RetryPolicy | None = None) -> None:
         self.clock = Clock()
         self.policy = policy or RetryPolicy()
-        self.objects, self.transforms, self.jobs = MemoryObjects(), FakeTransforms(), MemoryJobs()
-        self.counts, self.sender = MemoryCounts(), RecordingSender()
         self.queue = MemoryQueue(self.clock)
         self.waiting = WaitingRoom(self.queue, clock=self.clock)
-        self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG, clock=self.clock)
-        self.collector = Collector(
-            self.objects,
-            self.counts,
-            self.jobs,
-            self.sender,
-            self.submitter,
-            LAYOUT,
-            "bus",
-            DecisionRules(confidence_threshold=0.5),
-            "bincount",
-            clock=self.clock,
-            waiting=self.waiting,
-            retry_policy=self.policy,
-            max_in_flight=max_in_flight,
+        super().__init__(
+            clock=self.clock, waiting=self.waiting, retry_policy=self.policy, max_in_flight=max_in_flight
         )
         self.reconciler = Reconciler(
             self.jobs,

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from bincount.adapters.dynamodb import DynamoCountStore
-from bincount.batching import Chunk, JobLayout, TransformConfig, output_key_for, plan_chunks
+from bincount.batching import Chunk, output_key_for, plan_chunks
 from bincount.collection import Collector
 from bincount.count_decisions import DecisionRules
 from bincount.count_records import image_record_sk
@@ -18,13 +18,11 @@ from bincount.job_events import TransformJobEvent
 from bincount.recounts import recount_chunks, recount_image
 from bincount.submission import Submitter
 from bincount.uploads import ImageObject
-from pipeline_fakes import FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
+from pipeline_fakes import CONFIG, LAYOUT, FakeTransforms, MemoryJobs, MemoryObjects, RecordingSender
 from pipeline_support import REGION
 
 RULES = DecisionRules(confidence_threshold=0.5)
 
-LAYOUT = JobLayout("results")
-CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 OLD = ImageObject(
     "ingest", "incoming/B1/old.jpg", "e-old", 10, "B1", "2026-01-01T01:00:00.000Z", "image/jpeg"
 )

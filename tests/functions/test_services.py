@@ -8,38 +8,22 @@ from pathlib import Path
 
 import pytest
 from bincount.adapters.sqs import backoff_seconds
-from bincount.batching import JobLayout, TransformConfig, output_key_for, plan_chunks
-from bincount.collection import Collector
+from bincount.batching import output_key_for, plan_chunks
 from bincount.count_decisions import DecisionRules
 from bincount.job_events import TransformJobEvent
 from bincount.ports import JobSubmissionError
 from bincount.settings import Settings, SettingsError, transform_limits
-from bincount.submission import Submitted, Submitter, submit_chunks
-from pipeline_fakes import FakeTransforms, MemoryCounts, MemoryJobs, MemoryObjects, RecordingSender, photo
+from bincount.submission import Submitted, submit_chunks
+from pipeline_fakes import (
+    LAYOUT,
+    FakePipeline,
+    photo,
+)
 
 RULES = DecisionRules(confidence_threshold=0.5)
 
-LAYOUT = JobLayout("results")
-CONFIG = TransformConfig("model", "ml.g4dn.xlarge", 1, 4, 20, 600, 1, "dev")
 
-
-class World:
-    def __init__(self) -> None:
-        self.objects, self.transforms, self.jobs = MemoryObjects(), FakeTransforms(), MemoryJobs()
-        self.counts, self.sender = MemoryCounts(), RecordingSender()
-        self.submitter = Submitter(self.objects, self.transforms, self.jobs, LAYOUT, CONFIG)
-        self.collector = Collector(
-            self.objects,
-            self.counts,
-            self.jobs,
-            self.sender,
-            self.submitter,
-            LAYOUT,
-            "bus",
-            DecisionRules(confidence_threshold=0.5),
-            "bincount",
-        )
-
+class World(FakePipeline):
     def finish(self, name: str, status: str, poison: set[str]) -> None:
         """Play Batch Transform: every manifest entry (a witness first) gets its .out unless it is
         poison or the job failed before reaching it (everything after the first poison photo)."""
