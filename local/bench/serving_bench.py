@@ -7,7 +7,8 @@ serves). Every path takes JPEG bytes and produces a JSON record:
 * ``seed-style``: Pillow full-size decode, torchvision ``Resize``/``ToTensor``/``Normalize``,
   fp32 eager ResNet-50 with a fresh 5-way head, one image at a time (what the seed's handler did).
 * ``ours``: the artifact through our handlers (``input_fn -> predict_fn -> output_fn``), one
-  request per image as Batch Transform sends them, and as lists (one batched forward).
+  request per image as Batch Transform sends them, and as lists (one batched forward); the
+  SageMaker artifact when ``--sagemaker-model`` is given, else ``--model``.
 * ``ours, torchscript``: the same with ONNX Runtime switched off (what the SageMaker container
   falls back to when the ONNX Runtime the artifact carries cannot load).
 * ``resnet50 ours``: ResNet-50 packed by ``model.package`` through the same handlers.
@@ -429,7 +430,10 @@ def main(argv: list[str] | None = None) -> int:
             artifacts.append(("local artifact", args.model))
             results += torchserve_rows(artifacts, Path(tmp), images, warmup=4, rounds=args.rounds)
         if not args.no_in_process:
-            results += artifact_rows(args, unpack_artifact(args.model, Path(tmp) / "default"), images)
+            # the artifact SageMaker serves when given: its handlers are the production path
+            in_process = args.sagemaker_model or args.model
+            print(f"  in process: {in_process}", flush=True)
+            results += artifact_rows(args, unpack_artifact(in_process, Path(tmp) / "default"), images)
             if not args.no_resnet:
                 results += resnet_rows(args, Path(tmp), images)
     print_table(results, args.threads)
