@@ -41,7 +41,8 @@ if (Path(_CODE_DIR) / "model" / "network.py").is_file() and _CODE_DIR not in sys
 # container has none of its own and the wheel was built for this Python; else a torch runtime serves.
 _VENDORED = Path(_CODE_DIR) / "lib"
 _VENDORED_FOR = (_VENDORED / "PYTHON").read_text().strip() if (_VENDORED / "PYTHON").is_file() else ""
-if "{}.{}".format(*sys.version_info[:2]) == _VENDORED_FOR and importlib.util.find_spec("onnxruntime") is None:
+_PYTHON = "{}.{}".format(*sys.version_info[:2])
+if _VENDORED_FOR == _PYTHON and importlib.util.find_spec("onnxruntime") is None:
     sys.path.append(str(_VENDORED))
 
 from model.config import ModelConfig, load_config  # noqa: E402
@@ -224,11 +225,12 @@ def load_model(model_dir: str | os.PathLike[str], settings: ServingSettings) -> 
         runtime.name,
         settings.threads,
     )
-    if _VENDORED_FOR and not runtime.name.startswith("onnxruntime"):
+    if _VENDORED_FOR and _VENDORED_FOR != _PYTHON and not runtime.name.startswith("onnxruntime"):
+        # (a GPU, or an ONNX Runtime that would not load, is said by select_runtime's own lines)
         log.warning(
-            "the artifact carries ONNX Runtime for Python %s; this is Python %d.%d: %s serves instead",
+            "the artifact carries ONNX Runtime for Python %s; this is Python %s: %s serves instead",
             _VENDORED_FOR,
-            *sys.version_info[:2],
+            _PYTHON,
             runtime.name,
         )
     ranges = config.ranges()

@@ -53,7 +53,7 @@ from model.config import (
     load_config,
     sha256_file,
 )
-from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE
+from model.runtime import ONNX_FILE, TORCHSCRIPT_FILE, other_weights
 
 if TYPE_CHECKING:
     import torch
@@ -155,10 +155,10 @@ def pack_prebuilt(out: str | Path, model_dir: Path, onnxruntime_wheel: Path | No
     if not onnx_file.is_file():
         raise ModelLoadError(f"{onnx_file} is missing: packing without torch needs the exported graph")
     recorded = onnx_metadata(onnx_file).get("weights_sha256", "")
-    if recorded != config.weights_sha256:
+    foreign = other_weights(ONNX_FILE, recorded, config.weights_sha256, unnamed_ok=False)
+    if foreign is not None:
         raise ModelLoadError(
-            f"{onnx_file} was exported from other weights ({recorded[:12] or 'unnamed'}); "
-            "run python -m model.package --refresh-shipped-onnx with torch installed"
+            f"{model_dir}: {foreign}; run python -m model.package --refresh-shipped-onnx with torch installed"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     members = [(model_dir / name, name) for name in (WEIGHTS_FILE, CONFIG_FILE, ONNX_FILE)]
@@ -279,7 +279,8 @@ def portable_state_dict(state_dict: Mapping[str, torch.Tensor], *, fp16: bool) -
 
 def _exported_from(onnx_file: Path, weights_sha256: str) -> bool:
     try:
-        return onnx_metadata(onnx_file).get("weights_sha256") == weights_sha256
+        recorded = onnx_metadata(onnx_file).get("weights_sha256", "")
+        return other_weights(ONNX_FILE, recorded, weights_sha256, unnamed_ok=False) is None
     except Exception:  # no ONNX Runtime here, or a broken file: export afresh
         return False
 

@@ -23,7 +23,7 @@ from typing import Protocol, TypeVar
 
 import numpy as np
 
-from model.config import ModelConfig
+from model.config import ModelConfig, ModelLoadError
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,6 @@ def select_runtime(
     try:
         from model.torch_runtime import select_torch_runtime
     except ImportError as exc:
-        from model.config import ModelLoadError
-
         raise ModelLoadError(
             f"nothing can serve this model: ONNX Runtime cannot ({ONNX_FILE}) and torch is missing ({exc})"
         ) from exc

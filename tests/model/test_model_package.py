@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -14,7 +15,7 @@ import torch
 
 from common.errors import UsageError
 from model import package
-from model.config import ModelConfig, sha256_file
+from model.config import ModelConfig, ModelLoadError, sha256_file
 from model.network import build_model, half_state_dict
 
 pytestmark = pytest.mark.slow  # every test here packs or builds a network
@@ -273,8 +274,9 @@ import inference
 loaded = inference.model_fn({model_dir!r})
 body = open({photo!r}, 'rb').read()
 record = inference.predict_fn(inference.input_fn(body, 'image/jpeg'), loaded)
-import onnxruntime
-print(json.dumps({{"runtime": loaded.runtime.name, "onnxruntime": onnxruntime.__file__,
+import importlib.util
+spec = importlib.util.find_spec("onnxruntime")
+print(json.dumps({{"runtime": loaded.runtime.name, "onnxruntime": spec.origin if spec else None,
                   "torch": sys.modules.get("torch") is not None, "record": record}}))
 """
 
@@ -295,7 +297,7 @@ def serve_in_subprocess(model_dir: Path, photo: bytes, hide: str, python_path: l
         [sys.executable, "-S", "-c", script], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "log": done.stderr}
 
 
 def site_without(tmp_path: Path, *prefixes: str) -> Path:
@@ -327,41 +329,76 @@ def wheel_of_installed_onnxruntime(tmp_path: Path) -> Path:
     return wheel
 
 
-def test_the_artifact_carries_onnxruntime_the_container_lacks(tmp_path: Path, bin_jpeg: bytes) -> None:
-    """SageMaker's PyTorch container has no ONNX Runtime: the one under code/lib/ serves, and its
-    answer is the installed one's."""
+@pytest.fixture(scope="module")
+def vendored_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An artifact carrying the installed ONNX Runtime under code/lib/, unpacked."""
+    tmp_path = tmp_path_factory.mktemp("vendored")
     config = ModelConfig(version="vendored")
     torch.manual_seed(3)
-    state = build_model(config).state_dict()
     artifact = package.package_model(
         tmp_path / "m.tar.gz",
-        state,
+        build_model(config).state_dict(),
         config,
         onnx=True,
         onnxruntime_wheel=wheel_of_installed_onnxruntime(tmp_path),
     )
     model_dir = tmp_path / "model"
     with tarfile.open(artifact) as archive:
-        names = archive.getnames()
         archive.extractall(model_dir, filter="data")
-    assert "code/lib/onnxruntime/__init__.py" in names and "code/lib/PYTHON" in names
-    assert not any(name.startswith("code/lib/onnxruntime/tools/") for name in names)
-    site = site_without(tmp_path, "onnxruntime")
-    served = serve_in_subprocess(model_dir, bin_jpeg, "", [str(site)])
+    return model_dir
+
+
+def test_the_artifact_carries_onnxruntime_the_container_lacks(
+    vendored_model_dir: Path, tmp_path: Path, bin_jpeg: bytes
+) -> None:
+    """SageMaker's PyTorch container has no ONNX Runtime: the one under code/lib/ serves, and its
+    answer is the installed one's."""
+    lib = vendored_model_dir / "code" / "lib"
+    assert (lib / "onnxruntime" / "__init__.py").is_file() and (lib / "PYTHON").is_file()
+    assert not (lib / "onnxruntime" / "tools").exists()
+    served = serve_in_subprocess(
+        vendored_model_dir, bin_jpeg, "", [str(site_without(tmp_path, "onnxruntime"))]
+    )
     assert served["runtime"].startswith("onnxruntime-")
-    assert served["onnxruntime"].startswith(str(model_dir / "code" / "lib"))
+    assert served["onnxruntime"].startswith(str(lib))
     from model.inference import SETTINGS, input_fn, load_model, predict_fn
 
-    local = predict_fn(input_fn(bin_jpeg, "image/jpeg"), load_model(model_dir, SETTINGS))
+    local = predict_fn(input_fn(bin_jpeg, "image/jpeg"), load_model(vendored_model_dir, SETTINGS))
     assert served["record"] == local
 
 
-def test_a_carried_onnxruntime_for_another_python_is_left_alone(tmp_path: Path) -> None:
-    (tmp_path / "code" / "lib").mkdir(parents=True)
-    (tmp_path / "code" / "lib" / "PYTHON").write_text("2.7\n")
-    with pytest.raises(UsageError, match="not a CPython wheel"):
-        package._wheel_python(tmp_path / "onnxruntime-1.0-py3-none-any.whl")
+def test_a_carried_onnxruntime_for_another_python_is_left_alone(
+    vendored_model_dir: Path, tmp_path: Path, bin_jpeg: bytes
+) -> None:
+    """A wheel of another Python is never put on sys.path: TorchScript serves and the log says why."""
+    other = tmp_path / "model"
+    shutil.copytree(vendored_model_dir, other)
+    (other / "code" / "lib" / "PYTHON").write_text("2.7\n")
+    served = serve_in_subprocess(other, bin_jpeg, "", [str(site_without(tmp_path, "onnxruntime"))])
+    assert served["onnxruntime"] is None and served["runtime"].startswith("torchscript-")
+    assert "carries ONNX Runtime for Python 2.7" in served["log"]
+    assert "count" in served["record"]
+
+
+def test_wheel_names_give_the_python_they_are_for() -> None:
     assert package._wheel_python(Path("onnxruntime-1.32.0-cp312-cp312-manylinux_2_28_x86_64.whl")) == "3.12"
+    with pytest.raises(UsageError, match="not a CPython wheel"):
+        package._wheel_python(Path("onnxruntime-1.0-py3-none-any.whl"))
+
+
+def test_packing_without_torch_refuses_a_graph_of_other_weights(model_dir: Path, tmp_path: Path) -> None:
+    """``model.onnx`` must be the weights' own export; a missing or foreign one is refused."""
+    if not (package.SHIPPED_WEIGHTS_DIR / "model.onnx").is_file():
+        pytest.skip("no shipped model in this checkout")
+    shipped = tmp_path / "weights"
+    shutil.copytree(package.SHIPPED_WEIGHTS_DIR, shipped)
+    shutil.copy(model_dir / "model.onnx", shipped / "model.onnx")  # the test model's graph
+    with pytest.raises(ModelLoadError, match="exported from other weights"):
+        package.pack_prebuilt(tmp_path / "m.tar.gz", shipped)
+    (shipped / "model.onnx").unlink()
+    with pytest.raises(ModelLoadError, match=r"model\.onnx is missing"):
+        package.pack_prebuilt(tmp_path / "m.tar.gz", shipped)
+    assert not (tmp_path / "m.tar.gz").exists()
 
 
 def test_the_shipped_model_packs_and_serves_without_torch(
