@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from processes import python_env
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -141,15 +142,10 @@ def shipped_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     The evaluation, the shipped-weights and the end-to-end tests all serve this one file.
     """
     out = tmp_path_factory.mktemp("shipped-model") / "model.tar.gz"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")]),
-        "OMP_NUM_THREADS": "1",
-    }
     done = subprocess.run(
         [sys.executable, "-m", "model.package", "--out", str(out)],
         cwd=REPO_ROOT,
-        env=env,
+        env=python_env(OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
         timeout=600,

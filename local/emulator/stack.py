@@ -260,20 +260,21 @@ class LocalStack:
                 sqs_sources=self._sqs_sources(props),
                 rule_sources=self._rule_sources(logical_id, props),
                 stream_sources=self._stream_sources(props),
-                schedules=[
-                    str(self.resolver.resolve((event.get("Properties") or {}).get("Schedule")))
-                    for event in (props.get("Events") or {}).values()
-                    if event.get("Type") == "Schedule"
-                ],
+                schedules=[str(spec.get("Schedule")) for spec in self._events(props, "Schedule")],
             )
         return specs
 
+    def _events(self, props: Mapping[str, Any], *kinds: str) -> list[dict[str, Any]]:
+        """The resolved properties of the function's events of these types, in template order."""
+        return [
+            self.resolver.resolve(event.get("Properties") or {})
+            for event in (props.get("Events") or {}).values()
+            if event.get("Type") in kinds
+        ]
+
     def _sqs_sources(self, props: Mapping[str, Any]) -> list[SqsEventSource]:
         sources = []
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "SQS":
-                continue
-            spec = self.resolver.resolve(event.get("Properties") or {})
+        for spec in self._events(props, "SQS"):
             queue_arn = str(spec["Queue"])
             sources.append(
                 SqsEventSource(
@@ -289,10 +290,7 @@ class LocalStack:
 
     def _stream_sources(self, props: Mapping[str, Any]) -> list[StreamEventSource]:
         sources = []
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") != "DynamoDB":
-                continue
-            spec = self.resolver.resolve(event.get("Properties") or {})
+        for spec in self._events(props, "DynamoDB"):
             on_failure = ((spec.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
             sources.append(
                 StreamEventSource(
@@ -309,10 +307,7 @@ class LocalStack:
 
     def _rule_sources(self, logical_id: str, props: Mapping[str, Any]) -> list[EventRuleSource]:
         sources = []
-        for event in (props.get("Events") or {}).values():
-            if event.get("Type") not in ("EventBridgeRule", "CloudWatchEvent"):
-                continue
-            spec = self.resolver.resolve(event.get("Properties") or {})
+        for spec in self._events(props, "EventBridgeRule", "CloudWatchEvent"):
             sources.append(
                 EventRuleSource(bus_name=str(spec.get("EventBusName", "default")), pattern=spec["Pattern"])
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import python_env
 
 from cli.inventory import expected_quantities
 from common.errors import UsageError
@@ -34,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     model = tmp_path / "model.tar.gz"
     model.write_bytes(b"")  # only its presence is checked before the inputs
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "functions")])}
+    env = python_env()
     return subprocess.run(
         [
             sys.executable,

@@ -7,6 +7,7 @@ the retry queue (delays and visibility against a test clock) and the scheduled r
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -71,6 +72,18 @@ class World(FakePipeline):
         (chunk,) = plan_chunks(images, max_images=len(images))
         self.submitter.submit(chunk)
         return chunk.job_name
+
+    def run_until_idle(self, play: Callable[[str, list[str]], None], hours: int = 30) -> None:
+        """Hour by hour, the reconciler resubmits what waits and ``play`` finishes each running job
+        (given its photos in manifest order), until no job runs."""
+        for _ in range(hours):
+            self.clock.advance(3600)
+            self.reconciler.run()
+            running = self.running()
+            if not running:
+                return
+            for job in running:
+                play(job, self.keys_of(job))
 
     def keys_of(self, name: str) -> list[str]:
         """The job's photos in manifest order (a witness is no photo of the job)."""
@@ -192,18 +205,14 @@ def test_poison_photo_is_still_isolated_after_a_transient_failure() -> None:
     poison = images[5].key
     name = world.start(images)
     world.collect(name, "Failed", "InternalServerError: We encountered an internal error. Please try again.")
-    for _ in range(30):
-        world.clock.advance(3600)
-        world.reconciler.run()
-        running = world.running()
-        if not running:
-            break
-        for job in running:
-            keys = world.keys_of(job)
-            if poison in keys:  # Batch Transform stops at the poison photo
-                world.collect(job, "Failed", PER_RECORD, done=set(keys[: keys.index(poison)]))
-            else:
-                world.collect(job, "Completed")
+
+    def play(job: str, keys: list[str]) -> None:
+        if poison in keys:  # Batch Transform stops at the poison photo
+            world.collect(job, "Failed", PER_RECORD, done=set(keys[: keys.index(poison)]))
+        else:
+            world.collect(job, "Completed")
+
+    world.run_until_idle(play)
     records = world.records()
     assert set(records) == {image.key for image in images}  # exactly one record each
     assert records[poison]["error_code"] == "transform_failed"
@@ -405,21 +414,18 @@ def test_a_poison_photo_is_isolated_through_an_outage_during_its_search() -> Non
     name = world.start(images)
     outage_left = 2  # the next two jobs meet a dead model server
     world.collect(name, "Failed", PER_RECORD, done={i.key for i in images[:5]})  # stopped at the poison
-    for _ in range(30):
-        world.clock.advance(3600)
-        world.reconciler.run()
-        running = world.running()
-        if not running:
-            break
-        for job in running:
-            keys = world.keys_of(job)
-            if outage_left:
-                outage_left -= 1
-                world.collect(job, "Failed", OUTAGE_REASONS[0], done=set(), answered=False)
-            elif poison in keys:
-                world.collect(job, "Failed", PER_RECORD, done=set(keys) - {poison})
-            else:
-                world.collect(job, "Completed")
+
+    def play(job: str, keys: list[str]) -> None:
+        nonlocal outage_left
+        if outage_left:
+            outage_left -= 1
+            world.collect(job, "Failed", OUTAGE_REASONS[0], done=set(), answered=False)
+        elif poison in keys:
+            world.collect(job, "Failed", PER_RECORD, done=set(keys) - {poison})
+        else:
+            world.collect(job, "Completed")
+
+    world.run_until_idle(play)
     records = world.records()
     assert outage_left == 0 and set(records) == {image.key for image in images}
     assert records[poison]["error_code"] == "transform_failed"

@@ -53,6 +53,23 @@ def reconcile(sagemaker: Any) -> dict[str, Any]:
     return reconciler_app.process({"source": "aws.events", "detail-type": "Scheduled Event"}, reconciler)
 
 
+def reconcile_resubmitting(retry_name: str) -> dict[str, Any]:
+    """One reconciler run whose SageMaker, stubbed, sees no job running and takes the creation of
+    ``retry_name`` (every request key present); the stub must have been used up."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(sagemaker)
+    stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
+    stubber.add_response(
+        "create_transform_job",
+        {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{retry_name}"},
+        {"TransformJobName": retry_name, **{key: ANY for key in REQUEST_KEYS}},
+    )
+    with stubber:
+        reconciled = reconcile(sagemaker)
+    stubber.assert_no_pending_responses()
+    return reconciled
+
+
 def test_job_whose_event_never_came_is_collected(stack: Any, bus_queue: str) -> None:
     a, b = photo(stack, "B1", "a"), photo(stack, "B2", "b")
     name, _ = stage_job([a, b], {a.key: count_record(3), b.key: count_record(1)})  # no event delivered
@@ -88,17 +105,7 @@ def test_capacity_failure_waits_in_the_retry_queue_and_the_reconciler_restarts_i
     (retry_name,) = summary["waiting_jobs"]
     assert retry_name.endswith("-r1") and summary["redriven_jobs"] == {retry_name: "deferred"}
 
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
-    stubber = Stubber(sagemaker)
-    stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
-    stubber.add_response(
-        "create_transform_job",
-        {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{retry_name}"},
-        {"TransformJobName": retry_name, **{key: ANY for key in REQUEST_KEYS}},
-    )
-    with stubber:
-        reconciled = reconcile(sagemaker)
-    stubber.assert_no_pending_responses()
+    reconciled = reconcile_resubmitting(retry_name)
     assert reconciled["resubmitted"] == [retry_name] and reconciled["problems"] == []
     assert all(image_record_sk(image) not in items(stack, image.bin_id) for image in images)
     assert by_type(drain(bus_queue), "Bin Image Rejected") == []
@@ -136,16 +143,7 @@ def test_a_container_failure_mid_job_retries_the_rest_whole_and_rejects_none(
     ((retry_name, waiting),) = summary["waiting_jobs"].items()
     assert retry_name.endswith("-r1") and waiting == 3
 
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
-    stubber = Stubber(sagemaker)
-    stubber.add_response("list_transform_jobs", {"TransformJobSummaries": []})
-    stubber.add_response(
-        "create_transform_job",
-        {"TransformJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:transform-job/{retry_name}"},
-        {"TransformJobName": retry_name, **{key: ANY for key in REQUEST_KEYS}},
-    )
-    with stubber:
-        assert reconcile(sagemaker)["resubmitted"] == [retry_name]
+    assert reconcile_resubmitting(retry_name)["resubmitted"] == [retry_name]
 
     s3 = boto3.client("s3", region_name=REGION)  # the retry runs on a healthy container
     for image in images[1:]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from processes import python_env
 
 from common.malloc import with_malloc_env
 
@@ -99,11 +99,7 @@ def fake_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def run_evaluate(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
     """``python -m training.evaluate`` in a fresh process, as a user runs it (the artifact's code/model
     can only shadow the repository's package in a process that has not imported it)."""
-    env = {
-        **with_malloc_env(os.environ),
-        "PYTHONPATH": f"{REPO_ROOT}:{REPO_ROOT / 'functions'}",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = with_malloc_env(python_env(OMP_NUM_THREADS="1"))
     return subprocess.run(
         [sys.executable, "-m", "training.evaluate", *args],
         cwd=REPO_ROOT,
