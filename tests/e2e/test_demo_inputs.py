@@ -220,6 +220,26 @@ def test_make_demo_refuses_a_missing_images_path_before_installing_anything(tmp_
     assert len(lines) == 1 and "no such file or folder" in lines[0] and not result.stdout
 
 
+@pytest.mark.parametrize("goal", ["train", "retrain", "loop-demo"])
+def test_make_training_goals_refuse_a_missing_data_folder(goal: str) -> None:
+    """DATA has no default (users' photos live wherever they downloaded them): one line, nothing run."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        ["make", "-n", goal, "DATA="],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "DATA")},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"make {goal} needs DATA=" in lines[0] and not result.stdout
+
+
 def event(detail_type: str, bin_id: str, **detail: Any) -> dict[str, Any]:
     key = f"incoming/{bin_id}/a.jpg"
     return {"detail-type": detail_type, "detail": {"bin_id": bin_id, "image": {"key": key}, **detail}}

@@ -234,6 +234,10 @@ def test_portable_state_dict_drops_parameters_and_shared_storage() -> None:
         (["--weights", "/nonexistent/model.pt"], "--weights /nonexistent/model.pt: no such file"),
         (["--config", "/nonexistent/config.json"], "no such file"),
         (["--arch", "resnet9000"], "--arch resnet9000: choose one of"),
+        (
+            ["--onnxruntime-wheel", "/nonexistent/ort.whl"],
+            "--onnxruntime-wheel /nonexistent/ort.whl: no such",
+        ),
     ],
 )
 def test_cli_refuses_with_one_line(
@@ -243,6 +247,12 @@ def test_cli_refuses_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("model.package: error: ") and phrase in err[0]
     assert not (tmp_path / "m.tar.gz").exists()
+
+
+def test_cli_without_out_says_what_it_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert package.main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out is required" in err[0]
 
 
 def test_cli_refuses_a_file_that_is_not_a_state_dict(
